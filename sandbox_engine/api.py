@@ -1,0 +1,68 @@
+"""HTTP API blueprint: sessions, languages and health."""
+
+from __future__ import annotations
+
+import json
+
+from flask import Blueprint, current_app, request
+
+from .engine import Engine
+from .errors import EngineError, Kind
+
+bp = Blueprint("api", __name__)
+
+
+def engine() -> Engine:
+    return current_app.extensions["sandbox_engine"]
+
+
+@bp.post("/session")
+def create_session():
+    if not request.is_json:
+        raise EngineError(
+            Kind.UNSUPPORTED_MEDIA_TYPE, "send the body as JSON (Content-Type: application/json)"
+        )
+    try:
+        body = json.loads(request.get_data(cache=False) or b"")
+    except ValueError as exc:
+        raise EngineError(Kind.INVALID_JSON, f"the body is not valid JSON: {exc}") from None
+    if not isinstance(body, dict):
+        raise EngineError(Kind.INVALID_REQUEST, "the body must be a JSON object")
+    language, code = body.get("language"), body.get("code")
+    if not isinstance(language, str) or not language:
+        raise EngineError(Kind.INVALID_REQUEST, "'language' must be a non-empty string")
+    if not isinstance(code, str):
+        raise EngineError(Kind.INVALID_REQUEST, "'code' must be a string")
+    if not code.strip():
+        raise EngineError(Kind.INVALID_REQUEST, "'code' is empty")
+    session_id = engine().create_session(language, code)
+    return {"sessionId": session_id}, 201, {"Location": f"/session/{session_id}"}
+
+
+@bp.get("/session/<session_id>")
+def get_session(session_id: str):
+    return engine().describe(session_id)
+
+
+@bp.delete("/session/<session_id>")
+def delete_session(session_id: str):
+    engine().delete(session_id)
+    return "", 204
+
+
+@bp.get("/languages")
+def languages():
+    return {"languages": [spec.public() for spec in engine().languages.values()]}
+
+
+@bp.get("/healthz")
+def healthz():
+    return {"status": "ok"}
+
+
+@bp.get("/readyz")
+def readyz():
+    problem = engine().readiness()
+    if problem is not None:
+        raise EngineError(Kind.RUNTIME_UNAVAILABLE, problem)
+    return {"status": "ready"}

@@ -1,0 +1,72 @@
+"""The `sandbox-engine` command."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+from .config import Config
+
+LIMIT_FLAGS = (
+    ("--idle-timeout", "idle_timeout", "seconds with no input and no output before a session ends (30)"),
+    ("--run-timeout", "run_timeout", "wall-clock seconds a program may run (300)"),
+    ("--output-limit", "output_limit", "bytes of stdout and stderr together a client receives (1048576)"),
+    ("--memory", "memory", "memory per sandbox, no swap (256m)"),
+    ("--cpus", "cpus", "CPUs per sandbox (0.5)"),
+    ("--pids", "pids", "processes per sandbox (32)"),
+    ("--disk", "disk", "size of /workspace and /tmp each (64m)"),
+    ("--max-sessions", "max_sessions", "live sessions before POST /session answers 429 (64)"),
+    ("--max-code-size", "max_code_size", "bytes of code a session may carry (262144)"),
+    ("--instance", "instance", "name of this server's containers; one per Docker daemon (default)"),
+    ("--state-dir", "state_dir", "directory the workers share for session records"),
+    ("--allowed-origins", "allowed_origins", "comma-separated browser origins allowed to attach"),
+    ("--docker-host", "docker_host", "Docker's address (DOCKER_HOST, else the local socket)"),
+)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="sandbox-engine", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    serve = commands.add_parser("serve", help="run the production server (gunicorn, gevent worker)")
+    serve.add_argument("--bind", default="127.0.0.1:8080", help="HOST:PORT to listen on (127.0.0.1:8080)")
+    serve.add_argument("--workers", type=int, default=2, help="gunicorn worker processes (2)")
+    for flag, name, text in LIMIT_FLAGS:
+        serve.add_argument(flag, dest=name, default=None, help=f"{text}; env SANDBOX_ENGINE_{name.upper()}")
+
+    args = parser.parse_args(argv)
+    if args.command == "serve":
+        return serve_command(args)
+    return 2
+
+
+def serve_command(args: argparse.Namespace) -> int:
+    overrides = {name: getattr(args, name) for _, name, _ in LIMIT_FLAGS}
+    try:
+        config = Config.from_env(**overrides)
+    except ValueError as exc:
+        print(f"sandbox-engine: {exc}", file=sys.stderr)
+        return 2
+    # The workers build their config from the environment; this hands them the flags' values.
+    os.environ.update(config.to_env())
+    conf = os.path.join(os.path.dirname(os.path.abspath(__file__)), "gunicorn_conf.py")
+    argv = [
+        sys.executable,
+        "-m",
+        "gunicorn",
+        "--config",
+        conf,
+        "--bind",
+        args.bind,
+        "--workers",
+        str(args.workers),
+        "sandbox_engine:create_app()",
+    ]
+    # exec, so that signals sent to `sandbox-engine serve` reach gunicorn's master directly.
+    os.execv(sys.executable, argv)
+    return 0  # not reached
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,106 @@
+"""Configuration: every limit has a command-line flag and a SANDBOX_ENGINE_<NAME> variable."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+ENV_PREFIX = "SANDBOX_ENGINE_"
+_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmg]?)b?\s*$", re.IGNORECASE)
+_UNITS = {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3}
+
+
+def parse_size(text: str | int) -> int:
+    """'256m' -> 268435456; a plain number is bytes."""
+    if isinstance(text, int):
+        return text
+    match = _SIZE.match(text)
+    if not match:
+        raise ValueError(f"not a size: {text!r} (try 256m, 64k or a number of bytes)")
+    return int(float(match.group(1)) * _UNITS[match.group(2).lower()])
+
+
+@dataclass(frozen=True)
+class Config:
+    """One server's settings. Built from flags and the environment, handed to create_app."""
+
+    idle_timeout: float = 30.0
+    run_timeout: float = 300.0
+    output_limit: int = 1048576
+    memory: int = parse_size("256m")
+    cpus: float = 0.5
+    pids: int = 32
+    disk: int = parse_size("64m")
+    max_sessions: int = 64
+    max_code_size: int = 262144
+    # Containers carry this name in a label; a server reaps only its own instance's leftovers.
+    instance: str = "default"
+    # Where finished sessions' records live so that any worker can answer GET /session/<id>.
+    state_dir: str = "/var/tmp/sandbox-engine"
+    # How long a finished session's record is kept for GET /session/<id>.
+    record_ttl: float = 3600.0
+    docker_host: str | None = None
+    # Browser origins allowed to open a WebSocket; empty allows same-origin and non-browser clients.
+    allowed_origins: tuple[str, ...] = field(default_factory=tuple)
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: object) -> Config:
+        """Defaults, overridden by SANDBOX_ENGINE_* variables, overridden by keyword arguments."""
+        environ = os.environ if environ is None else environ
+        values: dict[str, object] = {}
+        for f in dataclasses.fields(cls):
+            raw = environ.get(ENV_PREFIX + f.name.upper())
+            if raw is not None and raw != "":
+                values[f.name] = _convert(f.name, raw)
+        for name, value in overrides.items():
+            if value is not None:
+                values[name] = _convert(name, value) if isinstance(value, str) else value
+        if "docker_host" not in values and environ.get("DOCKER_HOST"):
+            values["docker_host"] = environ["DOCKER_HOST"]
+        config = cls(**values)  # type: ignore[arg-type]
+        config.validate()
+        return config
+
+    def validate(self) -> None:
+        positive = (
+            "idle_timeout",
+            "run_timeout",
+            "output_limit",
+            "memory",
+            "cpus",
+            "pids",
+            "disk",
+            "max_sessions",
+            "max_code_size",
+        )
+        for name in positive:
+            if getattr(self, name) <= 0:
+                raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
+
+    def to_env(self) -> dict[str, str]:
+        """The variables that reproduce this config in another process (gunicorn's workers)."""
+        env = {}
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if value is None:
+                continue
+            if isinstance(value, tuple):
+                value = ",".join(value)
+            env[ENV_PREFIX + f.name.upper()] = str(value)
+        return env
+
+
+def _convert(name: str, raw: str) -> object:
+    kind = {f.name: f.type for f in dataclasses.fields(Config)}[name]
+    if name in ("memory", "disk", "output_limit", "max_code_size"):
+        return parse_size(raw)
+    if kind == "float":
+        return float(raw)
+    if kind == "int":
+        return int(raw)
+    if name == "allowed_origins":
+        return tuple(o.strip() for o in raw.split(",") if o.strip())
+    return raw

@@ -1,0 +1,298 @@
+"""The engine: creates sessions, admits them against capacity, attaches clients, ends them.
+
+One engine per worker process. It keeps only the runs this worker drives; everything another
+worker must know lives with the container (labels, its claimed name) or in the record store.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+import uuid
+from collections.abc import Callable
+
+from .config import Config
+from .errors import EngineError, Kind
+from .executor import (
+    AlreadyClaimed,
+    Executor,
+    ExecutorError,
+    Limits,
+    RuntimeUnavailable,
+    SandboxNotFound,
+    SandboxSpec,
+)
+from .languages import LANGUAGES, LanguageSpec
+from .reaper import Reaper
+from .records import Record, RecordStore
+from .session import TERMINATED, Outcome, RunLimits, SessionRun
+
+log = logging.getLogger(__name__)
+
+# How long shutdown waits for runs to send their final state before removing what is left.
+SHUTDOWN_GRACE = 5.0
+
+
+class Engine:
+    def __init__(
+        self,
+        config: Config,
+        executor: Executor,
+        records: RecordStore,
+        languages: dict[str, LanguageSpec] | None = None,
+    ) -> None:
+        self.config = config
+        self.executor = executor
+        self.records = records
+        self.languages = languages if languages is not None else LANGUAGES
+        self._runs: dict[str, SessionRun] = {}
+        # Sessions between their claim and their run: the reaper must not take them for leftovers.
+        self._claiming: set[str] = set()
+        self._lock = threading.Lock()
+        self._started_pid: int | None = None
+        self._reaper: Reaper | None = None
+        self._shutting_down = False
+
+    @property
+    def owner(self) -> str:
+        """This worker's name on the containers it claims; the reaper checks it is alive."""
+        return f"p{os.getpid()}"
+
+    def ensure_started(self) -> None:
+        """Start this process's reaper. Idempotent; a forked worker starts its own."""
+        if self._started_pid == os.getpid():
+            return
+        with self._lock:
+            if self._started_pid == os.getpid():
+                return
+            self._started_pid = os.getpid()
+            self._runs = {}
+            self._shutting_down = False
+            self._reaper = Reaper(self)
+            self._reaper.start()
+
+    # --- sessions ------------------------------------------------------------------------
+    def create_session(self, language: str, code: str) -> str:
+        spec = self.languages.get(language)
+        if spec is None:
+            known = ", ".join(sorted(self.languages))
+            raise EngineError(Kind.UNKNOWN_LANGUAGE, f"unknown language {language!r}; known: {known}")
+        if len(code.encode("utf-8", "surrogatepass")) > self.config.max_code_size:
+            raise EngineError(Kind.TOO_LARGE, f"code is over the limit of {self.config.max_code_size} bytes")
+        if "\x00" in code:
+            raise EngineError(Kind.INVALID_REQUEST, "code must not contain NUL characters")
+        if self._shutting_down:
+            raise EngineError(Kind.RUNTIME_UNAVAILABLE, "the server is shutting down")
+        live = self._call(self.executor.list)
+        if len(live) >= self.config.max_sessions:
+            raise EngineError(
+                Kind.AT_CAPACITY,
+                f"all {self.config.max_sessions} sessions are in use; try again shortly",
+                retry_after=max(1, int(self.config.idle_timeout // 6)),
+            )
+        session_id = str(uuid.uuid4())
+        now = time.time()
+        limits = Limits(
+            memory=self.config.memory, cpus=self.config.cpus, pids=self.config.pids, disk=self.config.disk
+        )
+        sandbox = SandboxSpec(
+            session_id=session_id,
+            language=spec.id,
+            image=spec.image,
+            source_file=spec.source_file,
+            code=code,
+            command=spec.run,
+            env=dict(spec.env),
+            limits=limits,
+            created_at=now,
+        )
+        # The record first: a reaper that finds the container must find its story too.
+        self.records.write(Record(session_id=session_id, language=spec.id, state="CREATED", created_at=now))
+        self._call(self.executor.create, sandbox)
+        return session_id
+
+    def describe(self, session_id: str) -> dict:
+        record = self._record(session_id)
+        return record.public()
+
+    def _record(self, session_id: str) -> Record:
+        record = self.records.read(session_id) if _is_uuid(session_id) else None
+        if record is None:
+            raise EngineError(Kind.NOT_FOUND, f"no session {session_id}")
+        return record
+
+    def check_attachable(self, session_id: str) -> None:
+        """Refuse, before the WebSocket handshake, what can be refused: unknown, taken, over."""
+        record = self._record(session_id)
+        if record.final:
+            raise EngineError(Kind.SESSION_ENDED, f"session {session_id} has ended ({record.reason})")
+        if record.state != "CREATED":
+            raise _already_attached(session_id)
+
+    def attach(self, session_id: str, emit: Callable[[dict], None], close: Callable[[], None]) -> SessionRun:
+        """Claim the session's sandbox and start its program. Raises EngineError if refused."""
+        self.ensure_started()
+        record = self._record(session_id)
+        with self._lock:
+            self._claiming.add(session_id)
+        try:
+            sandbox = self._call(self.executor.claim, session_id, self.owner)
+        except AlreadyClaimed:
+            self._forget(session_id)
+            raise EngineError(
+                Kind.ALREADY_ATTACHED, f"session {session_id} already has a client attached"
+            ) from None
+        except SandboxNotFound:
+            self._forget(session_id)
+            raise EngineError(Kind.SESSION_ENDED, f"session {session_id} has ended") from None
+        except EngineError:
+            self._forget(session_id)
+            raise
+        limits = RunLimits(self.config.idle_timeout, self.config.run_timeout, self.config.output_limit)
+        run = SessionRun(
+            sandbox,
+            limits,
+            emit,
+            close,
+            on_end=lambda outcome: self._ended(record, outcome),
+            release=lambda: self._release(run),
+            external_reason=lambda: self.records.requested_end(session_id),
+        )
+        with self._lock:
+            self._runs[session_id] = run
+            self._claiming.discard(session_id)
+        try:
+            run.start()
+        except ExecutorError as exc:
+            self._forget(session_id)
+            self.records.finish(session_id, TERMINATED, "internal_error")
+            self._remove_quietly(sandbox.remove)
+            raise EngineError(Kind.RUNTIME_UNAVAILABLE, f"the sandbox could not start: {exc}") from None
+        self.records.write(Record(**{**record.__dict__, "state": "RUNNING", "started_at": run.started_at}))
+        if self._shutting_down:
+            run.end("server_shutdown")
+        return run
+
+    def _ended(self, record: Record, outcome: Outcome) -> None:
+        self.records.write(
+            Record(
+                **{
+                    **record.__dict__,
+                    "state": outcome.state,
+                    "started_at": outcome.started_at,
+                    "ended_at": outcome.ended_at,
+                    "exit_code": outcome.exit_code,
+                    "reason": outcome.reason,
+                }
+            )
+        )
+
+    def _release(self, run: SessionRun) -> None:
+        # If Docker is gone this fails; the reaper removes the container once Docker is back.
+        self._remove_quietly(run.sandbox.remove)
+        self._forget(run.sandbox.session_id)
+
+    def delete(self, session_id: str) -> None:
+        record = self._record(session_id)
+        if record.final:
+            return
+        with self._lock:
+            run = self._runs.get(session_id)
+        if run is not None:
+            run.end("killed")
+            run.wait(SHUTDOWN_GRACE)
+            return
+        with self._lock:
+            self._claiming.add(session_id)
+        try:
+            # Claiming it ourselves keeps any client from attaching while we remove it.
+            sandbox = self._call(self.executor.claim, session_id, self.owner)
+            self.records.finish(session_id, TERMINATED, "killed")
+            self._remove_quietly(sandbox.remove)
+        except AlreadyClaimed:
+            # Another worker runs it: leave word of the reason, then stop the container.
+            self.records.request_end(session_id, "killed")
+            self._call(self.executor.remove, session_id)
+            return
+        except SandboxNotFound:
+            self.records.finish(session_id, TERMINATED, "killed")
+            return
+        finally:
+            self._forget(session_id)
+
+    def live_session_ids(self) -> set[str]:
+        with self._lock:
+            return set(self._runs) | self._claiming
+
+    def _forget(self, session_id: str) -> None:
+        with self._lock:
+            self._runs.pop(session_id, None)
+            self._claiming.discard(session_id)
+
+    # --- health and shutdown -------------------------------------------------------------
+    def readiness(self) -> str | None:
+        """None when sessions can be served; else the reason they cannot."""
+        images = sorted({spec.image for spec in self.languages.values()})
+        return self.executor.check(images)
+
+    def shutdown(self) -> None:
+        """End every run of this worker with `server_shutdown` and remove its containers."""
+        self._shutting_down = True
+        if self._reaper is not None:
+            self._reaper.stop()
+        with self._lock:
+            runs = list(self._runs.values())
+        for run in runs:
+            run.end("server_shutdown")
+        deadline = time.monotonic() + SHUTDOWN_GRACE
+        for run in runs:
+            run.wait(max(0.0, deadline - time.monotonic()))
+        try:
+            for info in self.executor.list():
+                if self.executor.owner_of(info) == self.owner:
+                    self.records.finish(info.session_id, TERMINATED, "server_shutdown")
+                    self.executor.remove(info.session_id)
+        except ExecutorError as exc:
+            log.warning("shutdown could not remove every container: %s", exc)
+
+    # --- helpers -------------------------------------------------------------------------
+    def _call(self, fn: Callable, *args: object) -> object:
+        """Run an executor call, turning the runtime's failures into errors a client is told."""
+        try:
+            return fn(*args)
+        except RuntimeUnavailable as exc:
+            raise EngineError(Kind.RUNTIME_UNAVAILABLE, str(exc)) from None
+        except (AlreadyClaimed, SandboxNotFound):
+            raise
+        except ExecutorError as exc:
+            raise EngineError(Kind.INTERNAL, str(exc)) from None
+
+    @staticmethod
+    def _remove_quietly(remove: Callable[[], None]) -> None:
+        try:
+            remove()
+        except ExecutorError as exc:
+            log.warning("removal deferred to the reaper: %s", exc)
+
+
+def reap_instance(executor: Executor, records: RecordStore, reason: str = "internal_error") -> int:
+    """Remove every container of this instance: at server start, what a crash left behind."""
+    count = 0
+    for info in executor.list():
+        records.finish(info.session_id, TERMINATED, reason)
+        executor.remove(info.session_id)
+        count += 1
+    return count
+
+
+def _is_uuid(text: str) -> bool:
+    try:
+        return str(uuid.UUID(text)) == text
+    except ValueError:
+        return False
+
+
+def _already_attached(session_id: str) -> EngineError:
+    return EngineError(Kind.ALREADY_ATTACHED, f"session {session_id} already has a client attached")

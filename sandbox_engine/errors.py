@@ -1,0 +1,55 @@
+"""Error kinds: the one place that decides an error's HTTP status and WebSocket close code."""
+
+from __future__ import annotations
+
+import enum
+
+
+class Kind(enum.Enum):
+    # value: (code in the JSON body, HTTP status, WebSocket close code)
+    INVALID_JSON = ("invalid_json", 400, 1007)
+    INVALID_REQUEST = ("invalid_request", 400, 1008)
+    UNKNOWN_LANGUAGE = ("unknown_language", 400, 1008)
+    FORBIDDEN = ("forbidden", 403, 1008)
+    NOT_FOUND = ("not_found", 404, 4404)
+    METHOD_NOT_ALLOWED = ("method_not_allowed", 405, 1008)
+    ALREADY_ATTACHED = ("already_attached", 409, 4409)
+    SESSION_ENDED = ("session_ended", 410, 4410)
+    TOO_LARGE = ("too_large", 413, 1009)
+    UNSUPPORTED_MEDIA_TYPE = ("unsupported_media_type", 415, 1003)
+    AT_CAPACITY = ("at_capacity", 429, 1013)
+    RUNTIME_UNAVAILABLE = ("runtime_unavailable", 503, 1011)
+    INTERNAL = ("internal_error", 500, 1011)
+
+    @property
+    def code(self) -> str:
+        return self.value[0]
+
+    @property
+    def http_status(self) -> int:
+        return self.value[1]
+
+    @property
+    def close_code(self) -> int:
+        return self.value[2]
+
+
+class EngineError(Exception):
+    """An error a client can be told about: what went wrong (kind) and a sentence for a person."""
+
+    def __init__(self, kind: Kind, message: str, *, retry_after: int | None = None) -> None:
+        super().__init__(message)
+        self.kind = kind
+        self.message = message
+        self.retry_after = retry_after
+
+    def to_json(self) -> dict:
+        return {"error": {"code": self.kind.code, "message": self.message}}
+
+
+def kind_for_status(status: int) -> Kind:
+    """The kind for an HTTP error raised outside our code (routing, body size, bad methods)."""
+    for kind in Kind:
+        if kind.http_status == status:
+            return kind
+    return Kind.INTERNAL if status >= 500 else Kind.INVALID_REQUEST

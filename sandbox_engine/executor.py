@@ -1,0 +1,141 @@
+"""The executor interface: a place where one program runs, in our own terms.
+
+The engine and sessions speak only this; `docker_executor` is today's implementation, and
+another (Kubernetes, Firecracker) would implement the same two classes.
+"""
+
+from __future__ import annotations
+
+import abc
+import enum
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+
+class Stream(enum.Enum):
+    STDOUT = "stdout"
+    STDERR = "stderr"
+
+
+@dataclass(frozen=True)
+class Limits:
+    memory: int
+    cpus: float
+    pids: int
+    disk: int
+
+
+@dataclass(frozen=True)
+class SandboxSpec:
+    """Everything needed to create one sandbox for one session."""
+
+    session_id: str
+    language: str
+    image: str
+    source_file: str
+    code: str
+    command: tuple[str, ...]
+    env: dict[str, str]
+    limits: Limits
+    created_at: float
+
+
+@dataclass(frozen=True)
+class SandboxInfo:
+    """What the executor knows of a sandbox, from the sandbox itself (not from any one worker)."""
+
+    session_id: str
+    language: str
+    created_at: float
+    claimed: bool
+    running: bool
+    exited: bool
+    labels: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ExitStatus:
+    exit_code: int | None
+    oom_killed: bool = False
+
+
+class ExecutorError(Exception):
+    """The runtime behind the executor failed or did not answer."""
+
+
+class RuntimeUnavailable(ExecutorError):
+    """The runtime is down, or the image a language needs is missing."""
+
+
+class SandboxNotFound(ExecutorError):
+    pass
+
+
+class AlreadyClaimed(ExecutorError):
+    """Another attachment (maybe in another worker) claimed this sandbox first."""
+
+
+class Sandbox(abc.ABC):
+    """One claimed sandbox: its streams, its input and its end. Owned by one session run."""
+
+    session_id: str
+
+    @abc.abstractmethod
+    def start(self) -> None:
+        """Connect the streams, then start the program: no early output can be lost."""
+
+    @abc.abstractmethod
+    def output(self) -> Iterator[tuple[Stream, bytes]]:
+        """Output chunks in the order the program wrote them; ends when both streams close."""
+
+    @abc.abstractmethod
+    def write(self, data: bytes) -> None:
+        """Send bytes to the program's stdin."""
+
+    @abc.abstractmethod
+    def close_stdin(self) -> None:
+        """Give the program EOF on stdin."""
+
+    @abc.abstractmethod
+    def kill(self) -> None:
+        """Stop the program now. Safe to call more than once and after it exited."""
+
+    @abc.abstractmethod
+    def wait(self, timeout: float) -> ExitStatus:
+        """Wait for the program to exit and say how it ended."""
+
+    @abc.abstractmethod
+    def remove(self) -> None:
+        """Release the streams and remove the sandbox. Safe to call more than once."""
+
+
+class Executor(abc.ABC):
+    @abc.abstractmethod
+    def create(self, spec: SandboxSpec) -> None:
+        """Create the sandbox, hardened and limited, but do not start it."""
+
+    @abc.abstractmethod
+    def find(self, session_id: str) -> SandboxInfo | None: ...
+
+    @abc.abstractmethod
+    def claim(self, session_id: str, owner: str) -> Sandbox:
+        """Atomically take the sandbox for one attachment; AlreadyClaimed for every later one."""
+
+    @abc.abstractmethod
+    def list(self) -> list[SandboxInfo]:
+        """Every sandbox of this server's instance."""
+
+    @abc.abstractmethod
+    def owner_of(self, info: SandboxInfo) -> str | None:
+        """Who claimed the sandbox, as given to claim(), or None if unclaimed."""
+
+    @abc.abstractmethod
+    def remove(self, session_id: str) -> None:
+        """Remove a sandbox by session, running or not. Missing is fine."""
+
+    @abc.abstractmethod
+    def check(self, images: list[str]) -> str | None:
+        """None when the runtime answers and every image exists; else why not."""
+
+    def close(self) -> None:  # noqa: B027 - optional for executors holding no connections
+        """Release connections to the runtime."""

@@ -1,0 +1,73 @@
+"""gunicorn settings and hooks for `sandbox-engine serve`: the gevent worker and clean shutdowns."""
+
+from __future__ import annotations
+
+import logging
+
+worker_class = "gevent"
+worker_connections = 1000
+# Sessions are ended within a few seconds of a shutdown signal; this is the hard stop after that.
+graceful_timeout = 15
+timeout = 30
+keepalive = 5
+accesslog = "-"
+access_log_format = '%(h)s "%(r)s" %(s)s %(b)s %(M)sms'
+
+log = logging.getLogger("sandbox_engine")
+
+
+def _reap(reason: str) -> int:
+    from sandbox_engine.config import Config
+    from sandbox_engine.docker_executor import DockerExecutor
+    from sandbox_engine.engine import reap_instance
+    from sandbox_engine.executor import ExecutorError
+    from sandbox_engine.records import RecordStore
+
+    config = Config.from_env()
+    executor = DockerExecutor(config.instance, config.docker_host)
+    try:
+        return reap_instance(executor, RecordStore(f"{config.state_dir}/{config.instance}"), reason)
+    except ExecutorError as exc:
+        log.warning("could not reap leftover containers: %s", exc)
+        return 0
+    finally:
+        executor.close()
+
+
+def on_starting(server) -> None:
+    # No worker runs yet, so every container of this instance was left by a server that died.
+    count = _reap("internal_error")
+    if count:
+        server.log.info("removed %d container(s) left by an earlier server", count)
+
+
+def on_exit(server) -> None:
+    # Workers have ended their sessions; this removes anything a killed worker could not.
+    _reap("server_shutdown")
+
+
+def _engine(worker):
+    return worker.wsgi.extensions["sandbox_engine"]
+
+
+def post_worker_init(worker) -> None:
+    import gevent
+
+    engine = _engine(worker)
+    engine.ensure_started()
+
+    def watch_for_exit() -> None:
+        # SIGTERM only clears worker.alive; end the sessions at once rather than wait them out.
+        while worker.alive:
+            gevent.sleep(0.2)
+        engine.shutdown()
+
+    gevent.spawn(watch_for_exit)
+
+
+def worker_int(worker) -> None:
+    _engine(worker).shutdown()
+
+
+def worker_exit(server, worker) -> None:
+    _engine(worker).shutdown()

@@ -1,0 +1,37 @@
+"""Languages as data: what image runs a language, where its source goes and how it runs."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class LanguageSpec:
+    id: str
+    name: str
+    version: str
+    image: str
+    source_file: str
+    run: tuple[str, ...]
+    compile: tuple[str, ...] | None = None
+    env: dict[str, str] = field(default_factory=dict)
+
+    def public(self) -> dict:
+        return {"id": self.id, "name": self.name, "version": self.version}
+
+
+LANGUAGES: dict[str, LanguageSpec] = {
+    spec.id: spec
+    for spec in (
+        LanguageSpec(
+            id="python",
+            name="Python",
+            version="3.11",
+            image="sandbox-engine/python:latest",
+            source_file="main.py",
+            # -u as well as PYTHONUNBUFFERED in the image: a prompt must never wait in a buffer.
+            run=("python3", "-u", "main.py"),
+            env={"PYTHONUNBUFFERED": "1", "PYTHONDONTWRITEBYTECODE": "1"},
+        ),
+    )
+}

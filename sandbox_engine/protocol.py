@@ -1,0 +1,91 @@
+"""The WebSocket wire protocol: JSON text messages in both directions."""
+
+from __future__ import annotations
+
+import codecs
+import json
+from dataclasses import dataclass
+
+
+class ProtocolError(ValueError):
+    """A client message the server cannot use; answered with an `error` message."""
+
+
+@dataclass(frozen=True)
+class Input:
+    data: bytes
+
+
+@dataclass(frozen=True)
+class Eof:
+    pass
+
+
+@dataclass(frozen=True)
+class Kill:
+    pass
+
+
+ClientMessage = Input | Eof | Kill
+
+
+def parse_client_message(raw: str | bytes) -> ClientMessage:
+    if isinstance(raw, bytes):
+        raise ProtocolError("binary messages are not supported; send JSON text")
+    try:
+        message = json.loads(raw)
+    except ValueError as exc:
+        raise ProtocolError(f"not valid JSON: {exc.msg}") from None
+    if not isinstance(message, dict):
+        raise ProtocolError("a message must be a JSON object with a 'type'")
+    kind = message.get("type")
+    if kind == "input":
+        data = message.get("data")
+        if not isinstance(data, str):
+            raise ProtocolError("'input' needs a string 'data'")
+        return Input(data.encode("utf-8", "surrogatepass"))
+    if kind == "eof":
+        return Eof()
+    if kind == "kill":
+        return Kill()
+    raise ProtocolError(f"unknown message type {kind!r}; expected input, eof or kill")
+
+
+def encode(message: dict) -> str:
+    return json.dumps(message, ensure_ascii=False, separators=(",", ":"))
+
+
+def state_message(state: str, exit_code: int | None = None, reason: str | None = None) -> dict:
+    message: dict = {"type": "state", "state": state}
+    if state in ("FINISHED", "TERMINATED"):
+        message["exitCode"] = exit_code
+        message["reason"] = reason
+    return message
+
+
+class StreamDecoder:
+    """Turns one stream's bytes into text without splitting a character across messages.
+
+    A multi-byte UTF-8 character cut at a chunk edge is held back until its last byte arrives;
+    bytes that are not UTF-8 become U+FFFD rather than ending the session.
+    """
+
+    def __init__(self) -> None:
+        self._decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+
+    def decode(self, data: bytes) -> str:
+        return self._decoder.decode(data)
+
+    def flush(self) -> str:
+        return self._decoder.decode(b"", final=True)
+
+
+def utf8_prefix(data: bytes, limit: int) -> bytes:
+    """The longest prefix of data of at most limit bytes that does not end inside a character."""
+    if len(data) <= limit:
+        return data
+    cut = limit
+    # Step back over continuation bytes (10xxxxxx) so the cut falls on a character's first byte.
+    while cut > 0 and cut > limit - 4 and (data[cut] & 0xC0) == 0x80:
+        cut -= 1
+    return data[:cut]

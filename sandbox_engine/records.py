@@ -1,0 +1,108 @@
+"""Session records: what GET /session/<id> reports, readable by every worker of the server.
+
+The live truth of a session is its container (claimed or not, running or not); a record is the
+story told about it, written at each transition by whoever made it, and kept after the container
+is gone so a client can still learn how its session ended.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import time
+from dataclasses import asdict, dataclass, replace
+from datetime import UTC, datetime
+
+FINAL_STATES = ("FINISHED", "TERMINATED")
+
+
+def iso(ts: float | None) -> str | None:
+    if ts is None:
+        return None
+    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+@dataclass(frozen=True)
+class Record:
+    session_id: str
+    language: str
+    state: str
+    created_at: float
+    started_at: float | None = None
+    ended_at: float | None = None
+    exit_code: int | None = None
+    reason: str | None = None
+
+    @property
+    def final(self) -> bool:
+        return self.state in FINAL_STATES
+
+    def public(self) -> dict:
+        return {
+            "sessionId": self.session_id,
+            "language": self.language,
+            "state": self.state,
+            "exitCode": self.exit_code,
+            "reason": self.reason,
+            "createdAt": iso(self.created_at),
+            "startedAt": iso(self.started_at),
+            "endedAt": iso(self.ended_at),
+        }
+
+    def ended(self, state: str, reason: str, exit_code: int | None = None, at: float | None = None) -> Record:
+        return replace(self, state=state, reason=reason, exit_code=exit_code, ended_at=at or time.time())
+
+
+class RecordStore:
+    """One JSON file per session in a directory the server's workers share."""
+
+    def __init__(self, directory: str) -> None:
+        self.directory = directory
+        os.makedirs(directory, mode=0o700, exist_ok=True)
+
+    def _path(self, session_id: str, suffix: str = ".json") -> str:
+        return os.path.join(self.directory, session_id + suffix)
+
+    def write(self, record: Record) -> None:
+        # Write then rename, so a reader in another worker sees the old record or the new one.
+        fd, tmp = tempfile.mkstemp(dir=self.directory, prefix=".tmp-")
+        with os.fdopen(fd, "w") as f:
+            json.dump(asdict(record), f)
+        os.replace(tmp, self._path(record.session_id))
+
+    def read(self, session_id: str) -> Record | None:
+        try:
+            with open(self._path(session_id)) as f:
+                return Record(**json.load(f))
+        except (FileNotFoundError, ValueError, TypeError):
+            return None
+
+    def finish(self, session_id: str, state: str, reason: str, exit_code: int | None = None) -> None:
+        """Mark a session ended unless it already is: the first ending is the true one."""
+        record = self.read(session_id)
+        if record is not None and not record.final:
+            self.write(record.ended(state, reason, exit_code))
+
+    def request_end(self, session_id: str, reason: str) -> None:
+        """Leave word for the worker running the session that it was ended, and why."""
+        with open(self._path(session_id, ".end"), "w") as f:
+            f.write(reason)
+
+    def requested_end(self, session_id: str) -> str | None:
+        try:
+            with open(self._path(session_id, ".end")) as f:
+                return f.read().strip() or None
+        except FileNotFoundError:
+            return None
+
+    def prune(self, older_than: float) -> None:
+        """Forget finished sessions whose records are older than older_than seconds."""
+        cutoff = time.time() - older_than
+        for name in os.listdir(self.directory):
+            path = os.path.join(self.directory, name)
+            try:
+                if os.stat(path).st_mtime < cutoff:
+                    os.unlink(path)
+            except FileNotFoundError:
+                pass

@@ -1,0 +1,202 @@
+"""One session's run: the program's life from start to its final state, with its timers and limits.
+
+A run owns two threads (greenlets under gunicorn's gevent worker): the pump, which carries
+output to the client and decides the outcome when the program's streams close, and the
+watchdog, which enforces the idle and wall-clock timeouts. Both end with the run.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from .executor import ExecutorError, Sandbox, Stream
+from .protocol import ClientMessage, Eof, Input, Kill, StreamDecoder, state_message, utf8_prefix
+
+log = logging.getLogger(__name__)
+
+FINISHED = "FINISHED"
+TERMINATED = "TERMINATED"
+# How long a killed program may take to go before the run gives up waiting on it.
+KILL_WAIT = 10.0
+
+
+@dataclass(frozen=True)
+class RunLimits:
+    idle_timeout: float
+    run_timeout: float
+    output_limit: int
+
+
+@dataclass(frozen=True)
+class Outcome:
+    state: str
+    exit_code: int | None
+    reason: str
+    started_at: float
+    ended_at: float
+
+
+class SessionRun:
+    """Drives one claimed sandbox. `emit` sends a protocol message to the client; it may raise
+    when the client is gone, which ends the run with `client_disconnected`. After the final
+    state message the run closes the client with `close_client`."""
+
+    def __init__(
+        self,
+        sandbox: Sandbox,
+        limits: RunLimits,
+        emit: Callable[[dict], None],
+        close_client: Callable[[], None],
+        on_end: Callable[[Outcome], None],
+        release: Callable[[], None],
+        external_reason: Callable[[], str | None] = lambda: None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.sandbox = sandbox
+        self.limits = limits
+        self._emit = emit
+        self._close_client = close_client
+        # on_end records the outcome; release removes the sandbox once the client has been told.
+        self._on_end = on_end
+        self._release = release
+        # Another worker may have asked for the end (DELETE landing elsewhere); this reads that.
+        self._external_reason = external_reason
+        self._clock = clock
+        self._reason: str | None = None
+        self._reason_lock = threading.Lock()
+        self._finished = threading.Event()
+        self._last_activity = clock()
+        self._started = clock()
+        self._client_gone = False
+        self.outcome: Outcome | None = None
+        self.started_at = time.time()
+
+    # --- lifecycle -----------------------------------------------------------------------
+    def start(self) -> None:
+        """Start the program and the run's threads. Raises if the sandbox cannot start."""
+        self.sandbox.start()
+        self.started_at = time.time()
+        self._started = self._last_activity = self._clock()
+        self._send(state_message("RUNNING"))
+        threading.Thread(target=self._pump, name=f"pump-{self.sandbox.session_id}", daemon=True).start()
+        threading.Thread(target=self._watchdog, name=f"watch-{self.sandbox.session_id}", daemon=True).start()
+
+    def end(self, reason: str) -> None:
+        """Ask the run to end: the first reason given is the one reported. Never blocks long."""
+        with self._reason_lock:
+            if self._reason is not None or self._finished.is_set():
+                return
+            self._reason = reason
+        try:
+            self.sandbox.kill()
+        except ExecutorError as exc:
+            # The pump notices the runtime is gone too and finishes the run without it.
+            log.warning("kill of %s failed: %s", self.sandbox.session_id, exc)
+
+    def wait(self, timeout: float | None = None) -> bool:
+        return self._finished.wait(timeout)
+
+    @property
+    def finished(self) -> bool:
+        return self._finished.is_set()
+
+    def client_gone(self) -> None:
+        self._client_gone = True
+        self.end("client_disconnected")
+
+    # --- client messages -----------------------------------------------------------------
+    def handle(self, message: ClientMessage) -> None:
+        if isinstance(message, Input):
+            self._last_activity = self._clock()
+            self.sandbox.write(message.data)
+        elif isinstance(message, Eof):
+            self._last_activity = self._clock()
+            self.sandbox.close_stdin()
+        elif isinstance(message, Kill):
+            self.end("killed")
+
+    # --- threads -------------------------------------------------------------------------
+    def _watchdog(self) -> None:
+        while True:
+            now = self._clock()
+            idle_deadline = self._last_activity + self.limits.idle_timeout
+            run_deadline = self._started + self.limits.run_timeout
+            if now >= run_deadline:
+                self.end("timeout")
+                return
+            if now >= idle_deadline:
+                self.end("idle_timeout")
+                return
+            if self._finished.wait(min(idle_deadline, run_deadline) - now):
+                return
+
+    def _pump(self) -> None:
+        decoders = {Stream.STDOUT: StreamDecoder(), Stream.STDERR: StreamDecoder()}
+        remaining = self.limits.output_limit
+        try:
+            for stream, chunk in self.sandbox.output():
+                self._last_activity = self._clock()
+                if self._reason is not None and self._reason != "client_disconnected":
+                    # The engine ended the run: nothing more is delivered, only drained.
+                    continue
+                if len(chunk) > remaining:
+                    chunk = utf8_prefix(chunk, remaining)
+                    self._deliver(stream, decoders[stream].decode(chunk))
+                    remaining = 0
+                    self.end("output_limit")
+                    continue
+                remaining -= len(chunk)
+                self._deliver(stream, decoders[stream].decode(chunk))
+            if self._reason is None:
+                for stream, decoder in decoders.items():
+                    self._deliver(stream, decoder.flush())
+        except ExecutorError as exc:
+            log.warning("session %s lost its sandbox: %s", self.sandbox.session_id, exc)
+            self.end(self._external_reason() or "internal_error")
+        except Exception:
+            log.exception("pump of %s failed", self.sandbox.session_id)
+            self.end("internal_error")
+        self._finish()
+
+    def _deliver(self, stream: Stream, text: str) -> None:
+        if text:
+            self._send({"type": stream.value, "data": text})
+
+    def _send(self, message: dict) -> None:
+        if self._client_gone:
+            return
+        try:
+            self._emit(message)
+        except Exception:
+            self.client_gone()
+
+    def _finish(self) -> None:
+        exit_code: int | None = None
+        oom = lost = False
+        try:
+            status = self.sandbox.wait(KILL_WAIT)
+            exit_code, oom = status.exit_code, status.oom_killed
+        except ExecutorError as exc:
+            log.warning("no exit status for %s: %s", self.sandbox.session_id, exc)
+            lost = True
+        with self._reason_lock:
+            reason = self._reason or self._external_reason()
+            if reason is None:
+                reason = "internal_error" if lost else "memory_limit" if oom else "exited"
+            self._reason = reason
+        state = FINISHED if reason == "exited" else TERMINATED
+        self.outcome = Outcome(state, exit_code, reason, self.started_at, time.time())
+        try:
+            # Recorded before the client hears of it, so a GET right after sees the same ending.
+            self._on_end(self.outcome)
+            self._send(state_message(state, exit_code, reason))
+            self._close_client()
+        finally:
+            try:
+                self._release()
+            finally:
+                self._finished.set()

@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Everything `make run` and `make test` need on a fresh Debian machine, as root; quick when done.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+want_tests=${1:-}
+
+need=()
+command -v dockerd >/dev/null || need+=(docker.io)
+command -v debootstrap >/dev/null || need+=(debootstrap)
+[ -n "$want_tests" ] && { command -v nginx >/dev/null || need+=(nginx-light); }
+python3 -c 'import venv, ensurepip' 2>/dev/null || need+=(python3-venv)
+if [ ${#need[@]} -gt 0 ]; then
+  echo "setup: installing ${need[*]}"
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+  # Debian's nginx package starts a server on port 80 we do not want; the tests run their own.
+  if [[ " ${need[*]} " == *" nginx-light "* ]]; then nginx -s stop 2>/dev/null || true; fi
+fi
+
+if [ ! -x .venv/bin/python ]; then
+  python3 -m venv .venv
+fi
+stamp=.venv/.installed
+if [ ! -f "$stamp" ] || [ setup.cfg -nt "$stamp" ] || [ setup.py -nt "$stamp" ]; then
+  .venv/bin/pip install -q --upgrade pip 2>&1 | grep -v '^WARNING: Location' || true
+  .venv/bin/pip install -q -e '.[test]' 2>&1 | grep -v '^WARNING: Location' || true
+  .venv/bin/sandbox-engine --help >/dev/null
+  touch "$stamp"
+fi
+
+scripts/dockerd.sh
+scripts/build-images.sh
