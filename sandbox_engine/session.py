@@ -86,11 +86,16 @@ class SessionRun:
         threading.Thread(target=self._watchdog, name=f"watch-{self.sandbox.session_id}", daemon=True).start()
 
     def end(self, reason: str) -> None:
-        """Ask the run to end: the first reason given is the one reported. Never blocks long."""
+        """Ask the run to end: the first reason given is the one reported. Never blocks."""
         with self._reason_lock:
             if self._reason is not None or self._finished.is_set():
                 return
             self._reason = reason
+        # Killed from its own thread: Docker's kill waits until the output is drained, and the
+        # pump, which may be the caller here, must keep draining meanwhile.
+        threading.Thread(target=self._kill, name=f"kill-{self.sandbox.session_id}", daemon=True).start()
+
+    def _kill(self) -> None:
         try:
             self.sandbox.kill()
         except ExecutorError as exc:

@@ -21,6 +21,8 @@ from websockets.sync.client import ClientConnection, connect
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 VENV_BIN = os.path.dirname(sys.executable)
 INSTANCE_LABEL = "sandbox-engine.instance"
+# Every instance this test run started, for the end-of-suite leak check.
+STARTED_INSTANCES: set[str] = set()
 
 
 def free_port() -> int:
@@ -45,8 +47,10 @@ def docker_client() -> Iterator[docker.DockerClient]:
     client.close()
 
 
-def instance_containers(client: docker.DockerClient, instance: str) -> list:
-    return client.containers.list(all=True, filters={"label": f"{INSTANCE_LABEL}={instance}"})
+def instance_containers(client: docker.DockerClient, instance: str) -> list[dict]:
+    """The instance's containers as Docker lists them (Id, Names, State, Labels), without inspecting
+    each one, which races with their removal."""
+    return client.api.containers(all=True, filters={"label": f"{INSTANCE_LABEL}={instance}"})
 
 
 @dataclass
@@ -77,7 +81,9 @@ class Server:
         return requests.get(f"{self.url}/session/{session_id}", timeout=10).json()
 
     def attach(self, session_id: str, **kwargs) -> Attachment:
-        return Attachment(connect(f"{self.ws_url}/ws/session/{session_id}", open_timeout=10, **kwargs))
+        return Attachment(
+            connect(f"{self.ws_url}/ws/session/{session_id}", open_timeout=10, **kwargs).__enter__()
+        )
 
     def run(self, code: str, inputs: list[str] | None = None, timeout: float = 60) -> Transcript:
         """Create, attach, send inputs one by one as soon as running, and read to the end."""
@@ -154,9 +160,12 @@ class Attachment:
         return Transcript(self.messages)
 
 
-def start_server(docker_client, tmp_path_factory, workers: int = 2, **options) -> Server:
+def start_server(
+    docker_client, tmp_path_factory, workers: int = 2, instance: str | None = None, **options
+) -> Server:
     port = free_port()
-    instance = f"t{uuid.uuid4().hex[:10]}"
+    instance = instance or f"t{uuid.uuid4().hex[:10]}"
+    STARTED_INSTANCES.add(instance)
     env = {**os.environ, "SANDBOX_ENGINE_STATE_DIR": str(tmp_path_factory.mktemp("state"))}
     args = [os.path.join(VENV_BIN, "sandbox-engine"), "serve", "--bind", f"127.0.0.1:{port}"]
     args += ["--workers", str(workers), "--instance", instance]
@@ -188,8 +197,8 @@ def shutdown(server: Server) -> None:
         server.process.wait()
     left = server.wait_no_containers(timeout=5)
     for container in left:
-        container.remove(force=True)
-    assert not left, f"containers left behind by {server.instance}: {[c.name for c in left]}"
+        server.docker.api.remove_container(container["Id"], force=True)
+    assert not left, f"containers left behind by {server.instance}: {[c['Names'] for c in left]}"
 
 
 @pytest.fixture(scope="session")
@@ -232,7 +241,7 @@ def no_container_left_after_suite(request):
         left = [
             c
             for c in client.containers.list(all=True, filters={"label": "sandbox-engine"})
-            if c.labels.get(INSTANCE_LABEL, "").startswith("t")
+            if c.labels.get(INSTANCE_LABEL) in STARTED_INSTANCES
         ]
     except Exception:  # noqa: BLE001 - no daemon, nothing to check
         return

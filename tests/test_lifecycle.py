@@ -1,0 +1,152 @@
+"""Cleanup and failure: disconnects, shutdown signals, crashes, several workers, Docker going away."""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+
+import pytest
+import requests
+from conftest import start_server
+from dockerproxy import DockerProxy
+
+SLEEPER = "import time\nprint('up', flush=True)\ntime.sleep(120)"
+
+
+def wait_for(predicate, timeout: float = 10, interval: float = 0.1):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if result := predicate():
+            return result
+        time.sleep(interval)
+    return predicate()
+
+
+def session_containers(server, session_id: str) -> list:
+    return [c for c in server.containers() if c["Labels"]["sandbox-engine.session"] == session_id]
+
+
+def test_disconnect_ends_session_and_removes_container_quickly(server):
+    session_id = server.create(SLEEPER)
+    ws = server.attach(session_id)
+    ws.read_stdout_until("up")
+    assert session_containers(server, session_id)
+    ws.ws.close()
+    closed_at = time.monotonic()
+    assert wait_for(lambda: not session_containers(server, session_id), timeout=5)
+    assert time.monotonic() - closed_at < 3
+    info = wait_for(
+        lambda: server.session(session_id)["state"] == "TERMINATED" and server.session(session_id)
+    )
+    assert info["reason"] == "client_disconnected"
+
+
+def test_two_workers_serve_sessions_created_on_either(server):
+    """POST and WebSocket land on whichever worker accepts them; every session must work."""
+    results: dict[int, str] = {}
+    owners: set[str] = set()
+
+    def one(i: int) -> None:
+        session_id = server.create(f"print('session {i}:', input())")
+        with server.attach(session_id) as ws:
+            ws.read_until(lambda m: m["type"] == "state")
+            for c in session_containers(server, session_id):
+                owners.add(c["Names"][0].rsplit(".", 1)[-1])
+            ws.send({"type": "input", "data": f"{i}\n"})
+            results[i] = ws.read_to_end(20).text()
+
+    threads = [threading.Thread(target=one, args=(i,)) for i in range(12)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert results == {i: f"session {i}: {i}\n" for i in range(12)}
+    assert len(owners) == 2, f"expected both workers to run sessions, saw owners {owners}"
+
+
+def test_sigterm_ends_sessions_with_server_shutdown(make_server):
+    server = make_server(workers=2)
+    running = server.attach(server.create(SLEEPER))
+    running.read_stdout_until("up")
+    waiting = server.create(SLEEPER)
+    server.stop(signal.SIGTERM)
+    assert running.read_to_end(10).final["reason"] == "server_shutdown"
+    assert server.process.returncode == 0
+    assert server.containers() == []
+    assert waiting  # never attached: reaped by the master on exit
+
+
+def test_sigint_ends_sessions_with_server_shutdown(make_server):
+    server = make_server(workers=1)
+    running = server.attach(server.create(SLEEPER))
+    running.read_stdout_until("up")
+    server.stop(signal.SIGINT)
+    assert running.read_to_end(10).final["reason"] == "server_shutdown"
+    assert server.containers() == []
+
+
+def test_crash_recovery_reaps_what_a_killed_server_left(make_server, docker_client, tmp_path_factory):
+    crashed = make_server(workers=2)
+    running = crashed.attach(crashed.create(SLEEPER))
+    running.read_stdout_until("up")
+    crashed.create(SLEEPER)
+    # kill -9 of master and workers: nothing gets to clean up.
+    os.killpg(crashed.process.pid, signal.SIGKILL)
+    crashed.process.wait(10)
+    assert len(crashed.containers()) == 2
+    restarted = start_server(docker_client, tmp_path_factory, workers=2, instance=crashed.instance)
+    try:
+        assert restarted.containers() == []
+        assert restarted.run("print('back')").text() == "back\n"
+    finally:
+        restarted.stop()
+
+
+def test_killed_worker_leaves_nothing_behind(make_server):
+    """A worker killed with -9 mid-session: another worker's reaper removes its container."""
+    server = make_server(workers=2)
+    session_id = server.create(SLEEPER)
+    ws = server.attach(session_id)
+    ws.read_stdout_until("up")
+    [container] = session_containers(server, session_id)
+    owner_pid = int(container["Names"][0].rsplit(".p", 1)[-1])
+    os.kill(owner_pid, signal.SIGKILL)
+    assert wait_for(lambda: not session_containers(server, session_id), timeout=10)
+    info = wait_for(
+        lambda: server.session(session_id)["state"] == "TERMINATED" and server.session(session_id)
+    )
+    assert info["reason"] == "internal_error"
+
+
+@pytest.fixture
+def docker_proxy(tmp_path):
+    proxy = DockerProxy(str(tmp_path / "docker.sock"))
+    proxy.start()
+    yield proxy
+    proxy.stop()
+
+
+def test_docker_going_away_mid_session(make_server, docker_proxy):
+    server = make_server(workers=1, docker_host=docker_proxy.url)
+    session_id = server.create(SLEEPER)
+    ws = server.attach(session_id)
+    ws.read_stdout_until("up")
+
+    docker_proxy.stop()
+    final = ws.read_to_end(40).final
+    assert final["state"] == "TERMINATED" and final["reason"] == "internal_error"
+    assert requests.get(f"{server.url}/healthz", timeout=5).status_code == 200
+    ready = requests.get(f"{server.url}/readyz", timeout=40)
+    assert ready.status_code == 503
+    assert ready.json()["error"]["code"] == "runtime_unavailable"
+    assert "Docker does not answer" in ready.json()["error"]["message"]
+    refused = server.post("print(1)")
+    assert refused.status_code == 503 and refused.json()["error"]["code"] == "runtime_unavailable"
+
+    docker_proxy.start()
+    assert wait_for(lambda: requests.get(f"{server.url}/readyz", timeout=5).status_code == 200)
+    assert server.run("print('resumed')").text() == "resumed\n"
+    # The container Docker could not remove while away is removed once it is back.
+    assert wait_for(lambda: not session_containers(server, session_id), timeout=10)

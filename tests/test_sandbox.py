@@ -1,0 +1,197 @@
+"""The threat table: each protection of the sandbox, attacked for real through the server."""
+
+from __future__ import annotations
+
+import pytest
+from conftest import shutdown, start_server
+
+OUTPUT_LIMIT = 100000
+
+
+@pytest.fixture(scope="module")
+def strict(docker_client, tmp_path_factory):
+    """Short timeouts so that each attack is ended quickly; otherwise the default limits."""
+    server = start_server(
+        docker_client, tmp_path_factory, workers=2, idle_timeout=3, run_timeout=6, output_limit=OUTPUT_LIMIT
+    )
+    yield server
+    shutdown(server)
+
+
+def test_container_is_hardened_as_specified(strict):
+    session_id = strict.create("print(1)")
+    [row] = [c for c in strict.containers() if c["Labels"]["sandbox-engine.session"] == session_id]
+    config = strict.docker.api.inspect_container(row["Id"])
+    host = config["HostConfig"]
+    assert host["ReadonlyRootfs"] is True
+    assert host["CapDrop"] == ["ALL"] and not host["CapAdd"]
+    assert host["SecurityOpt"] == ["no-new-privileges"]
+    assert host["NetworkMode"] == "none"
+    assert host["Privileged"] is False
+    assert host["Init"] is True
+    assert host["PidsLimit"] == 32
+    assert host["NanoCpus"] == 500_000_000
+    assert host["Memory"] == host["MemorySwap"] == 256 * 1024 * 1024
+    assert host["LogConfig"]["Type"] == "none"
+    assert set(host["Tmpfs"]) == {"/workspace", "/tmp"}
+    assert all("size=67108864" in opts and "exec" in opts for opts in host["Tmpfs"].values())
+    assert config["Config"]["User"] == "10001:10001"
+    assert config["Config"]["Labels"]["sandbox-engine"] == "1"
+    assert config["Config"]["Labels"]["sandbox-engine.instance"] == strict.instance
+
+
+def test_fork_bomb_is_held_under_the_pids_limit(strict):
+    code = (
+        "import os, time\n"
+        "children = 0\n"
+        "try:\n"
+        "    while True:\n"
+        "        if os.fork() == 0:\n"
+        "            time.sleep(30); os._exit(0)\n"
+        "        children += 1\n"
+        "except OSError as e:\n"
+        "    print('held at', children, e.strerror)\n"
+    )
+    transcript = strict.run(code, timeout=30)
+    held = transcript.text()
+    assert held.startswith("held at "), held
+    assert int(held.split()[2]) < 32
+    assert "Resource temporarily unavailable" in held
+
+
+def test_real_fork_bomb_is_contained_and_ended(strict):
+    transcript = strict.run("import os\nwhile True:\n    os.fork()", timeout=30)
+    # The forks run into the pids limit; the bomb's first process dies of it (or a timer ends it).
+    assert transcript.final["state"] in ("FINISHED", "TERMINATED")
+    if transcript.final["state"] == "FINISHED":
+        assert "Resource temporarily unavailable" in transcript.text("stderr")
+    # The host and the server are unharmed: another session runs normally.
+    assert strict.run("print('still fine')").text() == "still fine\n"
+
+
+def test_cpu_spin_is_throttled_and_ended_by_the_timeout(strict):
+    code = (
+        "import time\n"
+        "start, cpu0 = time.monotonic(), time.process_time()\n"
+        "while True:\n"
+        "    if time.monotonic() - start > 2:\n"
+        "        print('cpu share %.2f' % ((time.process_time() - cpu0) / (time.monotonic() - start)))\n"
+        "        start, cpu0 = time.monotonic(), time.process_time()\n"
+    )
+    transcript = strict.run(code, timeout=30)
+    assert transcript.final == {"type": "state", "state": "TERMINATED", "exitCode": 137, "reason": "timeout"}
+    shares = [float(line.split()[-1]) for line in transcript.text().splitlines()]
+    assert shares and max(shares) < 0.7, shares  # 0.5 CPU, with some slack for accounting
+
+
+def test_memory_bomb_ends_with_memory_limit(strict):
+    code = "hog = []\nwhile True:\n    hog.append(b'x' * 10_000_000)"
+    transcript = strict.run(code, timeout=30)
+    assert transcript.final == {
+        "type": "state",
+        "state": "TERMINATED",
+        "exitCode": 137,
+        "reason": "memory_limit",
+    }
+
+
+def test_disk_filling_hits_enospc_and_root_is_read_only(strict):
+    code = (
+        "import errno\n"
+        "written = 0\n"
+        "try:\n"
+        "    with open('/workspace/fill', 'wb') as f:\n"
+        "        while True:\n"
+        "            f.write(b'x' * 1048576); f.flush(); written += 1\n"
+        "except OSError as e:\n"
+        "    print('workspace', errno.errorcode[e.errno], written)\n"
+        "for path in ('/fill', '/usr/fill', '/home/fill'):\n"
+        "    try:\n"
+        "        open(path, 'wb')\n"
+        "    except OSError as e:\n"
+        "        print(path, errno.errorcode[e.errno])\n"
+    )
+    lines = strict.run(code, timeout=30).text().splitlines()
+    kind, code_name, megabytes = lines[0].split()
+    assert (kind, code_name) == ("workspace", "ENOSPC")
+    assert int(megabytes) <= 64
+    assert lines[1:] == ["/fill EROFS", "/usr/fill EROFS", "/home/fill EROFS"]
+
+
+def test_no_network_no_route_no_dns(strict):
+    code = (
+        "import socket, errno\n"
+        "try:\n"
+        "    socket.create_connection(('1.1.1.1', 53), timeout=3)\n"
+        "except OSError as e:\n"
+        "    print('connect', errno.errorcode.get(e.errno, e))\n"
+        "try:\n"
+        "    socket.getaddrinfo('deb.debian.org', 80)\n"
+        "except socket.gaierror as e:\n"
+        "    print('dns failed')\n"
+        "print(sorted(name for _, name in socket.if_nameindex()))\n"
+    )
+    assert strict.run(code).text() == "connect ENETUNREACH\ndns failed\n['lo']\n"
+
+
+def test_no_privileges(strict):
+    code = (
+        "import os\n"
+        "status = dict(line.split(':', 1) for line in open('/proc/self/status'))\n"
+        "print('uid', os.getuid(), os.geteuid(), os.getgid())\n"
+        "for key in ('CapInh', 'CapPrm', 'CapEff', 'CapBnd', 'CapAmb', 'NoNewPrivs'):\n"
+        "    print(key, status[key].strip())\n"
+        "try:\n"
+        "    os.setuid(0)\n"
+        "except PermissionError:\n"
+        "    print('setuid refused')\n"
+        "print('init', open('/proc/1/cmdline').read().split(chr(0))[0])\n"
+    )
+    lines = strict.run(code).text().splitlines()
+    assert lines[0] == "uid 10001 10001 10001"
+    assert lines[1:6] == [
+        f"{cap} 0000000000000000" for cap in ("CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb")
+    ]
+    assert lines[6] == "NoNewPrivs 1"
+    assert lines[7] == "setuid refused"
+    # An init process as PID 1 reaps zombies; the program is not PID 1.
+    assert lines[8] in ("init /sbin/docker-init", "init /dev/init", "init /usr/bin/tini")
+
+
+def test_zombies_are_reaped_by_init(strict):
+    code = (
+        "import os, subprocess, time\n"
+        "# Orphaned grandchildren that exit become zombies unless PID 1 reaps them.\n"
+        "for _ in range(5):\n"
+        "    subprocess.Popen(['sh', '-c', 'sleep 0.1 & exit 0']).wait()\n"
+        "time.sleep(0.5)\n"
+        "states = [open(f'/proc/{p}/stat').read().split()[2] for p in os.listdir('/proc') if p.isdigit()]\n"
+        "print('zombies', states.count('Z'))\n"
+    )
+    assert strict.run(code).text() == "zombies 0\n"
+
+
+def test_silent_infinite_loop_ends_with_idle_timeout(strict):
+    transcript = strict.run("while True:\n    pass", timeout=30)
+    assert transcript.final == {
+        "type": "state",
+        "state": "TERMINATED",
+        "exitCode": 137,
+        "reason": "idle_timeout",
+    }
+
+
+def test_output_flood_is_cut_at_the_limit(strict):
+    transcript = strict.run("while True:\n    print('x' * 999)", timeout=30)
+    delivered = transcript.text()
+    assert transcript.final["reason"] == "output_limit"
+    assert len(delivered.encode()) == OUTPUT_LIMIT
+    assert delivered == ("x" * 999 + "\n") * 100
+
+
+def test_output_limit_counts_stdout_and_stderr_together(strict):
+    code = "import sys\nwhile True:\n    print('o' * 99)\n    print('e' * 99, file=sys.stderr)"
+    transcript = strict.run(code, timeout=30)
+    total = len(transcript.text("stdout").encode()) + len(transcript.text("stderr").encode())
+    assert transcript.final["reason"] == "output_limit"
+    assert total == OUTPUT_LIMIT
