@@ -22,6 +22,9 @@ images:
 	scripts/dockerd.sh
 	scripts/build-images.sh
 
+bench: setup
+	.venv/bin/sandbox-engine bench --server http://$(BIND)
+
 lint:
 	.venv/bin/ruff check .
 	.venv/bin/ruff format --check .

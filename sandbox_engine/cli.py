@@ -35,9 +35,17 @@ def main(argv: list[str] | None = None) -> int:
     for flag, name, text in LIMIT_FLAGS:
         serve.add_argument(flag, dest=name, default=None, help=f"{text}; env SANDBOX_ENGINE_{name.upper()}")
 
+    bench = commands.add_parser("bench", help="measure time to first output over the public API")
+    bench.add_argument("--server", default="http://127.0.0.1:8080", help="the server's URL")
+    bench.add_argument("--runs", type=int, default=20, help="sequential sessions to time (20)")
+
     args = parser.parse_args(argv)
     if args.command == "serve":
         return serve_command(args)
+    if args.command == "bench":
+        from . import bench as bench_module
+
+        return bench_module.main(args.server, args.runs)
     return 2
 
 

@@ -332,4 +332,3 @@ class DockerSandbox(Sandbox):
             except OSError:
                 pass
             self._sock.close()
-

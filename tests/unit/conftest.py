@@ -1,0 +1,41 @@
+"""Fixtures for unit tests: a fake executor, and a check that every test stops its threads."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+
+import pytest
+from fakes import FakeExecutor
+
+# Threads the code under test starts: the engine's reaper and each run's pump and watchdog.
+OWNED_THREADS = ("reaper", "pump-", "watch-")
+
+
+@pytest.fixture(autouse=True)
+def no_thread_left() -> Iterator[None]:
+    """Runs last: whatever a test started must have ended once its fixtures cleaned up."""
+    before = set(threading.enumerate())
+    yield
+    started = [t for t in threading.enumerate() if t not in before and t.name.startswith(OWNED_THREADS)]
+    for thread in started:
+        thread.join(timeout=5)
+    left = [t.name for t in started if t.is_alive()]
+    assert not left, f"threads left running: {left}"
+
+
+@pytest.fixture
+def executor() -> Iterator[FakeExecutor]:
+    fake = FakeExecutor()
+    yield fake
+    # End every program still running so no pump waits on a fake stream.
+    fake.error = None
+    for session_id in list(fake.sandboxes):
+        fake.remove(session_id)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def no_container_left_after_suite() -> Iterator[None]:
+    """Overrides tests/conftest.py's sweep: unit tests start no containers, so they must neither
+    talk to Docker nor remove containers that integration tests running at the same time own."""
+    yield

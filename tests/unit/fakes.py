@@ -1,0 +1,225 @@
+"""A scripted implementation of our executor interface: sandboxes without Docker.
+
+A test feeds a FakeSandbox's output over time (`stdout`, `stderr`), then ends the program
+(`exit`, `fail`); every write, close_stdin, kill and remove is recorded for the test to check.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+from collections.abc import Callable, Iterator
+
+from sandbox_engine.executor import (
+    AlreadyClaimed,
+    Executor,
+    ExecutorError,
+    ExitStatus,
+    Sandbox,
+    SandboxInfo,
+    SandboxNotFound,
+    SandboxSpec,
+    Stream,
+)
+
+# How a killed or removed program reports its end, as Docker reports SIGKILL.
+KILLED = ExitStatus(137)
+# A test that forgets to end its program must not leave a pump thread blocked forever.
+STALL = 10.0
+
+_END = object()
+
+
+class FakeSandbox(Sandbox):
+    def __init__(self, session_id: str, executor: FakeExecutor | None = None) -> None:
+        self.session_id = session_id
+        self._executor = executor
+        self._chunks: queue.Queue = queue.Queue()
+        self._ended = threading.Event()
+        self._status = ExitStatus(0)
+        self._lock = threading.Lock()
+        self.writes: list[bytes] = []
+        self.stdin_closed = False
+        self.started = False
+        self.kills = 0
+        self.removed = threading.Event()
+        # Scripted failures: start() raises start_error, wait() raises wait_error.
+        self.start_error: ExecutorError | None = None
+        self.wait_error: ExecutorError | None = None
+
+    # --- the test's side ---------------------------------------------------------------
+    def stdout(self, data: bytes | str) -> None:
+        self._chunks.put((Stream.STDOUT, _bytes(data)))
+
+    def stderr(self, data: bytes | str) -> None:
+        self._chunks.put((Stream.STDERR, _bytes(data)))
+
+    def exit(self, exit_code: int | None = 0, oom_killed: bool = False) -> None:
+        """The program ends on its own: its streams close after what was already written."""
+        self._end(ExitStatus(exit_code, oom_killed))
+
+    def fail(self, error: ExecutorError) -> None:
+        """The runtime breaks while the output is read."""
+        self._chunks.put(error)
+
+    @property
+    def written(self) -> bytes:
+        return b"".join(self.writes)
+
+    # --- the interface -----------------------------------------------------------------
+    def start(self) -> None:
+        if self.start_error is not None:
+            raise self.start_error
+        self.started = True
+
+    def output(self) -> Iterator[tuple[Stream, bytes]]:
+        while True:
+            try:
+                item = self._chunks.get(timeout=STALL)
+            except queue.Empty:
+                raise ExecutorError("fake sandbox: the test never ended the program") from None
+            if item is _END:
+                return
+            if isinstance(item, ExecutorError):
+                raise item
+            yield item
+
+    def write(self, data: bytes) -> None:
+        self.writes.append(data)
+
+    def close_stdin(self) -> None:
+        self.stdin_closed = True
+
+    def kill(self) -> None:
+        self.kills += 1
+        self._end(KILLED)
+
+    def wait(self, timeout: float) -> ExitStatus:
+        if self.wait_error is not None:
+            raise self.wait_error
+        if not self._ended.wait(timeout):
+            raise ExecutorError("fake sandbox: still running")
+        return self._status
+
+    def remove(self) -> None:
+        self._end(KILLED)
+        self.removed.set()
+        if self._executor is not None:
+            self._executor.forget(self.session_id)
+
+    def _end(self, status: ExitStatus) -> None:
+        with self._lock:
+            if self._ended.is_set():
+                return
+            self._status = status
+            self._ended.set()
+            self._chunks.put(_END)
+
+
+class FakeExecutor(Executor):
+    def __init__(self) -> None:
+        self.sandboxes: dict[str, FakeSandbox] = {}
+        self.specs: dict[str, SandboxSpec] = {}
+        self.owners: dict[str, str] = {}
+        self.removed: list[str] = []
+        # Raised by every runtime call while set, as a daemon that went away.
+        self.error: ExecutorError | None = None
+        # What check() answers: None when ready.
+        self.problem: str | None = None
+        self._lock = threading.Lock()
+
+    def create(self, spec: SandboxSpec) -> None:
+        self._fail()
+        with self._lock:
+            self.specs[spec.session_id] = spec
+            self.sandboxes[spec.session_id] = FakeSandbox(spec.session_id, self)
+
+    def find(self, session_id: str) -> SandboxInfo | None:
+        self._fail()
+        with self._lock:
+            return self._info(session_id) if session_id in self.sandboxes else None
+
+    def claim(self, session_id: str, owner: str) -> FakeSandbox:
+        self._fail()
+        with self._lock:
+            if session_id not in self.sandboxes:
+                raise SandboxNotFound(session_id)
+            if session_id in self.owners:
+                raise AlreadyClaimed(session_id)
+            self.owners[session_id] = owner
+            return self.sandboxes[session_id]
+
+    def list(self) -> list[SandboxInfo]:
+        self._fail()
+        with self._lock:
+            return [self._info(session_id) for session_id in self.sandboxes]
+
+    def owner_of(self, info: SandboxInfo) -> str | None:
+        return self.owners.get(info.session_id)
+
+    def remove(self, session_id: str) -> None:
+        self._fail()
+        sandbox = self.sandboxes.get(session_id)
+        if sandbox is not None:
+            sandbox.remove()
+
+    def check(self, images: list[str]) -> str | None:
+        return self.problem
+
+    def forget(self, session_id: str) -> None:
+        with self._lock:
+            if self.sandboxes.pop(session_id, None) is not None:
+                self.removed.append(session_id)
+
+    def _info(self, session_id: str) -> SandboxInfo:
+        spec = self.specs[session_id]
+        sandbox = self.sandboxes[session_id]
+        return SandboxInfo(
+            session_id=session_id,
+            language=spec.language,
+            created_at=spec.created_at,
+            claimed=session_id in self.owners,
+            running=sandbox.started and not sandbox._ended.is_set(),
+            exited=sandbox._ended.is_set(),
+        )
+
+    def _fail(self) -> None:
+        if self.error is not None:
+            raise self.error
+
+
+def _bytes(data: bytes | str) -> bytes:
+    return data.encode("utf-8") if isinstance(data, str) else data
+
+
+class FakeClient:
+    """The WebSocket side of a run: records what a user would receive, in order.
+
+    `fail_on` makes emit raise for matching messages, as a send to a client that went away.
+    """
+
+    def __init__(self, fail_on: Callable[[dict], bool] | None = None) -> None:
+        self.messages: list[dict] = []
+        # Everything that happened at the client's edge, messages and the close, in order.
+        self.events: list[object] = []
+        self.closed = threading.Event()
+        self._fail_on = fail_on
+        self.emit_attempts = 0
+
+    def emit(self, message: dict) -> None:
+        self.emit_attempts += 1
+        if self._fail_on is not None and self._fail_on(message):
+            raise ConnectionError("the client went away")
+        self.messages.append(message)
+        self.events.append(message)
+
+    def close(self) -> None:
+        self.events.append("closed")
+        self.closed.set()
+
+    def text(self, stream: str = "stdout") -> str:
+        return "".join(m["data"] for m in self.messages if m["type"] == stream)
+
+    @property
+    def final(self) -> dict:
+        return self.messages[-1]

@@ -1,0 +1,416 @@
+"""SessionRun: one program's life as its client sees it, driven by a scripted fake sandbox."""
+
+from __future__ import annotations
+
+import random
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+
+import pytest
+from fakes import KILLED, FakeClient, FakeSandbox
+
+from sandbox_engine.executor import ExecutorError
+from sandbox_engine.protocol import Eof, Input, Kill, utf8_prefix
+from sandbox_engine.session import FINISHED, TERMINATED, Outcome, RunLimits, SessionRun
+
+RUNNING = {"type": "state", "state": "RUNNING"}
+# Generous bounds for a run to end once its end is due; a passing test never waits this long.
+END = 5.0
+
+
+def final(state: str, exit_code: int | None, reason: str) -> dict:
+    return {"type": "state", "state": state, "exitCode": exit_code, "reason": reason}
+
+
+@dataclass
+class Harness:
+    run: SessionRun
+    sandbox: FakeSandbox
+    client: FakeClient
+    outcomes: list[Outcome] = field(default_factory=list)
+    released: int = 0
+
+    def ended(self) -> Outcome:
+        """Wait for the run's end and return how it ended."""
+        assert self.run.wait(END), "the run did not end"
+        assert self.outcomes == [self.run.outcome]
+        return self.run.outcome
+
+
+@pytest.fixture
+def make_run() -> Iterator[Callable[..., Harness]]:
+    harnesses: list[Harness] = []
+
+    def make(
+        idle_timeout: float = 10.0,
+        run_timeout: float = 20.0,
+        output_limit: int = 1 << 20,
+        client: FakeClient | None = None,
+        external_reason: Callable[[], str | None] = lambda: None,
+    ) -> Harness:
+        sandbox = FakeSandbox(str(uuid.uuid4()))
+        client = client or FakeClient()
+
+        def on_end(outcome: Outcome) -> None:
+            client.events.append("recorded")
+            harness.outcomes.append(outcome)
+
+        def release() -> None:
+            client.events.append("released")
+            harness.released += 1
+
+        run = SessionRun(
+            sandbox,
+            RunLimits(idle_timeout, run_timeout, output_limit),
+            client.emit,
+            client.close,
+            on_end=on_end,
+            release=release,
+            external_reason=external_reason,
+        )
+        harness = Harness(run, sandbox, client)
+        harnesses.append(harness)
+        return harness
+
+    yield make
+    for harness in harnesses:
+        if harness.sandbox.started:
+            harness.run.end("test_over")
+            assert harness.run.wait(END)
+
+
+# --- normal ends ----------------------------------------------------------------------------
+
+
+def test_output_arrives_in_order_then_the_run_finishes(make_run):
+    h = make_run()
+    h.run.start()
+    assert h.sandbox.started
+    h.sandbox.stdout("hello\n")
+    h.sandbox.stderr("oops\n")
+    h.sandbox.stdout("bye\n")
+    h.sandbox.exit(0)
+
+    outcome = h.ended()
+    assert h.client.messages == [
+        RUNNING,
+        {"type": "stdout", "data": "hello\n"},
+        {"type": "stderr", "data": "oops\n"},
+        {"type": "stdout", "data": "bye\n"},
+        final(FINISHED, 0, "exited"),
+    ]
+    assert (outcome.state, outcome.exit_code, outcome.reason) == (FINISHED, 0, "exited")
+    assert outcome.started_at <= outcome.ended_at
+    assert h.sandbox.kills == 0
+
+
+def test_the_end_is_recorded_before_the_client_hears_it_then_closed_then_released(make_run):
+    h = make_run()
+    h.run.start()
+    h.sandbox.exit(0)
+    h.ended()
+    assert h.client.events[-4:] == ["recorded", final(FINISHED, 0, "exited"), "closed", "released"]
+    assert h.released == 1
+
+
+def test_a_non_zero_exit_code_is_reported_as_finished(make_run):
+    h = make_run()
+    h.run.start()
+    h.sandbox.stderr("Traceback: boom\n")
+    h.sandbox.exit(3)
+    assert h.ended().exit_code == 3
+    assert h.client.final == final(FINISHED, 3, "exited")
+
+
+def test_a_character_split_across_chunks_reaches_the_client_whole(make_run):
+    h = make_run()
+    h.run.start()
+    emoji = "😀".encode()
+    h.sandbox.stdout(b"cost: \xe2\x82")
+    h.sandbox.stderr(emoji[:1])
+    h.sandbox.stdout(b"\xac\n")
+    h.sandbox.stderr(emoji[1:])
+    h.sandbox.exit(0)
+    h.ended()
+    assert h.client.text("stdout") == "cost: €\n"
+    assert h.client.text("stderr") == "😀"
+    assert all(m["data"] for m in h.client.messages if m["type"] != "state"), "no empty messages"
+
+
+def test_invalid_and_unfinished_bytes_become_replacement_characters(make_run):
+    h = make_run()
+    h.run.start()
+    h.sandbox.stdout(b"a\xffb")
+    h.sandbox.stdout(b"c\xe2\x82")
+    h.sandbox.exit(0)
+    h.ended()
+    assert h.client.text() == "a\ufffdbc\ufffd"
+
+
+# --- client messages ------------------------------------------------------------------------
+
+
+def test_input_is_written_to_the_program(make_run):
+    h = make_run()
+    h.run.start()
+    h.run.handle(Input(b"Ada\n"))
+    h.run.handle(Input("€\n".encode()))
+    assert h.sandbox.writes == [b"Ada\n", "€\n".encode()]
+    h.sandbox.exit(0)
+    h.ended()
+
+
+def test_eof_closes_the_program_stdin(make_run):
+    h = make_run()
+    h.run.start()
+    h.run.handle(Eof())
+    assert h.sandbox.stdin_closed
+    h.sandbox.stdout("read 0 lines\n")
+    h.sandbox.exit(0)
+    h.ended()
+    assert h.client.final == final(FINISHED, 0, "exited")
+
+
+def test_kill_terminates_the_program(make_run):
+    h = make_run()
+    h.run.start()
+    h.sandbox.stdout("working\n")
+    h.run.handle(Kill())
+    outcome = h.ended()
+    assert h.sandbox.kills == 1
+    assert (outcome.state, outcome.reason) == (TERMINATED, "killed")
+    assert h.client.final == final(TERMINATED, KILLED.exit_code, "killed")
+
+
+def test_the_first_reason_to_end_is_the_one_reported(make_run):
+    h = make_run()
+    h.run.start()
+    h.run.end("killed")
+    h.run.end("timeout")
+    h.ended()
+    assert h.client.final["reason"] == "killed"
+    assert h.sandbox.kills == 1
+
+
+# --- limits ---------------------------------------------------------------------------------
+
+
+def test_output_over_the_limit_is_cut_and_the_program_terminated(make_run):
+    h = make_run(output_limit=10)
+    h.run.start()
+    h.sandbox.stdout("12345")
+    h.sandbox.stdout("67890abc")
+    h.sandbox.stdout("never seen")
+    outcome = h.ended()
+    assert h.client.text() == "1234567890"
+    assert (outcome.state, outcome.reason) == (TERMINATED, "output_limit")
+    assert h.client.final == final(TERMINATED, KILLED.exit_code, "output_limit")
+    assert h.sandbox.kills == 1
+
+
+def test_the_limit_counts_stdout_and_stderr_together(make_run):
+    h = make_run(output_limit=6)
+    h.run.start()
+    h.sandbox.stdout("abc")
+    h.sandbox.stderr("defgh")
+    h.ended()
+    assert (h.client.text("stdout"), h.client.text("stderr")) == ("abc", "def")
+    assert h.client.final["reason"] == "output_limit"
+
+
+def test_output_exactly_at_the_limit_is_not_cut(make_run):
+    h = make_run(output_limit=10)
+    h.run.start()
+    h.sandbox.stdout("1234567890")
+    h.sandbox.exit(0)
+    h.ended()
+    assert h.client.text() == "1234567890"
+    assert h.client.final == final(FINISHED, 0, "exited")
+
+
+def test_a_character_straddling_the_limit_is_left_out_whole(make_run):
+    h = make_run(output_limit=5)
+    h.run.start()
+    h.sandbox.stdout("abcd€")  # the euro sign's 3 bytes would end at byte 7
+    h.ended()
+    assert h.client.text() == "abcd"
+    assert h.client.final["reason"] == "output_limit"
+
+
+def test_a_split_character_that_fits_is_delivered_at_the_limit(make_run):
+    h = make_run(output_limit=6)
+    h.run.start()
+    h.sandbox.stdout(b"abc\xe2\x82")
+    h.sandbox.stdout(b"\xaczz")
+    h.ended()
+    assert h.client.text() == "abc€"
+    assert h.client.final["reason"] == "output_limit"
+
+
+def test_a_split_character_that_does_not_fit_is_never_half_delivered(make_run):
+    h = make_run(output_limit=5)
+    h.run.start()
+    h.sandbox.stdout(b"abc\xe2\x82")
+    h.sandbox.stdout(b"\xaczz")
+    h.ended()
+    assert h.client.text() == "abc"
+    assert h.client.final["reason"] == "output_limit"
+
+
+def test_never_more_than_the_limit_is_delivered_whatever_the_chunking(make_run):
+    rng = random.Random(3)
+    alphabet = "ab\né€😀"
+    for _ in range(60):
+        text = "".join(rng.choice(alphabet) for _ in range(rng.randint(1, 25)))
+        data = text.encode()
+        limit = rng.randint(1, len(data) + 3)
+        h = make_run(output_limit=limit)
+        h.run.start()
+        i = 0
+        while i < len(data):
+            step = rng.randint(1, 6)
+            h.sandbox.stdout(data[i : i + step])
+            i += step
+        h.sandbox.exit(0)
+        h.ended()
+        delivered = h.client.text()
+        assert len(delivered.encode()) <= limit
+        # The longest whole-character prefix that fits: nothing cut, nothing replaced.
+        assert delivered == utf8_prefix(data, limit).decode(), (text, limit)
+        expected = "exited" if len(data) <= limit else "output_limit"
+        assert h.client.final["reason"] == expected, (text, limit)
+
+
+def test_idle_timeout_ends_a_silent_program(make_run):
+    h = make_run(idle_timeout=0.2)
+    started = time.monotonic()
+    h.run.start()
+    outcome = h.ended()
+    assert time.monotonic() - started >= 0.2
+    assert (outcome.state, outcome.reason) == (TERMINATED, "idle_timeout")
+    assert h.client.final == final(TERMINATED, KILLED.exit_code, "idle_timeout")
+    assert h.sandbox.kills == 1
+
+
+def test_input_keeps_a_session_from_going_idle(make_run):
+    h = make_run(idle_timeout=0.3)
+    h.run.start()
+    for _ in range(6):  # 0.6 s in all, twice the idle timeout
+        assert not h.run.wait(0.1), "ended while the user was typing"
+        h.run.handle(Input(b"x"))
+    last_input = time.monotonic()
+    assert h.ended().reason == "idle_timeout"
+    assert time.monotonic() - last_input >= 0.3
+    assert h.sandbox.writes == [b"x"] * 6
+
+
+def test_output_keeps_a_session_from_going_idle(make_run):
+    h = make_run(idle_timeout=0.3)
+    h.run.start()
+    for _ in range(6):
+        assert not h.run.wait(0.1), "ended while the program was printing"
+        h.sandbox.stdout(".")
+    assert h.ended().reason == "idle_timeout"
+    assert h.client.text() == "......"
+
+
+def test_run_timeout_ends_a_busy_program(make_run):
+    h = make_run(idle_timeout=10.0, run_timeout=0.3)
+    started = time.monotonic()
+    h.run.start()
+    deadline = started + END
+    while not h.run.wait(0.05) and time.monotonic() < deadline:
+        h.sandbox.stdout("tick\n")
+    outcome = h.ended()
+    assert time.monotonic() - started >= 0.3
+    assert (outcome.state, outcome.reason) == (TERMINATED, "timeout")
+    assert h.client.final == final(TERMINATED, KILLED.exit_code, "timeout")
+
+
+def test_an_oom_killed_program_ends_with_memory_limit(make_run):
+    h = make_run()
+    h.run.start()
+    h.sandbox.exit(137, oom_killed=True)
+    outcome = h.ended()
+    assert (outcome.state, outcome.reason) == (TERMINATED, "memory_limit")
+    assert h.client.final == final(TERMINATED, 137, "memory_limit")
+
+
+# --- failures -------------------------------------------------------------------------------
+
+
+def test_a_client_that_goes_away_ends_the_run(make_run):
+    client = FakeClient(fail_on=lambda m: m["type"] == "stdout")
+    h = make_run(client=client)
+    h.run.start()
+    h.sandbox.stdout("first\n")
+    outcome = h.ended()
+    assert (outcome.state, outcome.reason) == (TERMINATED, "client_disconnected")
+    assert h.sandbox.kills == 1
+    assert h.released == 1
+    # Once a send failed nothing more is sent to that client.
+    assert client.messages == [RUNNING]
+    assert client.emit_attempts == 2
+
+
+def test_a_client_gone_before_running_is_sent_ends_the_run(make_run):
+    h = make_run(client=FakeClient(fail_on=lambda m: True))
+    h.run.start()
+    assert h.ended().reason == "client_disconnected"
+    assert h.client.emit_attempts == 1
+
+
+def test_an_end_asked_for_elsewhere_is_reported(make_run):
+    asked: list[str] = []
+    h = make_run(external_reason=lambda: asked[0] if asked else None)
+    h.run.start()
+    h.sandbox.stdout("running\n")
+    # Another worker handled DELETE: it left word, then removed the container.
+    asked.append("killed")
+    h.sandbox.remove()
+    outcome = h.ended()
+    assert (outcome.state, outcome.reason) == (TERMINATED, "killed")
+    assert h.client.final == final(TERMINATED, KILLED.exit_code, "killed")
+
+
+def test_an_end_asked_for_elsewhere_explains_a_lost_sandbox(make_run):
+    asked: list[str] = []
+    h = make_run(external_reason=lambda: asked[0] if asked else None)
+    h.run.start()
+    asked.append("killed")
+    h.sandbox.fail(ExecutorError("container vanished"))
+    assert h.ended().reason == "killed"
+
+
+def test_a_runtime_failure_during_output_is_an_internal_error(make_run):
+    h = make_run()
+    h.run.start()
+    h.sandbox.stdout("partial\n")
+    h.sandbox.fail(ExecutorError("docker went away"))
+    outcome = h.ended()
+    assert (outcome.state, outcome.reason) == (TERMINATED, "internal_error")
+    assert h.client.messages[:2] == [RUNNING, {"type": "stdout", "data": "partial\n"}]
+    assert h.client.final["state"] == TERMINATED
+    assert h.client.final["reason"] == "internal_error"
+    assert h.client.closed.is_set()
+    assert h.released == 1
+
+
+def test_no_exit_status_is_an_internal_error_without_exit_code(make_run):
+    h = make_run()
+    h.sandbox.wait_error = ExecutorError("docker went away")
+    h.run.start()
+    h.sandbox.exit(0)
+    h.ended()
+    assert h.client.final == final(TERMINATED, None, "internal_error")
+
+
+def test_a_sandbox_that_cannot_start_raises_and_starts_nothing(make_run):
+    h = make_run()
+    h.sandbox.start_error = ExecutorError("no such image")
+    with pytest.raises(ExecutorError):
+        h.run.start()
+    assert h.client.messages == []
+    assert not h.run.finished
