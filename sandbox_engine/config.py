@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import re
 from collections.abc import Mapping
@@ -77,8 +78,9 @@ class Config:
             "max_code_size",
         )
         for name in positive:
-            if getattr(self, name) <= 0:
-                raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
+            value = getattr(self, name)
+            if not math.isfinite(value) or value <= 0:
+                raise ValueError(f"{name} must be a positive number, got {value}")
 
     def to_env(self) -> dict[str, str]:
         """The variables that reproduce this config in another process (gunicorn's workers)."""

@@ -11,7 +11,10 @@ import os
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections import Counter
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import replace
 
 from .config import Config
 from .errors import EngineError, Kind
@@ -21,6 +24,7 @@ from .executor import (
     ExecutorError,
     Limits,
     RuntimeUnavailable,
+    Sandbox,
     SandboxNotFound,
     SandboxSpec,
 )
@@ -48,8 +52,9 @@ class Engine:
         self.records = records
         self.languages = languages if languages is not None else LANGUAGES
         self._runs: dict[str, SessionRun] = {}
-        # Sessions between their claim and their run: the reaper must not take them for leftovers.
-        self._claiming: set[str] = set()
+        # Claims in progress, counted per session (two attachments may race in one worker):
+        # the reaper must not take a claimed container that has no run yet for a leftover.
+        self._claiming: Counter[str] = Counter()
         self._lock = threading.Lock()
         self._started_pid: int | None = None
         self._reaper: Reaper | None = None
@@ -135,21 +140,33 @@ class Engine:
         """Claim the session's sandbox and start its program. Raises EngineError if refused."""
         self.ensure_started()
         record = self._record(session_id)
-        with self._lock:
-            self._claiming.add(session_id)
+        with self._claim(session_id):
+            try:
+                sandbox = self._call(self.executor.claim, session_id, self.owner)
+            except AlreadyClaimed:
+                raise _already_attached(session_id) from None
+            except SandboxNotFound:
+                raise EngineError(Kind.SESSION_ENDED, f"session {session_id} has ended") from None
+            run = self._run(record, sandbox, emit, close)
+            with self._lock:
+                self._runs[session_id] = run
+        # RUNNING is recorded before the program starts: a program that ends at once must not
+        # have its FINISHED record overwritten by a late RUNNING.
+        self.records.write(replace(record, state="RUNNING", started_at=time.time()))
         try:
-            sandbox = self._call(self.executor.claim, session_id, self.owner)
-        except AlreadyClaimed:
+            run.start()
+        except ExecutorError as exc:
             self._forget(session_id)
-            raise EngineError(
-                Kind.ALREADY_ATTACHED, f"session {session_id} already has a client attached"
-            ) from None
-        except SandboxNotFound:
-            self._forget(session_id)
-            raise EngineError(Kind.SESSION_ENDED, f"session {session_id} has ended") from None
-        except EngineError:
-            self._forget(session_id)
-            raise
+            self.records.finish(session_id, TERMINATED, "internal_error")
+            self._remove_quietly(sandbox.remove)
+            raise EngineError(Kind.RUNTIME_UNAVAILABLE, f"the sandbox could not start: {exc}") from None
+        if self._shutting_down:
+            run.end("server_shutdown")
+        return run
+
+    def _run(
+        self, record: Record, sandbox: Sandbox, emit: Callable[[dict], None], close: Callable[[], None]
+    ) -> SessionRun:
         limits = RunLimits(self.config.idle_timeout, self.config.run_timeout, self.config.output_limit)
         run = SessionRun(
             sandbox,
@@ -158,34 +175,31 @@ class Engine:
             close,
             on_end=lambda outcome: self._ended(record, outcome),
             release=lambda: self._release(run),
-            external_reason=lambda: self.records.requested_end(session_id),
+            external_reason=lambda: self.records.requested_end(record.session_id),
         )
-        with self._lock:
-            self._runs[session_id] = run
-            self._claiming.discard(session_id)
-        try:
-            run.start()
-        except ExecutorError as exc:
-            self._forget(session_id)
-            self.records.finish(session_id, TERMINATED, "internal_error")
-            self._remove_quietly(sandbox.remove)
-            raise EngineError(Kind.RUNTIME_UNAVAILABLE, f"the sandbox could not start: {exc}") from None
-        self.records.write(Record(**{**record.__dict__, "state": "RUNNING", "started_at": run.started_at}))
-        if self._shutting_down:
-            run.end("server_shutdown")
         return run
+
+    @contextmanager
+    def _claim(self, session_id: str) -> Iterator[None]:
+        with self._lock:
+            self._claiming[session_id] += 1
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._claiming[session_id] -= 1
+                if self._claiming[session_id] <= 0:
+                    del self._claiming[session_id]
 
     def _ended(self, record: Record, outcome: Outcome) -> None:
         self.records.write(
-            Record(
-                **{
-                    **record.__dict__,
-                    "state": outcome.state,
-                    "started_at": outcome.started_at,
-                    "ended_at": outcome.ended_at,
-                    "exit_code": outcome.exit_code,
-                    "reason": outcome.reason,
-                }
+            replace(
+                record,
+                state=outcome.state,
+                started_at=outcome.started_at,
+                ended_at=outcome.ended_at,
+                exit_code=outcome.exit_code,
+                reason=outcome.reason,
             )
         )
 
@@ -204,32 +218,28 @@ class Engine:
             run.end("killed")
             run.wait(SHUTDOWN_GRACE)
             return
-        with self._lock:
-            self._claiming.add(session_id)
-        try:
-            # Claiming it ourselves keeps any client from attaching while we remove it.
-            sandbox = self._call(self.executor.claim, session_id, self.owner)
+        with self._claim(session_id):
+            try:
+                # Claiming it ourselves keeps any client from attaching while we remove it.
+                sandbox = self._call(self.executor.claim, session_id, self.owner)
+            except AlreadyClaimed:
+                # Another worker runs it: leave word of the reason, then stop the container.
+                self.records.request_end(session_id, "killed")
+                self._call(self.executor.remove, session_id)
+                return
+            except SandboxNotFound:
+                self.records.finish(session_id, TERMINATED, "killed")
+                return
             self.records.finish(session_id, TERMINATED, "killed")
             self._remove_quietly(sandbox.remove)
-        except AlreadyClaimed:
-            # Another worker runs it: leave word of the reason, then stop the container.
-            self.records.request_end(session_id, "killed")
-            self._call(self.executor.remove, session_id)
-            return
-        except SandboxNotFound:
-            self.records.finish(session_id, TERMINATED, "killed")
-            return
-        finally:
-            self._forget(session_id)
 
     def live_session_ids(self) -> set[str]:
         with self._lock:
-            return set(self._runs) | self._claiming
+            return set(self._runs) | set(self._claiming)
 
     def _forget(self, session_id: str) -> None:
         with self._lock:
             self._runs.pop(session_id, None)
-            self._claiming.discard(session_id)
 
     # --- health and shutdown -------------------------------------------------------------
     def readiness(self) -> str | None:

@@ -47,9 +47,16 @@ class EngineError(Exception):
         return {"error": {"code": self.kind.code, "message": self.message}}
 
 
+_FOR_STATUS = {
+    400: Kind.INVALID_REQUEST,
+    403: Kind.FORBIDDEN,
+    404: Kind.NOT_FOUND,
+    405: Kind.METHOD_NOT_ALLOWED,
+    413: Kind.TOO_LARGE,
+    415: Kind.UNSUPPORTED_MEDIA_TYPE,
+}
+
+
 def kind_for_status(status: int) -> Kind:
     """The kind for an HTTP error raised outside our code (routing, body size, bad methods)."""
-    for kind in Kind:
-        if kind.http_status == status:
-            return kind
-    return Kind.INTERNAL if status >= 500 else Kind.INVALID_REQUEST
+    return _FOR_STATUS.get(status, Kind.INTERNAL if status >= 500 else Kind.INVALID_REQUEST)

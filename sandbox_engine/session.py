@@ -115,6 +115,13 @@ class SessionRun:
 
     # --- client messages -----------------------------------------------------------------
     def handle(self, message: ClientMessage) -> None:
+        try:
+            self._handle(message)
+        except ExecutorError as exc:
+            # Input that cannot be delivered is lost with the sandbox; the pump reports the end.
+            log.warning("input to %s failed: %s", self.sandbox.session_id, exc)
+
+    def _handle(self, message: ClientMessage) -> None:
         if isinstance(message, Input):
             self._last_activity = self._clock()
             self.sandbox.write(message.data)

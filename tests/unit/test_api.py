@@ -275,12 +275,6 @@ def test_attaching_from_a_foreign_origin_is_403(client):
     assert client.get(f"/session/{session_id}").get_json()["state"] == "CREATED"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="errors.py kind_for_status (line 52) returns the first Kind with the status, and for 400 "
-    "that is INVALID_JSON: every 400 raised outside our code (here werkzeug's WebsocketMismatch "
-    "for a GET without Upgrade) is reported as invalid_json instead of invalid_request",
-)
 def test_a_plain_get_of_the_websocket_route_is_not_called_invalid_json(client):
     response = client.get(f"/ws/session/{uuid.uuid4()}")
     error_of(response, 400, "invalid_request")

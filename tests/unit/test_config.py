@@ -150,13 +150,6 @@ def test_invalid_keyword_values_raise_value_error(name, value):
         Config.from_env({}, **{name: value})
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="config.py Config.validate only checks `<= 0`, so nan and inf pass. In "
-    "session.py SessionRun._watchdog a nan idle_timeout is never reached and Event.wait(nan) returns "
-    "at once, so the watchdog busy-loops until the run timeout; a nan run_timeout never fires; "
-    "with both inf, Event.wait(inf) raises OverflowError and the watchdog thread dies",
-)
 @pytest.mark.parametrize("value", ["nan", "inf"])
 def test_timeouts_that_are_not_finite_are_refused(value):
     with pytest.raises(ValueError):

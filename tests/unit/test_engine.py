@@ -175,12 +175,6 @@ def test_a_second_attach_is_refused(engine):
     assert second.messages == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="engine.py Engine.attach: on AlreadyClaimed it calls self._forget(session_id), which pops "
-    "the FIRST attachment's run from _runs (and _claiming); the reaper then sees a container claimed "
-    "by this worker that it no longer runs and removes it with internal_error",
-)
 def test_a_refused_second_attach_leaves_the_first_run_alone(engine, executor):
     session_id = engine.create_session("python", CODE)
     sandbox = executor.sandboxes[session_id]
@@ -210,11 +204,6 @@ class SlowRunningRecord(RecordStore):
             self.final_written.set()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="engine.py Engine.attach writes the RUNNING record after run.start(); a program that ends "
-    "before that write (the pump thread already wrote FINISHED) is then shown as RUNNING forever",
-)
 def test_a_program_that_ends_at_once_is_not_left_running(make_engine, executor, tmp_path):
     engine = make_engine(records=SlowRunningRecord(str(tmp_path / "records")))
     session_id = engine.create_session("python", "print('hi')")
