@@ -1,0 +1,83 @@
+"""The HTTP API's answers through the real server: shapes, errors and capacity."""
+
+from __future__ import annotations
+
+import uuid
+
+import requests
+
+
+def test_languages_and_health(server):
+    languages = requests.get(f"{server.url}/languages", timeout=10).json()
+    assert languages == {"languages": [{"id": "python", "name": "Python", "version": "3.11"}]}
+    assert requests.get(f"{server.url}/healthz", timeout=10).status_code == 200
+    assert requests.get(f"{server.url}/readyz", timeout=10).json() == {"status": "ready"}
+
+
+def test_session_shape_after_create(server):
+    session_id = server.create("print(1)")
+    assert uuid.UUID(session_id).version == 4
+    info = server.session(session_id)
+    assert list(info) == [
+        "sessionId",
+        "language",
+        "state",
+        "exitCode",
+        "reason",
+        "createdAt",
+        "startedAt",
+        "endedAt",
+    ]
+    assert info["state"] == "CREATED" and info["startedAt"] is None and info["exitCode"] is None
+    requests.delete(f"{server.url}/session/{session_id}", timeout=10)
+
+
+def error(response: requests.Response) -> tuple[int, str]:
+    body = response.json()
+    assert set(body) == {"error"} and set(body["error"]) == {"code", "message"} and body["error"]["message"]
+    return response.status_code, body["error"]["code"]
+
+
+def test_bad_requests_get_clear_json_errors(server):
+    url = f"{server.url}/session"
+    assert error(requests.post(url, data="language=python", timeout=10)) == (415, "unsupported_media_type")
+    bad_json = requests.post(url, data="{nope", headers={"Content-Type": "application/json"}, timeout=10)
+    assert error(bad_json) == (400, "invalid_json")
+    assert error(requests.post(url, json={"code": "print(1)"}, timeout=10)) == (400, "invalid_request")
+    assert error(requests.post(url, json={"language": "python", "code": 5}, timeout=10)) == (
+        400,
+        "invalid_request",
+    )
+    assert error(server.post("   ")) == (400, "invalid_request")
+    assert error(server.post("print(1)", language="cobol")) == (400, "unknown_language")
+    assert error(server.post("x" * 262145)) == (413, "too_large")
+    assert error(requests.get(f"{server.url}/session/{uuid.uuid4()}", timeout=10)) == (404, "not_found")
+    assert error(requests.get(f"{server.url}/session/not-a-uuid", timeout=10)) == (404, "not_found")
+    assert error(requests.get(f"{server.url}/nowhere", timeout=10)) == (404, "not_found")
+    # The server keeps serving everyone after all that.
+    assert server.run("print('ok')").text() == "ok\n"
+
+
+def test_code_at_the_size_limit_is_accepted(server):
+    code = "#" * 262143 + "\n"
+    response = server.post(code)
+    assert response.status_code == 201
+    requests.delete(f"{server.url}/session/{response.json()['sessionId']}", timeout=10)
+
+
+def test_large_code_reaches_the_program_intact(server):
+    # Larger than one environment chunk, with multi-byte characters across chunk edges.
+    payload = "ü€😀" * 9000
+    code = f"s = {payload!r}\nprint(len(s), s == {payload!r})"
+    assert server.run(code).text() == f"{len(payload)} True\n"
+
+
+def test_at_capacity_answers_429_with_retry_after(make_server):
+    server = make_server(workers=2, max_sessions=2)
+    first, second = server.create("print(1)"), server.create("print(2)")
+    refused = server.post("print(3)")
+    assert error(refused) == (429, "at_capacity")
+    assert int(refused.headers["Retry-After"]) >= 1
+    requests.delete(f"{server.url}/session/{first}", timeout=10)
+    assert server.post("print(4)").status_code == 201
+    requests.delete(f"{server.url}/session/{second}", timeout=10)
