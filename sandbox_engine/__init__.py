@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 
 from flask import Flask
 from werkzeug.exceptions import HTTPException
@@ -11,7 +12,15 @@ from werkzeug.exceptions import HTTPException
 from .config import Config
 from .errors import EngineError, kind_for_status
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+def _ui_root() -> str:
+    """templates/ and static/: beside the package in a checkout, under share/ when installed."""
+    checkout = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    if os.path.isdir(os.path.join(checkout, "templates")):
+        return checkout
+    return os.path.join(sys.prefix, "share", "sandbox-engine")
+
+
+ROOT = _ui_root()
 
 
 def create_app(config: Config | None = None, executor=None) -> Flask:

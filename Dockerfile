@@ -1,0 +1,41 @@
+# The sandbox-engine service itself (not a sandbox: those are images/<language>/).
+#
+# The server starts each program in a sibling container on the host's Docker daemon, so run it
+# with the host's Docker socket mounted, on a host where the sandbox images are built
+# (`make images` there; GET /readyz reports any that are missing):
+#
+#   docker build -t sandbox-engine .
+#   docker run -d --name sandbox-engine -p 127.0.0.1:8080:8080 \
+#     -v /var/run/docker.sock:/var/run/docker.sock \
+#     -v sandbox-engine-state:/var/lib/sandbox-engine \
+#     sandbox-engine [--run-timeout 600 ...]
+#
+# Arguments after the image name are added to `sandbox-engine serve`. One server per Docker
+# daemon, or give each its own --instance. Put deploy/nginx.conf in front of it.
+#
+# Access to the Docker socket is root on the host anyway, which is why the server runs as root
+# here: a user in the container would need the host's docker group id to use the socket.
+FROM debian:bookworm-slim
+
+RUN apt-get update \
+ && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends python3 python3-venv \
+ && rm -rf /var/lib/apt/lists/*
+
+# The installed package carries templates/ and static/ under /opt/venv/share/sandbox-engine.
+WORKDIR /app
+COPY . /app
+RUN python3 -m venv /opt/venv \
+ && /opt/venv/bin/pip install --no-cache-dir .
+
+ENV PATH=/opt/venv/bin:$PATH \
+    PYTHONUNBUFFERED=1 \
+    PYTHONDONTWRITEBYTECODE=1 \
+    SANDBOX_ENGINE_STATE_DIR=/var/lib/sandbox-engine
+# Session records, which GET /session/<id> answers from once a run has ended: a volume keeps
+# them when the container is replaced.
+VOLUME /var/lib/sandbox-engine
+
+EXPOSE 8080
+# Exec form: `serve` execs gunicorn, which then gets docker stop's SIGTERM itself and ends the
+# sessions (removing their containers) before it exits.
+ENTRYPOINT ["sandbox-engine", "serve", "--bind", "0.0.0.0:8080", "--workers", "2"]
