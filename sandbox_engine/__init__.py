@@ -12,6 +12,7 @@ from werkzeug.exceptions import HTTPException
 from .config import Config
 from .errors import EngineError, kind_for_status
 
+
 def _ui_root() -> str:
     """templates/ and static/: beside the package in a checkout, under share/ when installed."""
     checkout = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
