@@ -9,8 +9,8 @@ import time
 
 import pytest
 import requests
-from conftest import start_server
 from dockerproxy import DockerProxy
+from harness import start_server
 
 SLEEPER = "import time\nprint('up', flush=True)\ntime.sleep(120)"
 

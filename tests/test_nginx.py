@@ -15,7 +15,7 @@ from itertools import pairwise
 
 import pytest
 import requests
-from conftest import ROOT, Server, free_port
+from harness import ROOT, Server, free_port
 
 DEPLOY_CONF = os.path.join(ROOT, "deploy", "nginx.conf")
 INTERACTIVE = """\

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from conftest import shutdown, start_server
+from harness import shutdown, start_server
 
 OUTPUT_LIMIT = 100000
 

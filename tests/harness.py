@@ -1,0 +1,183 @@
+"""The end-to-end harness: a real `sandbox-engine serve` on the real Docker daemon, and a client."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from dataclasses import dataclass, field
+
+import docker
+import requests
+from websockets.sync.client import ClientConnection, connect
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+VENV_BIN = os.path.dirname(sys.executable)
+INSTANCE_LABEL = "sandbox-engine.instance"
+# Every instance this test run started, for the end-of-suite leak check.
+STARTED_INSTANCES: set[str] = set()
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def instance_containers(client: docker.DockerClient, instance: str) -> list[dict]:
+    """The instance's containers as Docker lists them (Id, Names, State, Labels), without inspecting
+    each one, which races with their removal."""
+    return client.api.containers(all=True, filters={"label": f"{INSTANCE_LABEL}={instance}"})
+
+
+@dataclass
+class Server:
+    """One running `sandbox-engine serve`, with its own instance name and state directory."""
+
+    url: str
+    instance: str
+    process: subprocess.Popen
+    docker: docker.DockerClient
+    options: dict = field(default_factory=dict)
+
+    @property
+    def ws_url(self) -> str:
+        return "ws" + self.url[len("http") :]
+
+    def post(self, code: str, language: str = "python", **extra) -> requests.Response:
+        return requests.post(
+            f"{self.url}/session", json={"language": language, "code": code, **extra}, timeout=30
+        )
+
+    def create(self, code: str, language: str = "python") -> str:
+        response = self.post(code, language)
+        assert response.status_code == 201, response.text
+        return response.json()["sessionId"]
+
+    def session(self, session_id: str) -> dict:
+        return requests.get(f"{self.url}/session/{session_id}", timeout=10).json()
+
+    def attach(self, session_id: str, **kwargs) -> Attachment:
+        return Attachment(
+            connect(f"{self.ws_url}/ws/session/{session_id}", open_timeout=10, **kwargs).__enter__()
+        )
+
+    def run(self, code: str, inputs: list[str] | None = None, timeout: float = 60) -> Transcript:
+        """Create, attach, send inputs one by one as soon as running, and read to the end."""
+        with self.attach(self.create(code)) as ws:
+            for data in inputs or []:
+                ws.send({"type": "input", "data": data})
+            return ws.read_to_end(timeout)
+
+    def containers(self) -> list:
+        return instance_containers(self.docker, self.instance)
+
+    def wait_no_containers(self, timeout: float = 10) -> list:
+        deadline = time.monotonic() + timeout
+        while (left := self.containers()) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        return left
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 30) -> int:
+        if self.process.poll() is None:
+            self.process.send_signal(sig)
+        return self.process.wait(timeout)
+
+
+@dataclass
+class Transcript:
+    messages: list[tuple[float, dict]]
+
+    @property
+    def final(self) -> dict:
+        return self.messages[-1][1]
+
+    def text(self, stream: str = "stdout") -> str:
+        return "".join(m["data"] for _, m in self.messages if m["type"] == stream)
+
+
+class Attachment:
+    """A WebSocket client speaking the protocol, with arrival times for every message."""
+
+    def __init__(self, ws: ClientConnection) -> None:
+        self.ws = ws
+        self.t0 = time.monotonic()
+        self.messages: list[tuple[float, dict]] = []
+
+    def __enter__(self) -> Attachment:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.ws.close()
+
+    def send(self, message: dict) -> None:
+        self.ws.send(json.dumps(message))
+
+    def recv(self, timeout: float = 30) -> dict:
+        message = json.loads(self.ws.recv(timeout))
+        self.messages.append((time.monotonic() - self.t0, message))
+        return message
+
+    def read_until(self, predicate, timeout: float = 30) -> dict:
+        deadline = time.monotonic() + timeout
+        while True:
+            message = self.recv(max(0.01, deadline - time.monotonic()))
+            if predicate(message):
+                return message
+
+    def read_stdout_until(self, text: str, timeout: float = 30) -> str:
+        """Read until the stdout seen so far contains text; returns all stdout so far."""
+        deadline = time.monotonic() + timeout
+        while text not in (seen := Transcript(self.messages).text()):
+            self.recv(max(0.01, deadline - time.monotonic()))
+        return seen
+
+    def read_to_end(self, timeout: float = 60) -> Transcript:
+        self.read_until(lambda m: m["type"] == "state" and m["state"] in ("FINISHED", "TERMINATED"), timeout)
+        return Transcript(self.messages)
+
+
+def start_server(
+    docker_client, tmp_path_factory, workers: int = 2, instance: str | None = None, **options
+) -> Server:
+    port = free_port()
+    instance = instance or f"t{uuid.uuid4().hex[:10]}"
+    STARTED_INSTANCES.add(instance)
+    env = {**os.environ, "SANDBOX_ENGINE_STATE_DIR": str(tmp_path_factory.mktemp("state"))}
+    args = [os.path.join(VENV_BIN, "sandbox-engine"), "serve", "--bind", f"127.0.0.1:{port}"]
+    args += ["--workers", str(workers), "--instance", instance]
+    for name, value in options.items():
+        args += [f"--{name.replace('_', '-')}", str(value)]
+    log = open(tmp_path_factory.mktemp("log") / "server.log", "w")
+    process = subprocess.Popen(args, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    server = Server(f"http://127.0.0.1:{port}", instance, process, docker_client, options)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"server exited with {process.returncode}; see {log.name}")
+        try:
+            if requests.get(f"{server.url}/readyz", timeout=1).status_code == 200:
+                return server
+        except requests.ConnectionError:
+            pass
+        time.sleep(0.1)
+    process.kill()
+    raise RuntimeError(f"server did not become ready; see {log.name}")
+
+
+def shutdown(server: Server) -> None:
+    """Stop the server, then fail the test if any container of its instance is left."""
+    try:
+        server.stop()
+    except subprocess.TimeoutExpired:
+        os.killpg(server.process.pid, signal.SIGKILL)
+        server.process.wait()
+    left = server.wait_no_containers(timeout=5)
+    for container in left:
+        server.docker.api.remove_container(container["Id"], force=True)
+    assert not left, f"containers left behind by {server.instance}: {[c['Names'] for c in left]}"
