@@ -8,6 +8,8 @@ from flask import Blueprint, current_app, request
 
 from .engine import Engine
 from .errors import EngineError, Kind
+from .executor import Terminal
+from .protocol import ProtocolError, check_size
 
 bp = Blueprint("api", __name__)
 
@@ -35,7 +37,7 @@ def create_session():
         raise EngineError(Kind.INVALID_REQUEST, "'code' must be a string")
     if not code.strip():
         raise EngineError(Kind.INVALID_REQUEST, "'code' is empty")
-    session_id = engine().create_session(language, code)
+    session_id = engine().create_session(language, code, _terminal(body))
     return {"sessionId": session_id}, 201, {"Location": f"/session/{session_id}"}
 
 
@@ -66,3 +68,19 @@ def readyz():
     if problem is not None:
         raise EngineError(Kind.RUNTIME_UNAVAILABLE, problem)
     return {"status": "ready"}
+
+
+def _terminal(body: dict) -> Terminal | None:
+    """`"tty": true` with optional cols and rows (80x24) asks for a pseudo-terminal."""
+    tty = body.get("tty", False)
+    if not isinstance(tty, bool):
+        raise EngineError(Kind.INVALID_REQUEST, "'tty' must be true or false")
+    if not tty:
+        if "cols" in body or "rows" in body:
+            raise EngineError(Kind.INVALID_REQUEST, "'cols' and 'rows' need \"tty\": true")
+        return None
+    try:
+        cols, rows = check_size(body.get("cols", 80), body.get("rows", 24))
+    except ProtocolError as exc:
+        raise EngineError(Kind.INVALID_REQUEST, str(exc)) from None
+    return Terminal(cols=cols, rows=rows)

@@ -37,6 +37,11 @@ class Config:
     disk: int = parse_size("64m")
     max_sessions: int = 64
     max_code_size: int = 262144
+    # The compile stage's own limits, generous enough for rustc, ghc and javac on 2 cores.
+    compile_timeout: float = 90.0
+    compile_memory: int = parse_size("1g")
+    compile_cpus: float = 1.0
+    compile_pids: int = 128
     # Containers carry this name in a label; a server reaps only its own instance's leftovers.
     instance: str = "default"
     # Where finished sessions' records live so that any worker can answer GET /session/<id>.
@@ -76,6 +81,10 @@ class Config:
             "disk",
             "max_sessions",
             "max_code_size",
+            "compile_timeout",
+            "compile_memory",
+            "compile_cpus",
+            "compile_pids",
         )
         for name in positive:
             value = getattr(self, name)
@@ -97,7 +106,7 @@ class Config:
 
 def _convert(name: str, raw: str) -> object:
     kind = {f.name: f.type for f in dataclasses.fields(Config)}[name]
-    if name in ("memory", "disk", "output_limit", "max_code_size"):
+    if name in ("memory", "disk", "output_limit", "max_code_size", "compile_memory"):
         return parse_size(raw)
     if kind == "float":
         return float(raw)

@@ -27,11 +27,12 @@ from .executor import (
     Sandbox,
     SandboxNotFound,
     SandboxSpec,
+    Terminal,
 )
 from .languages import LANGUAGES, LanguageSpec
 from .reaper import Reaper
 from .records import Record, RecordStore
-from .session import TERMINATED, Outcome, RunLimits, SessionRun
+from .session import COMPILING, RUNNING, TERMINATED, Outcome, RunLimits, SessionRun
 
 log = logging.getLogger(__name__)
 
@@ -79,7 +80,7 @@ class Engine:
             self._reaper.start()
 
     # --- sessions ------------------------------------------------------------------------
-    def create_session(self, language: str, code: str) -> str:
+    def create_session(self, language: str, code: str, terminal: Terminal | None = None) -> str:
         spec = self.languages.get(language)
         if spec is None:
             known = ", ".join(sorted(self.languages))
@@ -99,9 +100,7 @@ class Engine:
             )
         session_id = str(uuid.uuid4())
         now = time.time()
-        limits = Limits(
-            memory=self.config.memory, cpus=self.config.cpus, pids=self.config.pids, disk=self.config.disk
-        )
+        c = self.config
         sandbox = SandboxSpec(
             session_id=session_id,
             language=spec.id,
@@ -110,8 +109,13 @@ class Engine:
             code=code,
             command=spec.run,
             env=dict(spec.env),
-            limits=limits,
+            limits=self._run_limits(),
             created_at=now,
+            compile=spec.compile,
+            compile_limits=Limits(
+                memory=c.compile_memory, cpus=c.compile_cpus, pids=c.compile_pids, disk=c.disk
+            ),
+            terminal=terminal,
         )
         # The record first: a reaper that finds the container must find its story too.
         self.records.write(Record(session_id=session_id, language=spec.id, state="CREATED", created_at=now))
@@ -150,9 +154,10 @@ class Engine:
             run = self._run(record, sandbox, emit, close)
             with self._lock:
                 self._runs[session_id] = run
-        # RUNNING is recorded before the program starts: a program that ends at once must not
-        # have its FINISHED record overwritten by a late RUNNING.
-        self.records.write(replace(record, state="RUNNING", started_at=time.time()))
+        # The new state is recorded before the program starts: a program that ends at once must
+        # not have its FINISHED record overwritten by a late RUNNING.
+        state = COMPILING if sandbox.compiles else RUNNING
+        self.records.write(replace(record, state=state, started_at=time.time()))
         try:
             run.start()
         except ExecutorError as exc:
@@ -167,7 +172,14 @@ class Engine:
     def _run(
         self, record: Record, sandbox: Sandbox, emit: Callable[[dict], None], close: Callable[[], None]
     ) -> SessionRun:
-        limits = RunLimits(self.config.idle_timeout, self.config.run_timeout, self.config.output_limit)
+        c = self.config
+        limits = RunLimits(
+            c.idle_timeout,
+            c.run_timeout,
+            c.output_limit,
+            compile_timeout=c.compile_timeout,
+            sandbox=self._run_limits(),
+        )
         run = SessionRun(
             sandbox,
             limits,
@@ -176,8 +188,13 @@ class Engine:
             on_end=lambda outcome: self._ended(record, outcome),
             release=lambda: self._release(run),
             external_reason=lambda: self.records.requested_end(record.session_id),
+            on_state=lambda state: self.records.write(replace(record, state=state, started_at=time.time())),
         )
         return run
+
+    def _run_limits(self) -> Limits:
+        c = self.config
+        return Limits(memory=c.memory, cpus=c.cpus, pids=c.pids, disk=c.disk)
 
     @contextmanager
     def _claim(self, session_id: str) -> Iterator[None]:

@@ -26,6 +26,12 @@ class Limits:
 
 
 @dataclass(frozen=True)
+class Terminal:
+    cols: int = 80
+    rows: int = 24
+
+
+@dataclass(frozen=True)
 class SandboxSpec:
     """Everything needed to create one sandbox for one session."""
 
@@ -38,6 +44,12 @@ class SandboxSpec:
     env: dict[str, str]
     limits: Limits
     created_at: float
+    # With a compile stage the sandbox starts under compile_limits, compiles, reports the
+    # compiler's exit code, and waits for go() before the program runs under `limits`.
+    compile: tuple[str, ...] | None = None
+    compile_limits: Limits | None = None
+    # A pseudo-terminal for the program, or plain pipes when None.
+    terminal: Terminal | None = None
 
 
 @dataclass(frozen=True)
@@ -51,6 +63,13 @@ class SandboxInfo:
     running: bool
     exited: bool
     labels: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class CompileResult:
+    """The compile stage's end, reported in order with the output."""
+
+    exit_code: int
 
 
 @dataclass(frozen=True)
@@ -76,17 +95,39 @@ class AlreadyClaimed(ExecutorError):
 
 
 class Sandbox(abc.ABC):
-    """One claimed sandbox: its streams, its input and its end. Owned by one session run."""
+    """One claimed sandbox: its streams, its input and its end. Owned by one session run.
+
+    With a compile stage, output() yields a CompileResult once the compiler is done; the
+    program waits until go() is called (after set_limits() has applied the run's limits).
+    """
 
     session_id: str
+    tty: bool = False
+    compiles: bool = False
 
     @abc.abstractmethod
     def start(self) -> None:
         """Connect the streams, then start the program: no early output can be lost."""
 
     @abc.abstractmethod
-    def output(self) -> Iterator[tuple[Stream, bytes]]:
+    def output(self) -> Iterator[tuple[Stream, bytes] | CompileResult]:
         """Output chunks in the order the program wrote them; ends when both streams close."""
+
+    @abc.abstractmethod
+    def set_limits(self, limits: Limits) -> None:
+        """Change the running sandbox's limits (from the compile stage's to the run's)."""
+
+    @abc.abstractmethod
+    def go(self) -> None:
+        """Let the compiled program start."""
+
+    @abc.abstractmethod
+    def signal(self, name: str) -> None:
+        """Send a signal (SIGINT, SIGTERM, ...) to the program's whole process group."""
+
+    @abc.abstractmethod
+    def resize(self, cols: int, rows: int) -> None:
+        """Change the terminal's size; the program gets SIGWINCH. Only for tty sandboxes."""
 
     @abc.abstractmethod
     def write(self, data: bytes) -> None:

@@ -26,7 +26,29 @@ class Kill:
     pass
 
 
-ClientMessage = Input | Eof | Kill
+@dataclass(frozen=True)
+class Resize:
+    cols: int
+    rows: int
+
+
+@dataclass(frozen=True)
+class Signal:
+    name: str
+
+
+ClientMessage = Input | Eof | Kill | Resize | Signal
+
+SIGNALS = ("SIGINT", "SIGTERM", "SIGKILL", "SIGQUIT", "SIGHUP", "SIGUSR1", "SIGUSR2")
+MAX_COLS, MAX_ROWS = 1000, 500
+
+
+def check_size(cols: object, rows: object) -> tuple[int, int]:
+    """A terminal size from a client, or ProtocolError: whole numbers, neither zero nor absurd."""
+    for name, value, most in (("cols", cols, MAX_COLS), ("rows", rows, MAX_ROWS)):
+        if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= most:
+            raise ProtocolError(f"'{name}' must be a whole number from 1 to {most}")
+    return cols, rows  # type: ignore[return-value]
 
 
 def parse_client_message(raw: str | bytes) -> ClientMessage:
@@ -48,7 +70,14 @@ def parse_client_message(raw: str | bytes) -> ClientMessage:
         return Eof()
     if kind == "kill":
         return Kill()
-    raise ProtocolError(f"unknown message type {kind!r}; expected input, eof or kill")
+    if kind == "resize":
+        return Resize(*check_size(message.get("cols"), message.get("rows")))
+    if kind == "signal":
+        name = message.get("signal")
+        if name not in SIGNALS:
+            raise ProtocolError(f"unknown signal {name!r}; one of {', '.join(SIGNALS)}")
+        return Signal(name)
+    raise ProtocolError(f"unknown message type {kind!r}; expected input, eof, kill, resize or signal")
 
 
 def encode(message: dict) -> str:

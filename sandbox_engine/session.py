@@ -2,7 +2,7 @@
 
 A run owns two threads (greenlets under gunicorn's gevent worker): the pump, which carries
 output to the client and decides the outcome when the program's streams close, and the
-watchdog, which enforces the idle and wall-clock timeouts. Both end with the run.
+watchdog, which enforces the compile, idle and wall-clock timeouts. Both end with the run.
 """
 
 from __future__ import annotations
@@ -13,11 +13,24 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from .executor import ExecutorError, Sandbox, Stream
-from .protocol import ClientMessage, Eof, Input, Kill, StreamDecoder, state_message, utf8_prefix
+from .executor import CompileResult, ExecutorError, Limits, Sandbox, Stream
+from .protocol import (
+    ClientMessage,
+    Eof,
+    Input,
+    Kill,
+    ProtocolError,
+    Resize,
+    Signal,
+    StreamDecoder,
+    state_message,
+    utf8_prefix,
+)
 
 log = logging.getLogger(__name__)
 
+COMPILING = "COMPILING"
+RUNNING = "RUNNING"
 FINISHED = "FINISHED"
 TERMINATED = "TERMINATED"
 # How long a killed program may take to go before the run gives up waiting on it.
@@ -29,6 +42,9 @@ class RunLimits:
     idle_timeout: float
     run_timeout: float
     output_limit: int
+    compile_timeout: float = 60.0
+    # The sandbox's limits for the run stage, applied once a compile stage is over.
+    sandbox: Limits | None = None
 
 
 @dataclass(frozen=True)
@@ -54,6 +70,7 @@ class SessionRun:
         on_end: Callable[[Outcome], None],
         release: Callable[[], None],
         external_reason: Callable[[], str | None] = lambda: None,
+        on_state: Callable[[str], None] = lambda state: None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.sandbox = sandbox
@@ -65,29 +82,36 @@ class SessionRun:
         self._release = release
         # Another worker may have asked for the end (DELETE landing elsewhere); this reads that.
         self._external_reason = external_reason
+        self._on_state = on_state
         self._clock = clock
         self._reason: str | None = None
-        self._reason_lock = threading.Lock()
+        self._lock = threading.Lock()
         self._finished = threading.Event()
+        self._wake = threading.Event()
         self._last_activity = clock()
         self._started = clock()
         self._client_gone = False
+        self._compiling = sandbox.compiles
+        self._compile_failed = False
+        # Input that arrives while compiling waits for the program; None marks a pending eof.
+        self._pending: list[bytes | None] = []
         self.outcome: Outcome | None = None
         self.started_at = time.time()
 
     # --- lifecycle -----------------------------------------------------------------------
     def start(self) -> None:
-        """Start the program and the run's threads. Raises if the sandbox cannot start."""
+        """Start the sandbox and the run's threads. Raises if the sandbox cannot start."""
         self.sandbox.start()
         self.started_at = time.time()
         self._started = self._last_activity = self._clock()
-        self._send(state_message("RUNNING"))
-        threading.Thread(target=self._pump, name=f"pump-{self.sandbox.session_id}", daemon=True).start()
-        threading.Thread(target=self._watchdog, name=f"watch-{self.sandbox.session_id}", daemon=True).start()
+        self._send(state_message(COMPILING if self._compiling else RUNNING))
+        name = self.sandbox.session_id
+        threading.Thread(target=self._pump, name=f"pump-{name}", daemon=True).start()
+        threading.Thread(target=self._watchdog, name=f"watch-{name}", daemon=True).start()
 
     def end(self, reason: str) -> None:
         """Ask the run to end: the first reason given is the one reported. Never blocks."""
-        with self._reason_lock:
+        with self._lock:
             if self._reason is not None or self._finished.is_set():
                 return
             self._reason = reason
@@ -115,43 +139,69 @@ class SessionRun:
 
     # --- client messages -----------------------------------------------------------------
     def handle(self, message: ClientMessage) -> None:
+        """Act on a client message; ProtocolError when it cannot apply to this session."""
         try:
             self._handle(message)
         except ExecutorError as exc:
             # Input that cannot be delivered is lost with the sandbox; the pump reports the end.
-            log.warning("input to %s failed: %s", self.sandbox.session_id, exc)
+            log.warning("message to %s failed: %s", self.sandbox.session_id, exc)
 
     def _handle(self, message: ClientMessage) -> None:
-        if isinstance(message, Input):
-            self._last_activity = self._clock()
-            self.sandbox.write(message.data)
-        elif isinstance(message, Eof):
-            self._last_activity = self._clock()
-            self.sandbox.close_stdin()
-        elif isinstance(message, Kill):
+        if isinstance(message, Kill):
             self.end("killed")
+        elif isinstance(message, Signal):
+            self.sandbox.signal(message.name)
+        elif isinstance(message, Resize):
+            if not self.sandbox.tty:
+                raise ProtocolError('resize needs a tty session (POST /session with "tty": true)')
+            self.sandbox.resize(message.cols, message.rows)
+        elif isinstance(message, Input | Eof):
+            self._last_activity = self._clock()
+            with self._lock:
+                if self._compiling:
+                    self._pending.append(message.data if isinstance(message, Input) else None)
+                    return
+            self._deliver_input(message.data if isinstance(message, Input) else None)
+
+    def _deliver_input(self, data: bytes | None) -> None:
+        if data is None:
+            self.sandbox.close_stdin()
+        else:
+            self.sandbox.write(data)
 
     # --- threads -------------------------------------------------------------------------
     def _watchdog(self) -> None:
-        while True:
+        while not self._finished.is_set():
             now = self._clock()
-            idle_deadline = self._last_activity + self.limits.idle_timeout
-            run_deadline = self._started + self.limits.run_timeout
-            if now >= run_deadline:
-                self.end("timeout")
+            if self._compiling:
+                deadline = self._started + self.limits.compile_timeout
+                expired = "timeout" if now >= deadline else None
+            else:
+                idle_deadline = self._last_activity + self.limits.idle_timeout
+                run_deadline = self._started + self.limits.run_timeout
+                deadline = min(idle_deadline, run_deadline)
+                expired = (
+                    "timeout" if now >= run_deadline else "idle_timeout" if now >= idle_deadline else None
+                )
+            if expired:
+                self.end(expired)
                 return
-            if now >= idle_deadline:
-                self.end("idle_timeout")
-                return
-            if self._finished.wait(min(idle_deadline, run_deadline) - now):
-                return
+            self._wake.wait(deadline - now)
+            self._wake.clear()
 
     def _pump(self) -> None:
         decoders = {Stream.STDOUT: StreamDecoder(), Stream.STDERR: StreamDecoder()}
         remaining = self.limits.output_limit
         try:
-            for stream, chunk in self.sandbox.output():
+            for item in self.sandbox.output():
                 self._last_activity = self._clock()
+                if isinstance(item, CompileResult):
+                    if item.exit_code == 0 and self._reason is None:
+                        self._begin_running()
+                    else:
+                        self._compile_failed = item.exit_code != 0
+                    continue
+                stream, chunk = item
                 if self._reason is not None and self._reason != "client_disconnected":
                     # The engine ended the run: nothing more is delivered, only drained.
                     continue
@@ -174,6 +224,23 @@ class SessionRun:
             self.end("internal_error")
         self._finish()
 
+    def _begin_running(self) -> None:
+        """The compile stage is over: the run's limits, then its timers, then the program."""
+        limits = self.limits.sandbox
+        if limits is not None:
+            self.sandbox.set_limits(limits)
+        self.started_at = time.time()
+        self._started = self._last_activity = self._clock()
+        self._on_state(RUNNING)
+        self._send(state_message(RUNNING))
+        self.sandbox.go()
+        with self._lock:
+            self._compiling = False
+            pending, self._pending = self._pending, []
+        for data in pending:
+            self._deliver_input(data)
+        self._wake.set()
+
     def _deliver(self, stream: Stream, text: str) -> None:
         if text:
             self._send({"type": stream.value, "data": text})
@@ -195,12 +262,19 @@ class SessionRun:
         except ExecutorError as exc:
             log.warning("no exit status for %s: %s", self.sandbox.session_id, exc)
             lost = True
-        with self._reason_lock:
+        with self._lock:
             reason = self._reason or self._external_reason()
             if reason is None:
-                reason = "internal_error" if lost else "memory_limit" if oom else "exited"
+                if lost:
+                    reason = "internal_error"
+                elif oom:
+                    reason = "memory_limit"
+                elif self._compile_failed:
+                    reason = "compile_error"
+                else:
+                    reason = "exited"
             self._reason = reason
-        state = FINISHED if reason == "exited" else TERMINATED
+        state = FINISHED if reason in ("exited", "compile_error") else TERMINATED
         self.outcome = Outcome(state, exit_code, reason, self.started_at, time.time())
         try:
             # Recorded before the client hears of it, so a GET right after sees the same ending.
@@ -212,3 +286,4 @@ class SessionRun:
                 self._release()
             finally:
                 self._finished.set()
+                self._wake.set()

@@ -12,9 +12,11 @@ from collections.abc import Callable, Iterator
 
 from sandbox_engine.executor import (
     AlreadyClaimed,
+    CompileResult,
     Executor,
     ExecutorError,
     ExitStatus,
+    Limits,
     Sandbox,
     SandboxInfo,
     SandboxNotFound,
@@ -31,8 +33,12 @@ _END = object()
 
 
 class FakeSandbox(Sandbox):
-    def __init__(self, session_id: str, executor: FakeExecutor | None = None) -> None:
+    def __init__(
+        self, session_id: str, executor: FakeExecutor | None = None, tty: bool = False, compiles: bool = False
+    ) -> None:
         self.session_id = session_id
+        self.tty = tty
+        self.compiles = compiles
         self._executor = executor
         self._chunks: queue.Queue = queue.Queue()
         self._ended = threading.Event()
@@ -43,6 +49,11 @@ class FakeSandbox(Sandbox):
         self.started = False
         self.kills = 0
         self.removed = threading.Event()
+        self.signals: list[str] = []
+        self.sizes: list[tuple[int, int]] = []
+        self.limits: list[Limits] = []
+        # Set when go() lets the compiled program start; writes before it are the launcher's.
+        self.went = threading.Event()
         # Scripted failures: start() raises start_error, wait() raises wait_error.
         self.start_error: ExecutorError | None = None
         self.wait_error: ExecutorError | None = None
@@ -58,6 +69,10 @@ class FakeSandbox(Sandbox):
         """The program ends on its own: its streams close after what was already written."""
         self._end(ExitStatus(exit_code, oom_killed))
 
+    def compiled(self, exit_code: int = 0) -> None:
+        """The compile stage ends with the compiler's exit code."""
+        self._chunks.put(CompileResult(exit_code))
+
     def fail(self, error: ExecutorError) -> None:
         """The runtime breaks while the output is read."""
         self._chunks.put(error)
@@ -72,7 +87,7 @@ class FakeSandbox(Sandbox):
             raise self.start_error
         self.started = True
 
-    def output(self) -> Iterator[tuple[Stream, bytes]]:
+    def output(self) -> Iterator[tuple[Stream, bytes] | CompileResult]:
         while True:
             try:
                 item = self._chunks.get(timeout=STALL)
@@ -89,6 +104,18 @@ class FakeSandbox(Sandbox):
 
     def close_stdin(self) -> None:
         self.stdin_closed = True
+
+    def set_limits(self, limits: Limits) -> None:
+        self.limits.append(limits)
+
+    def go(self) -> None:
+        self.went.set()
+
+    def signal(self, name: str) -> None:
+        self.signals.append(name)
+
+    def resize(self, cols: int, rows: int) -> None:
+        self.sizes.append((cols, rows))
 
     def kill(self) -> None:
         self.kills += 1
@@ -132,7 +159,9 @@ class FakeExecutor(Executor):
         self._fail()
         with self._lock:
             self.specs[spec.session_id] = spec
-            self.sandboxes[spec.session_id] = FakeSandbox(spec.session_id, self)
+            self.sandboxes[spec.session_id] = FakeSandbox(
+                spec.session_id, self, tty=spec.terminal is not None, compiles=spec.compile is not None
+            )
 
     def find(self, session_id: str) -> SandboxInfo | None:
         self._fail()

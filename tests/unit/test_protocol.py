@@ -12,6 +12,8 @@ from sandbox_engine.protocol import (
     Input,
     Kill,
     ProtocolError,
+    Resize,
+    Signal,
     StreamDecoder,
     encode,
     parse_client_message,
@@ -49,7 +51,15 @@ def test_extra_fields_are_ignored():
         ('"eof"', "JSON object"),
         ("42", "JSON object"),
         ("null", "JSON object"),
-        ('{"type": "resize"}', "unknown message type 'resize'"),
+        ('{"type": "launch"}', "unknown message type 'launch'"),
+        ('{"type": "resize"}', "'cols' must be a whole number"),
+        ('{"type": "resize", "cols": 0, "rows": 24}', "'cols' must be a whole number from 1 to 1000"),
+        ('{"type": "resize", "cols": 80, "rows": 100000}', "'rows' must be a whole number from 1 to 500"),
+        ('{"type": "resize", "cols": 80.5, "rows": 24}', "'cols'"),
+        ('{"type": "resize", "cols": true, "rows": 24}', "'cols'"),
+        ('{"type": "signal"}', "unknown signal None"),
+        ('{"type": "signal", "signal": "SIGSEGV"}', "unknown signal 'SIGSEGV'"),
+        ('{"type": "signal", "signal": "INT"}', "unknown signal 'INT'"),
         ("{}", "unknown message type None"),
         ('{"type": "input"}', "string 'data'"),
         ('{"type": "input", "data": 5}', "string 'data'"),
@@ -61,6 +71,15 @@ def test_unusable_messages_are_protocol_errors(raw, says):
     with pytest.raises(ProtocolError) as caught:
         parse_client_message(raw)
     assert says in str(caught.value)
+
+
+@pytest.mark.parametrize("name", ["SIGINT", "SIGTERM", "SIGKILL", "SIGQUIT", "SIGHUP", "SIGUSR1", "SIGUSR2"])
+def test_signal_messages(name):
+    assert parse_client_message(json.dumps({"type": "signal", "signal": name})) == Signal(name)
+
+
+def test_resize_message():
+    assert parse_client_message('{"type": "resize", "cols": 120, "rows": 40}') == Resize(120, 40)
 
 
 def test_a_protocol_error_is_a_value_error():
