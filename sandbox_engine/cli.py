@@ -43,7 +43,27 @@ def main(argv: list[str] | None = None) -> int:
     bench.add_argument("--server", default="http://127.0.0.1:8080", help="the server's URL")
     bench.add_argument("--runs", type=int, default=20, help="sequential sessions to time (20)")
 
+    run = commands.add_parser("run", help="run a file in a sandbox, attached to this terminal")
+    run.add_argument("--server", default="http://127.0.0.1:8080", help="the server's URL")
+    run.add_argument("--lang", default=None, help="the language (default: from the extension)")
+    run.add_argument(
+        "--tty",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="a terminal session (default: when stdin is a terminal)",
+    )
+    run.add_argument("file", help="the program to run")
+
     args = parser.parse_args(argv)
+    if args.command == "run":
+        from .client import ClientError
+        from .client import run as run_file
+
+        try:
+            return run_file(args.server, args.file, args.lang, args.tty)
+        except ClientError as exc:
+            print(f"sandbox-engine: {exc}", file=sys.stderr)
+            return 2
     if args.command == "serve":
         return serve_command(args)
     if args.command == "bench":
