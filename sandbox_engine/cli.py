@@ -22,6 +22,7 @@ LIMIT_FLAGS = (
     ("--compile-memory", "compile_memory", "memory for the compile stage, no swap (1g)"),
     ("--compile-cpus", "compile_cpus", "CPUs for the compile stage (1.0)"),
     ("--compile-pids", "compile_pids", "processes for the compile stage (128)"),
+    ("--pool-size", "pool_size", "warm sandboxes per language: N, or python=4,python/tty=2 (0: none)"),
     ("--instance", "instance", "name of this server's containers; one per Docker daemon (default)"),
     ("--state-dir", "state_dir", "directory the workers share for session records"),
     ("--allowed-origins", "allowed_origins", "comma-separated browser origins allowed to attach"),

@@ -42,6 +42,9 @@ class Config:
     compile_memory: int = parse_size("1g")
     compile_cpus: float = 1.0
     compile_pids: int = 128
+    # Warm sandboxes kept started per language: "2" for every language, or "python=4,c=1";
+    # "python/tty=2" for terminal sessions. Empty or 0 disables the pool.
+    pool_size: str = ""
     # Containers carry this name in a label; a server reaps only its own instance's leftovers.
     instance: str = "default"
     # Where finished sessions' records live so that any worker can answer GET /session/<id>.
@@ -90,6 +93,23 @@ class Config:
             value = getattr(self, name)
             if not math.isfinite(value) or value <= 0:
                 raise ValueError(f"{name} must be a positive number, got {value}")
+
+    def pool_sizes(self, languages: list[str]) -> dict[tuple[str, bool], int]:
+        """(language, tty) -> how many warm sandboxes to keep; only those above zero."""
+        text = self.pool_size.strip()
+        if not text:
+            return {}
+        if text.isdigit():
+            return {(language, False): int(text) for language in languages if int(text) > 0}
+        sizes: dict[tuple[str, bool], int] = {}
+        for item in text.split(","):
+            key, sep, count = item.strip().partition("=")
+            language, _, mode = key.strip().partition("/")
+            if not sep or not count.strip().isdigit() or mode not in ("", "tty") or language not in languages:
+                raise ValueError(f"pool size {item.strip()!r}: write LANGUAGE=N or LANGUAGE/tty=N")
+            if int(count) > 0:
+                sizes[(language, mode == "tty")] = int(count)
+        return sizes
 
     def to_env(self) -> dict[str, str]:
         """The variables that reproduce this config in another process (gunicorn's workers)."""

@@ -1,8 +1,15 @@
 """The Docker implementation of the executor: the only module that knows Docker's wire details.
 
-A session's sandbox is one container, created (not started) when the session is created and
-carrying the session's identity in labels. Attaching claims it atomically by renaming it, so
-any gunicorn worker can serve the WebSocket and exactly one ever does.
+A session's sandbox is one container. Its name carries the session: `se-<instance>-<session>`
+while it waits for a client, then `se-<instance>-<session>.p<pid>` once a worker claimed it.
+Claims are renames, which the daemon makes atomic, so any gunicorn worker can serve the
+WebSocket and exactly one ever does. A warm pool's containers (`se-<instance>-pool-<id>`) are
+started ahead of time and taken for a session by the same kind of rename.
+
+Inside, a small `sh` launcher reads the program from stdin (a header line `<bytes> <cols>
+<rows>`, then the code), writes it to the source file, runs the compile stage if there is one,
+and execs the program; /workspace is a tmpfs that exists only once the container runs, and the
+root file system is read-only, so stdin is the way in.
 """
 
 from __future__ import annotations
@@ -13,6 +20,8 @@ import secrets
 import shlex
 import socket
 import threading
+import time
+import uuid
 from collections.abc import Iterator
 
 import docker
@@ -32,7 +41,9 @@ from .executor import (
     SandboxInfo,
     SandboxNotFound,
     SandboxSpec,
+    Started,
     Stream,
+    Terminal,
 )
 
 log = logging.getLogger(__name__)
@@ -40,65 +51,63 @@ log = logging.getLogger(__name__)
 API_VERSION = "1.41"
 LABEL = "sandbox-engine"
 LABEL_INSTANCE = "sandbox-engine.instance"
-LABEL_SESSION = "sandbox-engine.session"
 LABEL_LANGUAGE = "sandbox-engine.language"
 LABEL_CREATED = "sandbox-engine.created"
 LABEL_TTY = "sandbox-engine.tty"
 LABEL_NONCE = "sandbox-engine.nonce"
+LABEL_POOL = "sandbox-engine.pool"
+LABEL_COMPILES = "sandbox-engine.compiles"
 SANDBOX_USER = "10001:10001"
 WORKDIR = "/workspace"
-# Environment strings are capped by the kernel at 128 KiB each; code travels in pieces well below.
-CODE_CHUNK_CHARS = 16384
 CLAIMING = "claiming"
+TAKING = "taking"
+POOL = "pool-"
 _INSTANCE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_-]{0,40}$")
 _STREAMS = {1: Stream.STDOUT, 2: Stream.STDERR}
+READY_MARK = b"\x1eSANDBOX-READY "
+# The launcher's marks are short lines; a \x1e further back than this starts none.
+MARK_MAX = 64
+# How long a started tty sandbox may take to put its terminal in raw mode.
+READY_TIMEOUT = 10.0
 
 # Docker's errors that mean "the daemon is not there", as opposed to "it said no".
 _UNREACHABLE = (requests.exceptions.ConnectionError, requests.exceptions.Timeout, ConnectionError)
 
 
-COMPILED_MARK = b"\x1eSANDBOX-COMPILED "
-
-
 def launch_command(
-    chunks: int,
-    command: tuple[str, ...],
-    compile: tuple[str, ...] | None = None,
-    tty: bool = False,
+    command: tuple[str, ...], compile: tuple[str, ...] | None = None, tty: bool = False
 ) -> list[str]:
-    """A POSIX sh script that writes the code from the environment to the source file, runs the
-    compile stage if there is one, then execs the program.
-
-    The code travels in environment variables because the sandbox's /workspace is a tmpfs that
-    exists only once the container runs, and the root file system is read-only; the variables
-    are unset before anything else runs, so neither compiler nor program sees them.
-    """
-    names = [f"SANDBOX_CODE_{i}" for i in range(chunks)]
-    lines = [
-        "umask 077",
-        "printf %s " + " ".join(f'"${n}"' for n in names) + ' > "$SANDBOX_SOURCE" || exit 126',
-        "nonce=$SANDBOX_NONCE",
-        "unset SANDBOX_SOURCE SANDBOX_NONCE TINI_KILL_PROCESS_GROUP " + " ".join(names),
+    """The launcher: a POSIX sh script that takes the program from stdin and execs it."""
+    lines = ["umask 077", "nonce=$SANDBOX_NONCE"]
+    if tty:
+        # A terminal would echo the code and act on control characters in it: raw until it is
+        # in, and say so, because the engine must not write before.
+        lines += ["stty raw -echo", 'printf "\036SANDBOX-READY %s\n" "$nonce"']
+    lines += [
+        "read -r size cols rows || exit 0",
+        # GNU head reads no byte past the count, so the program's input stays in stdin.
+        'head -c "$size" > "$SANDBOX_SOURCE" || exit 126',
     ]
     if tty:
         # Docker 20.10 ignores the size given at create and refuses a resize before start, so the
-        # terminal gets its size here, before the program's first instruction.
-        lines.append(
-            'stty cols "$SANDBOX_COLS" rows "$SANDBOX_ROWS" 2>/dev/null; unset SANDBOX_COLS SANDBOX_ROWS'
-        )
+        # terminal gets its size here, before the program's first instruction. Input typed before
+        # the terminal is sane again would be taken raw, so the engine holds it until this mark.
+        lines += [
+            'stty sane cols "$cols" rows "$rows"',
+            'printf "\036SANDBOX-STARTED %s\n" "$nonce"',
+        ]
+    lines.append("unset SANDBOX_SOURCE SANDBOX_NONCE TINI_KILL_PROCESS_GROUP size cols rows")
     if compile:
         lines += [
             # Compiler output is the client's stderr; the compiler gets no stdin of the user's.
             f"{shlex.join(compile)} </dev/null 1>&2; rc=$?",
-            # The mark carries a per-session nonce, so compiler output cannot forge it.
+            # The mark carries a per-sandbox nonce, so compiler output cannot forge it.
             'printf "\036SANDBOX-COMPILED %s %d\n" "$nonce" "$rc"',
             '[ "$rc" -eq 0 ] || exit "$rc"',
             # Wait for the engine's go: it first lowers the limits from the compile stage's.
-            "stty -echo 2>/dev/null; read -r _ || exit 0; stty echo 2>/dev/null"
-            if tty
-            else "read -r _ || exit 0",
+            "stty -echo; read -r _ || exit 0; stty echo" if tty else "read -r _ || exit 0",
         ]
-    lines.append('exec "$@"')
+    lines += ["unset nonce", 'exec "$@"']
     return ["/bin/sh", "-c", "\n".join(lines), "launch", *command]
 
 
@@ -121,7 +130,6 @@ class DockerExecutor(Executor):
         return self.prefix + session_id
 
     def create(self, spec: SandboxSpec) -> None:
-        chunks = [spec.code[i : i + CODE_CHUNK_CHARS] for i in range(0, len(spec.code), CODE_CHUNK_CHARS)]
         nonce = secrets.token_hex(8)
         env = dict(spec.env)
         env["SANDBOX_SOURCE"] = spec.source_file
@@ -129,9 +137,7 @@ class DockerExecutor(Executor):
         # docker-init is tini: this makes it pass the signals it gets to the program's whole
         # process group, which is how a client's SIGINT reaches every process of the program.
         env["TINI_KILL_PROCESS_GROUP"] = "1"
-        env.update({f"SANDBOX_CODE_{i}": chunk for i, chunk in enumerate(chunks)})
-        if spec.terminal is not None:
-            env.update(SANDBOX_COLS=str(spec.terminal.cols), SANDBOX_ROWS=str(spec.terminal.rows))
+        if spec.tty:
             env.setdefault("TERM", "xterm-256color")
         # The container starts under the compile stage's limits when there is one.
         limits = spec.compile_limits if spec.compile and spec.compile_limits else spec.limits
@@ -154,20 +160,23 @@ class DockerExecutor(Executor):
             ulimits=[docker.types.Ulimit(name="nofile", soft=256, hard=256)],
             log_config=docker.types.LogConfig(type="none"),
         )
+        pooled = spec.session_id is None
         labels = {
             LABEL: "1",
             LABEL_INSTANCE: self.instance,
-            LABEL_SESSION: spec.session_id,
             LABEL_LANGUAGE: spec.language,
-            LABEL_CREATED: f"{spec.created_at:.3f}",
-            LABEL_NONCE: nonce if spec.compile else "",
-            LABEL_TTY: "1" if spec.terminal is not None else "",
+            LABEL_CREATED: f"{time.time():.3f}",
+            LABEL_NONCE: nonce,
+            LABEL_COMPILES: "1" if spec.compile else "",
+            LABEL_TTY: "1" if spec.tty else "",
+            LABEL_POOL: "1" if pooled else "",
         }
+        name = self._name(f"{POOL}{uuid.uuid4().hex[:12]}" if pooled else spec.session_id)
         try:
-            self.api.create_container(
+            created = self.api.create_container(
                 image=spec.image,
-                command=launch_command(len(chunks), spec.command, spec.compile, spec.terminal is not None),
-                name=self._name(spec.session_id),
+                command=launch_command(spec.command, spec.compile, spec.tty),
+                name=name,
                 user=SANDBOX_USER,
                 working_dir=WORKDIR,
                 environment=env,
@@ -175,43 +184,58 @@ class DockerExecutor(Executor):
                 # docker-py sets StdinOnce with stdin_open: the attach stream's EOF then closes
                 # the program's stdin, which is how `eof` works.
                 stdin_open=True,
-                tty=spec.terminal is not None,
+                tty=spec.tty,
                 network_disabled=True,
                 host_config=host_config,
             )
+            if pooled:
+                # Warm: started now, its launcher waiting for a program on stdin.
+                self.api.start(created["Id"])
         except docker.errors.ImageNotFound:
             raise RuntimeUnavailable(f"the image {spec.image} is missing; run `make images`") from None
         except _UNREACHABLE as exc:
             raise RuntimeUnavailable(f"Docker does not answer: {exc}") from None
         except docker.errors.APIError as exc:
+            if pooled:
+                _remove(self.api, name)
             raise ExecutorError(f"Docker refused to create the sandbox: {exc.explanation}") from None
 
     def _info(self, row: dict) -> SandboxInfo:
         labels = row.get("Labels") or {}
         state = row.get("State", "")
         name = (row.get("Names") or ["/"])[0].lstrip("/")
+        base, _, suffix = name[len(self.prefix) :].partition(".")
+        pooled = base.startswith(POOL)
         return SandboxInfo(
-            session_id=labels.get(LABEL_SESSION, ""),
+            session_id="" if pooled else base,
             language=labels.get(LABEL_LANGUAGE, ""),
             created_at=float(labels.get(LABEL_CREATED, "0") or 0),
-            claimed=name != self._name(labels.get(LABEL_SESSION, "")),
+            claimed=bool(suffix),
             running=state == "running",
             exited=state in ("exited", "dead"),
             labels={**labels, "name": name, "id": row.get("Id", "")},
+            pooled=pooled,
+            tty=labels.get(LABEL_TTY) == "1",
         )
 
-    def _containers(self, *label_filters: str) -> list[dict]:
+    def _containers(self, name: str | None = None) -> list[dict]:
+        filters: dict = {"label": [f"{LABEL_INSTANCE}={self.instance}"]}
+        if name is not None:
+            filters["name"] = [name]
         try:
-            return self.api.containers(
-                all=True, filters={"label": [f"{LABEL_INSTANCE}={self.instance}", *label_filters]}
-            )
+            return self.api.containers(all=True, filters=filters)
         except _UNREACHABLE as exc:
             raise RuntimeUnavailable(f"Docker does not answer: {exc}") from None
         except docker.errors.APIError as exc:
             raise ExecutorError(str(exc)) from None
 
     def find(self, session_id: str) -> SandboxInfo | None:
-        rows = self._containers(f"{LABEL_SESSION}={session_id}")
+        # Docker's name filter matches a part of the name: the session's name, claimed or not.
+        rows = [
+            row
+            for row in self._containers(self._name(session_id))
+            if self._info(row).session_id == session_id
+        ]
         return self._info(rows[0]) if rows else None
 
     def list(self) -> list[SandboxInfo]:
@@ -220,8 +244,31 @@ class DockerExecutor(Executor):
     def owner_of(self, info: SandboxInfo) -> str | None:
         if not info.claimed:
             return None
-        suffix = info.labels["name"].rsplit(".", 1)
-        return suffix[1] if len(suffix) == 2 else None
+        owner = info.labels["name"].rsplit(".", 1)[1]
+        return None if owner == CLAIMING else owner
+
+    def take_pooled(self, session_id: str, candidates: list[SandboxInfo]) -> bool:
+        """Make one of the pool's containers this session's. False when none could be had."""
+        for info in candidates:
+            name = info.labels["name"]
+            try:
+                # As with claims: one fixed name first, so that of racing takers one wins.
+                self.api.rename(name, f"{name}.{TAKING}")
+            except docker.errors.APIError:
+                continue
+            except _UNREACHABLE as exc:
+                raise RuntimeUnavailable(f"Docker does not answer: {exc}") from None
+            try:
+                self.api.rename(f"{name}.{TAKING}", self._name(session_id))
+                return True
+            except docker.errors.APIError as exc:
+                _remove(self.api, f"{name}.{TAKING}")
+                raise ExecutorError(
+                    f"Docker could not hand over a pooled sandbox: {exc.explanation}"
+                ) from None
+            except _UNREACHABLE as exc:
+                raise RuntimeUnavailable(f"Docker does not answer: {exc}") from None
+        return False
 
     def claim(self, session_id: str, owner: str) -> Sandbox:
         name = self._name(session_id)
@@ -240,13 +287,16 @@ class DockerExecutor(Executor):
             raise ExecutorError(str(exc)) from None
         except _UNREACHABLE as exc:
             raise RuntimeUnavailable(f"Docker does not answer: {exc}") from None
-        labels = self._inspect(f"{name}.{owner}")["Config"]["Labels"]
+        details = self._inspect(f"{name}.{owner}")
+        labels = details["Config"]["Labels"]
         return DockerSandbox(
             self.api,
             f"{name}.{owner}",
             session_id,
             tty=labels.get(LABEL_TTY) == "1",
-            nonce=labels.get(LABEL_NONCE) or None,
+            nonce=labels.get(LABEL_NONCE, ""),
+            compiles=bool(labels.get(LABEL_COMPILES)),
+            running=details["State"]["Running"],
         )
 
     def _inspect(self, container: str) -> dict:
@@ -258,8 +308,12 @@ class DockerExecutor(Executor):
             raise ExecutorError(str(exc)) from None
 
     def remove(self, session_id: str) -> None:
-        for row in self._containers(f"{LABEL_SESSION}={session_id}"):
-            _remove(self.api, row["Id"])
+        info = self.find(session_id)
+        if info is not None:
+            _remove(self.api, info.labels["id"])
+
+    def remove_sandbox(self, info: SandboxInfo) -> None:
+        _remove(self.api, info.labels["id"])
 
     def check(self, images: list[str]) -> str | None:
         try:
@@ -272,6 +326,12 @@ class DockerExecutor(Executor):
         except (*_UNREACHABLE, docker.errors.DockerException) as exc:
             return f"Docker does not answer: {exc}"
         return None
+
+    def image_labels(self, image: str) -> dict[str, str]:
+        try:
+            return self.api.inspect_image(image)["Config"].get("Labels") or {}
+        except (*_UNREACHABLE, docker.errors.DockerException):
+            return {}
 
     def close(self) -> None:
         self.api.close()
@@ -300,19 +360,23 @@ class DockerSandbox(Sandbox):
         container: str,
         session_id: str,
         tty: bool = False,
-        nonce: str | None = None,
+        nonce: str = "",
+        compiles: bool = False,
+        running: bool = False,
     ) -> None:
         self.api = api
         self.container = container
         self.session_id = session_id
         self.tty = tty
-        self.compiles = nonce is not None
-        self._mark = COMPILED_MARK + nonce.encode() + b" " if nonce else b""
+        self.compiles = compiles
+        self._nonce = nonce.encode()
+        self._running = running
+        self._early = b""
         self._sock: socket.socket | None = None
         self._write_lock = threading.Lock()
         self._closed = False
 
-    def start(self) -> None:
+    def start(self, code: bytes, terminal: Terminal | None = None) -> None:
         try:
             attached = self.api.attach_socket(
                 self.container, params={"stdin": 1, "stdout": 1, "stderr": 1, "stream": 1}
@@ -320,42 +384,65 @@ class DockerSandbox(Sandbox):
             # docker-py hands back a SocketIO wrapper; the socket beneath is what we must read,
             # write, half-close and finally shut down.
             self._sock = getattr(attached, "_sock", attached)
-            self.api.start(self.container)
+            if not self._running:
+                # Attached first, started second: nothing the program writes can be missed.
+                self.api.start(self.container)
+                if self.tty:
+                    self._wait_until_ready()
         except _UNREACHABLE as exc:
             raise RuntimeUnavailable(f"Docker does not answer: {exc}") from None
         except docker.errors.APIError as exc:
             raise ExecutorError(f"Docker could not start the sandbox: {exc.explanation}") from None
+        size = terminal or Terminal()
+        self.write(f"{len(code)} {size.cols} {size.rows}\n".encode() + code)
 
-    def output(self) -> Iterator[tuple[Stream, bytes] | CompileResult]:
+    def _wait_until_ready(self) -> None:
+        """A tty launcher says when its terminal is raw; what it wrote before is no one's output."""
+        assert self._sock is not None
+        mark = READY_MARK + self._nonce + b"\n"
+        self._sock.settimeout(READY_TIMEOUT)
+        seen = b""
+        try:
+            while mark not in seen:
+                data = self._sock.recv(4096)
+                if not data:
+                    break
+                seen += data
+        except TimeoutError:
+            raise ExecutorError("the sandbox's terminal did not get ready") from None
+        finally:
+            self._sock.settimeout(None)
+        self._early = seen.partition(mark)[2]
+
+    def output(self) -> Iterator[tuple[Stream, bytes] | Started | CompileResult]:
         chunks = self._raw() if self.tty else self._frames()
-        if not self.compiles:
+        expected = int(self.tty) + int(self.compiles)
+        if not expected:
             yield from chunks
             return
-        # Until the compile mark is seen, stdout bytes that could be the mark's beginning are
-        # held back; everything else goes on at once.
-        mark, pending, compiled = self._mark, b"", False
+        # The launcher's marks come on stdout; until the last is seen, bytes that could begin
+        # one are held back, and everything else goes on at once.
+        mark = re.compile(
+            rb"\x1eSANDBOX-(STARTED|COMPILED) " + re.escape(self._nonce) + rb"(?: (-?\d+))?\r?\n"
+        )
+        pending = b""
         for stream, data in chunks:
-            if compiled or stream is not Stream.STDOUT:
+            if not expected or stream is not Stream.STDOUT:
                 yield stream, data
                 continue
             pending += data
-            at = pending.find(mark)
-            if at < 0:
-                keep = _overlap(pending, mark)
-                if len(pending) > keep:
-                    yield Stream.STDOUT, pending[: len(pending) - keep]
-                    pending = pending[len(pending) - keep :]
-                continue
-            end = pending.find(b"\n", at)
-            if end < 0:
-                continue
-            if at:
-                yield Stream.STDOUT, pending[:at]
-            yield CompileResult(int(pending[at + len(mark) : end].strip()))
-            compiled = True
-            if pending[end + 1 :]:
-                yield Stream.STDOUT, pending[end + 1 :]
-            pending = b""
+            while expected and (found := mark.search(pending)):
+                if found.start():
+                    yield Stream.STDOUT, pending[: found.start()]
+                yield Started() if found.group(1) == b"STARTED" else CompileResult(int(found.group(2)))
+                pending = pending[found.end() :]
+                expected -= 1
+            cut = pending.rfind(b"\x1e") if expected else -1
+            if cut < 0 or len(pending) - cut > MARK_MAX:
+                cut = len(pending)
+            if cut:
+                yield Stream.STDOUT, pending[:cut]
+                pending = pending[cut:]
         if pending:
             yield Stream.STDOUT, pending
 
@@ -370,6 +457,8 @@ class DockerSandbox(Sandbox):
 
     def _raw(self) -> Iterator[tuple[Stream, bytes]]:
         """A tty's stream: one, not multiplexed."""
+        if self._early:
+            yield Stream.STDOUT, self._early
         while data := self._recv():
             yield Stream.STDOUT, data
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import os
+import random
 import threading
 import time
 import uuid
@@ -30,6 +31,7 @@ from .executor import (
     Terminal,
 )
 from .languages import LANGUAGES, LanguageSpec
+from .pool import Pool
 from .reaper import Reaper
 from .records import Record, RecordStore
 from .session import COMPILING, RUNNING, TERMINATED, Outcome, RunLimits, SessionRun
@@ -59,6 +61,7 @@ class Engine:
         self._lock = threading.Lock()
         self._started_pid: int | None = None
         self._reaper: Reaper | None = None
+        self._pool: Pool | None = None
         self._shutting_down = False
 
     @property
@@ -78,6 +81,10 @@ class Engine:
             self._shutting_down = False
             self._reaper = Reaper(self)
             self._reaper.start()
+            sizes = self.config.pool_sizes(list(self.languages))
+            if sizes:
+                self._pool = Pool(self, sizes)
+                self._pool.start()
 
     # --- sessions ------------------------------------------------------------------------
     def create_session(self, language: str, code: str, terminal: Terminal | None = None) -> str:
@@ -92,35 +99,59 @@ class Engine:
         if self._shutting_down:
             raise EngineError(Kind.RUNTIME_UNAVAILABLE, "the server is shutting down")
         live = self._call(self.executor.list)
-        if len(live) >= self.config.max_sessions:
+        if sum(1 for info in live if not info.pooled) >= self.config.max_sessions:
             raise EngineError(
                 Kind.AT_CAPACITY,
                 f"all {self.config.max_sessions} sessions are in use; try again shortly",
                 retry_after=max(1, int(self.config.idle_timeout // 6)),
             )
         session_id = str(uuid.uuid4())
-        now = time.time()
+        tty = terminal is not None
+        # The record and the program first: whoever finds the container must find them too.
+        self.records.write(
+            Record(
+                session_id=session_id,
+                language=spec.id,
+                state="CREATED",
+                created_at=time.time(),
+                cols=terminal.cols if terminal else None,
+                rows=terminal.rows if terminal else None,
+            )
+        )
+        self.records.write_code(session_id, code.encode("utf-8", "surrogatepass"))
+        warm = [
+            i
+            for i in live
+            if i.pooled and not i.claimed and i.running and i.language == spec.id and i.tty == tty
+        ]
+        random.shuffle(warm)  # racing workers then rarely want the same one
+        try:
+            if not (warm and self._call(self.executor.take_pooled, session_id, warm)):
+                self._call(self.executor.create, self.sandbox_spec(spec, session_id, tty))
+        except EngineError:
+            self.records.forget(session_id)
+            raise
+        if self._pool is not None:
+            self._pool.wake()
+        return session_id
+
+    def sandbox_spec(self, spec: LanguageSpec, session_id: str | None, tty: bool) -> SandboxSpec:
+        """How to create a sandbox for this language: for a session, or for the warm pool."""
         c = self.config
-        sandbox = SandboxSpec(
+        return SandboxSpec(
             session_id=session_id,
             language=spec.id,
             image=spec.image,
             source_file=spec.source_file,
-            code=code,
             command=spec.run,
             env=dict(spec.env),
             limits=self._run_limits(),
-            created_at=now,
             compile=spec.compile,
             compile_limits=Limits(
                 memory=c.compile_memory, cpus=c.compile_cpus, pids=c.compile_pids, disk=c.disk
             ),
-            terminal=terminal,
+            tty=tty,
         )
-        # The record first: a reaper that finds the container must find its story too.
-        self.records.write(Record(session_id=session_id, language=spec.id, state="CREATED", created_at=now))
-        self._call(self.executor.create, sandbox)
-        return session_id
 
     def describe(self, session_id: str) -> dict:
         record = self._record(session_id)
@@ -158,8 +189,10 @@ class Engine:
         # not have its FINISHED record overwritten by a late RUNNING.
         state = COMPILING if sandbox.compiles else RUNNING
         self.records.write(replace(record, state=state, started_at=time.time()))
+        code = self.records.read_code(session_id) or b""
+        terminal = Terminal(record.cols, record.rows) if record.cols and record.rows else None
         try:
-            run.start()
+            run.start(code, terminal)
         except ExecutorError as exc:
             self._forget(session_id)
             self.records.finish(session_id, TERMINATED, "internal_error")
@@ -224,6 +257,7 @@ class Engine:
         # If Docker is gone this fails; the reaper removes the container once Docker is back.
         self._remove_quietly(run.sandbox.remove)
         self._forget(run.sandbox.session_id)
+        self.records.forget_code(run.sandbox.session_id)
 
     def delete(self, session_id: str) -> None:
         record = self._record(session_id)
@@ -269,6 +303,8 @@ class Engine:
         self._shutting_down = True
         if self._reaper is not None:
             self._reaper.stop()
+        if self._pool is not None:
+            self._pool.stop()
         with self._lock:
             runs = list(self._runs.values())
         for run in runs:
@@ -280,7 +316,7 @@ class Engine:
             for info in self.executor.list():
                 if self.executor.owner_of(info) == self.owner:
                     self.records.finish(info.session_id, TERMINATED, "server_shutdown")
-                    self.executor.remove(info.session_id)
+                    self.executor.remove_sandbox(info)
         except ExecutorError as exc:
             log.warning("shutdown could not remove every container: %s", exc)
 
@@ -308,8 +344,9 @@ def reap_instance(executor: Executor, records: RecordStore, reason: str = "inter
     """Remove every container of this instance: at server start, what a crash left behind."""
     count = 0
     for info in executor.list():
-        records.finish(info.session_id, TERMINATED, reason)
-        executor.remove(info.session_id)
+        if not info.pooled:
+            records.finish(info.session_id, TERMINATED, reason)
+        executor.remove_sandbox(info)
         count += 1
     return count
 

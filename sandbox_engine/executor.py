@@ -33,23 +33,21 @@ class Terminal:
 
 @dataclass(frozen=True)
 class SandboxSpec:
-    """Everything needed to create one sandbox for one session."""
+    """Everything needed to create one sandbox: for a session, or (session_id None) for the pool."""
 
-    session_id: str
+    session_id: str | None
     language: str
     image: str
     source_file: str
-    code: str
     command: tuple[str, ...]
     env: dict[str, str]
     limits: Limits
-    created_at: float
     # With a compile stage the sandbox starts under compile_limits, compiles, reports the
     # compiler's exit code, and waits for go() before the program runs under `limits`.
     compile: tuple[str, ...] | None = None
     compile_limits: Limits | None = None
-    # A pseudo-terminal for the program, or plain pipes when None.
-    terminal: Terminal | None = None
+    # A pseudo-terminal for the program, or plain pipes.
+    tty: bool = False
 
 
 @dataclass(frozen=True)
@@ -63,6 +61,14 @@ class SandboxInfo:
     running: bool
     exited: bool
     labels: dict[str, str] = field(default_factory=dict)
+    # A warm pool's sandbox, started and waiting for a session's program.
+    pooled: bool = False
+    tty: bool = False
+
+
+@dataclass(frozen=True)
+class Started:
+    """A tty sandbox's terminal is ready for the program's input."""
 
 
 @dataclass(frozen=True)
@@ -99,6 +105,7 @@ class Sandbox(abc.ABC):
 
     With a compile stage, output() yields a CompileResult once the compiler is done; the
     program waits until go() is called (after set_limits() has applied the run's limits).
+    A tty sandbox yields Started once its terminal may take input.
     """
 
     session_id: str
@@ -106,11 +113,12 @@ class Sandbox(abc.ABC):
     compiles: bool = False
 
     @abc.abstractmethod
-    def start(self) -> None:
-        """Connect the streams, then start the program: no early output can be lost."""
+    def start(self, code: bytes, terminal: Terminal | None = None) -> None:
+        """Connect the streams, start the sandbox (unless pooled: it runs already), and hand it
+        the program: no early output can be lost. `terminal` sizes a tty sandbox's terminal."""
 
     @abc.abstractmethod
-    def output(self) -> Iterator[tuple[Stream, bytes] | CompileResult]:
+    def output(self) -> Iterator[tuple[Stream, bytes] | Started | CompileResult]:
         """Output chunks in the order the program wrote them; ends when both streams close."""
 
     @abc.abstractmethod
@@ -157,6 +165,18 @@ class Executor(abc.ABC):
 
     @abc.abstractmethod
     def find(self, session_id: str) -> SandboxInfo | None: ...
+
+    @abc.abstractmethod
+    def take_pooled(self, session_id: str, candidates: list[SandboxInfo]) -> bool:
+        """Make one of candidates (pooled sandboxes) this session's; False if none could be had."""
+
+    @abc.abstractmethod
+    def remove_sandbox(self, info: SandboxInfo) -> None:
+        """Remove one sandbox as listed, pooled or not. Missing is fine."""
+
+    def image_labels(self, image: str) -> dict[str, str]:
+        """The labels of a language's image, where the build recorded its version."""
+        return {}
 
     @abc.abstractmethod
     def claim(self, session_id: str, owner: str) -> Sandbox:

@@ -22,6 +22,8 @@ log = logging.getLogger(__name__)
 
 INTERVAL = 1.0
 PRUNE_EVERY = 60.0
+# A pooled sandbox not running, or half taken, for this long was left by someone who failed.
+STUCK = 60.0
 
 
 def owner_alive(owner: str) -> bool:
@@ -67,24 +69,40 @@ class Reaper:
         now = time.time()
         mine = engine.live_session_ids()
         for info in executor.list():
+            if info.pooled:
+                if self._pooled_is_dead(info, now):
+                    log.info("reaping pooled sandbox %s", info.labels.get("name"))
+                    executor.remove_sandbox(info)
+                continue
             reason = self._verdict(info, now, mine)
             if reason is not None:
                 log.info("reaping session %s (%s)", info.session_id, reason)
                 records.finish(info.session_id, "TERMINATED", reason)
-                executor.remove(info.session_id)
+                executor.remove_sandbox(info)
         if now - self._last_prune > PRUNE_EVERY:
             self._last_prune = now
             records.prune(max(config.record_ttl, config.run_timeout + config.idle_timeout + 60))
 
+    def _pooled_is_dead(self, info: SandboxInfo, now: float) -> bool:
+        """A pooled sandbox that stopped, never started, or was left half taken by a dead taker."""
+        if info.exited:
+            return True
+        return (not info.running or info.claimed) and now - info.created_at > STUCK
+
     def _verdict(self, info: SandboxInfo, now: float, mine: set[str]) -> str | None:
-        config = self.engine.config
-        age = now - info.created_at
+        engine = self.engine
+        config = engine.config
         if not info.claimed:
-            return "idle_timeout" if age > config.idle_timeout else None
-        owner = self.engine.executor.owner_of(info)
-        if owner == self.engine.owner:
+            # A pooled sandbox taken for a session is older than the session: ask the record.
+            record = engine.records.read(info.session_id)
+            created = record.created_at if record is not None else info.created_at
+            return "idle_timeout" if now - created > config.idle_timeout else None
+        owner = engine.executor.owner_of(info)
+        if owner == engine.owner:
             return None if info.session_id in mine else "internal_error"
         if owner is None:
             # Between the two renames of a claim; only a claimer that died stays here.
-            return "internal_error" if age > config.idle_timeout + config.run_timeout else None
+            return (
+                "internal_error" if now - info.created_at > config.idle_timeout + config.run_timeout else None
+            )
         return None if owner_alive(owner) else "internal_error"

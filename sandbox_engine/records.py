@@ -7,6 +7,7 @@ is gone so a client can still learn how its session ended.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import tempfile
@@ -33,6 +34,9 @@ class Record:
     ended_at: float | None = None
     exit_code: int | None = None
     reason: str | None = None
+    # A tty session's terminal size; None for pipes.
+    cols: int | None = None
+    rows: int | None = None
 
     @property
     def final(self) -> bool:
@@ -78,8 +82,31 @@ class RecordStore:
         except (FileNotFoundError, ValueError, TypeError):
             return None
 
+    def write_code(self, session_id: str, code: bytes) -> None:
+        """The program, kept until a worker hands it to the sandbox."""
+        with open(self._path(session_id, ".code"), "wb") as f:
+            f.write(code)
+
+    def read_code(self, session_id: str) -> bytes | None:
+        try:
+            with open(self._path(session_id, ".code"), "rb") as f:
+                return f.read()
+        except FileNotFoundError:
+            return None
+
+    def forget_code(self, session_id: str) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self._path(session_id, ".code"))
+
+    def forget(self, session_id: str) -> None:
+        """A session that never came to be: no record, no program."""
+        for suffix in (".json", ".code", ".end"):
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(self._path(session_id, suffix))
+
     def finish(self, session_id: str, state: str, reason: str, exit_code: int | None = None) -> None:
         """Mark a session ended unless it already is: the first ending is the true one."""
+        self.forget_code(session_id)
         record = self.read(session_id)
         if record is not None and not record.final:
             self.write(record.ended(state, reason, exit_code))

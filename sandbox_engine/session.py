@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from .executor import CompileResult, ExecutorError, Limits, Sandbox, Stream
+from .executor import CompileResult, ExecutorError, Limits, Sandbox, Started, Stream, Terminal
 from .protocol import (
     ClientMessage,
     Eof,
@@ -86,12 +86,16 @@ class SessionRun:
         self._clock = clock
         self._reason: str | None = None
         self._lock = threading.Lock()
+        # Orders the program's input: what was held back goes before anything sent after it.
+        self._input_lock = threading.RLock()
         self._finished = threading.Event()
         self._wake = threading.Event()
         self._last_activity = clock()
         self._started = clock()
         self._client_gone = False
         self._compiling = sandbox.compiles
+        # A tty's input waits until the terminal is ready for it (see Started).
+        self._terminal_ready = not sandbox.tty
         self._compile_failed = False
         # Input that arrives while compiling waits for the program; None marks a pending eof.
         self._pending: list[bytes | None] = []
@@ -99,9 +103,9 @@ class SessionRun:
         self.started_at = time.time()
 
     # --- lifecycle -----------------------------------------------------------------------
-    def start(self) -> None:
-        """Start the sandbox and the run's threads. Raises if the sandbox cannot start."""
-        self.sandbox.start()
+    def start(self, code: bytes, terminal: Terminal | None = None) -> None:
+        """Start the sandbox with the program, and the run's threads. Raises if it cannot start."""
+        self.sandbox.start(code, terminal)
         self.started_at = time.time()
         self._started = self._last_activity = self._clock()
         self._send(state_message(COMPILING if self._compiling else RUNNING))
@@ -157,11 +161,12 @@ class SessionRun:
             self.sandbox.resize(message.cols, message.rows)
         elif isinstance(message, Input | Eof):
             self._last_activity = self._clock()
-            with self._lock:
-                if self._compiling:
-                    self._pending.append(message.data if isinstance(message, Input) else None)
-                    return
-            self._deliver_input(message.data if isinstance(message, Input) else None)
+            data = message.data if isinstance(message, Input) else None
+            with self._input_lock:
+                if self._compiling or not self._terminal_ready:
+                    self._pending.append(data)
+                else:
+                    self._deliver_input(data)
 
     def _deliver_input(self, data: bytes | None) -> None:
         if data is None:
@@ -195,6 +200,11 @@ class SessionRun:
         try:
             for item in self.sandbox.output():
                 self._last_activity = self._clock()
+                if isinstance(item, Started):
+                    with self._input_lock:
+                        self._terminal_ready = True
+                    self._flush_pending()
+                    continue
                 if isinstance(item, CompileResult):
                     if item.exit_code == 0 and self._reason is None:
                         self._begin_running()
@@ -234,12 +244,18 @@ class SessionRun:
         self._on_state(RUNNING)
         self._send(state_message(RUNNING))
         self.sandbox.go()
-        with self._lock:
+        with self._input_lock:
             self._compiling = False
-            pending, self._pending = self._pending, []
-        for data in pending:
-            self._deliver_input(data)
+        self._flush_pending()
         self._wake.set()
+
+    def _flush_pending(self) -> None:
+        with self._input_lock:
+            if self._compiling or not self._terminal_ready:
+                return
+            pending, self._pending = self._pending, []
+            for data in pending:
+                self._deliver_input(data)
 
     def _deliver(self, stream: Stream, text: str) -> None:
         if text:

@@ -77,6 +77,14 @@ class Server:
     def containers(self) -> list:
         return instance_containers(self.docker, self.instance)
 
+    def sessions_containers(self) -> list[dict]:
+        """Every container of a session, leaving out the warm pool's."""
+        return [c for c in self.containers() if "-pool-" not in c["Names"][0]]
+
+    def session_containers(self, session_id: str) -> list[dict]:
+        """The session's container, by its name: `se-<instance>-<session>`, claimed or not."""
+        return [c for c in self.containers() if c["Names"][0].lstrip("/").split(".")[0].endswith(session_id)]
+
     def wait_no_containers(self, timeout: float = 10) -> list:
         deadline = time.monotonic() + timeout
         while (left := self.containers()) and time.monotonic() < deadline:

@@ -20,7 +20,7 @@ def strict(docker_client, tmp_path_factory):
 
 def test_container_is_hardened_as_specified(strict):
     session_id = strict.create("print(1)")
-    [row] = [c for c in strict.containers() if c["Labels"]["sandbox-engine.session"] == session_id]
+    [row] = strict.session_containers(session_id)
     config = strict.docker.api.inspect_container(row["Id"])
     host = config["HostConfig"]
     assert host["ReadonlyRootfs"] is True

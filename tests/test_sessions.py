@@ -150,7 +150,7 @@ def test_delete_of_unattached_session(server):
     assert requests.delete(f"{server.url}/session/{session_id}", timeout=10).status_code == 204
     info = server.session(session_id)
     assert info["state"] == "TERMINATED" and info["reason"] == "killed"
-    assert not [c for c in server.containers() if c["Labels"]["sandbox-engine.session"] == session_id]
+    assert not server.session_containers(session_id)
 
 
 def test_second_attachment_is_refused_and_first_unharmed(server):
@@ -202,7 +202,7 @@ def test_unattached_session_expires_after_idle_timeout(server):
             break
         time.sleep(0.2)
     assert info["state"] == "TERMINATED" and info["reason"] == "idle_timeout"
-    assert not [c for c in server.containers() if c["Labels"]["sandbox-engine.session"] == session_id]
+    assert not server.session_containers(session_id)
 
 
 def test_websocket_closes_normally_after_final_state(server):

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import queue
 import threading
+import time
 from collections.abc import Callable, Iterator
 
 from sandbox_engine.executor import (
@@ -22,6 +23,7 @@ from sandbox_engine.executor import (
     SandboxNotFound,
     SandboxSpec,
     Stream,
+    Terminal,
 )
 
 # How a killed or removed program reports its end, as Docker reports SIGKILL.
@@ -82,9 +84,11 @@ class FakeSandbox(Sandbox):
         return b"".join(self.writes)
 
     # --- the interface -----------------------------------------------------------------
-    def start(self) -> None:
+    def start(self, code: bytes = b"", terminal: Terminal | None = None) -> None:
         if self.start_error is not None:
             raise self.start_error
+        self.code = code
+        self.terminal = terminal
         self.started = True
 
     def output(self) -> Iterator[tuple[Stream, bytes] | CompileResult]:
@@ -148,6 +152,7 @@ class FakeExecutor(Executor):
         self.sandboxes: dict[str, FakeSandbox] = {}
         self.specs: dict[str, SandboxSpec] = {}
         self.owners: dict[str, str] = {}
+        self.created_at: dict[str, float] = {}
         self.removed: list[str] = []
         # Raised by every runtime call while set, as a daemon that went away.
         self.error: ExecutorError | None = None
@@ -160,8 +165,9 @@ class FakeExecutor(Executor):
         with self._lock:
             self.specs[spec.session_id] = spec
             self.sandboxes[spec.session_id] = FakeSandbox(
-                spec.session_id, self, tty=spec.terminal is not None, compiles=spec.compile is not None
+                spec.session_id, self, tty=spec.tty, compiles=spec.compile is not None
             )
+            self.created_at[spec.session_id] = time.time()
 
     def find(self, session_id: str) -> SandboxInfo | None:
         self._fail()
@@ -195,6 +201,12 @@ class FakeExecutor(Executor):
     def check(self, images: list[str]) -> str | None:
         return self.problem
 
+    def take_pooled(self, session_id: str, candidates: list[SandboxInfo]) -> bool:
+        return False  # the fake keeps no pool
+
+    def remove_sandbox(self, info: SandboxInfo) -> None:
+        self.remove(info.session_id)
+
     def forget(self, session_id: str) -> None:
         with self._lock:
             if self.sandboxes.pop(session_id, None) is not None:
@@ -206,7 +218,7 @@ class FakeExecutor(Executor):
         return SandboxInfo(
             session_id=session_id,
             language=spec.language,
-            created_at=spec.created_at,
+            created_at=self.created_at[session_id],
             claimed=session_id in self.owners,
             running=sandbox.started and not sandbox._ended.is_set(),
             exited=sandbox._ended.is_set(),

@@ -60,7 +60,7 @@ def create(client: FlaskClient, code: str = CODE, language: str = "python") -> s
 # --- POST /session --------------------------------------------------------------------------
 
 
-def test_create_answers_201_with_a_uuid4_session_id(client, executor):
+def test_create_answers_201_with_a_uuid4_session_id(app, client, executor):
     response = client.post("/session", json={"language": "python", "code": CODE})
     assert response.status_code == 201
     body = response.get_json()
@@ -68,7 +68,7 @@ def test_create_answers_201_with_a_uuid4_session_id(client, executor):
     session_id = body["sessionId"]
     assert str(uuid.UUID(session_id, version=4)) == session_id
     assert response.headers["Location"] == f"/session/{session_id}"
-    assert executor.specs[session_id].code == CODE
+    assert engine_of(app).records.read_code(session_id) == CODE.encode()
 
 
 @pytest.mark.parametrize(

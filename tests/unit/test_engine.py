@@ -69,8 +69,8 @@ def test_a_created_session_has_a_created_record_and_an_unstarted_sandbox(engine,
     )
     spec = executor.specs[session_id]
     python = LANGUAGES["python"]
-    assert (spec.code, spec.image, spec.command, spec.source_file) == (
-        CODE,
+    assert engine.records.read_code(session_id) == CODE.encode()
+    assert (spec.image, spec.command, spec.source_file) == (
         python.image,
         python.run,
         python.source_file,

@@ -86,7 +86,7 @@ def make_run() -> Iterator[Callable[..., Harness]]:
 
 def test_output_arrives_in_order_then_the_run_finishes(make_run):
     h = make_run()
-    h.run.start()
+    h.run.start(b"")
     assert h.sandbox.started
     h.sandbox.stdout("hello\n")
     h.sandbox.stderr("oops\n")
@@ -108,7 +108,7 @@ def test_output_arrives_in_order_then_the_run_finishes(make_run):
 
 def test_the_end_is_recorded_before_the_client_hears_it_then_closed_then_released(make_run):
     h = make_run()
-    h.run.start()
+    h.run.start(b"")
     h.sandbox.exit(0)
     h.ended()
     assert h.client.events[-4:] == ["recorded", final(FINISHED, 0, "exited"), "closed", "released"]
@@ -117,7 +117,7 @@ def test_the_end_is_recorded_before_the_client_hears_it_then_closed_then_release
 
 def test_a_non_zero_exit_code_is_reported_as_finished(make_run):
     h = make_run()
-    h.run.start()
+    h.run.start(b"")
     h.sandbox.stderr("Traceback: boom\n")
     h.sandbox.exit(3)
     assert h.ended().exit_code == 3
@@ -126,7 +126,7 @@ def test_a_non_zero_exit_code_is_reported_as_finished(make_run):
 
 def test_a_character_split_across_chunks_reaches_the_client_whole(make_run):
     h = make_run()
-    h.run.start()
+    h.run.start(b"")
     emoji = "😀".encode()
     h.sandbox.stdout(b"cost: \xe2\x82")
     h.sandbox.stderr(emoji[:1])
@@ -141,7 +141,7 @@ def test_a_character_split_across_chunks_reaches_the_client_whole(make_run):
 
 def test_invalid_and_unfinished_bytes_become_replacement_characters(make_run):
     h = make_run()
-    h.run.start()
+    h.run.start(b"")
     h.sandbox.stdout(b"a\xffb")
     h.sandbox.stdout(b"c\xe2\x82")
     h.sandbox.exit(0)
@@ -154,7 +154,7 @@ def test_invalid_and_unfinished_bytes_become_replacement_characters(make_run):
 
 def test_input_is_written_to_the_program(make_run):
     h = make_run()
-    h.run.start()
+    h.run.start(b"")
     h.run.handle(Input(b"Ada\n"))
     h.run.handle(Input("€\n".encode()))
     assert h.sandbox.writes == [b"Ada\n", "€\n".encode()]
@@ -164,7 +164,7 @@ def test_input_is_written_to_the_program(make_run):
 
 def test_eof_closes_the_program_stdin(make_run):
     h = make_run()
-    h.run.start()
+    h.run.start(b"")
     h.run.handle(Eof())
     assert h.sandbox.stdin_closed
     h.sandbox.stdout("read 0 lines\n")
@@ -175,7 +175,7 @@ def test_eof_closes_the_program_stdin(make_run):
 
 def test_kill_terminates_the_program(make_run):
     h = make_run()
-    h.run.start()
+    h.run.start(b"")
     h.sandbox.stdout("working\n")
     h.run.handle(Kill())
     outcome = h.ended()
@@ -186,7 +186,7 @@ def test_kill_terminates_the_program(make_run):
 
 def test_the_first_reason_to_end_is_the_one_reported(make_run):
     h = make_run()
-    h.run.start()
+    h.run.start(b"")
     h.run.end("killed")
     h.run.end("timeout")
     h.ended()
@@ -199,7 +199,7 @@ def test_the_first_reason_to_end_is_the_one_reported(make_run):
 
 def test_output_over_the_limit_is_cut_and_the_program_terminated(make_run):
     h = make_run(output_limit=10)
-    h.run.start()
+    h.run.start(b"")
     h.sandbox.stdout("12345")
     h.sandbox.stdout("67890abc")
     h.sandbox.stdout("never seen")
@@ -212,7 +212,7 @@ def test_output_over_the_limit_is_cut_and_the_program_terminated(make_run):
 
 def test_the_limit_counts_stdout_and_stderr_together(make_run):
     h = make_run(output_limit=6)
-    h.run.start()
+    h.run.start(b"")
     h.sandbox.stdout("abc")
     h.sandbox.stderr("defgh")
     h.ended()
@@ -222,7 +222,7 @@ def test_the_limit_counts_stdout_and_stderr_together(make_run):
 
 def test_output_exactly_at_the_limit_is_not_cut(make_run):
     h = make_run(output_limit=10)
-    h.run.start()
+    h.run.start(b"")
     h.sandbox.stdout("1234567890")
     h.sandbox.exit(0)
     h.ended()
@@ -232,7 +232,7 @@ def test_output_exactly_at_the_limit_is_not_cut(make_run):
 
 def test_a_character_straddling_the_limit_is_left_out_whole(make_run):
     h = make_run(output_limit=5)
-    h.run.start()
+    h.run.start(b"")
     h.sandbox.stdout("abcd€")  # the euro sign's 3 bytes would end at byte 7
     h.ended()
     assert h.client.text() == "abcd"
@@ -241,7 +241,7 @@ def test_a_character_straddling_the_limit_is_left_out_whole(make_run):
 
 def test_a_split_character_that_fits_is_delivered_at_the_limit(make_run):
     h = make_run(output_limit=6)
-    h.run.start()
+    h.run.start(b"")
     h.sandbox.stdout(b"abc\xe2\x82")
     h.sandbox.stdout(b"\xaczz")
     h.ended()
@@ -251,7 +251,7 @@ def test_a_split_character_that_fits_is_delivered_at_the_limit(make_run):
 
 def test_a_split_character_that_does_not_fit_is_never_half_delivered(make_run):
     h = make_run(output_limit=5)
-    h.run.start()
+    h.run.start(b"")
     h.sandbox.stdout(b"abc\xe2\x82")
     h.sandbox.stdout(b"\xaczz")
     h.ended()
@@ -267,7 +267,7 @@ def test_never_more_than_the_limit_is_delivered_whatever_the_chunking(make_run):
         data = text.encode()
         limit = rng.randint(1, len(data) + 3)
         h = make_run(output_limit=limit)
-        h.run.start()
+        h.run.start(b"")
         i = 0
         while i < len(data):
             step = rng.randint(1, 6)
@@ -286,7 +286,7 @@ def test_never_more_than_the_limit_is_delivered_whatever_the_chunking(make_run):
 def test_idle_timeout_ends_a_silent_program(make_run):
     h = make_run(idle_timeout=0.2)
     started = time.monotonic()
-    h.run.start()
+    h.run.start(b"")
     outcome = h.ended()
     assert time.monotonic() - started >= 0.2
     assert (outcome.state, outcome.reason) == (TERMINATED, "idle_timeout")
@@ -296,7 +296,7 @@ def test_idle_timeout_ends_a_silent_program(make_run):
 
 def test_input_keeps_a_session_from_going_idle(make_run):
     h = make_run(idle_timeout=0.3)
-    h.run.start()
+    h.run.start(b"")
     for _ in range(6):  # 0.6 s in all, twice the idle timeout
         assert not h.run.wait(0.1), "ended while the user was typing"
         h.run.handle(Input(b"x"))
@@ -308,7 +308,7 @@ def test_input_keeps_a_session_from_going_idle(make_run):
 
 def test_output_keeps_a_session_from_going_idle(make_run):
     h = make_run(idle_timeout=0.3)
-    h.run.start()
+    h.run.start(b"")
     for _ in range(6):
         assert not h.run.wait(0.1), "ended while the program was printing"
         h.sandbox.stdout(".")
@@ -319,7 +319,7 @@ def test_output_keeps_a_session_from_going_idle(make_run):
 def test_run_timeout_ends_a_busy_program(make_run):
     h = make_run(idle_timeout=10.0, run_timeout=0.3)
     started = time.monotonic()
-    h.run.start()
+    h.run.start(b"")
     deadline = started + END
     while not h.run.wait(0.05) and time.monotonic() < deadline:
         h.sandbox.stdout("tick\n")
@@ -331,7 +331,7 @@ def test_run_timeout_ends_a_busy_program(make_run):
 
 def test_an_oom_killed_program_ends_with_memory_limit(make_run):
     h = make_run()
-    h.run.start()
+    h.run.start(b"")
     h.sandbox.exit(137, oom_killed=True)
     outcome = h.ended()
     assert (outcome.state, outcome.reason) == (TERMINATED, "memory_limit")
@@ -344,7 +344,7 @@ def test_an_oom_killed_program_ends_with_memory_limit(make_run):
 def test_a_client_that_goes_away_ends_the_run(make_run):
     client = FakeClient(fail_on=lambda m: m["type"] == "stdout")
     h = make_run(client=client)
-    h.run.start()
+    h.run.start(b"")
     h.sandbox.stdout("first\n")
     outcome = h.ended()
     assert (outcome.state, outcome.reason) == (TERMINATED, "client_disconnected")
@@ -357,7 +357,7 @@ def test_a_client_that_goes_away_ends_the_run(make_run):
 
 def test_a_client_gone_before_running_is_sent_ends_the_run(make_run):
     h = make_run(client=FakeClient(fail_on=lambda m: True))
-    h.run.start()
+    h.run.start(b"")
     assert h.ended().reason == "client_disconnected"
     assert h.client.emit_attempts == 1
 
@@ -365,7 +365,7 @@ def test_a_client_gone_before_running_is_sent_ends_the_run(make_run):
 def test_an_end_asked_for_elsewhere_is_reported(make_run):
     asked: list[str] = []
     h = make_run(external_reason=lambda: asked[0] if asked else None)
-    h.run.start()
+    h.run.start(b"")
     h.sandbox.stdout("running\n")
     # Another worker handled DELETE: it left word, then removed the container.
     asked.append("killed")
@@ -378,7 +378,7 @@ def test_an_end_asked_for_elsewhere_is_reported(make_run):
 def test_an_end_asked_for_elsewhere_explains_a_lost_sandbox(make_run):
     asked: list[str] = []
     h = make_run(external_reason=lambda: asked[0] if asked else None)
-    h.run.start()
+    h.run.start(b"")
     asked.append("killed")
     h.sandbox.fail(ExecutorError("container vanished"))
     assert h.ended().reason == "killed"
@@ -386,7 +386,7 @@ def test_an_end_asked_for_elsewhere_explains_a_lost_sandbox(make_run):
 
 def test_a_runtime_failure_during_output_is_an_internal_error(make_run):
     h = make_run()
-    h.run.start()
+    h.run.start(b"")
     h.sandbox.stdout("partial\n")
     h.sandbox.fail(ExecutorError("docker went away"))
     outcome = h.ended()
@@ -401,7 +401,7 @@ def test_a_runtime_failure_during_output_is_an_internal_error(make_run):
 def test_no_exit_status_is_an_internal_error_without_exit_code(make_run):
     h = make_run()
     h.sandbox.wait_error = ExecutorError("docker went away")
-    h.run.start()
+    h.run.start(b"")
     h.sandbox.exit(0)
     h.ended()
     assert h.client.final == final(TERMINATED, None, "internal_error")
@@ -411,6 +411,6 @@ def test_a_sandbox_that_cannot_start_raises_and_starts_nothing(make_run):
     h = make_run()
     h.sandbox.start_error = ExecutorError("no such image")
     with pytest.raises(ExecutorError):
-        h.run.start()
+        h.run.start(b"")
     assert h.client.messages == []
     assert not h.run.finished

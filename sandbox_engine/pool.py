@@ -1,0 +1,81 @@
+"""The warm pool: sandboxes created, started and hardened ahead of time, each waiting for one
+program, so that a session skips Docker's create and start.
+
+Single use: a pooled sandbox becomes one session's and is removed with it. Every worker runs
+a refiller, but only the one holding the pool's lock refills at a time, so the workers share
+one pool instead of each keeping its own; any worker may take from it (see take_pooled).
+"""
+
+from __future__ import annotations
+
+import fcntl
+import logging
+import os
+import threading
+from collections import Counter
+from typing import TYPE_CHECKING
+
+from .executor import ExecutorError
+
+if TYPE_CHECKING:
+    from .engine import Engine
+
+log = logging.getLogger(__name__)
+
+# Refill at least this often even when nobody takes from the pool (a sandbox may die).
+INTERVAL = 2.0
+
+
+class Pool:
+    def __init__(self, engine: Engine, sizes: dict[tuple[str, bool], int]) -> None:
+        self.engine = engine
+        self.sizes = sizes
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._lock_path = os.path.join(engine.records.directory, ".pool.lock")
+
+    def start(self) -> None:
+        threading.Thread(target=self._loop, name="pool", daemon=True).start()
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._wake.set()
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self.refill()
+            except ExecutorError as exc:
+                log.debug("pool: runtime unavailable: %s", exc)
+            except Exception:
+                log.exception("pool refill failed")
+            self._wake.wait(INTERVAL)
+            self._wake.clear()
+
+    def refill(self) -> int:
+        """Create what the pool lacks, one sandbox at a time, while there is room. Returns how many."""
+        with open(self._lock_path, "a") as lock:
+            try:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                return 0  # another worker is refilling
+            return self._refill()
+
+    def _refill(self) -> int:
+        engine = self.engine
+        live = [info for info in engine.executor.list() if not info.exited]
+        warm = Counter((i.language, i.tty) for i in live if i.pooled and not i.claimed and i.running)
+        room = engine.config.max_sessions - len(live)
+        created = 0
+        for (language, tty), target in self.sizes.items():
+            for _ in range(target - warm[(language, tty)]):
+                if room <= 0 or self._stop.is_set():
+                    return created
+                spec = engine.sandbox_spec(engine.languages[language], None, tty)
+                engine.executor.create(spec)
+                created += 1
+                room -= 1
+        return created
