@@ -3,7 +3,7 @@ BIND ?= 127.0.0.1:8080
 WORKERS ?= 2
 PYTEST_ARGS ?=
 
-.PHONY: run test setup setup-test images lint bench
+.PHONY: run test setup setup-test ui images lint bench
 
 run: setup
 	.venv/bin/sandbox-engine serve --bind $(BIND) --workers $(WORKERS)
@@ -12,11 +12,24 @@ test: setup-test
 	.venv/bin/ruff check .
 	.venv/bin/python -m pytest $(PYTEST_ARGS)
 
-setup:
+setup: ui
 	scripts/setup.sh
 
-setup-test:
+setup-test: ui
 	scripts/setup.sh test
+
+# The IDE page's JavaScript bundle (static/dist/): `npm ci` when node_modules is missing or older
+# than the lock file, `npm run build` when a source is newer than the bundle.
+ui: static/dist/ide.js
+
+node_modules: package-lock.json
+	@command -v npm >/dev/null || { echo "ui: installing nodejs npm"; apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends nodejs npm >/dev/null; }
+	npm ci --no-audit --no-fund
+	@touch node_modules
+
+static/dist/ide.js: node_modules package.json $(wildcard static/src/*)
+	npm run build
 
 images:
 	scripts/dockerd.sh

@@ -8,6 +8,9 @@ need=()
 command -v dockerd >/dev/null || need+=(docker.io)
 command -v debootstrap >/dev/null || need+=(debootstrap)
 [ -n "$want_tests" ] && { command -v nginx >/dev/null || need+=(nginx-light); }
+# The browser test drives the IDE page in Debian's chromium, headless, through Playwright; the
+# page's fonts are DejaVu (chromium only recommends fonts).
+[ -n "$want_tests" ] && { command -v chromium >/dev/null || need+=(chromium fonts-dejavu-core); }
 python3 -c 'import venv, ensurepip' 2>/dev/null || need+=(python3-venv)
 if [ ${#need[@]} -gt 0 ]; then
   echo "setup: installing ${need[*]}"

@@ -1,0 +1,361 @@
+// The IDE page: a CodeMirror editor, an xterm.js terminal bound to one session at a time, and the
+// session protocol of README.md (POST /session, then the WebSocket /ws/session/<id>).
+import "@xterm/xterm/css/xterm.css";
+import "./ide.css";
+
+import { indentWithTab } from "@codemirror/commands";
+import { Compartment, EditorState } from "@codemirror/state";
+import { oneDark } from "@codemirror/theme-one-dark";
+import { keymap } from "@codemirror/view";
+import { FitAddon } from "@xterm/addon-fit";
+import { Terminal } from "@xterm/xterm";
+import { basicSetup, EditorView } from "codemirror";
+
+import { example, loadMode, modeName } from "./languages.js";
+import { dropText, formatElapsed, reasonText, refusalText } from "./status.js";
+
+const $ = (id) => document.getElementById(id);
+const picker = $("language");
+const runButton = $("run");
+const stopButton = $("stop");
+const statusLine = $("status");
+const statusText = $("status-text");
+const elapsedText = $("elapsed");
+const idleTimeout = parseFloat(document.body.dataset.idleTimeout) || null;
+
+// ---- editor -------------------------------------------------------------------------------------
+
+const language = new Compartment();
+const editor = new EditorView({
+  parent: $("editor"),
+  state: EditorState.create({
+    doc: example("python"),
+    extensions: [basicSetup, keymap.of([indentWithTab]), oneDark, language.of([])],
+  }),
+});
+// Each language keeps its own draft while the page is open; a new language starts from its example.
+const drafts = new Map();
+let currentLanguage = null;
+
+async function selectLanguage(id) {
+  if (currentLanguage !== null) drafts.set(currentLanguage, code());
+  // The editor opens with the python example; any other language starts from its own.
+  const previous = currentLanguage ?? "python";
+  currentLanguage = id;
+  if (previous !== id) setCode(drafts.get(id) ?? example(id));
+  $("mode").textContent = modeName(id);
+  const mode = await loadMode(id);
+  // A quicker later choice wins over a slow load.
+  if (currentLanguage === id) editor.dispatch({ effects: language.reconfigure(mode) });
+}
+
+function code() {
+  return editor.state.doc.toString();
+}
+
+function setCode(text) {
+  editor.dispatch({ changes: { from: 0, to: editor.state.doc.length, insert: text } });
+}
+
+// ---- terminal -----------------------------------------------------------------------------------
+
+const term = new Terminal({
+  cursorBlink: true,
+  fontFamily: '"DejaVu Sans Mono", "Liberation Mono", ui-monospace, Menlo, Consolas, monospace',
+  fontSize: 14,
+  // Room below the baseline: at 1.0 the DOM renderer clips underscores.
+  lineHeight: 1.2,
+  scrollback: 5000,
+  theme: {
+    background: "#1b1e24",
+    foreground: "#d7dae0",
+    cursor: "#528bff",
+    selectionBackground: "#3e4451",
+  },
+});
+const fitAddon = new FitAddon();
+term.loadAddon(fitAddon);
+term.open($("terminal"));
+
+let fitQueued = false;
+function fit() {
+  fitQueued = false;
+  try {
+    fitAddon.fit();
+  } catch {
+    // Hidden or zero-sized pane: keep the last size.
+  }
+}
+new ResizeObserver(() => {
+  if (!fitQueued) {
+    fitQueued = true;
+    requestAnimationFrame(fit);
+  }
+}).observe($("terminal"));
+fit();
+
+// The terminal's size as the server accepts it (1-1000 columns, 1-500 rows).
+function size() {
+  const clamp = (n, most) => Math.min(Math.max(n, 1), most);
+  return { cols: clamp(term.cols, 1000), rows: clamp(term.rows, 500) };
+}
+
+let atLineStart = true;
+function write(text) {
+  if (!text) return;
+  term.write(text);
+  atLineStart = /[\r\n]$/.test(text);
+}
+
+// A line from the page itself (not the program), dimmed or coloured, on a line of its own.
+function note(text, colour = "2") {
+  write(`${atLineStart ? "" : "\r\n"}\x1b[${colour}m${text}\x1b[0m\r\n`);
+}
+
+// The terminal's text, wrapped lines joined; the cursor's line keeps its trailing blanks, so that a
+// prompt such as "Enter your name: " reads as the program wrote it.
+function terminalText() {
+  const buffer = term.buffer.active;
+  const cursorRow = buffer.baseY + buffer.cursorY;
+  const lines = [];
+  for (let i = 0; i < buffer.length; i++) {
+    const line = buffer.getLine(i);
+    let text = line.translateToString(true);
+    if (i === cursorRow) text = line.translateToString(false, 0, Math.max(text.length, buffer.cursorX));
+    if (line.isWrapped && lines.length) lines[lines.length - 1] += text;
+    else lines.push(text);
+  }
+  return lines.join("\n").replace(/\n+$/, "");
+}
+
+// ---- status line --------------------------------------------------------------------------------
+
+function setStatus(tone, text) {
+  statusLine.dataset.tone = tone;
+  statusText.textContent = text;
+}
+
+// ---- sessions -----------------------------------------------------------------------------------
+
+// The one live session, or null: { ws, opened, final, kill, startedAt, timer }.
+let session = null;
+
+function send(s, message) {
+  if (s.ws && s.ws.readyState === WebSocket.OPEN) s.ws.send(JSON.stringify(message));
+}
+
+function setBusy(busy) {
+  runButton.disabled = busy || !picker.value;
+  stopButton.disabled = !busy;
+  picker.disabled = busy;
+}
+
+function tick(s) {
+  elapsedText.textContent = s.startedAt === null ? "" : formatElapsed(performance.now() - s.startedAt);
+}
+
+function startClock(s) {
+  if (s.startedAt !== null) return;
+  s.startedAt = performance.now();
+  s.timer = setInterval(() => tick(s), 100);
+  tick(s);
+}
+
+async function run() {
+  if (session || !picker.value) return;
+  const s = { ws: null, opened: false, final: null, kill: false, startedAt: null, timer: null };
+  session = s;
+  setBusy(true);
+  term.reset();
+  atLineStart = true;
+  elapsedText.textContent = "";
+  fit();
+  setStatus("busy", "starting…");
+  let response;
+  let body = null;
+  try {
+    response = await fetch(new URL("session", document.baseURI), {
+      method: "POST",
+      headers: { "Content-Type": "application/json" },
+      body: JSON.stringify({
+        language: picker.value,
+        code: code(),
+        tty: true,
+        ...size(),
+      }),
+    });
+    body = await response.json().catch(() => null);
+  } catch {
+    return finish(s, "error", "cannot reach the server");
+  }
+  if (!response.ok) {
+    return finish(s, "error", refusalText(response.status, body, response.headers.get("Retry-After")));
+  }
+  const id = body && body.sessionId;
+  if (!id) return finish(s, "error", "the server answered without a session id");
+  if (s.kill) {
+    // Stopped before it started: nothing ran, so just let the server know.
+    fetch(new URL(`session/${id}`, document.baseURI), { method: "DELETE" }).catch(() => {});
+    return finish(s, "ended", "stopped");
+  }
+  attach(s, id);
+}
+
+function attach(s, id) {
+  const url = new URL(`ws/session/${id}`, document.baseURI);
+  url.protocol = url.protocol === "https:" ? "wss:" : "ws:";
+  setStatus("busy", "connecting…");
+  const ws = new WebSocket(url);
+  s.ws = ws;
+  ws.onopen = () => {
+    s.opened = true;
+    if (s.kill) send(s, { type: "kill" });
+  };
+  ws.onmessage = (event) => {
+    let message;
+    try {
+      message = JSON.parse(event.data);
+    } catch {
+      return;
+    }
+    receive(s, message);
+  };
+  ws.onclose = (event) => {
+    if (!s.final && session === s) finish(s, "error", dropText(event, s.opened));
+  };
+}
+
+function receive(s, message) {
+  switch (message.type) {
+    case "stdout":
+      write(message.data);
+      break;
+    case "stderr":
+      write(`\x1b[31m${message.data}\x1b[39m`);
+      break;
+    case "state":
+      if (message.state === "COMPILING") {
+        startClock(s);
+        setStatus("busy", "compiling");
+      } else if (message.state === "RUNNING") {
+        startClock(s);
+        setStatus("running", "running");
+        term.focus();
+      } else if (message.state === "FINISHED" || message.state === "TERMINATED") {
+        s.final = message;
+        const words = reasonText(message.state, message.reason, idleTimeout);
+        const exit = Number.isInteger(message.exitCode) ? `exit code ${message.exitCode}` : "";
+        let tone = message.state === "FINISHED" && message.exitCode === 0 ? "ok" : "ended";
+        if (message.reason === "compile_error" || message.reason === "internal_error") tone = "error";
+        finish(s, tone, [words, exit].filter(Boolean).join(" · "));
+      }
+      break;
+    case "error":
+      // The server answers messages it does not know with an error and carries on: a server
+      // without tty support does so for resize and signal, which need no word to the user.
+      if (/\b(resize|signal)\b/.test(message.message)) console.debug("server:", message.message);
+      else note(`[server: ${message.message}]`, "33");
+      break;
+  }
+}
+
+function finish(s, tone, text) {
+  if (session !== s) return;
+  session = null;
+  clearInterval(s.timer);
+  tick(s);
+  setStatus(tone, text);
+  note(`[${text}]`, tone === "error" ? "31" : "2");
+  term.write("\x1b[?25l");
+  setBusy(false);
+  if (s.ws && s.ws.readyState <= WebSocket.OPEN) s.ws.close(1000);
+}
+
+function stop() {
+  const s = session;
+  if (!s || s.kill) return;
+  s.kill = true;
+  setStatus("busy", "stopping…");
+  send(s, { type: "kill" });
+}
+
+// Every keystroke goes to the program as it is typed, Ctrl-C as the raw byte "\x03": the session
+// runs on a terminal whose line discipline echoes, edits lines and turns ^C into SIGINT.
+term.onData((data) => {
+  if (session) send(session, { type: "input", data });
+});
+term.onResize(() => {
+  if (session) send(session, { type: "resize", ...size() });
+});
+
+// ---- controls -----------------------------------------------------------------------------------
+
+if (/Mac|iPhone|iPad/.test(navigator.platform)) {
+  runButton.querySelector("kbd").textContent = "⌘↩";
+  runButton.title = "Run (⌘+Enter)";
+}
+runButton.addEventListener("click", run);
+stopButton.addEventListener("click", stop);
+picker.addEventListener("change", () => selectLanguage(picker.value));
+$("clear").addEventListener("click", () => {
+  term.clear();
+  term.focus();
+});
+// Ctrl/Cmd+Enter runs from anywhere, taken before the editor or the terminal sees the key.
+window.addEventListener(
+  "keydown",
+  (event) => {
+    if (event.key === "Enter" && (event.ctrlKey || event.metaKey)) {
+      event.preventDefault();
+      event.stopPropagation();
+      run();
+    }
+  },
+  true,
+);
+
+async function loadLanguages() {
+  setStatus("busy", "loading languages…");
+  try {
+    const response = await fetch(new URL("languages", document.baseURI));
+    if (!response.ok) throw new Error(`HTTP ${response.status}`);
+    const { languages } = await response.json();
+    picker.replaceChildren(
+      ...languages.map((lang) => new Option(`${lang.name} ${lang.version}`.trim(), lang.id)),
+    );
+    const first = languages.find((lang) => lang.id === "python") || languages[0];
+    if (!first) throw new Error("the server offers no language");
+    picker.value = first.id;
+    await selectLanguage(first.id);
+    setStatus("idle", "ready");
+    const keys = runButton.querySelector("kbd").textContent;
+    note(`Press Run (${keys}): the program's output appears here, and what you type here goes to it.`);
+  } catch (err) {
+    picker.replaceChildren();
+    setStatus("error", `cannot load the languages: ${err.message}`);
+  }
+  // Nothing listens until a run starts: no cursor inviting to type (a run's reset shows it).
+  term.write("\x1b[?25l");
+  setBusy(false);
+}
+
+loadLanguages();
+
+// Hooks for tests and for the curious, from the browser console.
+window.ide = {
+  editor,
+  terminal: term,
+  code,
+  setCode,
+  terminalText,
+  selectLanguage: (id) => {
+    picker.value = id;
+    return selectLanguage(id);
+  },
+  modeName,
+  loadMode,
+  example,
+  run,
+  stop,
+  status: () => statusText.textContent,
+};

@@ -1,0 +1,432 @@
+"""The IDE page in a real browser: Debian's chromium, headless, driven by Playwright, against a real
+`sandbox-engine serve` on the real Docker daemon. Refusals, dropped connections and every reason
+in words are played by a scripted server in the browser's network layer instead."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+from collections.abc import Iterator
+
+import pytest
+import requests
+from harness import ROOT, Server, shutdown, start_server
+
+try:
+    from playwright.sync_api import Browser, Page, WebSocketRoute, expect, sync_playwright
+except ImportError:  # the browser fixture says so: a failure under CI=true, a skip otherwise
+    sync_playwright = None
+
+pytestmark = [pytest.mark.docker, pytest.mark.slow]
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+BUNDLE = os.path.join(ROOT, "static", "dist", "ide.js")
+ARTIFACTS = os.path.join(ROOT, "test-artifacts")
+EXAMPLE = """import time
+print("Program started")
+name = input("Enter your name: ")
+print("Hello", name)
+for i in range(5):
+    time.sleep(1)
+    print(i)
+"""
+# Every language id the page has an editor mode and an example for.
+LANGUAGE_IDS = [
+    "python",
+    "javascript",
+    "typescript",
+    "c",
+    "cpp",
+    "go",
+    "rust",
+    "java",
+    "ruby",
+    "php",
+    "perl",
+    "lua",
+    "bash",
+    "csharp",
+    "haskell",
+]
+
+
+def unavailable(message: str) -> None:
+    if os.environ.get("CI") == "true":
+        pytest.fail(message)
+    pytest.skip(message)
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    if sync_playwright is None:
+        unavailable("Playwright for Python is not installed; run `make test`")
+    if not os.access(CHROMIUM, os.X_OK):
+        unavailable(f"{CHROMIUM} is missing; run `make test` (it installs Debian's chromium)")
+    if not os.path.isfile(BUNDLE):
+        unavailable("the IDE's JavaScript bundle is missing; run `make ui`")
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()
+
+
+@pytest.fixture(scope="module")
+def ide_server(docker_client, tmp_path_factory) -> Iterator[Server]:
+    """Timeouts long enough for a person at a keyboard, which a browser driven by a test is not."""
+    server = start_server(docker_client, tmp_path_factory, workers=2, idle_timeout=20, run_timeout=60)
+    yield server
+    shutdown(server)
+
+
+@pytest.fixture
+def page(browser: Browser, ide_server: Server) -> Iterator[Page]:
+    """The IDE, loaded and ready; fails the test on any script error or failed load of the page."""
+    context = browser.new_context(viewport={"width": 1280, "height": 760})
+    page = context.new_page()
+    page.set_default_timeout(20_000)
+    problems: list[str] = []
+
+    def console(message) -> None:
+        # Refusals and dropped WebSockets are what some tests provoke; the browser logs them.
+        if message.type == "error" and not message.text.startswith(
+            ("WebSocket connection", "Failed to load resource")
+        ):
+            problems.append(f"console: {message.text}")
+
+    def response(answer) -> None:
+        if "/static/" in answer.url and answer.status >= 400:
+            problems.append(f"{answer.status} for {answer.url}")
+
+    page.on("pageerror", lambda exc: problems.append(f"script error: {exc}"))
+    page.on("console", console)
+    page.on("response", response)
+    page.goto(ide_server.url)
+    yield page
+    context.close()
+    assert not problems, problems
+
+
+def wait_ready(page: Page) -> None:
+    expect(page.locator("#status-text")).to_have_text("ready")
+
+
+def terminal_text(page: Page) -> str:
+    return page.evaluate("ide.terminalText()")
+
+
+def wait_terminal(page: Page, text: str, timeout: float = 20_000) -> str:
+    """Waits until the terminal shows text; returns all it shows."""
+    try:
+        page.wait_for_function("text => ide.terminalText().includes(text)", arg=text, timeout=timeout)
+    except Exception as exc:  # noqa: BLE001 - say what the terminal shows instead
+        raise AssertionError(f"{text!r} never appeared; the terminal shows {terminal_text(page)!r}") from exc
+    return terminal_text(page)
+
+
+def sent_messages(frames: list) -> list[dict]:
+    return [json.loads(frame) for frame in frames if isinstance(frame, str)]
+
+
+def test_interactive_run_in_the_terminal(page: Page, ide_server: Server) -> None:
+    wait_ready(page)
+    languages = requests.get(f"{ide_server.url}/languages", timeout=10).json()["languages"]
+    options = page.eval_on_selector_all("#language option", "options => options.map(o => o.value)")
+    assert options == [lang["id"] for lang in languages]
+    # It opens on the example, highlighted as Python.
+    assert page.evaluate("ide.code()") == EXAMPLE
+    expect(page.locator("#mode")).to_have_text("Python")
+    expect(page.locator(".cm-line span", has_text=re.compile("^import$")).first).to_be_visible()
+
+    page.evaluate("code => ide.setCode(code)", EXAMPLE)
+    post_of_session = re.compile(r"/session$")
+    with page.expect_request(lambda r: r.method == "POST" and post_of_session.search(r.url)) as post:
+        with page.expect_websocket() as opened:
+            page.click("#run")
+    ws = opened.value
+    sent: list = []
+    ws.on("framesent", lambda frame: sent.append(frame))
+    body = post.value.post_data_json
+    cols, rows = page.evaluate("[ide.terminal.cols, ide.terminal.rows]")
+    assert body == {"language": "python", "code": EXAMPLE, "tty": True, "cols": cols, "rows": rows}
+    assert cols > 40 and rows > 10
+
+    assert wait_terminal(page, "Enter your name: ") == "Program started\nEnter your name: "
+    expect(page.locator("#status-text")).to_have_text("running")
+    expect(page.locator("#stop")).to_be_enabled()
+    expect(page.locator("#run")).to_be_disabled()
+
+    # Keystrokes go to the program one by one as typed; the terminal on the server echoes them.
+    page.click("#terminal")
+    with ws.expect_event("framesent", lambda frame: json.loads(frame) == {"type": "input", "data": "\r"}):
+        page.keyboard.type("Ada")
+        page.keyboard.press("Enter")
+    assert [m["data"] for m in sent_messages(sent) if m["type"] == "input"] == ["A", "d", "a", "\r"]
+    assert "Enter your name: Ada\nHello Ada" in wait_terminal(page, "Hello Ada")
+
+    expect(page.locator("#status-text")).to_have_text("finished · exit code 0", timeout=30_000)
+    assert terminal_text(page) == (
+        "Program started\nEnter your name: Ada\nHello Ada\n0\n1\n2\n3\n4\n[finished · exit code 0]"
+    )
+    elapsed = page.text_content("#elapsed")
+    assert re.fullmatch(r"\d+\.\d s", elapsed) and 5 <= float(elapsed.split()[0]) < 30, elapsed
+    expect(page.locator("#run")).to_be_enabled()
+    expect(page.locator("#stop")).to_be_disabled()
+
+    os.makedirs(ARTIFACTS, exist_ok=True)
+    screenshot = os.path.join(ARTIFACTS, "ide.png")
+    page.screenshot(path=screenshot)
+    # The README's picture is this screenshot; refreshed on request, so runs leave git clean.
+    if os.environ.get("UPDATE_SCREENSHOTS") == "1":
+        os.makedirs(os.path.join(ROOT, "docs"), exist_ok=True)
+        shutil.copyfile(screenshot, os.path.join(ROOT, "docs", "ide.png"))
+
+
+def test_ctrl_c_interrupts_the_program(page: Page) -> None:
+    wait_ready(page)
+    page.evaluate(
+        "code => ide.setCode(code)", 'import time\nprint("waiting")\nwhile True:\n    time.sleep(0.1)\n'
+    )
+    with page.expect_websocket() as opened:
+        page.click("#run")
+    wait_terminal(page, "waiting")
+    page.click("#terminal")
+    with opened.value.expect_event("framesent", lambda frame: json.loads(frame).get("data") == "\x03"):
+        page.keyboard.press("Control+c")
+    assert "KeyboardInterrupt" in wait_terminal(page, "KeyboardInterrupt")
+    expect(page.locator("#status-text")).to_have_text(re.compile(r"^finished · exit code \d+$"))
+
+
+def test_ctrl_enter_runs_and_stop_kills(page: Page) -> None:
+    wait_ready(page)
+    code = 'print("looping")\nwhile True:\n    pass\n'
+    page.evaluate("code => ide.setCode(code)", code)
+    page.click(".cm-content")
+    with page.expect_websocket() as opened:
+        page.keyboard.press("Control+Enter")
+    assert page.evaluate("ide.code()") == code, "Ctrl+Enter ran the program and did not edit it"
+    wait_terminal(page, "looping")
+    expect(page.locator("#status-text")).to_have_text("running")
+    with opened.value.expect_event("framesent", lambda frame: json.loads(frame) == {"type": "kill"}):
+        page.click("#stop")
+    expect(page.locator("#status-text")).to_have_text(re.compile(r"^stopped( · exit code \d+)?$"))
+    expect(page.locator("#run")).to_be_enabled()
+
+
+def test_terminal_follows_the_window_and_narrow_screens_stack(page: Page) -> None:
+    wait_ready(page)
+    code = (
+        'import os\nprint("size", *os.get_terminal_size())\ninput()\nprint("size", *os.get_terminal_size())\n'
+    )
+    page.evaluate("code => ide.setCode(code)", code)
+    with page.expect_websocket() as opened:
+        page.click("#run")
+    ws = opened.value
+    sent: list = []
+    ws.on("framesent", lambda frame: sent.append(frame))
+    cols, rows = page.evaluate("[ide.terminal.cols, ide.terminal.rows]")
+    assert re.search(f"^size {cols} {rows}$", wait_terminal(page, f"size {cols} {rows}"), re.M)
+
+    with ws.expect_event("framesent", lambda frame: json.loads(frame)["type"] == "resize"):
+        page.set_viewport_size({"width": 390, "height": 844})
+
+    # On a phone the editor sits above the terminal, each the full width and usably tall.
+    editor = page.locator("#editor").bounding_box()
+    terminal = page.locator("#terminal").bounding_box()
+    assert editor["y"] + editor["height"] <= terminal["y"]
+    assert editor["width"] > 350 and terminal["width"] > 350
+    assert editor["height"] > 200 and terminal["height"] > 200
+    for control in ("#language", "#run", "#stop", "#status"):
+        box = page.locator(control).bounding_box()
+        assert box["x"] >= 0 and box["x"] + box["width"] <= 390, control
+
+    # The program sees the size the terminal has now, which is the last one the page sent.
+    narrow = page.evaluate("[ide.terminal.cols, ide.terminal.rows]")
+    assert narrow[0] < cols
+    resizes = [m for m in sent_messages(sent) if m["type"] == "resize"]
+    assert [resizes[-1]["cols"], resizes[-1]["rows"]] == narrow
+    page.click("#terminal")
+    page.keyboard.press("Enter")
+    shown = wait_terminal(page, f"size {narrow[0]} {narrow[1]}")
+    assert re.search(f"^size {narrow[0]} {narrow[1]}$", shown, re.M)
+    expect(page.locator("#status-text")).to_have_text("finished · exit code 0")
+    os.makedirs(ARTIFACTS, exist_ok=True)
+    page.screenshot(path=os.path.join(ARTIFACTS, "ide-narrow.png"), full_page=True)
+
+
+class ScriptedServer:
+    """POST /session and the WebSocket, answered inside the browser from a script per run."""
+
+    def __init__(self, page: Page) -> None:
+        self.post: tuple[int, dict, dict] = (201, {}, {"sessionId": "scripted"})
+        self.messages: list[dict] = []
+        self.close: dict | None = None
+        self.received: list[dict] = []
+        page.route(re.compile(r"/session$"), self._post)
+        page.route_web_socket(re.compile(r"/ws/session/scripted$"), self._socket)
+
+    def _post(self, route) -> None:
+        status, headers, body = self.post
+        route.fulfill(status=status, headers=headers, content_type="application/json", body=json.dumps(body))
+
+    def _socket(self, ws: WebSocketRoute) -> None:
+        def receive(raw) -> None:
+            message = json.loads(raw)
+            self.received.append(message)
+            if message["type"] == "resize":
+                # What a server without terminal support answers.
+                ws.send(json.dumps({"type": "error", "message": "unknown message type 'resize'"}))
+            elif message["type"] == "kill":
+                ws.send(
+                    json.dumps({"type": "state", "state": "TERMINATED", "exitCode": 137, "reason": "killed"})
+                )
+                ws.close(code=1000)
+
+        ws.on_message(receive)
+        for message in self.messages:
+            ws.send(json.dumps(message))
+        if self.close is not None:
+            ws.close(**self.close)
+
+
+RUNNING = {"type": "state", "state": "RUNNING"}
+
+
+def ended(state: str, reason: str, exit_code: int | None = 137) -> list[dict]:
+    return [RUNNING, {"type": "state", "state": state, "exitCode": exit_code, "reason": reason}]
+
+
+@pytest.mark.parametrize(
+    ("post", "messages", "close", "status"),
+    [
+        (
+            (429, {"Retry-After": "7"}, {"error": {"code": "at_capacity", "message": "64 live"}}),
+            [],
+            None,
+            "server busy, try again in 7 s",
+        ),
+        (
+            (503, {}, {"error": {"code": "runtime_unavailable", "message": "Docker is away"}}),
+            [],
+            None,
+            "sandbox runtime unavailable",
+        ),
+        (
+            (413, {}, {"error": {"code": "too_large", "message": "the code is over 262144 bytes"}}),
+            [],
+            None,
+            "refused: the code is over 262144 bytes",
+        ),
+        (None, ended("TERMINATED", "idle_timeout"), None, "stopped: no output for 20 s · exit code 137"),
+        (None, ended("TERMINATED", "timeout"), None, "time limit reached · exit code 137"),
+        (None, ended("TERMINATED", "output_limit"), None, "output limit reached · exit code 137"),
+        (None, ended("TERMINATED", "memory_limit"), None, "memory limit exceeded · exit code 137"),
+        (None, ended("TERMINATED", "killed", None), None, "stopped"),
+        (None, ended("FINISHED", "compile_error", 1), None, "compile error · exit code 1"),
+        (None, ended("TERMINATED", "server_shutdown"), None, "server shutting down · exit code 137"),
+        (None, ended("TERMINATED", "internal_error", None), None, "internal error"),
+        (None, ended("FINISHED", "exited", 3), None, "finished · exit code 3"),
+        (None, [RUNNING], {"code": 1011, "reason": "worker died"}, "connection lost: worker died"),
+        (None, [RUNNING], {"code": 1001}, "connection lost (code 1001)"),
+    ],
+    ids=lambda value: value if isinstance(value, str) else None,
+)
+def test_refusals_endings_and_drops_in_words(page: Page, post, messages, close, status) -> None:
+    server = ScriptedServer(page)
+    server.post = post or server.post
+    server.messages = messages
+    server.close = close
+    wait_ready(page)
+    page.click("#run")
+    expect(page.locator("#status-text")).to_have_text(status)
+    expect(page.locator("#run")).to_be_enabled()
+    expect(page.locator("#stop")).to_be_disabled()
+    assert terminal_text(page).endswith(f"[{status}]")
+
+
+def test_without_terminal_support_resize_errors_stay_quiet(page: Page) -> None:
+    server = ScriptedServer(page)
+    server.messages = [RUNNING, {"type": "stdout", "data": "working\r\n"}]
+    wait_ready(page)
+    page.click("#run")
+    expect(page.locator("#status-text")).to_have_text("running")
+    page.set_viewport_size({"width": 800, "height": 600})
+    page.wait_for_function("() => ide.terminal.cols < 60")
+    page.click("#stop")
+    expect(page.locator("#status-text")).to_have_text("stopped · exit code 137")
+    kinds = [m["type"] for m in server.received]
+    assert kinds[-1] == "kill" and set(kinds[:-1]) == {"resize"}, kinds
+    assert terminal_text(page) == "working\n[stopped · exit code 137]"
+
+
+def test_every_language_has_a_mode_and_an_example(page: Page) -> None:
+    page.route(
+        re.compile(r"/languages$"),
+        lambda route: route.fulfill(
+            json={
+                "languages": [{"id": i, "name": i.title(), "version": "1"} for i in [*LANGUAGE_IDS, "cobol"]]
+            }
+        ),
+    )
+    page.reload()
+    wait_ready(page)
+    loaded = page.evaluate(
+        """async ids => Object.fromEntries(await Promise.all(ids.map(async id => {
+               const mode = await ide.loadMode(id);
+               return [id, {mode: ide.modeName(id), loaded: !(Array.isArray(mode) && !mode.length),
+                            example: ide.example(id).includes("Enter your name: ")}];
+           })))""",
+        [*LANGUAGE_IDS, "cobol"],
+    )
+    for language in LANGUAGE_IDS:
+        assert loaded[language]["loaded"] and loaded[language]["example"], language
+        assert loaded[language]["mode"] != "Plain text", language
+    assert loaded["cobol"] == {"mode": "Plain text", "loaded": False, "example": False}
+
+    # A language starts from its example; switching back finds the draft as it was left.
+    page.select_option("#language", "ruby")
+    expect(page.locator("#mode")).to_have_text("Ruby")
+    assert page.evaluate("ide.code()").startswith('print "Enter your name: "')
+    expect(page.locator(".cm-line span", has_text=re.compile("^print$")).first).to_be_visible()
+    page.evaluate("ide.setCode('puts 42\\n')")
+    page.select_option("#language", "python")
+    assert page.evaluate("ide.code()") == EXAMPLE
+    page.select_option("#language", "ruby")
+    assert page.evaluate("ide.code()") == "puts 42\n"
+    page.select_option("#language", "cobol")
+    expect(page.locator("#mode")).to_have_text("Plain text")
+
+
+def test_page_without_its_bundle_says_how_to_build_it(tmp_path) -> None:
+    from fakes import FakeExecutor
+
+    from sandbox_engine import create_app
+    from sandbox_engine.config import Config
+
+    app = create_app(Config(state_dir=str(tmp_path / "state")), executor=FakeExecutor())
+    try:
+        app.static_folder = str(tmp_path / "static")
+        page = app.test_client().get("/").get_data(as_text=True)
+        assert (
+            "The IDE's JavaScript bundle is missing: run <code>make run</code> "
+            "(or <code>npm ci &amp;&amp; npm run build</code>)"
+        ) in page
+        assert "dist/ide.js" not in page
+
+        os.makedirs(tmp_path / "static" / "dist")
+        for name in ("ide.js", "ide.css"):
+            (tmp_path / "static" / "dist" / name).write_text("")
+        page = app.test_client().get("/").get_data(as_text=True)
+        assert 'type="module" src="/static/dist/ide.js?v=' in page and "missing" not in page
+    finally:
+        app.extensions["sandbox_engine"].shutdown()
