@@ -8,9 +8,15 @@ PYTEST_ARGS ?=
 run: setup
 	.venv/bin/sandbox-engine serve --bind $(BIND) --workers $(WORKERS)
 
+# Every test, pool off; then the end-to-end tests again with a warm pool, which must not change
+# what any of them sees.
+E2E_TESTS = tests/test_sessions.py tests/test_sandbox.py tests/test_terminal.py tests/test_api.py \
+	tests/test_cli.py tests/test_lifecycle.py tests/test_nginx.py
+
 test: setup-test
 	.venv/bin/ruff check .
 	.venv/bin/python -m pytest $(PYTEST_ARGS)
+	SANDBOX_ENGINE_POOL_SIZE=python=2,python/tty=2 .venv/bin/python -m pytest $(PYTEST_ARGS) $(E2E_TESTS)
 
 setup: ui
 	scripts/setup.sh

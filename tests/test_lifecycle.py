@@ -134,7 +134,8 @@ def docker_proxy(tmp_path):
     proxy.stop()
 
 
-def test_docker_going_away_mid_session(make_server, docker_proxy):
+def test_docker_going_away_mid_session(docker_proxy, make_server):
+    # docker_proxy first: torn down last, so the server can still clean up through it.
     server = make_server(workers=1, docker_host=docker_proxy.url)
     session_id = server.create(SLEEPER)
     ws = server.attach(session_id)

@@ -1,0 +1,114 @@
+"""The warm pool, through the real server: taken once, refilled, counted, drained."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+from harness import shutdown, start_server
+
+INTERACTIVE = 'name = input("Enter your name: ")\nprint("Hello", name)\n'
+
+
+def pool(server) -> list[dict]:
+    return [c for c in server.containers() if "-pool-" in c["Names"][0] and c["State"] == "running"]
+
+
+def wait_for(predicate, timeout: float = 20):
+    deadline = time.monotonic() + timeout
+    while not (result := predicate()) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    return result
+
+
+@pytest.fixture(scope="module")
+def warm(docker_client, tmp_path_factory):
+    server = start_server(
+        docker_client, tmp_path_factory, workers=2, idle_timeout=3, pool_size="python=3,python/tty=2"
+    )
+    yield server
+    shutdown(server)
+
+
+def test_pool_fills_with_hardened_started_sandboxes(warm):
+    assert wait_for(lambda: len(pool(warm)) == 5)
+    ttys = [c for c in pool(warm) if c["Labels"]["sandbox-engine.tty"] == "1"]
+    assert len(ttys) == 2
+    host = warm.docker.api.inspect_container(pool(warm)[0]["Id"])["HostConfig"]
+    assert host["ReadonlyRootfs"] and host["CapDrop"] == ["ALL"] and host["NetworkMode"] == "none"
+    assert host["PidsLimit"] == 32 and host["Memory"] == 256 * 1024 * 1024
+
+
+def test_a_session_takes_a_pooled_sandbox_and_the_pool_refills(warm):
+    assert wait_for(lambda: len(pool(warm)) == 5)
+    before = {c["Id"] for c in pool(warm)}
+    session_id = warm.create(INTERACTIVE)
+    [taken] = warm.session_containers(session_id)
+    assert taken["Id"] in before
+    with warm.attach(session_id) as ws:
+        ws.read_stdout_until("Enter your name: ")
+        ws.send({"type": "input", "data": "Ada\n"})
+        assert ws.read_to_end(20).text() == "Enter your name: Hello Ada\n"
+    assert wait_for(lambda: len(pool(warm)) == 5 and taken["Id"] not in {c["Id"] for c in pool(warm)})
+    # Single use: the taken sandbox is gone with its session.
+    assert wait_for(lambda: not warm.session_containers(session_id), timeout=5)
+
+
+def test_timers_start_when_the_session_takes_the_sandbox(warm):
+    # The pooled sandboxes are older than the idle timeout (3 s) by now; the session still gets its 3 s.
+    assert wait_for(lambda: len(pool(warm)) == 5)
+    time.sleep(3.5)
+    with warm.attach(warm.create("import time\ntime.sleep(2)\nprint('awake')")) as ws:
+        transcript = ws.read_to_end(20)
+    assert transcript.text() == "awake\n" and transcript.final["reason"] == "exited"
+
+
+def test_tty_sessions_take_tty_sandboxes(warm):
+    assert wait_for(lambda: len(pool(warm)) == 5)
+    response = warm.post(
+        "import os, sys\nprint(sys.stdin.isatty(), tuple(os.get_terminal_size()))", tty=True, cols=91, rows=33
+    )
+    session_id = response.json()["sessionId"]
+    [taken] = warm.session_containers(session_id)
+    assert taken["Labels"]["sandbox-engine.pool"] == "1" and taken["Labels"]["sandbox-engine.tty"] == "1"
+    with warm.attach(session_id) as ws:
+        assert ws.read_to_end(20).text() == "True (91, 33)\r\n"
+
+
+def test_eof_works_on_a_pooled_sandbox(warm):
+    with warm.attach(warm.create("import sys\nprint(repr(sys.stdin.read()))")) as ws:
+        ws.read_until(lambda m: m["type"] == "state")
+        ws.send({"type": "input", "data": "abc"})
+        ws.send({"type": "eof"})
+        assert ws.read_to_end(20).text() == "'abc'\n"
+
+
+def test_concurrent_sessions_never_share_a_sandbox(warm):
+    hostnames: list[str] = []
+    lock = threading.Lock()
+
+    def one() -> None:
+        with warm.attach(warm.create("import socket\nprint(socket.gethostname())")) as ws:
+            name = ws.read_to_end(30).text().strip()
+        with lock:
+            hostnames.append(name)
+
+    threads = [threading.Thread(target=one) for _ in range(10)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert len(hostnames) == 10 and len(set(hostnames)) == 10
+
+
+def test_pooled_sandboxes_count_against_capacity(make_server):
+    server = make_server(workers=1, max_sessions=3, pool_size="python=5")
+    assert wait_for(lambda: len(pool(server)) == 3)
+    time.sleep(1)
+    assert len(server.containers()) == 3
+    sessions = [server.create("import time\ntime.sleep(30)") for _ in range(3)]
+    refused = server.post("print(1)")
+    assert refused.status_code == 429
+    assert len(server.containers()) == 3
+    assert len(sessions) == 3
