@@ -42,7 +42,7 @@ images:
 	scripts/build-images.sh
 
 bench: setup
-	.venv/bin/sandbox-engine bench --server http://$(BIND)
+	scripts/bench.sh
 
 lint:
 	.venv/bin/ruff check .

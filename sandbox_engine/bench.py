@@ -1,60 +1,389 @@
-"""`sandbox-engine bench`: start-up latency over the public API, end to end.
+"""`sandbox-engine bench`: latency and capacity over the public API, end to end, with baselines.
 
-Measures what a user waits for: from POST /session to the first `stdout` message on the
-WebSocket, for a Python `print('hi')`, one session after another.
+Every figure is measured from the client's side of POST /session and the WebSocket, so it
+includes everything a user waits for. The baselines run in the same process and moment, on
+the same image, so that ratios between them hold on a noisy machine.
 """
 
 from __future__ import annotations
 
 import json
+import os
+import platform
 import statistics
+import subprocess
+import sys
+import threading
 import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import date
 
+import docker
 import requests
-from websockets.sync.client import connect
+from websockets.sync.client import ClientConnection, connect
+
+from .docker_executor import SANDBOX_USER, WORKDIR
+from .languages import LANGUAGES
+
+HELLO = "print('hi')"
+ECHO = "while True:\n    print(input())"
+IDLE = "input()"
 
 
-def first_output_ms(server: str, code: str = "print('hi')", language: str = "python") -> float:
+@dataclass
+class Series:
+    name: str
+    samples: list[float] = field(default_factory=list)
+
+    @property
+    def p50(self) -> float:
+        return statistics.median(self.samples)
+
+    @property
+    def p99(self) -> float:
+        ordered = sorted(self.samples)
+        return ordered[min(len(ordered) - 1, round(0.99 * (len(ordered) - 1)))]
+
+
+class Client:
+    def __init__(self, server: str) -> None:
+        self.server = server.rstrip("/")
+        self.http = requests.Session()
+
+    def create(self, code: str, **extra) -> str:
+        response = self.http.post(
+            f"{self.server}/session", json={"language": "python", "code": code, **extra}, timeout=60
+        )
+        response.raise_for_status()
+        return response.json()["sessionId"]
+
+    def attach(self, session_id: str) -> ClientConnection:
+        url = "ws" + self.server[len("http") :] + f"/ws/session/{session_id}"
+        return connect(url, open_timeout=60, max_size=None).__enter__()
+
+
+def _until_stdout(ws: ClientConnection) -> None:
+    while json.loads(ws.recv(60))["type"] != "stdout":
+        pass
+
+
+def _until_end(ws: ClientConnection) -> None:
+    while True:
+        message = json.loads(ws.recv(60))
+        if message["type"] == "state" and message["state"] in ("FINISHED", "TERMINATED"):
+            return
+
+
+def first_output(client: Client) -> float:
+    """Seconds from POST /session to the first stdout message; the session is then read out."""
     started = time.perf_counter()
-    response = requests.post(f"{server}/session", json={"language": language, "code": code}, timeout=30)
-    response.raise_for_status()
-    session_id = response.json()["sessionId"]
-    ws_url = "ws" + server[len("http") :] + f"/ws/session/{session_id}"
-    first = None
-    with connect(ws_url, open_timeout=30) as ws:
-        for raw in ws:
-            message = json.loads(raw)
-            if message["type"] == "stdout" and first is None:
-                first = (time.perf_counter() - started) * 1000
-            if message["type"] == "state" and message["state"] in ("FINISHED", "TERMINATED"):
-                break
-    if first is None:
-        raise RuntimeError(f"session {session_id} ended without output")
-    return first
+    ws = client.attach(client.create(HELLO))
+    try:
+        _until_stdout(ws)
+        elapsed = time.perf_counter() - started
+        _until_end(ws)
+    finally:
+        ws.close()
+    return elapsed
 
 
-def percentile(values: list[float], p: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(p / 100 * (len(ordered) - 1)))]
+def sequential(client: Client, runs: int) -> Series:
+    first_output(client)  # warm-up: connections, the pool's first refill
+    return Series("time to first output, sequential", [first_output(client) for _ in range(runs)])
 
 
-def run(server: str, runs: int) -> dict:
-    first_output_ms(server)  # warm-up: connections, caches
-    samples = [first_output_ms(server) for _ in range(runs)]
+def concurrent(client: Client, sessions: int) -> Series:
+    """All sessions started at once; each sample is one session's time to first output."""
+    barrier = threading.Barrier(sessions)
+    results: list[float] = []
+    lock = threading.Lock()
+
+    def one() -> None:
+        own = Client(client.server)
+        barrier.wait()
+        elapsed = first_output(own)
+        with lock:
+            results.append(elapsed)
+
+    threads = [threading.Thread(target=one) for _ in range(sessions)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    return Series(f"{sessions} concurrent sessions, each to first output", results)
+
+
+def throughput(client: Client, seconds: float, parallel: int) -> float:
+    """Complete short sessions (POST, attach, output, final state) per second, sustained."""
+    done = [0]
+    lock = threading.Lock()
+    deadline = time.perf_counter() + seconds
+
+    def loop() -> None:
+        own = Client(client.server)
+        while time.perf_counter() < deadline:
+            ws = own.attach(own.create(HELLO))
+            try:
+                _until_end(ws)
+            finally:
+                ws.close()
+            with lock:
+                done[0] += 1
+
+    started = time.perf_counter()
+    threads = [threading.Thread(target=loop) for _ in range(parallel)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(seconds + 120)
+    return done[0] / (time.perf_counter() - started)
+
+
+def echo_round_trip(client: Client, rounds: int) -> Series:
+    ws = client.attach(client.create(ECHO))
+    series = Series("input echo round trip")
+    try:
+        while json.loads(ws.recv(60)) != {"type": "state", "state": "RUNNING"}:
+            pass
+        for i in range(rounds + 5):
+            line = f"echo {i}\n"
+            started = time.perf_counter()
+            ws.send(json.dumps({"type": "input", "data": line}))
+            seen = ""
+            while seen != line:
+                message = json.loads(ws.recv(60))
+                if message["type"] == "stdout":
+                    seen += message["data"]
+            if i >= 5:  # the first rounds warm the interpreter's input path
+                series.samples.append(time.perf_counter() - started)
+        ws.send(json.dumps({"type": "kill"}))
+        _until_end(ws)
+    finally:
+        ws.close()
+    return series
+
+
+def _rss(pids: list[int]) -> int:
+    total = 0
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/status") as f:
+                total += next(int(line.split()[1]) * 1024 for line in f if line.startswith("VmRSS:"))
+        except (OSError, StopIteration):
+            pass
+    return total
+
+
+def server_pids(port: int) -> list[int]:
+    """The processes listening on the port (gunicorn's master and workers share the socket)."""
+    inodes = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            with open(table) as f:
+                for line in list(f)[1:]:
+                    fields = line.split()
+                    if fields[3] == "0A" and int(fields[1].rsplit(":", 1)[1], 16) == port:
+                        inodes.add(fields[9])
+        except OSError:
+            pass
+    pids = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            links = {os.readlink(f"/proc/{pid}/fd/{fd}") for fd in os.listdir(f"/proc/{pid}/fd")}
+        except OSError:
+            continue
+        if any(f"socket:[{inode}]" in links for inode in inodes):
+            pids.append(int(pid))
+    return pids
+
+
+def _mem_available() -> int:
+    with open("/proc/meminfo") as f:
+        return next(int(line.split()[1]) * 1024 for line in f if line.startswith("MemAvailable:"))
+
+
+def idle_memory(client: Client, sessions: int) -> dict:
+    """Hold `sessions` interactive sessions waiting in input(); what does each cost?"""
+    port = int(client.server.rsplit(":", 1)[1].split("/")[0])
+    pids = server_pids(port)
+    rss_before, host_before = _rss(pids), _mem_available()
+    sockets: list[ClientConnection] = []
+    try:
+        for _ in range(sessions):
+            ws = client.attach(client.create(IDLE))
+            while json.loads(ws.recv(60)) != {"type": "state", "state": "RUNNING"}:
+                pass
+            sockets.append(ws)
+        time.sleep(1)
+        rss_after, host_after = _rss(pids), _mem_available()
+    finally:
+        for ws in sockets:
+            ws.close()
     return {
-        "runs": runs,
-        "median_ms": round(statistics.median(samples), 1),
-        "p99_ms": round(percentile(samples, 99), 1),
-        "min_ms": round(min(samples), 1),
-        "max_ms": round(max(samples), 1),
+        "sessions": len(sockets),
+        "server_rss_before_mb": rss_before / 2**20,
+        "server_rss_mb": rss_after / 2**20,
+        "server_rss_per_session_kb": (rss_after - rss_before) / max(1, len(sockets)) / 1024,
+        "host_per_session_mb": (host_before - host_after) / max(1, len(sockets)) / 2**20,
     }
 
 
-def main(server: str, runs: int) -> int:
-    result = run(server.rstrip("/"), runs)
-    print(f"time to first output, print('hi'), {result['runs']} sequential sessions:")
-    print(
-        f"  median {result['median_ms']} ms   p99 {result['p99_ms']} ms   "
-        f"min {result['min_ms']} ms   max {result['max_ms']} ms"
-    )
+# --- baselines -------------------------------------------------------------------------------
+def native_python(runs: int) -> Series:
+    def once() -> float:
+        started = time.perf_counter()
+        process = subprocess.Popen([sys.executable, "-I", "-S", "-c", HELLO], stdout=subprocess.PIPE)
+        process.stdout.readline()
+        elapsed = time.perf_counter() - started
+        process.wait()
+        return elapsed
+
+    once()
+    return Series("python3 started natively", [once() for _ in range(runs)])
+
+
+def docker_run(image: str, runs: int) -> Series:
+    def once() -> float:
+        started = time.perf_counter()
+        process = subprocess.Popen(
+            [
+                "docker",
+                "run",
+                "--rm",
+                "--network",
+                "none",
+                "--user",
+                SANDBOX_USER,
+                image,
+                "python3",
+                "-c",
+                HELLO,
+            ],
+            stdout=subprocess.PIPE,
+        )
+        process.stdout.readline()
+        elapsed = time.perf_counter() - started
+        process.wait()
+        return elapsed
+
+    once()
+    return Series("docker run --rm", [once() for _ in range(runs)])
+
+
+def raw_docker_api(image: str, runs: int) -> Series:
+    """create -> attach -> start -> first output frame, with docker-py's low-level client."""
+    api = docker.APIClient(version="1.41")
+
+    def once() -> float:
+        started = time.perf_counter()
+        container = api.create_container(
+            image,
+            ["python3", "-c", HELLO],
+            user=SANDBOX_USER,
+            working_dir=WORKDIR,
+            network_disabled=True,
+            host_config=api.create_host_config(network_mode="none", log_config={"Type": "none"}),
+        )["Id"]
+        try:
+            sock = api.attach_socket(container, params={"stdout": 1, "stderr": 1, "stream": 1})
+            raw = getattr(sock, "_sock", sock)
+            api.start(container)
+            raw.recv(4096)
+            elapsed = time.perf_counter() - started
+            raw.close()
+        finally:
+            api.remove_container(container, force=True)
+        return elapsed
+
+    once()
+    try:
+        return Series("raw Docker API: create, attach, start, first output", [once() for _ in range(runs)])
+    finally:
+        api.close()
+
+
+# --- the report ------------------------------------------------------------------------------
+def _ms(seconds: float) -> str:
+    return f"{seconds * 1000:.1f} ms"
+
+
+def run(
+    server: str, cold_server: str | None, runs: int, idle_sessions: int, out: Callable[[str], None]
+) -> dict:
+    client = Client(server)
+    image = LANGUAGES["python"].image
+    results: dict = {}
+
+    out("measuring: baselines")
+    baselines = [native_python(runs), raw_docker_api(image, min(runs, 30)), docker_run(image, min(runs, 20))]
+    out("measuring: sequential first output")
+    warm = sequential(client, runs)
+    cold = sequential(Client(cold_server), runs) if cold_server else None
+    out("measuring: 20 concurrent sessions")
+    burst = concurrent(client, 20)
+    out("measuring: input echo")
+    echo = echo_round_trip(client, 200)
+    out("measuring: sustained short sessions")
+    rate = throughput(client, 15, 4)
+    out(f"measuring: {idle_sessions} idle interactive sessions")
+    memory = idle_memory(Client(cold_server or server), idle_sessions)
+
+    rows = [
+        ("time to first output, print('hi'), sequential (server)", warm),
+        ("time to first output, pool empty (cold server)", cold),
+        ("20 concurrent sessions: each session's first output", burst),
+        ("input echo round trip", echo),
+        *((b.name, b) for b in baselines),
+    ]
+    lines = ["| measurement | p50 | p99 | runs |", "| --- | --- | --- | --- |"]
+    for name, series in rows:
+        if series is not None:
+            lines.append(f"| {name} | {_ms(series.p50)} | {_ms(series.p99)} | {len(series.samples)} |")
+    native, raw = baselines[0], baselines[1]
+    lines += [
+        "",
+        "| figure | value |",
+        "| --- | --- |",
+        f"| 20 concurrent sessions: all have first output after | {_ms(max(burst.samples))} |",
+        f"| complete short sessions per second, sustained (4 clients) | {rate:.1f} |",
+        f"| warm p50 / native python3 p50 | {warm.p50 / native.p50:.2f}x |",
+    ]
+    if cold is not None:
+        lines.append(f"| cold p50 / raw Docker API p50 | {cold.p50 / raw.p50:.2f}x |")
+    lines += [
+        f"| idle interactive sessions held | {memory['sessions']} |",
+        f"| server RSS (master + workers), before / holding them | {memory['server_rss_before_mb']:.0f} MB / "
+        f"{memory['server_rss_mb']:.0f} MB |",
+        f"| server RSS per idle session | {memory['server_rss_per_session_kb']:.0f} KB |",
+        f"| host memory per idle session (MemAvailable drop) | {memory['host_per_session_mb']:.1f} MB |",
+    ]
+    results["table"] = "\n".join(lines)
+    return results
+
+
+def main(server: str, cold_server: str | None, runs: int, idle_sessions: int, markdown: str | None) -> int:
+    results = run(server, cold_server, runs, idle_sessions, lambda line: print(line, file=sys.stderr))
+    print(results["table"])
+    if markdown:
+        command = " ".join(["sandbox-engine", *sys.argv[1:]]) if sys.argv else "sandbox-engine bench"
+        machine = (
+            f"{platform.machine()}, {os.cpu_count()} cores, {_mem_total_gib():.0f} GiB, {platform.platform()}"
+        )
+        with open(markdown, "w") as f:
+            f.write(
+                "# Benchmarks\n\n"
+                f"Measured {date.today().isoformat()} on {machine}, Docker "
+                f"{docker.APIClient(version='1.41').version()['Version']}, with:\n\n"
+                f"```sh\nmake bench   # {command}\n```\n\n"
+                "All figures are end to end over the public API (POST /session, the WebSocket, the first "
+                "`stdout` message), from a client on the same machine. Baselines ran in the same run: "
+                "compare ratios, not absolute numbers, between runs on a shared machine.\n\n"
+                f"{results['table']}\n"
+            )
     return 0
+
+
+def _mem_total_gib() -> float:
+    with open("/proc/meminfo") as f:
+        return next(int(line.split()[1]) for line in f if line.startswith("MemTotal:")) / 2**20

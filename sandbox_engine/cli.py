@@ -40,9 +40,14 @@ def main(argv: list[str] | None = None) -> int:
     for flag, name, text in LIMIT_FLAGS:
         serve.add_argument(flag, dest=name, default=None, help=f"{text}; env SANDBOX_ENGINE_{name.upper()}")
 
-    bench = commands.add_parser("bench", help="measure time to first output over the public API")
-    bench.add_argument("--server", default="http://127.0.0.1:8080", help="the server's URL")
-    bench.add_argument("--runs", type=int, default=20, help="sequential sessions to time (20)")
+    bench = commands.add_parser("bench", help="measure latency and capacity over the public API")
+    bench.add_argument(
+        "--server", default="http://127.0.0.1:8080", help="the server's URL (with a warm pool)"
+    )
+    bench.add_argument("--cold-server", default=None, help="a second server, without a pool, for cold starts")
+    bench.add_argument("--runs", type=int, default=50, help="sequential sessions to time (50)")
+    bench.add_argument("--idle-sessions", type=int, default=200, help="idle sessions to hold (200)")
+    bench.add_argument("--markdown", default=None, help="write the results to this file (BENCHMARKS.md)")
 
     run = commands.add_parser("run", help="run a file in a sandbox, attached to this terminal")
     run.add_argument("--server", default="http://127.0.0.1:8080", help="the server's URL")
@@ -70,7 +75,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "bench":
         from . import bench as bench_module
 
-        return bench_module.main(args.server, args.runs)
+        return bench_module.main(args.server, args.cold_server, args.runs, args.idle_sessions, args.markdown)
     return 2
 
 

@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# `make bench`: two servers on this machine, one with a warm pool and one without, and the
+# benchmark against both; results to BENCHMARKS.md.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+state=$(mktemp -d)
+pids=()
+cleanup() { for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done; wait || true; rm -rf "$state"; }
+trap cleanup EXIT
+
+serve() {  # port instance pool
+  SANDBOX_ENGINE_STATE_DIR="$state" .venv/bin/sandbox-engine serve --bind "127.0.0.1:$1" --workers 2 \
+    --instance "$2" --pool-size "$3" --max-sessions 260 --idle-timeout 120 >"$state/$2.log" 2>&1 &
+  pids+=($!)
+}
+serve 18081 bench-warm "python=24"
+serve 18082 bench-cold 0
+for port in 18081 18082; do
+  for _ in $(seq 1 100); do curl -fs "http://127.0.0.1:$port/readyz" >/dev/null && break; sleep 0.2; done
+done
+sleep 3  # let the pool fill
+.venv/bin/sandbox-engine bench --server http://127.0.0.1:18081 --cold-server http://127.0.0.1:18082 \
+  --markdown BENCHMARKS.md "$@"
