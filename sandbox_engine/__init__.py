@@ -43,9 +43,14 @@ def create_app(config: Config | None = None, executor=None) -> Flask:
     app.config["SOCK_SERVER_OPTIONS"] = {"ping_interval": 25, "max_message_size": ws.MAX_MESSAGE}
     app.json.sort_keys = False
 
-    if executor is None:
-        executor = DockerExecutor(config.instance, config.docker_host, pool_size=config.max_sessions + 16)
     records = RecordStore(os.path.join(config.state_dir, config.instance))
+    if executor is None:
+        executor = DockerExecutor(
+            config.instance,
+            config.docker_host,
+            pool_size=config.max_sessions + 16,
+            lock_path=os.path.join(records.directory, ".rename.lock"),
+        )
     engine = Engine(config, executor, records)
     app.extensions["sandbox_engine"] = engine
 

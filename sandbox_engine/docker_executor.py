@@ -14,6 +14,8 @@ root file system is read-only, so stdin is the way in.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import logging
 import re
 import secrets
@@ -112,11 +114,16 @@ def launch_command(
 
 
 class DockerExecutor(Executor):
-    def __init__(self, instance: str, docker_host: str | None = None, pool_size: int = 32) -> None:
+    def __init__(
+        self, instance: str, docker_host: str | None = None, pool_size: int = 32, lock_path: str | None = None
+    ) -> None:
         if not _INSTANCE.match(instance):
             raise ValueError(f"instance name {instance!r}: letters, digits, '-' and '_' only")
         self.instance = instance
         self.prefix = f"se-{instance}-"
+        # With a lock file shared by every worker of the server, renames are serialised and one
+        # rename makes a claim; without, a claim takes two (see _rename).
+        self.lock_path = lock_path
         # One client per worker, shared by its greenlets. The pool is sized for every session's
         # control calls at once; attach sockets are hijacked out of it and do not count.
         self.api = docker.APIClient(
@@ -129,7 +136,7 @@ class DockerExecutor(Executor):
     def _name(self, session_id: str) -> str:
         return self.prefix + session_id
 
-    def create(self, spec: SandboxSpec) -> None:
+    def create(self, spec: SandboxSpec) -> dict:
         nonce = secrets.token_hex(8)
         env = dict(spec.env)
         env["SANDBOX_SOURCE"] = spec.source_file
@@ -199,6 +206,7 @@ class DockerExecutor(Executor):
             if pooled:
                 _remove(self.api, name)
             raise ExecutorError(f"Docker refused to create the sandbox: {exc.explanation}") from None
+        return _facts(labels, running=pooled)
 
     def _info(self, row: dict) -> SandboxInfo:
         labels = row.get("Labels") or {}
@@ -247,36 +255,55 @@ class DockerExecutor(Executor):
         owner = info.labels["name"].rsplit(".", 1)[1]
         return None if owner == CLAIMING else owner
 
-    def take_pooled(self, session_id: str, candidates: list[SandboxInfo]) -> bool:
-        """Make one of the pool's containers this session's. False when none could be had."""
+    @contextlib.contextmanager
+    def _rename_lock(self) -> Iterator[None]:
+        if self.lock_path is None:
+            yield
+            return
+        with open(self.lock_path, "a") as lock:
+            # Never a blocking flock: under gevent it would stall the worker's every greenlet.
+            while True:
+                try:
+                    fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    time.sleep(0.0005)
+            try:
+                yield
+            finally:
+                fcntl.flock(lock, fcntl.LOCK_UN)
+
+    def _rename(self, old: str, new: str, fixed: str) -> None:
+        """Rename atomically: of racing renames of `old`, exactly one succeeds.
+
+        The daemon looks a container up by name before it locks it, so two renames of one name
+        to different names can both succeed. Serialised by the lock file, one rename is safe;
+        without it, the first rename goes to one fixed name, which only one can take.
+        """
+        if self.lock_path is not None:
+            with self._rename_lock():
+                self.api.rename(old, new)
+            return
+        self.api.rename(old, fixed)
+        self.api.rename(fixed, new)
+
+    def take_pooled(self, session_id: str, candidates: list[SandboxInfo]) -> dict | None:
+        """Make one of the pool's containers this session's; its facts, or None if none was had."""
         for info in candidates:
             name = info.labels["name"]
             try:
-                # As with claims: one fixed name first, so that of racing takers one wins.
-                self.api.rename(name, f"{name}.{TAKING}")
+                self._rename(name, self._name(session_id), f"{name}.{TAKING}")
             except docker.errors.APIError:
                 continue
             except _UNREACHABLE as exc:
                 raise RuntimeUnavailable(f"Docker does not answer: {exc}") from None
-            try:
-                self.api.rename(f"{name}.{TAKING}", self._name(session_id))
-                return True
-            except docker.errors.APIError as exc:
-                _remove(self.api, f"{name}.{TAKING}")
-                raise ExecutorError(
-                    f"Docker could not hand over a pooled sandbox: {exc.explanation}"
-                ) from None
-            except _UNREACHABLE as exc:
-                raise RuntimeUnavailable(f"Docker does not answer: {exc}") from None
-        return False
+            return _facts(info.labels, running=True)
+        return None
 
-    def claim(self, session_id: str, owner: str) -> Sandbox:
+    def claim(self, session_id: str, owner: str, facts: dict | None = None) -> Sandbox:
         name = self._name(session_id)
         try:
-            # Renaming to one fixed name is atomic in the daemon: of racing claims, one wins and
-            # the rest get a conflict or a 404. The second rename records the winner's identity.
-            self.api.rename(name, f"{name}.{CLAIMING}")
-            self.api.rename(f"{name}.{CLAIMING}", f"{name}.{owner}")
+            self._rename(name, f"{name}.{owner}", f"{name}.{CLAIMING}")
         except docker.errors.NotFound:
             if self.find(session_id) is None:
                 raise SandboxNotFound(session_id) from None
@@ -287,16 +314,17 @@ class DockerExecutor(Executor):
             raise ExecutorError(str(exc)) from None
         except _UNREACHABLE as exc:
             raise RuntimeUnavailable(f"Docker does not answer: {exc}") from None
-        details = self._inspect(f"{name}.{owner}")
-        labels = details["Config"]["Labels"]
+        if facts is None:
+            details = self._inspect(f"{name}.{owner}")
+            facts = _facts(details["Config"]["Labels"], running=details["State"]["Running"])
         return DockerSandbox(
             self.api,
             f"{name}.{owner}",
             session_id,
-            tty=labels.get(LABEL_TTY) == "1",
-            nonce=labels.get(LABEL_NONCE, ""),
-            compiles=bool(labels.get(LABEL_COMPILES)),
-            running=details["State"]["Running"],
+            tty=facts["tty"],
+            nonce=facts["nonce"],
+            compiles=facts["compiles"],
+            running=facts["running"],
         )
 
     def _inspect(self, container: str) -> dict:
@@ -335,6 +363,16 @@ class DockerExecutor(Executor):
 
     def close(self) -> None:
         self.api.close()
+
+
+def _facts(labels: dict[str, str], running: bool) -> dict:
+    """What a worker must know of a sandbox to drive it, kept with the session's record."""
+    return {
+        "tty": labels.get(LABEL_TTY) == "1",
+        "nonce": labels.get(LABEL_NONCE, ""),
+        "compiles": bool(labels.get(LABEL_COMPILES)),
+        "running": running,
+    }
 
 
 def _remove(api: docker.APIClient, container: str) -> None:

@@ -126,11 +126,15 @@ class Engine:
         ]
         random.shuffle(warm)  # racing workers then rarely want the same one
         try:
-            if not (warm and self._call(self.executor.take_pooled, session_id, warm)):
-                self._call(self.executor.create, self.sandbox_spec(spec, session_id, tty))
+            facts = warm and self._call(self.executor.take_pooled, session_id, warm)
+            if not facts:
+                facts = self._call(self.executor.create, self.sandbox_spec(spec, session_id, tty))
         except EngineError:
             self.records.forget(session_id)
             raise
+        record = self.records.read(session_id)
+        if record is not None:
+            self.records.write(replace(record, sandbox=facts))
         if self._pool is not None:
             self._pool.wake()
         return session_id
@@ -177,7 +181,7 @@ class Engine:
         record = self._record(session_id)
         with self._claim(session_id):
             try:
-                sandbox = self._call(self.executor.claim, session_id, self.owner)
+                sandbox = self._call(self.executor.claim, session_id, self.owner, record.sandbox)
             except AlreadyClaimed:
                 raise _already_attached(session_id) from None
             except SandboxNotFound:

@@ -160,15 +160,16 @@ class Sandbox(abc.ABC):
 
 class Executor(abc.ABC):
     @abc.abstractmethod
-    def create(self, spec: SandboxSpec) -> None:
-        """Create the sandbox, hardened and limited, but do not start it."""
+    def create(self, spec: SandboxSpec) -> dict:
+        """Create the sandbox, hardened and limited; start it only if it is for the pool.
+        Returns facts to hand to claim(), which then need not ask the runtime for them."""
 
     @abc.abstractmethod
     def find(self, session_id: str) -> SandboxInfo | None: ...
 
     @abc.abstractmethod
-    def take_pooled(self, session_id: str, candidates: list[SandboxInfo]) -> bool:
-        """Make one of candidates (pooled sandboxes) this session's; False if none could be had."""
+    def take_pooled(self, session_id: str, candidates: list[SandboxInfo]) -> dict | None:
+        """Make one of candidates (pooled sandboxes) this session's: its facts, or None."""
 
     @abc.abstractmethod
     def remove_sandbox(self, info: SandboxInfo) -> None:
@@ -179,7 +180,7 @@ class Executor(abc.ABC):
         return {}
 
     @abc.abstractmethod
-    def claim(self, session_id: str, owner: str) -> Sandbox:
+    def claim(self, session_id: str, owner: str, facts: dict | None = None) -> Sandbox:
         """Atomically take the sandbox for one attachment; AlreadyClaimed for every later one."""
 
     @abc.abstractmethod

@@ -12,6 +12,7 @@ import fcntl
 import logging
 import os
 import threading
+import time
 from collections import Counter
 from typing import TYPE_CHECKING
 
@@ -24,6 +25,9 @@ log = logging.getLogger(__name__)
 
 # Refill at least this often even when nobody takes from the pool (a sandbox may die).
 INTERVAL = 2.0
+# Starting a container costs the machine a core for a good part of 100 ms: while sessions keep
+# arriving, refilling waits for this much quiet, unless the pool is down to half.
+QUIET = 0.5
 
 
 class Pool:
@@ -33,12 +37,24 @@ class Pool:
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._lock_path = os.path.join(engine.records.directory, ".pool.lock")
+        self._took_path = os.path.join(engine.records.directory, ".pool.took")
 
     def start(self) -> None:
         threading.Thread(target=self._loop, name="pool", daemon=True).start()
 
     def wake(self) -> None:
+        """A session took a sandbox: refill, once things are quiet (in every worker's view:
+        the time of the last take is a file's mtime in the shared state directory)."""
+        with open(self._took_path, "a"):
+            pass
+        os.utime(self._took_path)
         self._wake.set()
+
+    def _quiet_for(self) -> float:
+        try:
+            return time.time() - os.stat(self._took_path).st_mtime
+        except FileNotFoundError:
+            return QUIET
 
     def stop(self) -> None:
         self._stop.set()
@@ -54,6 +70,9 @@ class Pool:
                 log.exception("pool refill failed")
             self._wake.wait(INTERVAL)
             self._wake.clear()
+            quiet_for = self._quiet_for()
+            if quiet_for < QUIET and not self._stop.is_set():
+                self._stop.wait(QUIET - quiet_for)
 
     def refill(self) -> int:
         """Create what the pool lacks, one sandbox at a time, while there is room. Returns how many."""
@@ -72,10 +91,12 @@ class Pool:
         created = 0
         for (language, tty), target in self.sizes.items():
             for _ in range(target - warm[(language, tty)]):
-                if room <= 0 or self._stop.is_set():
+                urgent = warm[(language, tty)] * 2 < target
+                if room <= 0 or self._stop.is_set() or not (urgent or self._quiet_for() >= QUIET):
                     return created
                 spec = engine.sandbox_spec(engine.languages[language], None, tty)
                 engine.executor.create(spec)
+                warm[(language, tty)] += 1
                 created += 1
                 room -= 1
         return created

@@ -37,6 +37,8 @@ class Record:
     # A tty session's terminal size; None for pipes.
     cols: int | None = None
     rows: int | None = None
+    # What the executor said of the sandbox when it was made (see Executor.create).
+    sandbox: dict | None = None
 
     @property
     def final(self) -> bool:

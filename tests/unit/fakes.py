@@ -160,7 +160,7 @@ class FakeExecutor(Executor):
         self.problem: str | None = None
         self._lock = threading.Lock()
 
-    def create(self, spec: SandboxSpec) -> None:
+    def create(self, spec: SandboxSpec) -> dict:
         self._fail()
         with self._lock:
             self.specs[spec.session_id] = spec
@@ -168,13 +168,14 @@ class FakeExecutor(Executor):
                 spec.session_id, self, tty=spec.tty, compiles=spec.compile is not None
             )
             self.created_at[spec.session_id] = time.time()
+        return {}
 
     def find(self, session_id: str) -> SandboxInfo | None:
         self._fail()
         with self._lock:
             return self._info(session_id) if session_id in self.sandboxes else None
 
-    def claim(self, session_id: str, owner: str) -> FakeSandbox:
+    def claim(self, session_id: str, owner: str, facts: dict | None = None) -> FakeSandbox:
         self._fail()
         with self._lock:
             if session_id not in self.sandboxes:
@@ -201,8 +202,8 @@ class FakeExecutor(Executor):
     def check(self, images: list[str]) -> str | None:
         return self.problem
 
-    def take_pooled(self, session_id: str, candidates: list[SandboxInfo]) -> bool:
-        return False  # the fake keeps no pool
+    def take_pooled(self, session_id: str, candidates: list[SandboxInfo]) -> dict | None:
+        return None  # the fake keeps no pool
 
     def remove_sandbox(self, info: SandboxInfo) -> None:
         self.remove(info.session_id)
