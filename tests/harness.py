@@ -85,9 +85,11 @@ class Server:
         """The session's container, by its name: `se-<instance>-<session>`, claimed or not."""
         return [c for c in self.containers() if c["Names"][0].lstrip("/").split(".")[0].endswith(session_id)]
 
-    def wait_no_containers(self, timeout: float = 10) -> list:
+    def wait_no_containers(self, timeout: float = 10, pool_too: bool = True) -> list:
+        """Wait until no container of the instance is left (or none of a session's)."""
+        listing = self.containers if pool_too else self.sessions_containers
         deadline = time.monotonic() + timeout
-        while (left := self.containers()) and time.monotonic() < deadline:
+        while (left := listing()) and time.monotonic() < deadline:
             time.sleep(0.1)
         return left
 

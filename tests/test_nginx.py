@@ -178,4 +178,4 @@ def test_largest_code_passes_nginx(proxied):
     session_id = response.json()["sessionId"]
     assert requests.delete(f"{proxied.url}/session/{session_id}", timeout=30).status_code == 204
     assert proxied.session(session_id)["state"] == "TERMINATED"
-    assert proxied.wait_no_containers() == []
+    assert proxied.wait_no_containers(pool_too=False) == []
