@@ -155,6 +155,7 @@ class Engine:
                 memory=c.compile_memory, cpus=c.compile_cpus, pids=c.compile_pids, disk=c.disk
             ),
             tty=tty,
+            launcher=spec.launcher,
         )
 
     def describe(self, session_id: str) -> dict:

@@ -48,6 +48,7 @@ class SandboxSpec:
     compile_limits: Limits | None = None
     # A pseudo-terminal for the program, or plain pipes.
     tty: bool = False
+    launcher: str = "sh"
 
 
 @dataclass(frozen=True)

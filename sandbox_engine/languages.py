@@ -15,6 +15,9 @@ class LanguageSpec:
     run: tuple[str, ...]
     compile: tuple[str, ...] | None = None
     env: dict[str, str] = field(default_factory=dict)
+    # The launcher inside the sandbox: "sh" for any language, or one of sandbox_engine.launchers
+    # that starts the interpreter before the program arrives (it then replaces `run`).
+    launcher: str = "sh"
 
     def public(self) -> dict:
         return {"id": self.id, "name": self.name, "version": self.version}
@@ -32,6 +35,7 @@ LANGUAGES: dict[str, LanguageSpec] = {
             # -u as well as PYTHONUNBUFFERED in the image: a prompt must never wait in a buffer.
             run=("python3", "-u", "main.py"),
             env={"PYTHONUNBUFFERED": "1", "PYTHONDONTWRITEBYTECODE": "1"},
+            launcher="python",
         ),
     )
 }

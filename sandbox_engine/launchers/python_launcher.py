@@ -1,0 +1,75 @@
+# Runs inside a Python sandbox as `python3 -u -c <this>`: the launcher protocol of
+# docker_executor.launch_command, in the interpreter that will run the program, so that a warm
+# sandbox skips the interpreter's start-up. Reads stdin with os.read so that no byte of the
+# program's own input is taken.
+import os
+import sys
+
+nonce = os.environ.pop("SANDBOX_NONCE", "").encode()
+source = os.path.abspath(os.environ.pop("SANDBOX_SOURCE", "main.py"))
+os.environ.pop("TINI_KILL_PROCESS_GROUP", None)
+tty = os.isatty(0)
+if tty:
+    import termios
+
+    cooked = termios.tcgetattr(0)
+    raw = termios.tcgetattr(0)
+    raw[0] = 0  # iflag: no CR/NL translation, no flow control
+    raw[1] &= ~termios.OPOST
+    raw[3] &= ~(termios.ECHO | termios.ICANON | termios.ISIG | termios.IEXTEN)
+    termios.tcsetattr(0, termios.TCSANOW, raw)
+    os.write(1, b"\x1eSANDBOX-READY " + nonce + b"\n")
+
+
+def _read_exactly(size: int) -> bytes:
+    data = b""
+    while len(data) < size:
+        chunk = os.read(0, size - len(data))
+        if not chunk:
+            sys.exit(0 if not data else 126)
+        data += chunk
+    return data
+
+
+header = b""
+while not header.endswith(b"\n"):
+    header += _read_exactly(1)
+size, cols, rows = (int(field) for field in header.split())
+os.umask(0o077)
+with open(source, "wb") as f:
+    f.write(_read_exactly(size))
+if tty:
+    import fcntl
+    import struct
+
+    termios.tcsetattr(0, termios.TCSANOW, cooked)
+    fcntl.ioctl(0, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
+    os.write(1, b"\x1eSANDBOX-STARTED " + nonce + b"\n")
+del nonce, header, size, cols, rows, tty
+
+
+def _main():
+    import runpy
+    import signal
+    import traceback
+
+    sys.argv = [source]
+    try:
+        runpy.run_path(source, run_name="__main__")
+    except SystemExit:
+        raise
+    except BaseException as exc:
+        # The traceback python3 main.py would print: from the program's first frame on.
+        tb = exc.__traceback__
+        while tb is not None and tb.tb_frame.f_code.co_filename != source:
+            tb = tb.tb_next
+        traceback.print_exception(type(exc), exc, tb)
+        sys.stderr.flush()
+        if isinstance(exc, KeyboardInterrupt):
+            # As python3 does: die of SIGINT, so the exit code says so (130).
+            signal.signal(signal.SIGINT, signal.SIG_DFL)
+            os.kill(os.getpid(), signal.SIGINT)
+        sys.exit(1)
+
+
+_main()
