@@ -3,7 +3,10 @@
 # sandbox skips the interpreter's start-up. Reads stdin with os.read so that no byte of the
 # program's own input is taken.
 import os
+import runpy  # imported before the program arrives: they cost milliseconds once it has
+import signal
 import sys
+import traceback
 
 nonce = os.environ.pop("SANDBOX_NONCE", "").encode()
 source = os.path.abspath(os.environ.pop("SANDBOX_SOURCE", "main.py"))
@@ -49,10 +52,6 @@ del nonce, header, size, cols, rows, tty
 
 
 def _main():
-    import runpy
-    import signal
-    import traceback
-
     sys.argv = [source]
     try:
         runpy.run_path(source, run_name="__main__")
