@@ -1,12 +1,17 @@
 #!/usr/bin/env bash
 # Builds the sandbox images: a Debian base (pulled where a registry answers, else made with
-# debootstrap and loaded with `docker import`), then one image per images/<name>/Dockerfile.
-# Idempotent: an image that already exists is not rebuilt unless its Dockerfile changed.
+# debootstrap and loaded with `docker import`), then one image per images/<name>/Dockerfile,
+# a few at a time. Each image's `sandbox-engine.version-command.<language>` labels are shell
+# commands; their output, run in the new image, becomes its `sandbox-engine.version.<language>`.
+# Idempotent: an image is rebuilt only when its directory or the base changed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 BASE=sandbox-engine/base:bookworm
 MIRROR=${SANDBOX_ENGINE_MIRROR:-http://deb.debian.org/debian}
+JOBS=${SANDBOX_ENGINE_BUILD_JOBS:-3}
+# The classic builder: it takes an image ID in FROM and writes --iidfile, which the steps rely on.
+export DOCKER_BUILDKIT=0
 
 if ! docker image inspect "$BASE" >/dev/null 2>&1; then
   if timeout 60 docker pull debian:bookworm-slim >/dev/null 2>&1; then
@@ -26,15 +31,72 @@ if ! docker image inspect "$BASE" >/dev/null 2>&1; then
     rm -rf "$root"; trap - EXIT
   fi
 fi
+base_id=$(docker image inspect -f '{{ .Id }}' "$BASE")
 
+work=$(mktemp -d /var/tmp/sandbox-images.XXXXXX)
+trap 'rm -rf "$work"' EXIT
+
+# What an image is built from: the base, and every file of its directory, names included.
+source_sum() {
+  { echo "$base_id"; (cd "$1" && find . -type f -print0 | LC_ALL=C sort -z | xargs -0 sha256sum); } \
+    | sha256sum | cut -c1-16
+}
+
+label() {
+  docker image inspect -f "{{ index .Config.Labels \"$2\" }}" "$1" 2>/dev/null || true
+}
+
+# Builds one image, then runs its version commands and labels it with their output. The source
+# label is added last, with the versions, so an image interrupted half-way is rebuilt next time.
+build_image() {
+  local name=$1 sum=$2 tag="sandbox-engine/$1:latest" log="$work/$1.log" start=$SECONDS
+  local id old key cmd version summary=""
+  local labels=(--label "sandbox-engine.source=$sum")
+  # --force-rm: a failed step leaves no stopped container behind.
+  docker build --force-rm --iidfile "$work/$name.iid" "images/$name" >"$log" 2>&1 || return 1
+  id=$(cat "$work/$name.iid")
+  while IFS='=' read -r key cmd; do
+    [[ $key == sandbox-engine.version-command.* ]] || continue
+    version=$(docker run --rm --network none --user 10001:10001 "$id" sh -c "$cmd" </dev/null 2>>"$log") \
+      || { echo "the version command of ${key##*.} failed: $cmd" >>"$log"; return 1; }
+    version=$(echo "$version" | tr -d '[:space:]')
+    [ -n "$version" ] || { echo "the version command of ${key##*.} printed nothing: $cmd" >>"$log"; return 1; }
+    labels+=(--label "sandbox-engine.version.${key##*.}=$version")
+    summary+=" ${key##*.} $version"
+  done < <(docker image inspect -f '{{ range $k, $v := .Config.Labels }}{{ printf "%s=%s\n" $k $v }}{{ end }}' "$id")
+  old=$(docker image inspect -f '{{ .Id }}' "$tag" 2>/dev/null || true)
+  printf 'FROM %s\n' "$id" | docker build -q "${labels[@]}" -t "$tag" - >>"$log" 2>&1 || return 1
+  # The image this one replaces, unless a container still uses it or it has another tag.
+  if [ -n "$old" ] && [ "$old" != "$(docker image inspect -f '{{ .Id }}' "$tag")" ]; then
+    docker rmi "$old" >/dev/null 2>&1 || true
+  fi
+  echo "build-images: built $tag in $((SECONDS - start))s:$summary"
+}
+
+start=$SECONDS
+names=()
 for dir in images/*/; do
   name=$(basename "$dir")
   [ -f "$dir/Dockerfile" ] || continue
-  tag="sandbox-engine/$name:latest"
-  sum=$(cat "$dir"/* | sha256sum | cut -c1-16)
-  have=$(docker image inspect -f '{{ index .Config.Labels "sandbox-engine.source" }}' "$tag" 2>/dev/null || true)
-  if [ "$have" != "$sum" ]; then
-    echo "build-images: building $tag"
-    docker build -q --label "sandbox-engine.source=$sum" -t "$tag" "$dir" >/dev/null
+  sum=$(source_sum "$dir")
+  [ "$(label "sandbox-engine/$name:latest" sandbox-engine.source)" != "$sum" ] || continue
+  while [ "$(jobs -rp | wc -l)" -ge "$JOBS" ]; do wait -n || true; done
+  echo "build-images: building sandbox-engine/$name:latest"
+  names+=("$name")
+  { build_image "$name" "$sum" && rc=0 || rc=$?; echo "$rc" >"$work/$name.rc"; } &
+done
+wait
+
+failed=()
+for name in "${names[@]}"; do
+  if [ "$(cat "$work/$name.rc" 2>/dev/null)" != 0 ]; then
+    failed+=("$name")
+    echo "build-images: FAILED to build sandbox-engine/$name:latest; the end of its log:" >&2
+    tail -n 30 "$work/$name.log" | sed 's/^/  | /' >&2
   fi
 done
+if [ ${#failed[@]} -gt 0 ]; then
+  echo "build-images: ${#failed[@]} of ${#names[@]} images failed: ${failed[*]}" >&2
+  exit 1
+fi
+[ ${#names[@]} -eq 0 ] || echo "build-images: done in $((SECONDS - start))s (${#names[@]} built)"
