@@ -54,7 +54,7 @@ def delete_session(session_id: str):
 
 @bp.get("/languages")
 def languages():
-    return {"languages": [spec.public() for spec in engine().languages.values()]}
+    return {"languages": engine().language_list()}
 
 
 @bp.get("/healthz")

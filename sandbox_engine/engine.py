@@ -30,7 +30,7 @@ from .executor import (
     SandboxSpec,
     Terminal,
 )
-from .languages import LANGUAGES, LanguageSpec
+from .languages import LANGUAGES, VERSION_LABEL, LanguageSpec
 from .pool import Pool
 from .reaper import Reaper
 from .records import Record, RecordStore
@@ -62,6 +62,7 @@ class Engine:
         self._started_pid: int | None = None
         self._reaper: Reaper | None = None
         self._pool: Pool | None = None
+        self._labels: dict[str, dict[str, str]] = {}
         self._shutting_down = False
 
     @property
@@ -296,6 +297,21 @@ class Engine:
     def _forget(self, session_id: str) -> None:
         with self._lock:
             self._runs.pop(session_id, None)
+
+    def language_list(self) -> list[dict]:
+        """Every language, with the version its image's build recorded (else the one expected)."""
+        return [
+            spec.public(self._image_labels(spec.image).get(VERSION_LABEL + spec.id))
+            for spec in self.languages.values()
+        ]
+
+    def _image_labels(self, image: str) -> dict[str, str]:
+        labels = self._labels.get(image)
+        if labels is None:
+            labels = self.executor.image_labels(image)
+            if labels:  # a missing image is asked about again next time
+                self._labels[image] = labels
+        return labels
 
     # --- health and shutdown -------------------------------------------------------------
     def readiness(self) -> str | None:

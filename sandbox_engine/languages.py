@@ -1,8 +1,19 @@
-"""Languages as data: what image runs a language, where its source goes and how it runs."""
+"""Languages as data: what image runs a language, where its source goes, how it compiles and runs.
+
+Adding a language is adding a spec here and an image under images/; nothing else changes. The
+version here is the one expected; GET /languages reports the one the image's build recorded.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+
+# The JVM with few threads (pids are limited) and a quick start over peak speed.
+_JVM = ("-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1", "-XX:-UsePerfData")
+# C stdio block-buffers a pipe: unbuffered, so a prompt reaches the client before input waits.
+_UNBUFFERED = ("stdbuf", "-o0", "-e0")
+# A paused stdin lets a Node program exit, as on a terminal (images/node/stdin.js).
+_NODE = {"NODE_OPTIONS": "--require /opt/sandbox/stdin.js"}
 
 
 @dataclass(frozen=True)
@@ -19,8 +30,12 @@ class LanguageSpec:
     # that starts the interpreter before the program arrives (it then replaces `run`).
     launcher: str = "sh"
 
-    def public(self) -> dict:
-        return {"id": self.id, "name": self.name, "version": self.version}
+    def public(self, version: str | None = None) -> dict:
+        return {"id": self.id, "name": self.name, "version": version or self.version}
+
+
+def _image(name: str) -> str:
+    return f"sandbox-engine/{name}:latest"
 
 
 LANGUAGES: dict[str, LanguageSpec] = {
@@ -30,12 +45,168 @@ LANGUAGES: dict[str, LanguageSpec] = {
             id="python",
             name="Python",
             version="3.11",
-            image="sandbox-engine/python:latest",
+            image=_image("python"),
             source_file="main.py",
             # -u as well as PYTHONUNBUFFERED in the image: a prompt must never wait in a buffer.
             run=("python3", "-u", "main.py"),
             env={"PYTHONUNBUFFERED": "1", "PYTHONDONTWRITEBYTECODE": "1"},
             launcher="python",
         ),
+        LanguageSpec(
+            id="javascript",
+            name="JavaScript (Node.js)",
+            version="18",
+            image=_image("node"),
+            source_file="main.js",
+            run=("node", "main.js"),
+            env=_NODE,
+        ),
+        LanguageSpec(
+            id="typescript",
+            name="TypeScript",
+            version="4.8",
+            image=_image("node"),
+            source_file="main.ts",
+            compile=(
+                "tsc",
+                "--strict",
+                "--target",
+                "es2022",
+                "--lib",
+                "es2022",
+                "--module",
+                "commonjs",
+                "--typeRoots",
+                "/usr/share/nodejs/@types",
+                "--types",
+                "node",
+                "--skipLibCheck",
+                "main.ts",
+            ),
+            run=("node", "main.js"),
+            env=_NODE,
+        ),
+        LanguageSpec(
+            id="c",
+            name="C",
+            version="12",
+            image=_image("gcc"),
+            source_file="main.c",
+            compile=("gcc", "-std=gnu17", "-O2", "-Wall", "-o", "main", "main.c", "-lm"),
+            run=(*_UNBUFFERED, "./main"),
+        ),
+        LanguageSpec(
+            id="cpp",
+            name="C++",
+            version="12",
+            image=_image("gcc"),
+            source_file="main.cpp",
+            compile=("g++", "-std=gnu++20", "-O2", "-Wall", "-o", "main", "main.cpp"),
+            run=(*_UNBUFFERED, "./main"),
+        ),
+        LanguageSpec(
+            id="go",
+            name="Go",
+            version="1.19",
+            image=_image("go"),
+            source_file="main.go",
+            compile=("go", "build", "-o", "main", "main.go"),
+            run=("./main",),
+            env={"GOCACHE": "/tmp/go-cache", "GOPATH": "/tmp/go", "CGO_ENABLED": "0"},
+        ),
+        LanguageSpec(
+            id="rust",
+            name="Rust",
+            version="1.63",
+            image=_image("rust"),
+            source_file="main.rs",
+            compile=("rustc", "--edition", "2021", "-O", "-C", "strip=debuginfo", "-o", "main", "main.rs"),
+            run=("./main",),
+        ),
+        LanguageSpec(
+            id="java",
+            name="Java",
+            version="17",
+            image=_image("java"),
+            source_file="Main.java",
+            compile=("javac", *(f"-J{flag}" for flag in _JVM), "-encoding", "UTF-8", "-d", ".", "Main.java"),
+            run=("java", *_JVM, "-XX:CICompilerCount=1", "-XX:ActiveProcessorCount=1", "-cp", ".", "Main"),
+        ),
+        LanguageSpec(
+            id="ruby",
+            name="Ruby",
+            version="3.1",
+            image=_image("ruby"),
+            source_file="main.rb",
+            run=("ruby", "main.rb"),
+            env={"RUBYOPT": "-r/opt/sandbox/sync.rb"},
+        ),
+        LanguageSpec(
+            id="php",
+            name="PHP",
+            version="8.2",
+            image=_image("php"),
+            source_file="main.php",
+            run=("php", "main.php"),
+            env={"PHP_INI_SCAN_DIR": ":/opt/sandbox/php"},
+        ),
+        LanguageSpec(
+            id="perl",
+            name="Perl",
+            version="5.36",
+            image=_image("perl"),
+            source_file="main.pl",
+            run=("perl", "main.pl"),
+            env={"PERL5LIB": "/opt/sandbox/perl", "PERL5OPT": "-MSandboxAutoflush"},
+        ),
+        LanguageSpec(
+            id="lua",
+            name="Lua",
+            version="5.4",
+            image=_image("lua"),
+            source_file="main.lua",
+            run=(*_UNBUFFERED, "lua5.4", "main.lua"),
+        ),
+        LanguageSpec(
+            id="bash",
+            name="Bash",
+            version="5.2",
+            image=_image("bash"),
+            source_file="main.sh",
+            run=("bash", "main.sh"),
+        ),
+        LanguageSpec(
+            id="csharp",
+            name="C# (Mono)",
+            version="6.8",
+            image=_image("mono"),
+            source_file="main.cs",
+            compile=("mcs", "-out:main.exe", "main.cs"),
+            run=("mono", "main.exe"),
+        ),
+        LanguageSpec(
+            id="haskell",
+            name="Haskell",
+            version="9.0",
+            image=_image("haskell"),
+            source_file="main.hs",
+            # SandboxMain wraps the user's Main: stdout is flushed before stdin reads, as in C.
+            compile=(
+                "ghc",
+                "-O",
+                "-v0",
+                "-outputdir",
+                "/tmp/ghc",
+                "-main-is",
+                "SandboxMain",
+                "-o",
+                "main",
+                "main.hs",
+                "/opt/sandbox/SandboxMain.hs",
+            ),
+            run=("./main",),
+        ),
     )
 }
+
+VERSION_LABEL = "sandbox-engine.version."

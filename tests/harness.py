@@ -67,9 +67,11 @@ class Server:
             connect(f"{self.ws_url}/ws/session/{session_id}", open_timeout=10, **kwargs).__enter__()
         )
 
-    def run(self, code: str, inputs: list[str] | None = None, timeout: float = 60) -> Transcript:
+    def run(
+        self, code: str, inputs: list[str] | None = None, timeout: float = 60, language: str = "python"
+    ) -> Transcript:
         """Create, attach, send inputs one by one as soon as running, and read to the end."""
-        with self.attach(self.create(code)) as ws:
+        with self.attach(self.create(code, language)) as ws:
             for data in inputs or []:
                 ws.send({"type": "input", "data": data})
             return ws.read_to_end(timeout)

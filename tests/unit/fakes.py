@@ -153,6 +153,8 @@ class FakeExecutor(Executor):
         self.specs: dict[str, SandboxSpec] = {}
         self.owners: dict[str, str] = {}
         self.created_at: dict[str, float] = {}
+        # Image labels, as a build would record versions in them.
+        self.labels: dict[str, dict[str, str]] = {}
         self.removed: list[str] = []
         # Raised by every runtime call while set, as a daemon that went away.
         self.error: ExecutorError | None = None
@@ -201,6 +203,9 @@ class FakeExecutor(Executor):
 
     def check(self, images: list[str]) -> str | None:
         return self.problem
+
+    def image_labels(self, image: str) -> dict[str, str]:
+        return self.labels.get(image, {})
 
     def take_pooled(self, session_id: str, candidates: list[SandboxInfo]) -> dict | None:
         return None  # the fake keeps no pool

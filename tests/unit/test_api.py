@@ -198,10 +198,37 @@ def test_delete_answers_204_and_the_session_is_then_terminated(client, executor)
 # --- other routes ---------------------------------------------------------------------------
 
 
+LANGUAGE_IDS = [
+    "python",
+    "javascript",
+    "typescript",
+    "c",
+    "cpp",
+    "go",
+    "rust",
+    "java",
+    "ruby",
+    "php",
+    "perl",
+    "lua",
+    "bash",
+    "csharp",
+    "haskell",
+]
+
+
 def test_languages(client):
     response = client.get("/languages")
     assert response.status_code == 200
-    assert response.get_json() == {"languages": [{"id": "python", "name": "Python", "version": "3.11"}]}
+    languages = response.get_json()["languages"]
+    assert [language["id"] for language in languages] == LANGUAGE_IDS
+    assert all(set(language) == {"id", "name", "version"} for language in languages)
+    assert languages[0] == {"id": "python", "name": "Python", "version": "3.11"}
+
+
+def test_languages_report_the_version_the_image_recorded(client, executor):
+    executor.labels = {"sandbox-engine/python:latest": {"sandbox-engine.version.python": "3.11.2"}}
+    assert client.get("/languages").get_json()["languages"][0]["version"] == "3.11.2"
 
 
 def test_healthz(client):
