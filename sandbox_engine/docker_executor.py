@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import logging
+import os
 import re
 import secrets
 import shlex
@@ -125,6 +126,9 @@ class DockerExecutor(Executor):
         # With a lock file shared by every worker of the server, renames are serialised and one
         # rename makes a claim; without, a claim takes two (see _rename).
         self.lock_path = lock_path
+        # Starting a container keeps a core busy for tens of milliseconds (runc, the shim, the
+        # cgroup): more starts at once than cores only make every one of them slower.
+        self.starts = threading.BoundedSemaphore(os.cpu_count() or 2)
         # One client per worker, shared by its greenlets. The pool is sized for every session's
         # control calls at once; attach sockets are hijacked out of it and do not count.
         self.api = docker.APIClient(
@@ -198,7 +202,8 @@ class DockerExecutor(Executor):
             )
             if pooled:
                 # Warm: started now, its launcher waiting for a program on stdin.
-                self.api.start(created["Id"])
+                with self.starts:
+                    self.api.start(created["Id"])
         except docker.errors.ImageNotFound:
             raise RuntimeUnavailable(f"the image {spec.image} is missing; run `make images`") from None
         except _UNREACHABLE as exc:
@@ -333,6 +338,7 @@ class DockerExecutor(Executor):
             nonce=facts["nonce"],
             compiles=facts["compiles"],
             running=facts["running"],
+            starts=self.starts,
         )
 
     def _inspect(self, container: str) -> dict:
@@ -409,6 +415,7 @@ class DockerSandbox(Sandbox):
         nonce: str = "",
         compiles: bool = False,
         running: bool = False,
+        starts: threading.BoundedSemaphore | None = None,
     ) -> None:
         self.api = api
         self.container = container
@@ -417,6 +424,7 @@ class DockerSandbox(Sandbox):
         self.compiles = compiles
         self._nonce = nonce.encode()
         self._running = running
+        self._starts = starts or threading.BoundedSemaphore(1)
         self._early = b""
         self._sock: socket.socket | None = None
         self._write_lock = threading.Lock()
@@ -432,7 +440,8 @@ class DockerSandbox(Sandbox):
             self._sock = getattr(attached, "_sock", attached)
             if not self._running:
                 # Attached first, started second: nothing the program writes can be missed.
-                self.api.start(self.container)
+                with self._starts:
+                    self.api.start(self.container)
                 if self.tty:
                     self._wait_until_ready()
         except _UNREACHABLE as exc:

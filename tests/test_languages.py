@@ -191,3 +191,25 @@ def test_compile_error(polyglot, language):
     # launcher sends compiler output to stderr).
     assert transcript.text("stderr").strip() and transcript.text() == ""
     assert polyglot.session(session_id)["reason"] == "compile_error"
+
+
+@pytest.mark.parametrize("language", list(GREETINGS))
+def test_greeting_in_tty_mode(polyglot, language):
+    response = polyglot.post(GREETINGS[language], language=language, tty=True, cols=100, rows=30)
+    assert response.status_code == 201, response.text
+    with polyglot.attach(response.json()["sessionId"]) as ws:
+        ws.read_stdout_until("Enter your name: ", timeout=60)
+        if language == "csharp":
+            # Mono's console asks the terminal where its cursor is; answer as a terminal does.
+            ws.read_stdout_until("\x1b[6n", timeout=10)
+            ws.send({"type": "input", "data": "\x1b[1;18R"})
+        ws.send({"type": "input", "data": "Ada\r"})
+        transcript = ws.read_to_end(30)
+    text = transcript.text()
+    assert transcript.final["exitCode"] == 0
+    if language == "csharp":
+        # Mono's own line editor draws the line, with cursor movement that a terminal renders.
+        assert "Hello, Ada!\r\n" in text, text
+    else:
+        # The terminal echoes what was typed; its output ends lines with \r\n.
+        assert text.endswith("Enter your name: Ada\r\nHello, Ada!\r\n"), text
