@@ -16,6 +16,34 @@ import docker
 import requests
 from websockets.sync.client import ClientConnection, connect
 
+# The core engine issue's interactive example, which several suites run end to end.
+INTERACTIVE = """\
+import time
+print("Program started")
+name = input("Enter your name: ")
+print("Hello", name)
+for i in range(5):
+    time.sleep(1)
+    print(i)
+"""
+# Every language, in the order GET /languages lists them.
+LANGUAGE_IDS = [
+    "python",
+    "javascript",
+    "typescript",
+    "c",
+    "cpp",
+    "go",
+    "rust",
+    "java",
+    "ruby",
+    "php",
+    "perl",
+    "lua",
+    "bash",
+    "csharp",
+    "haskell",
+]
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 VENV_BIN = os.path.dirname(sys.executable)
 INSTANCE_LABEL = "sandbox-engine.instance"

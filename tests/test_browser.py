@@ -12,7 +12,7 @@ from collections.abc import Iterator
 
 import pytest
 import requests
-from harness import ROOT, Server, shutdown, start_server
+from harness import LANGUAGE_IDS, ROOT, Server, shutdown, start_server
 
 try:
     from playwright.sync_api import Browser, Page, WebSocketRoute, expect, sync_playwright
@@ -42,23 +42,6 @@ for i in range(5):
     print(i)
 """
 # Every language id the page has an editor mode and an example for.
-LANGUAGE_IDS = [
-    "python",
-    "javascript",
-    "typescript",
-    "c",
-    "cpp",
-    "go",
-    "rust",
-    "java",
-    "ruby",
-    "php",
-    "perl",
-    "lua",
-    "bash",
-    "csharp",
-    "haskell",
-]
 
 
 def unavailable(message: str) -> None:

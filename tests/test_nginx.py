@@ -15,18 +15,9 @@ from itertools import pairwise
 
 import pytest
 import requests
-from harness import ROOT, Server, free_port
+from harness import INTERACTIVE, ROOT, Server, free_port
 
 DEPLOY_CONF = os.path.join(ROOT, "deploy", "nginx.conf")
-INTERACTIVE = """\
-import time
-print("Program started")
-name = input("Enter your name: ")
-print("Hello", name)
-for i in range(5):
-    time.sleep(1)
-    print(i)
-"""
 FINISHED = {"type": "state", "state": "FINISHED", "exitCode": 0, "reason": "exited"}
 
 MAIN_CONF = """\

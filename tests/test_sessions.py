@@ -8,17 +8,8 @@ import uuid
 
 import pytest
 import requests
+from harness import INTERACTIVE
 from websockets.exceptions import ConnectionClosed, InvalidStatus
-
-INTERACTIVE = """\
-import time
-print("Program started")
-name = input("Enter your name: ")
-print("Hello", name)
-for i in range(5):
-    time.sleep(1)
-    print(i)
-"""
 
 
 def test_hello_world(server):

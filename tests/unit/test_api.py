@@ -9,6 +9,7 @@ import pytest
 from fakes import FakeClient, FakeExecutor
 from flask import Flask
 from flask.testing import FlaskClient
+from harness import LANGUAGE_IDS
 
 from sandbox_engine import create_app
 from sandbox_engine.config import Config
@@ -196,25 +197,6 @@ def test_delete_answers_204_and_the_session_is_then_terminated(client, executor)
 
 
 # --- other routes ---------------------------------------------------------------------------
-
-
-LANGUAGE_IDS = [
-    "python",
-    "javascript",
-    "typescript",
-    "c",
-    "cpp",
-    "go",
-    "rust",
-    "java",
-    "ruby",
-    "php",
-    "perl",
-    "lua",
-    "bash",
-    "csharp",
-    "haskell",
-]
 
 
 def test_languages(client):
