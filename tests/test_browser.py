@@ -158,7 +158,7 @@ def test_interactive_run_in_the_terminal(page: Page, ide_server: Server) -> None
     assert "Enter your name: Ada\nHello Ada" in wait_terminal(page, "Hello Ada")
 
     expect(page.locator("#status-text")).to_have_text("finished · exit code 0", timeout=30_000)
-    assert terminal_text(page) == (
+    assert wait_terminal(page, "[finished · exit code 0]") == (
         "Program started\nEnter your name: Ada\nHello Ada\n0\n1\n2\n3\n4\n[finished · exit code 0]"
     )
     elapsed = page.text_content("#elapsed")
@@ -334,7 +334,8 @@ def test_refusals_endings_and_drops_in_words(page: Page, post, messages, close, 
     expect(page.locator("#status-text")).to_have_text(status)
     expect(page.locator("#run")).to_be_enabled()
     expect(page.locator("#stop")).to_be_disabled()
-    assert terminal_text(page).endswith(f"[{status}]")
+    # xterm.js writes asynchronously: the status line may be there before the terminal's note.
+    assert wait_terminal(page, f"[{status}]").endswith(f"[{status}]")
 
 
 def test_without_terminal_support_resize_errors_stay_quiet(page: Page) -> None:
@@ -349,7 +350,7 @@ def test_without_terminal_support_resize_errors_stay_quiet(page: Page) -> None:
     expect(page.locator("#status-text")).to_have_text("stopped · exit code 137")
     kinds = [m["type"] for m in server.received]
     assert kinds[-1] == "kill" and set(kinds[:-1]) == {"resize"}, kinds
-    assert terminal_text(page) == "working\n[stopped · exit code 137]"
+    assert wait_terminal(page, "[stopped · exit code 137]") == "working\n[stopped · exit code 137]"
 
 
 def test_every_language_has_a_mode_and_an_example(page: Page) -> None:
