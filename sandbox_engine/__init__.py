@@ -49,7 +49,7 @@ def create_app(config: Config | None = None, executor=None) -> Flask:
             config.instance,
             config.docker_host,
             pool_size=config.max_sessions + 16,
-            lock_path=os.path.join(records.directory, ".rename.lock"),
+            lock_dir=records.directory,
         )
     engine = Engine(config, executor, records)
     app.extensions["sandbox_engine"] = engine

@@ -25,6 +25,7 @@ import socket
 import threading
 import time
 import uuid
+import zlib
 from collections.abc import Iterator
 
 import docker
@@ -74,6 +75,8 @@ MARK_MAX = 64
 # How long a started tty sandbox may take to put its terminal in raw mode.
 READY_TIMEOUT = 10.0
 
+RENAME_STRIPES = 64
+
 # Docker's errors that mean "the daemon is not there", as opposed to "it said no".
 _UNREACHABLE = (requests.exceptions.ConnectionError, requests.exceptions.Timeout, ConnectionError)
 
@@ -117,15 +120,15 @@ def launch_command(
 
 class DockerExecutor(Executor):
     def __init__(
-        self, instance: str, docker_host: str | None = None, pool_size: int = 32, lock_path: str | None = None
+        self, instance: str, docker_host: str | None = None, pool_size: int = 32, lock_dir: str | None = None
     ) -> None:
         if not _INSTANCE.match(instance):
             raise ValueError(f"instance name {instance!r}: letters, digits, '-' and '_' only")
         self.instance = instance
         self.prefix = f"se-{instance}-"
-        # With a lock file shared by every worker of the server, renames are serialised and one
-        # rename makes a claim; without, a claim takes two (see _rename).
-        self.lock_path = lock_path
+        # With lock files shared by every worker of the server, renames of one container are
+        # serialised and one rename makes a claim; without, a claim takes two (see _rename).
+        self.lock_dir = lock_dir
         # Starting a container keeps a core busy for tens of milliseconds (runc, the shim, the
         # cgroup): more starts at once than cores only make every one of them slower.
         self.starts = threading.BoundedSemaphore(os.cpu_count() or 2)
@@ -269,11 +272,10 @@ class DockerExecutor(Executor):
         return None if owner == CLAIMING else owner
 
     @contextlib.contextmanager
-    def _rename_lock(self) -> Iterator[None]:
-        if self.lock_path is None:
-            yield
-            return
-        with open(self.lock_path, "a") as lock:
+    def _rename_lock(self, name: str) -> Iterator[None]:
+        # Striped: renames of different containers go on at once; of one, one at a time.
+        stripe = zlib.crc32(name.encode()) % RENAME_STRIPES
+        with open(os.path.join(self.lock_dir, f".rename-{stripe}.lock"), "a") as lock:
             # Never a blocking flock: under gevent it would stall the worker's every greenlet.
             while True:
                 try:
@@ -293,8 +295,8 @@ class DockerExecutor(Executor):
         to different names can both succeed. Serialised by the lock file, one rename is safe;
         without it, the first rename goes to one fixed name, which only one can take.
         """
-        if self.lock_path is not None:
-            with self._rename_lock():
+        if self.lock_dir is not None:
+            with self._rename_lock(old):
                 self.api.rename(old, new)
             return
         self.api.rename(old, fixed)
@@ -310,7 +312,7 @@ class DockerExecutor(Executor):
                 continue
             except _UNREACHABLE as exc:
                 raise RuntimeUnavailable(f"Docker does not answer: {exc}") from None
-            return _facts(info.labels, running=True)
+            return {**_facts(info.labels, running=True), "sandbox": name}
         return None
 
     def claim(self, session_id: str, owner: str, facts: dict | None = None) -> Sandbox:

@@ -26,6 +26,7 @@ from .executor import (
     Limits,
     RuntimeUnavailable,
     Sandbox,
+    SandboxInfo,
     SandboxNotFound,
     SandboxSpec,
     Terminal,
@@ -38,6 +39,8 @@ from .session import COMPILING, RUNNING, TERMINATED, Outcome, RunLimits, Session
 
 log = logging.getLogger(__name__)
 
+# How old a listing of the pool may be when a session looks for a warm sandbox in it.
+WARM_TTL = 0.5
 # How long shutdown waits for runs to send their final state before removing what is left.
 SHUTDOWN_GRACE = 5.0
 
@@ -63,6 +66,9 @@ class Engine:
         self._reaper: Reaper | None = None
         self._pool: Pool | None = None
         self._labels: dict[str, dict[str, str]] = {}
+        self._pool_sizes = config.pool_sizes(list(self.languages))
+        self._warm_cache: list[SandboxInfo] = []
+        self._warm_listed = 0.0
         self._shutting_down = False
 
     @property
@@ -82,9 +88,8 @@ class Engine:
             self._shutting_down = False
             self._reaper = Reaper(self)
             self._reaper.start()
-            sizes = self.config.pool_sizes(list(self.languages))
-            if sizes:
-                self._pool = Pool(self, sizes)
+            if self._pool_sizes:
+                self._pool = Pool(self, self._pool_sizes)
                 self._pool.start()
 
     # --- sessions ------------------------------------------------------------------------
@@ -99,8 +104,7 @@ class Engine:
             raise EngineError(Kind.INVALID_REQUEST, "code must not contain NUL characters")
         if self._shutting_down:
             raise EngineError(Kind.RUNTIME_UNAVAILABLE, "the server is shutting down")
-        live = self._call(self.executor.list)
-        if sum(1 for info in live if not info.pooled) >= self.config.max_sessions:
+        if self.records.live_count() >= self.config.max_sessions:
             raise EngineError(
                 Kind.AT_CAPACITY,
                 f"all {self.config.max_sessions} sessions are in use; try again shortly",
@@ -120,15 +124,12 @@ class Engine:
             )
         )
         self.records.write_code(session_id, code.encode("utf-8", "surrogatepass"))
-        warm = [
-            i
-            for i in live
-            if i.pooled and not i.claimed and i.running and i.language == spec.id and i.tty == tty
-        ]
-        random.shuffle(warm)  # racing workers then rarely want the same one
+        warm = self._warm(spec.id, tty)
         try:
             facts = warm and self._call(self.executor.take_pooled, session_id, warm)
-            if not facts:
+            if facts:
+                self._taken(facts)
+            else:
                 facts = self._call(self.executor.create, self.sandbox_spec(spec, session_id, tty))
         except EngineError:
             self.records.forget(session_id)
@@ -139,6 +140,30 @@ class Engine:
         if self._pool is not None:
             self._pool.wake()
         return session_id
+
+    def _warm(self, language: str, tty: bool) -> list[SandboxInfo]:
+        """The pool's sandboxes a session could take, from a listing at most WARM_TTL old.
+
+        Listing containers contends in the daemon with every start and rename, so a burst of
+        sessions does not list once each; a sandbox another worker took since is simply
+        skipped (take_pooled's rename fails), and one this worker took is dropped at once.
+        """
+        if (language, tty) not in self._pool_sizes:
+            return []
+        now = time.monotonic()
+        with self._lock:
+            if now - self._warm_listed > WARM_TTL:
+                self._warm_cache = [
+                    i for i in self._call(self.executor.list) if i.pooled and i.running and not i.claimed
+                ]
+                self._warm_listed = now
+            warm = [i for i in self._warm_cache if i.language == language and i.tty == tty]
+        random.shuffle(warm)  # racing workers then rarely want the same one
+        return warm
+
+    def _taken(self, facts: dict) -> None:
+        with self._lock:
+            self._warm_cache = [i for i in self._warm_cache if i.labels.get("name") != facts.get("sandbox")]
 
     def sandbox_spec(self, spec: LanguageSpec, session_id: str | None, tty: bool) -> SandboxSpec:
         """How to create a sandbox for this language: for a session, or for the warm pool."""

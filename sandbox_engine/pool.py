@@ -26,7 +26,7 @@ log = logging.getLogger(__name__)
 # Refill at least this often even when nobody takes from the pool (a sandbox may die).
 INTERVAL = 2.0
 # Starting a container costs the machine a core for a good part of 100 ms: while sessions keep
-# arriving, refilling waits for this much quiet, unless the pool is down to half.
+# arriving, refilling waits for this much quiet, unless the pool is empty.
 QUIET = 0.5
 
 
@@ -43,7 +43,7 @@ class Pool:
         threading.Thread(target=self._loop, name="pool", daemon=True).start()
 
     def wake(self) -> None:
-        """A session took a sandbox: refill, once things are quiet (in every worker's view:
+        """A session took a sandbox: refill once things are quiet (in every worker's view:
         the time of the last take is a file's mtime in the shared state directory)."""
         with open(self._took_path, "a"):
             pass
@@ -91,7 +91,7 @@ class Pool:
         created = 0
         for (language, tty), target in self.sizes.items():
             for _ in range(target - warm[(language, tty)]):
-                urgent = warm[(language, tty)] * 2 < target
+                urgent = warm[(language, tty)] == 0
                 if room <= 0 or self._stop.is_set() or not (urgent or self._quiet_for() >= QUIET):
                     return created
                 spec = engine.sandbox_spec(engine.languages[language], None, tty)

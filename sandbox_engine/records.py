@@ -65,7 +65,10 @@ class RecordStore:
 
     def __init__(self, directory: str) -> None:
         self.directory = directory
-        os.makedirs(directory, mode=0o700, exist_ok=True)
+        # One empty file per session not yet ended: counting them is how capacity is checked,
+        # without asking Docker (whose container list contends with every start and rename).
+        self.live_directory = os.path.join(directory, ".live")
+        os.makedirs(self.live_directory, mode=0o700, exist_ok=True)
 
     def _path(self, session_id: str, suffix: str = ".json") -> str:
         return os.path.join(self.directory, session_id + suffix)
@@ -76,6 +79,17 @@ class RecordStore:
         with os.fdopen(fd, "w") as f:
             json.dump(asdict(record), f)
         os.replace(tmp, self._path(record.session_id))
+        live = os.path.join(self.live_directory, record.session_id)
+        if record.final:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(live)
+        elif not os.path.exists(live):
+            with open(live, "w"):
+                pass
+
+    def live_count(self) -> int:
+        """How many sessions have not ended, in every worker."""
+        return len(os.listdir(self.live_directory))
 
     def read(self, session_id: str) -> Record | None:
         try:
@@ -102,9 +116,12 @@ class RecordStore:
 
     def forget(self, session_id: str) -> None:
         """A session that never came to be: no record, no program."""
-        for suffix in (".json", ".code", ".end"):
+        for path in (
+            *(self._path(session_id, suffix) for suffix in (".json", ".code", ".end")),
+            os.path.join(self.live_directory, session_id),
+        ):
             with contextlib.suppress(FileNotFoundError):
-                os.unlink(self._path(session_id, suffix))
+                os.unlink(path)
 
     def finish(self, session_id: str, state: str, reason: str, exit_code: int | None = None) -> None:
         """Mark a session ended unless it already is: the first ending is the true one."""
@@ -130,8 +147,12 @@ class RecordStore:
         cutoff = time.time() - older_than
         for name in os.listdir(self.directory):
             path = os.path.join(self.directory, name)
-            try:
-                if os.stat(path).st_mtime < cutoff:
+            with contextlib.suppress(FileNotFoundError):
+                if os.path.isfile(path) and os.stat(path).st_mtime < cutoff:
                     os.unlink(path)
-            except FileNotFoundError:
-                pass
+        # A live mark whose record is gone or ended was left by a writer that died in between.
+        for session_id in os.listdir(self.live_directory):
+            record = self.read(session_id)
+            if record is None or record.final:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(os.path.join(self.live_directory, session_id))
