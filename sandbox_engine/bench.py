@@ -358,6 +358,31 @@ def run(
         f"| server RSS per idle session | {memory['server_rss_per_session_kb']:.0f} KB |",
         f"| host memory per idle session (MemAvailable drop) | {memory['host_per_session_mb']:.1f} MB |",
     ]
+
+    def verdict(ok: bool) -> str:
+        return "met" if ok else "not met"
+
+    all_first = max(burst.samples)
+    targets = [
+        ("warm first output p50 <= 15 ms", _ms(warm.p50), warm.p50 <= 0.015),
+        ("warm first output p99 <= 50 ms", _ms(warm.p99), warm.p99 <= 0.050),
+        ("warm p50 <= 1.5x native python3", f"{warm.p50 / native.p50:.2f}x", warm.p50 <= 1.5 * native.p50),
+        ("20 concurrent, pool of 20+: all first output <= 300 ms", _ms(all_first), all_first <= 0.300),
+        ("input echo round trip p50 <= 2 ms", _ms(echo.p50), echo.p50 <= 0.002),
+        ("complete short sessions per second >= 15", f"{rate:.1f}", rate >= 15),
+        (
+            f"{memory['sessions']} idle interactive sessions, server RSS <= 300 MB",
+            f"{memory['server_rss_mb']:.0f} MB",
+            memory["server_rss_mb"] <= 300 and memory["sessions"] >= 200,
+        ),
+    ]
+    if cold is not None:
+        targets.insert(
+            3,
+            ("cold p50 <= 1.1x raw Docker API p50", f"{cold.p50 / raw.p50:.2f}x", cold.p50 <= 1.1 * raw.p50),
+        )
+    lines += ["", "| target | measured | |", "| --- | --- | --- |"]
+    lines += [f"| {name} | {value} | {verdict(ok)} |" for name, value, ok in targets]
     results["table"] = "\n".join(lines)
     return results
 
