@@ -60,7 +60,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     run.add_argument("file", help="the program to run")
 
+    reap = commands.add_parser("reap", help="remove every container of this instance (the server does this)")
+    reap.add_argument("--reason", default="internal_error", help="the reason recorded for ended sessions")
+
     args = parser.parse_args(argv)
+    if args.command == "reap":
+        return reap_command(args.reason)
     if args.command == "run":
         from .client import ClientError
         from .client import run as run_file
@@ -77,6 +82,25 @@ def main(argv: list[str] | None = None) -> int:
 
         return bench_module.main(args.server, args.cold_server, args.runs, args.idle_sessions, args.markdown)
     return 2
+
+
+def reap_command(reason: str) -> int:
+    """Prints how many containers it removed; the configuration comes from the environment."""
+    from .docker_executor import DockerExecutor
+    from .engine import reap_instance
+    from .executor import ExecutorError
+    from .records import RecordStore
+
+    config = Config.from_env()
+    executor = DockerExecutor(config.instance, config.docker_host)
+    try:
+        print(reap_instance(executor, RecordStore(os.path.join(config.state_dir, config.instance)), reason))
+    except ExecutorError as exc:
+        print(f"sandbox-engine: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        executor.close()
+    return 0
 
 
 def serve_command(args: argparse.Namespace) -> int:

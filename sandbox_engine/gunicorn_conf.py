@@ -17,21 +17,21 @@ log = logging.getLogger("sandbox_engine")
 
 
 def _reap(reason: str) -> int:
-    from sandbox_engine.config import Config
-    from sandbox_engine.docker_executor import DockerExecutor
-    from sandbox_engine.engine import reap_instance
-    from sandbox_engine.executor import ExecutorError
-    from sandbox_engine.records import RecordStore
+    """Remove every container of this instance, in a child process: the master must not import
+    docker-py (and with it ssl) before it forks, or gevent patches the workers' ssl too late."""
+    import subprocess
+    import sys
 
-    config = Config.from_env()
-    executor = DockerExecutor(config.instance, config.docker_host)
-    try:
-        return reap_instance(executor, RecordStore(f"{config.state_dir}/{config.instance}"), reason)
-    except ExecutorError as exc:
-        log.warning("could not reap leftover containers: %s", exc)
+    done = subprocess.run(
+        [sys.executable, "-m", "sandbox_engine.cli", "reap", "--reason", reason],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    if done.returncode != 0:
+        log.warning("could not reap leftover containers: %s", done.stderr.strip()[-500:])
         return 0
-    finally:
-        executor.close()
+    return int(done.stdout.strip() or 0)
 
 
 def on_starting(server) -> None:
