@@ -22,6 +22,7 @@ from sandbox_engine.executor import (
     SandboxInfo,
     SandboxNotFound,
     SandboxSpec,
+    Started,
     Stream,
     Terminal,
 )
@@ -70,6 +71,10 @@ class FakeSandbox(Sandbox):
     def exit(self, exit_code: int | None = 0, oom_killed: bool = False) -> None:
         """The program ends on its own: its streams close after what was already written."""
         self._end(ExitStatus(exit_code, oom_killed))
+
+    def started_terminal(self) -> None:
+        """A tty sandbox's terminal is ready for input."""
+        self._chunks.put(Started())
 
     def compiled(self, exit_code: int = 0) -> None:
         """The compile stage ends with the compiler's exit code."""

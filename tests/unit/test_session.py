@@ -11,11 +11,13 @@ from dataclasses import dataclass, field
 import pytest
 from fakes import KILLED, FakeClient, FakeSandbox
 
-from sandbox_engine.executor import ExecutorError
+from sandbox_engine.executor import ExecutorError, Limits
 from sandbox_engine.protocol import Eof, Input, Kill, utf8_prefix
 from sandbox_engine.session import FINISHED, TERMINATED, Outcome, RunLimits, SessionRun
 
 RUNNING = {"type": "state", "state": "RUNNING"}
+COMPILING = {"type": "state", "state": "COMPILING"}
+RUN_LIMITS = Limits(memory=256 << 20, cpus=0.5, pids=32, disk=64 << 20)
 # Generous bounds for a run to end once its end is due; a passing test never waits this long.
 END = 5.0
 
@@ -49,8 +51,11 @@ def make_run() -> Iterator[Callable[..., Harness]]:
         output_limit: int = 1 << 20,
         client: FakeClient | None = None,
         external_reason: Callable[[], str | None] = lambda: None,
+        compiles: bool = False,
+        tty: bool = False,
+        compile_timeout: float = 10.0,
     ) -> Harness:
-        sandbox = FakeSandbox(str(uuid.uuid4()))
+        sandbox = FakeSandbox(str(uuid.uuid4()), compiles=compiles, tty=tty)
         client = client or FakeClient()
 
         def on_end(outcome: Outcome) -> None:
@@ -63,7 +68,7 @@ def make_run() -> Iterator[Callable[..., Harness]]:
 
         run = SessionRun(
             sandbox,
-            RunLimits(idle_timeout, run_timeout, output_limit),
+            RunLimits(idle_timeout, run_timeout, output_limit, compile_timeout, RUN_LIMITS),
             client.emit,
             client.close,
             on_end=on_end,
@@ -414,3 +419,65 @@ def test_a_sandbox_that_cannot_start_raises_and_starts_nothing(make_run):
         h.run.start(b"")
     assert h.client.messages == []
     assert not h.run.finished
+
+
+# --- the compile stage and the terminal ------------------------------------------------------
+
+
+def test_a_compiled_program_runs_under_the_run_limits_after_the_compiler(make_run):
+    h = make_run(compiles=True)
+    h.run.start(b"int main(){}")
+    h.sandbox.stderr("warning: unused\n")
+    # Input typed while compiling waits for the program.
+    h.run.handle(Input(b"early\n"))
+    assert h.sandbox.writes == []
+    h.sandbox.compiled(0)
+    assert h.sandbox.went.wait(END)
+    h.sandbox.stdout("ran\n")
+    h.sandbox.exit(0)
+    outcome = h.ended()
+    assert h.client.messages == [
+        COMPILING,
+        {"type": "stderr", "data": "warning: unused\n"},
+        RUNNING,
+        {"type": "stdout", "data": "ran\n"},
+        final(FINISHED, 0, "exited"),
+    ]
+    assert h.sandbox.limits == [RUN_LIMITS]
+    assert h.sandbox.writes == [b"early\n"]
+    assert outcome.reason == "exited"
+
+
+def test_a_failed_compile_finishes_with_compile_error_and_the_compilers_exit_code(make_run):
+    h = make_run(compiles=True)
+    h.run.start(b"int main(){")
+    h.sandbox.stderr("error: expected '}'\n")
+    h.sandbox.compiled(1)
+    h.sandbox.exit(1)
+    outcome = h.ended()
+    assert h.client.messages[-1] == final(FINISHED, 1, "compile_error")
+    assert RUNNING not in h.client.messages and not h.sandbox.went.is_set()
+    assert (outcome.state, outcome.reason) == (FINISHED, "compile_error")
+
+
+def test_a_compile_that_takes_too_long_is_ended_with_timeout(make_run):
+    h = make_run(compiles=True, compile_timeout=0.2, idle_timeout=0.05)
+    h.run.start(b"")
+    outcome = h.ended()
+    # The compile stage has its own timeout; the idle timeout does not apply to it.
+    assert (outcome.state, outcome.reason) == (TERMINATED, "timeout")
+
+
+def test_a_tty_holds_input_until_its_terminal_is_ready(make_run):
+    h = make_run(tty=True)
+    h.run.start(b"")
+    h.run.handle(Input(b"typed early\r"))
+    assert h.sandbox.writes == []
+    h.sandbox.started_terminal()
+    h.sandbox.stdout("prompt: ")
+    deadline = time.monotonic() + END
+    while not h.sandbox.writes and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert h.sandbox.writes == [b"typed early\r"]
+    h.run.handle(Input(b"later\r"))
+    assert h.sandbox.writes == [b"typed early\r", b"later\r"]
