@@ -112,17 +112,16 @@ class Engine:
             )
         session_id = str(uuid.uuid4())
         tty = terminal is not None
-        # The record and the program first: whoever finds the container must find them too.
-        self.records.write(
-            Record(
-                session_id=session_id,
-                language=spec.id,
-                state="CREATED",
-                created_at=time.time(),
-                cols=terminal.cols if terminal else None,
-                rows=terminal.rows if terminal else None,
-            )
+        record = Record(
+            session_id=session_id,
+            language=spec.id,
+            state="CREATED",
+            created_at=time.time(),
+            cols=terminal.cols if terminal else None,
+            rows=terminal.rows if terminal else None,
         )
+        # The record and the program first: whoever finds the container must find them too.
+        self.records.write(record)
         self.records.write_code(session_id, code.encode("utf-8", "surrogatepass"))
         warm = self._warm(spec.id, tty)
         try:
@@ -134,11 +133,7 @@ class Engine:
         except EngineError:
             self.records.forget(session_id)
             raise
-        record = self.records.read(session_id)
-        if record is not None:
-            self.records.write(replace(record, sandbox=facts))
-        if self._pool is not None:
-            self._pool.wake()
+        self.records.write(replace(record, sandbox=facts))
         return session_id
 
     def _warm(self, language: str, tty: bool) -> list[SandboxInfo]:
@@ -164,6 +159,8 @@ class Engine:
     def _taken(self, facts: dict) -> None:
         with self._lock:
             self._warm_cache = [i for i in self._warm_cache if i.labels.get("name") != facts.get("sandbox")]
+        if self._pool is not None:
+            self._pool.wake()
 
     def sandbox_spec(self, spec: LanguageSpec, session_id: str | None, tty: bool) -> SandboxSpec:
         """How to create a sandbox for this language: for a session, or for the warm pool."""
