@@ -628,11 +628,3 @@ class DockerSandbox(Sandbox):
             except OSError:
                 pass
             self._sock.close()
-
-
-def _overlap(data: bytes, mark: bytes) -> int:
-    """How many bytes at the end of data could be the beginning of mark."""
-    for size in range(min(len(data), len(mark) - 1), 0, -1):
-        if data.endswith(mark[:size]):
-            return size
-    return 0
