@@ -196,6 +196,9 @@ class Engine:
         record = self._record(session_id)
         if record.final:
             raise EngineError(Kind.SESSION_ENDED, f"session {session_id} has ended ({record.reason})")
+        ending = self.records.requested_end(session_id)
+        if ending is not None:
+            raise EngineError(Kind.SESSION_ENDED, f"session {session_id} has ended ({ending})")
         if record.state != "CREATED":
             raise _already_attached(session_id)
 
@@ -207,6 +210,8 @@ class Engine:
             try:
                 sandbox = self._call(self.executor.claim, session_id, self.owner, record.sandbox)
             except AlreadyClaimed:
+                if self.records.requested_end(session_id) is not None:
+                    raise EngineError(Kind.SESSION_ENDED, f"session {session_id} has ended") from None
                 raise _already_attached(session_id) from None
             except SandboxNotFound:
                 raise EngineError(Kind.SESSION_ENDED, f"session {session_id} has ended") from None
@@ -309,8 +314,31 @@ class Engine:
             except SandboxNotFound:
                 self.records.finish(session_id, TERMINATED, "killed")
                 return
-            self.records.finish(session_id, TERMINATED, "killed")
-            self._remove_quietly(sandbox.remove)
+            self._end_claimed(sandbox, "killed")
+
+    def expire(self, session_id: str, reason: str) -> None:
+        """End a session no client attached to, unless one attaches first."""
+        with self._claim(session_id):
+            try:
+                sandbox = self._call(self.executor.claim, session_id, self.owner)
+            except AlreadyClaimed:
+                return  # a client attached in time, or another reaper got there first
+            except SandboxNotFound:
+                self.records.finish(session_id, TERMINATED, reason)
+                return
+            self._end_claimed(sandbox, reason)
+
+    def _end_claimed(self, sandbox: Sandbox, reason: str) -> None:
+        """Remove an unattached sandbox this worker has claimed, then record the session's end.
+
+        The record says TERMINATED only once the container is gone, so a client that sees the end
+        finds nothing left behind. Meanwhile the word left in the state directory makes attaches
+        answer 410, and tells the reaper the reason should the removal fail now.
+        """
+        session_id = sandbox.session_id
+        self.records.request_end(session_id, reason)
+        sandbox.remove()
+        self.records.finish(session_id, TERMINATED, reason)
 
     def live_session_ids(self) -> set[str]:
         with self._lock:

@@ -75,10 +75,16 @@ class Reaper:
                     executor.remove_sandbox(info)
                 continue
             reason = self._verdict(info, now, mine)
-            if reason is not None:
-                log.info("reaping session %s (%s)", info.session_id, reason)
-                records.finish(info.session_id, "TERMINATED", reason)
-                executor.remove_sandbox(info)
+            if reason is None:
+                continue
+            log.info("reaping session %s (%s)", info.session_id, reason)
+            if not info.claimed:
+                engine.expire(info.session_id, reason)
+                continue
+            # An ending already decided (a kill, an expiry whose removal failed) keeps its reason.
+            reason = records.requested_end(info.session_id) or reason
+            executor.remove_sandbox(info)
+            records.finish(info.session_id, "TERMINATED", reason)
         if now - self._last_prune > PRUNE_EVERY:
             self._last_prune = now
             records.prune(max(config.record_ttl, config.run_timeout + config.idle_timeout + 60))

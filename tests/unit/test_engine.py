@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 import uuid
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 
 import pytest
 from fakes import KILLED, FakeClient, FakeExecutor
@@ -279,6 +280,75 @@ def test_delete_of_an_ended_session_changes_nothing(engine):
 
 def test_delete_of_an_unknown_session_is_not_found(engine):
     refused(Kind.NOT_FOUND, engine.delete, str(uuid.uuid4()))
+
+
+# --- expiry of unattached sessions ----------------------------------------------------------
+
+
+def backdate(engine: Engine, session_id: str, seconds: float) -> None:
+    record = engine.records.read(session_id)
+    engine.records.write(replace(record, created_at=record.created_at - seconds))
+
+
+def test_an_expired_session_reads_terminated_only_once_its_sandbox_is_gone(make_engine, executor):
+    engine = make_engine(idle_timeout=5)
+    session_id = engine.create_session("python", CODE)
+    backdate(engine, session_id, 6)
+    sandbox = executor.sandboxes[session_id]
+    seen_while_removing: list[dict] = []
+    refusals: list[Kind] = []
+    remove = sandbox.remove
+
+    def remove_and_look() -> None:
+        seen_while_removing.append(engine.describe(session_id))
+        client = FakeClient()
+        try:
+            engine.attach(session_id, client.emit, client.close)
+        except EngineError as exc:
+            refusals.append(exc.kind)
+        remove()
+
+    sandbox.remove = remove_and_look
+    Reaper(engine).reap_once()
+    assert seen_while_removing[0]["state"] == "CREATED"
+    assert refusals == [Kind.SESSION_ENDED], "an attach during the expiry must hear the session ended"
+    described = engine.describe(session_id)
+    assert (described["state"], described["reason"]) == ("TERMINATED", "idle_timeout")
+    assert executor.list() == []
+
+
+def test_an_expiry_whose_removal_fails_keeps_its_reason_for_the_next_pass(make_engine, executor):
+    engine = make_engine(idle_timeout=5)
+    session_id = engine.create_session("python", CODE)
+    backdate(engine, session_id, 6)
+    sandbox = executor.sandboxes[session_id]
+    remove = sandbox.remove
+
+    def docker_went_away() -> None:
+        raise RuntimeUnavailable("Docker does not answer")
+
+    sandbox.remove = docker_went_away
+    with pytest.raises(RuntimeUnavailable):
+        Reaper(engine).reap_once()
+    assert engine.describe(session_id)["state"] == "CREATED"
+    refused(Kind.SESSION_ENDED, engine.check_attachable, session_id)
+
+    sandbox.remove = remove
+    Reaper(engine).reap_once()
+    described = engine.describe(session_id)
+    assert (described["state"], described["reason"]) == ("TERMINATED", "idle_timeout")
+    assert executor.list() == []
+
+
+def test_a_session_attached_in_time_is_not_expired(make_engine, executor):
+    engine = make_engine(idle_timeout=5)
+    session_id = engine.create_session("python", CODE)
+    client = FakeClient()
+    run = engine.attach(session_id, client.emit, client.close)
+    backdate(engine, session_id, 6)
+    Reaper(engine).reap_once()
+    assert not run.finished
+    assert engine.describe(session_id)["state"] == "RUNNING"
 
 
 # --- shutdown -------------------------------------------------------------------------------
