@@ -104,12 +104,6 @@ class Engine:
             raise EngineError(Kind.INVALID_REQUEST, "code must not contain NUL characters")
         if self._shutting_down:
             raise EngineError(Kind.RUNTIME_UNAVAILABLE, "the server is shutting down")
-        if self.records.live_count() >= self.config.max_sessions:
-            raise EngineError(
-                Kind.AT_CAPACITY,
-                f"all {self.config.max_sessions} sessions are in use; try again shortly",
-                retry_after=max(1, int(self.config.idle_timeout // 6)),
-            )
         session_id = str(uuid.uuid4())
         tty = terminal is not None
         record = Record(
@@ -121,7 +115,12 @@ class Engine:
             rows=terminal.rows if terminal else None,
         )
         # The record and the program first: whoever finds the container must find them too.
-        self.records.write(record)
+        if not self.records.admit(record, self.config.max_sessions):
+            raise EngineError(
+                Kind.AT_CAPACITY,
+                f"all {self.config.max_sessions} sessions are in use; try again shortly",
+                retry_after=max(1, int(self.config.idle_timeout // 6)),
+            )
         self.records.write_code(session_id, code.encode("utf-8", "surrogatepass"))
         warm = self._warm(spec.id, tty)
         try:

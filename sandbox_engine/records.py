@@ -8,6 +8,7 @@ is gone so a client can still learn how its session ended.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import json
 import os
 import tempfile
@@ -86,6 +87,20 @@ class RecordStore:
         elif not os.path.exists(live):
             with open(live, "w"):
                 pass
+
+    def admit(self, record: Record, limit: int) -> bool:
+        """Write a new session's record if fewer than limit sessions are live, else refuse.
+
+        Counting and marking happen under one lock on the shared directory, so workers admitting
+        at the same moment cannot together go past the limit. The lock is held for a directory
+        listing and a file write, well under a millisecond, so a gevent worker barely notices it.
+        """
+        with open(os.path.join(self.directory, ".admit.lock"), "a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            if self.live_count() >= limit:
+                return False
+            self.write(record)
+            return True
 
     def live_count(self) -> int:
         """How many sessions have not ended, in every worker."""

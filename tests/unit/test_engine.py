@@ -116,6 +116,29 @@ def test_at_capacity_is_refused_with_a_retry_after(make_engine, executor):
     engine.create_session("python", CODE)
 
 
+def test_workers_admitting_at_once_never_pass_the_limit(make_engine, executor, tmp_path):
+    # Two workers share one state directory; each admits from several threads at the same moment.
+    workers = [make_engine(RecordStore(str(tmp_path / "shared")), max_sessions=5) for _ in range(2)]
+    barrier = threading.Barrier(16)
+    outcomes: list[str] = []
+
+    def create(engine: Engine) -> None:
+        barrier.wait()
+        try:
+            engine.create_session("python", CODE)
+            outcomes.append("created")
+        except EngineError as exc:
+            outcomes.append(exc.kind.name)
+
+    threads = [threading.Thread(target=create, args=(workers[i % 2],)) for i in range(16)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(outcomes) == ["AT_CAPACITY"] * 11 + ["created"] * 5
+    assert len(executor.sandboxes) == 5
+
+
 def test_runtime_failures_on_create_are_told_apart(engine, executor):
     executor.error = RuntimeUnavailable("the Docker daemon is not running")
     error = refused(Kind.RUNTIME_UNAVAILABLE, engine.create_session, "python", CODE)
