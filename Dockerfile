@@ -15,7 +15,25 @@
 #
 # Access to the Docker socket is root on the host anyway, which is why the server runs as root
 # here: a user in the container would need the host's docker group id to use the socket.
-FROM debian:bookworm-slim
+#
+# BASE is any Debian bookworm; the default needs a registry. Where there is none, build on the
+# local base that scripts/build-images.sh imports:
+#   docker build --build-arg BASE=sandbox-engine/base:bookworm -t sandbox-engine .
+ARG BASE=debian:bookworm-slim
+
+# The IDE page's JavaScript bundle, built from the committed lock file; only static/dist leaves
+# this stage, so Node is not in the service's image.
+FROM ${BASE} AS ui
+RUN apt-get update \
+ && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends nodejs npm \
+ && rm -rf /var/lib/apt/lists/*
+WORKDIR /ui
+COPY package.json package-lock.json ./
+RUN npm ci --no-audit --no-fund
+COPY static/src static/src
+RUN npm run build
+
+FROM ${BASE}
 
 RUN apt-get update \
  && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends python3 python3-venv \
@@ -24,6 +42,7 @@ RUN apt-get update \
 # The installed package carries templates/ and static/ under /opt/venv/share/sandbox-engine.
 WORKDIR /app
 COPY . /app
+COPY --from=ui /ui/static/dist /app/static/dist
 RUN python3 -m venv /opt/venv \
  && /opt/venv/bin/pip install --no-cache-dir .
 
