@@ -14,8 +14,6 @@ root file system is read-only, so stdin is the way in.
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import logging
 import os
 import re
@@ -27,6 +25,7 @@ import time
 import uuid
 import zlib
 from collections.abc import Iterator
+from contextlib import AbstractContextManager
 
 import docker
 import docker.errors
@@ -50,6 +49,7 @@ from .executor import (
     Stream,
     Terminal,
 )
+from .locks import exclusive
 
 log = logging.getLogger(__name__)
 
@@ -271,22 +271,10 @@ class DockerExecutor(Executor):
         owner = info.labels["name"].rsplit(".", 1)[1]
         return None if owner == CLAIMING else owner
 
-    @contextlib.contextmanager
-    def _rename_lock(self, name: str) -> Iterator[None]:
+    def _rename_lock(self, name: str) -> AbstractContextManager[None]:
         # Striped: renames of different containers go on at once; of one, one at a time.
         stripe = zlib.crc32(name.encode()) % RENAME_STRIPES
-        with open(os.path.join(self.lock_dir, f".rename-{stripe}.lock"), "a") as lock:
-            # Never a blocking flock: under gevent it would stall the worker's every greenlet.
-            while True:
-                try:
-                    fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                    break
-                except BlockingIOError:
-                    time.sleep(0.0005)
-            try:
-                yield
-            finally:
-                fcntl.flock(lock, fcntl.LOCK_UN)
+        return exclusive(os.path.join(self.lock_dir, f".rename-{stripe}.lock"))
 
     def _rename(self, old: str, new: str, fixed: str) -> None:
         """Rename atomically: of racing renames of `old`, exactly one succeeds.

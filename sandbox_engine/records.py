@@ -8,13 +8,14 @@ is gone so a client can still learn how its session ended.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import json
 import os
 import tempfile
 import time
 from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime
+
+from .locks import exclusive
 
 FINAL_STATES = ("FINISHED", "TERMINATED")
 
@@ -95,8 +96,7 @@ class RecordStore:
         at the same moment cannot together go past the limit. The lock is held for a directory
         listing and a file write, well under a millisecond, so a gevent worker barely notices it.
         """
-        with open(os.path.join(self.directory, ".admit.lock"), "a") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)
+        with exclusive(os.path.join(self.directory, ".admit.lock")):
             if self.live_count() >= limit:
                 return False
             self.write(record)

@@ -1,0 +1,31 @@
+"""Lock files that serialise work across a server's worker processes."""
+
+from __future__ import annotations
+
+import fcntl
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+SPIN = 0.0005
+
+
+@contextmanager
+def exclusive(path: str) -> Iterator[None]:
+    """Hold an exclusive flock on path for the block; the file is created if missing.
+
+    Never a blocking flock: under gevent it would stall every greenlet of the worker while
+    another process holds the lock, so this polls, yielding between tries (time.sleep is
+    gevent's sleep once the worker is patched).
+    """
+    with open(path, "a") as lock:
+        while True:
+            try:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                time.sleep(SPIN)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
