@@ -57,6 +57,11 @@ def languages():
     return {"languages": engine().language_list()}
 
 
+@bp.get("/pool")
+def pool():
+    return {"pool": engine().pool_levels()}
+
+
 @bp.get("/healthz")
 def healthz():
     return {"status": "ok"}

@@ -363,6 +363,15 @@ class Engine:
         return labels
 
     # --- health and shutdown -------------------------------------------------------------
+    def pool_levels(self) -> list[dict]:
+        """Each warm pool's size and how many of its sandboxes wait now, from a fresh listing."""
+        live = self._call(self.executor.list)
+        warm = Counter((i.language, i.tty) for i in live if i.pooled and i.running and not i.claimed)
+        return [
+            {"language": language, "tty": tty, "size": size, "warm": warm[(language, tty)]}
+            for (language, tty), size in self._pool_sizes.items()
+        ]
+
     def readiness(self) -> str | None:
         """None when sessions can be served; else the reason they cannot."""
         images = sorted({spec.image for spec in self.languages.values()})

@@ -6,6 +6,7 @@ import threading
 import time
 
 import pytest
+import requests
 from harness import shutdown, start_server
 
 INTERACTIVE = 'name = input("Enter your name: ")\nprint("Hello", name)\n'
@@ -38,6 +39,15 @@ def test_pool_fills_with_hardened_started_sandboxes(warm):
     host = warm.docker.api.inspect_container(pool(warm)[0]["Id"])["HostConfig"]
     assert host["ReadonlyRootfs"] and host["CapDrop"] == ["ALL"] and host["NetworkMode"] == "none"
     assert host["PidsLimit"] == 32 and host["Memory"] == 256 * 1024 * 1024
+
+
+def test_get_pool_reports_each_pool_as_docker_holds_it(warm):
+    assert wait_for(lambda: len(pool(warm)) == 5)
+    levels = requests.get(f"{warm.url}/pool", timeout=10).json()["pool"]
+    assert sorted(levels, key=lambda level: level["tty"]) == [
+        {"language": "python", "tty": False, "size": 3, "warm": 3},
+        {"language": "python", "tty": True, "size": 2, "warm": 2},
+    ]
 
 
 def test_a_session_takes_a_pooled_sandbox_and_the_pool_refills(warm):

@@ -147,6 +147,12 @@ def test_a_runtime_failure_is_500_internal_error(client, executor):
     error_of(client.post("/session", json={"language": "python", "code": CODE}), 500, "internal_error")
 
 
+def test_pool_without_a_pool_is_an_empty_list_and_503_when_docker_is_down(client, executor):
+    assert client.get("/pool").get_json() == {"pool": []}
+    executor.error = RuntimeUnavailable("the Docker daemon is not running")
+    error_of(client.get("/pool"), 503, "runtime_unavailable")
+
+
 # --- GET and DELETE /session/<id> -----------------------------------------------------------
 
 
