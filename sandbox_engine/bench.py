@@ -88,6 +88,28 @@ def first_output(client: Client) -> float:
     return elapsed
 
 
+def pool_levels(client: Client) -> list[dict]:
+    response = client.http.get(f"{client.server}/pool", timeout=30)
+    response.raise_for_status()
+    return response.json()["pool"]
+
+
+def describe_pool(levels: list[dict]) -> str:
+    described = [f"{p['language']}{' tty' if p['tty'] else ''} {p['warm']}/{p['size']}" for p in levels]
+    return ", ".join(described) or "none"
+
+
+def wait_for_pool(client: Client, timeout: float = 180) -> str:
+    """Wait until the server's warm pools are full (refills wait for quiet, so the previous
+    phase's sessions would otherwise still be replaced while this one is measured)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        levels = pool_levels(client)
+        if all(p["warm"] >= p["size"] for p in levels) or time.monotonic() > deadline:
+            return describe_pool(levels)
+        time.sleep(0.5)
+
+
 def sequential(client: Client, runs: int) -> Series:
     first_output(client)  # warm-up: connections, the pool's first refill
     return Series("time to first output, sequential", [first_output(client) for _ in range(runs)])
@@ -318,9 +340,12 @@ def run(
     out("measuring: baselines")
     baselines = [native_python(runs), raw_docker_api(image, min(runs, 30)), docker_run(image, min(runs, 20))]
     out("measuring: sequential first output")
+    pool_before = wait_for_pool(client)
     warm = sequential(client, runs)
+    pool_after = describe_pool(pool_levels(client))
     cold = sequential(Client(cold_server), runs) if cold_server else None
     out("measuring: 20 concurrent sessions")
+    pool_burst = wait_for_pool(client)
     burst = concurrent(client, 20)
     out("measuring: input echo")
     echo = echo_round_trip(client, 200)
@@ -345,6 +370,8 @@ def run(
         "",
         "| figure | value |",
         "| --- | --- |",
+        f"| warm pool (waiting/size) before the sequential runs; after | {pool_before}; {pool_after} |",
+        f"| warm pool before the 20 concurrent sessions | {pool_burst} |",
         f"| 20 concurrent sessions: all have first output after | {_ms(max(burst.samples))} |",
         f"| complete short sessions per second, sustained (4 clients) | {rate:.1f} |",
         f"| warm p50 / native python3 p50 | {warm.p50 / native.p50:.2f}x |",

@@ -13,11 +13,12 @@ serve() {  # port instance pool
     --instance "$2" --pool-size "$3" --max-sessions 260 --idle-timeout 120 >"$state/$2.log" 2>&1 &
   pids+=($!)
 }
-serve 18081 bench-warm "python=24"
+# A pool larger than the sequential phase's 51 sessions, so every one of them is measured warm
+# (the bench waits for the pool to be full before each warm phase and reports its level).
+serve 18081 bench-warm "python=64"
 serve 18082 bench-cold 0
 for port in 18081 18082; do
   for _ in $(seq 1 100); do curl -fs "http://127.0.0.1:$port/readyz" >/dev/null && break; sleep 0.2; done
 done
-sleep 3  # let the pool fill
 .venv/bin/sandbox-engine bench --server http://127.0.0.1:18081 --cold-server http://127.0.0.1:18082 \
   --markdown BENCHMARKS.md "$@"

@@ -9,6 +9,8 @@ import pytest
 import requests
 from harness import shutdown, start_server
 
+from sandbox_engine import bench
+
 INTERACTIVE = 'name = input("Enter your name: ")\nprint("Hello", name)\n'
 
 
@@ -48,6 +50,12 @@ def test_get_pool_reports_each_pool_as_docker_holds_it(warm):
         {"language": "python", "tty": False, "size": 3, "warm": 3},
         {"language": "python", "tty": True, "size": 2, "warm": 2},
     ]
+
+
+def test_the_benchmark_waits_for_a_full_pool_and_says_so(warm):
+    client = bench.Client(warm.url)
+    client.create(INTERACTIVE)  # taken; the refill is what the benchmark waits for
+    assert bench.wait_for_pool(client, timeout=30) == "python 3/3, python tty 2/2"
 
 
 def test_a_session_takes_a_pooled_sandbox_and_the_pool_refills(warm):
