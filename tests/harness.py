@@ -196,17 +196,19 @@ def start_server(
     log = open(tmp_path_factory.mktemp("log") / "server.log", "w")
     process = subprocess.Popen(args, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     server = Server(f"http://127.0.0.1:{port}", instance, process, docker_client, options)
-    deadline = time.monotonic() + 30
+    # Generous: on a loaded machine a worker's first /readyz (it lists the images) can take seconds.
+    deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         if process.poll() is not None:
             raise RuntimeError(f"server exited with {process.returncode}; see {log.name}")
         try:
-            if requests.get(f"{server.url}/readyz", timeout=1).status_code == 200:
+            if requests.get(f"{server.url}/readyz", timeout=10).status_code == 200:
                 return server
-        except requests.ConnectionError:
-            pass
+        except requests.RequestException:
+            pass  # not listening yet, or too slow to answer this time
         time.sleep(0.1)
-    process.kill()
+    # Stopped as every other server is, so that its pool does not outlive it.
+    shutdown(server)
     raise RuntimeError(f"server did not become ready; see {log.name}")
 
 

@@ -96,18 +96,18 @@ def proxied(make_server, tmp_path) -> Iterator[Server]:
         )
     try:
         url = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 10
+        deadline = time.monotonic() + 30
         while True:
             if process.poll() is not None:
                 log = (tmp_path / "nginx.out").read_text()
                 raise RuntimeError(f"nginx exited with {process.returncode}: {log}")
             try:
-                if requests.get(f"{url}/healthz", timeout=1).status_code == 200:
+                if requests.get(f"{url}/healthz", timeout=10).status_code == 200:
                     break
-            except requests.ConnectionError:
-                pass
+            except requests.RequestException:
+                pass  # not listening yet, or too slow to answer this time
             if time.monotonic() > deadline:
-                raise RuntimeError(f"nginx did not proxy /healthz in 10 s; see {error_log}")
+                raise RuntimeError(f"nginx did not proxy /healthz in 30 s; see {error_log}")
             time.sleep(0.05)
         yield dataclasses.replace(server, url=url)
     finally:
