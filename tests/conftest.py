@@ -10,6 +10,14 @@ import pytest
 from harness import INSTANCE_LABEL, STARTED_INSTANCES, Server, shutdown, start_server
 
 
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
+    """Keep each phase's report on the test, so a fixture can tell whether its test failed."""
+    report = yield
+    setattr(item, f"report_{report.when}", report)
+    return report
+
+
 @pytest.fixture(scope="session")
 def docker_client() -> Iterator[docker.DockerClient]:
     """The real daemon. Missing, it skips locally and fails under CI=true."""

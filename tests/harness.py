@@ -26,6 +26,11 @@ for i in range(5):
     time.sleep(1)
     print(i)
 """
+# Sleeps until a signal ends it, in Python programs the tests interrupt. Never one long
+# time.sleep: CPython runs a signal's handler between bytecodes, and a SIGINT landing after the
+# last check before the sleep's system call starts waits for the sleep to end (60 s). On a loaded
+# machine that window is wide enough for a client to see the prompt and press Ctrl-C in it.
+SLEEP_UNTIL_SIGNAL = "while True:\n        time.sleep(0.05)"
 # Every language, in the order GET /languages lists them.
 LANGUAGE_IDS = [
     "python",

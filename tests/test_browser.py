@@ -73,7 +73,7 @@ def ide_server(docker_client, tmp_path_factory) -> Iterator[Server]:
 
 
 @pytest.fixture
-def page(browser: Browser, ide_server: Server) -> Iterator[Page]:
+def page(browser: Browser, ide_server: Server, request: pytest.FixtureRequest) -> Iterator[Page]:
     """The IDE, loaded and ready; fails the test on any script error or failed load of the page."""
     context = browser.new_context(viewport={"width": 1280, "height": 760})
     page = context.new_page()
@@ -94,10 +94,26 @@ def page(browser: Browser, ide_server: Server) -> Iterator[Page]:
     page.on("pageerror", lambda exc: problems.append(f"script error: {exc}"))
     page.on("console", console)
     page.on("response", response)
+    received: list[str] = []
+    page.on("websocket", lambda ws: ws.on("framereceived", lambda frame: received.append(str(frame))))
     page.goto(ide_server.url)
     yield page
+    report = getattr(request.node, "report_call", None)
+    if report is not None and report.failed:
+        save_failure(page, request.node.name, received)
     context.close()
     assert not problems, problems
+
+
+def save_failure(page: Page, name: str, received: list[str]) -> None:
+    """What a failed test saw, as artifacts: the page, its status line, terminal and messages."""
+    os.makedirs(ARTIFACTS, exist_ok=True)
+    base = os.path.join(ARTIFACTS, "failed-" + re.sub(r"[^\w.-]+", "_", name))
+    page.screenshot(path=base + ".png")
+    with open(base + ".txt", "w") as f:
+        f.write(f"status: {page.locator('#status-text').text_content()!r}\n")
+        f.write(f"terminal: {terminal_text(page)!r}\n")
+        f.writelines(f"received: {frame}\n" for frame in received)
 
 
 def wait_ready(page: Page) -> None:

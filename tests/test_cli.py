@@ -10,7 +10,7 @@ import sys
 import termios
 import time
 
-from harness import VENV_BIN
+from harness import SLEEP_UNTIL_SIGNAL, VENV_BIN
 
 CLI = os.path.join(VENV_BIN, "sandbox-engine")
 GREET = 'import sys\nname = input("Enter your name: ")\nprint("Hello", name)\nsys.exit(3)\n'
@@ -19,7 +19,7 @@ INTERRUPTIBLE = (
     "name = input('Enter your name: ')\n"
     "print('Hello', name)\n"
     "try:\n"
-    "    time.sleep(60)\n"
+    f"    {SLEEP_UNTIL_SIGNAL}\n"
     "except KeyboardInterrupt:\n"
     "    print('interrupted')\n"
     "    raise\n"

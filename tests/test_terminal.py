@@ -5,12 +5,13 @@ from __future__ import annotations
 import json
 
 import requests
+from harness import SLEEP_UNTIL_SIGNAL
 
-INTERRUPTIBLE = """\
+INTERRUPTIBLE = f"""\
 import time
 try:
     print('waiting', flush=True)
-    time.sleep(60)
+    {SLEEP_UNTIL_SIGNAL}
 except KeyboardInterrupt:
     print('interrupted')
 """
@@ -86,7 +87,7 @@ def test_sigint_in_pipe_mode_reaches_the_whole_process_group(server):
         "child = subprocess.Popen(['sleep', '60'])\n"
         "try:\n"
         "    print('waiting', flush=True)\n"
-        "    time.sleep(60)\n"
+        f"    {SLEEP_UNTIL_SIGNAL}\n"
         "except KeyboardInterrupt:\n"
         "    print('interrupted; child ended by', -child.wait())\n"
     )
