@@ -208,7 +208,14 @@ def test_ctrl_c_interrupts_the_program(page: Page) -> None:
 
 def test_ctrl_enter_runs_and_stop_kills(page: Page) -> None:
     wait_ready(page)
-    code = 'print("looping")\nwhile True:\n    pass\n'
+    # Busy, and never silent for the idle timeout: on a loaded machine a slow browser can take
+    # that long between seeing "looping" and clicking Stop.
+    code = (
+        'import time\nprint("looping")\nlast = time.monotonic()\nwhile True:\n'
+        "    if time.monotonic() - last > 1:\n"
+        '        print(".", end="", flush=True)\n'
+        "        last = time.monotonic()\n"
+    )
     page.evaluate("code => ide.setCode(code)", code)
     page.click(".cm-content")
     with page.expect_websocket() as opened:
