@@ -336,7 +336,7 @@ class Engine:
         """
         session_id = sandbox.session_id
         self.records.request_end(session_id, reason)
-        sandbox.remove()
+        self._call(sandbox.remove)
         self.records.finish(session_id, TERMINATED, reason)
 
     def live_session_ids(self) -> set[str]:

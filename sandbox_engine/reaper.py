@@ -13,6 +13,7 @@ import threading
 import time
 from typing import TYPE_CHECKING
 
+from .errors import EngineError
 from .executor import ExecutorError, SandboxInfo
 
 if TYPE_CHECKING:
@@ -60,6 +61,8 @@ class Reaper:
                 self.reap_once()
             except ExecutorError as exc:
                 log.debug("reaper: runtime unavailable: %s", exc)
+            except EngineError as exc:  # an executor failure, as the engine reports it
+                log.debug("reaper: %s", exc.message)
             except Exception:
                 log.exception("reaper pass failed")
 

@@ -276,6 +276,26 @@ def test_delete_of_an_unattached_session_kills_it_and_removes_the_sandbox(engine
     refused(Kind.SESSION_ENDED, engine.attach, session_id, client.emit, client.close)
 
 
+def test_a_delete_whose_removal_fails_is_refused_and_finished_by_the_reaper(engine, executor):
+    session_id = engine.create_session("python", CODE)
+    sandbox = executor.sandboxes[session_id]
+    remove = sandbox.remove
+
+    def docker_went_away() -> None:
+        raise RuntimeUnavailable("Docker does not answer")
+
+    sandbox.remove = docker_went_away
+    refused(Kind.RUNTIME_UNAVAILABLE, engine.delete, session_id)
+    assert engine.describe(session_id)["state"] == "CREATED", "not killed, so not recorded as killed"
+    refused(Kind.SESSION_ENDED, engine.check_attachable, session_id)
+
+    sandbox.remove = remove
+    Reaper(engine).reap_once()
+    described = engine.describe(session_id)
+    assert (described["state"], described["reason"]) == ("TERMINATED", "killed")
+    assert executor.list() == []
+
+
 def test_delete_of_a_running_session_tells_its_client(engine, executor):
     session_id = engine.create_session("python", CODE)
     client = FakeClient()
@@ -351,8 +371,7 @@ def test_an_expiry_whose_removal_fails_keeps_its_reason_for_the_next_pass(make_e
         raise RuntimeUnavailable("Docker does not answer")
 
     sandbox.remove = docker_went_away
-    with pytest.raises(RuntimeUnavailable):
-        Reaper(engine).reap_once()
+    refused(Kind.RUNTIME_UNAVAILABLE, Reaper(engine).reap_once)
     assert engine.describe(session_id)["state"] == "CREATED"
     refused(Kind.SESSION_ENDED, engine.check_attachable, session_id)
 
