@@ -12,7 +12,7 @@ from collections.abc import Iterator
 
 import pytest
 import requests
-from harness import LANGUAGE_IDS, ROOT, Server, shutdown, start_server
+from harness import INTERACTIVE, LANGUAGE_IDS, ROOT, Server, shutdown, start_server
 
 try:
     from playwright.sync_api import Browser, Page, WebSocketRoute, expect, sync_playwright
@@ -33,14 +33,8 @@ CHROMIUM_ARGS = [
 ]
 BUNDLE = os.path.join(ROOT, "static", "dist", "ide.js")
 ARTIFACTS = os.path.join(ROOT, "test-artifacts")
-EXAMPLE = """import time
-print("Program started")
-name = input("Enter your name: ")
-print("Hello", name)
-for i in range(5):
-    time.sleep(1)
-    print(i)
-"""
+# The page opens on the core engine issue's interactive example.
+EXAMPLE = INTERACTIVE
 # Every language id the page has an editor mode and an example for.
 
 

@@ -57,9 +57,10 @@ class FakeSandbox(Sandbox):
         self.limits: list[Limits] = []
         # Set when go() lets the compiled program start; writes before it are the launcher's.
         self.went = threading.Event()
-        # Scripted failures: start() raises start_error, wait() raises wait_error.
+        # Scripted failures: start() raises start_error, wait() wait_error, remove() remove_error.
         self.start_error: ExecutorError | None = None
         self.wait_error: ExecutorError | None = None
+        self.remove_error: ExecutorError | None = None
 
     # --- the test's side ---------------------------------------------------------------
     def stdout(self, data: bytes | str) -> None:
@@ -138,6 +139,8 @@ class FakeSandbox(Sandbox):
         return self._status
 
     def remove(self) -> None:
+        if self.remove_error is not None:
+            raise self.remove_error
         self._end(KILLED)
         self.removed.set()
         if self._executor is not None:

@@ -279,17 +279,12 @@ def test_delete_of_an_unattached_session_kills_it_and_removes_the_sandbox(engine
 def test_a_delete_whose_removal_fails_is_refused_and_finished_by_the_reaper(engine, executor):
     session_id = engine.create_session("python", CODE)
     sandbox = executor.sandboxes[session_id]
-    remove = sandbox.remove
-
-    def docker_went_away() -> None:
-        raise RuntimeUnavailable("Docker does not answer")
-
-    sandbox.remove = docker_went_away
+    sandbox.remove_error = RuntimeUnavailable("Docker does not answer")
     refused(Kind.RUNTIME_UNAVAILABLE, engine.delete, session_id)
     assert engine.describe(session_id)["state"] == "CREATED", "not killed, so not recorded as killed"
     refused(Kind.SESSION_ENDED, engine.check_attachable, session_id)
 
-    sandbox.remove = remove
+    sandbox.remove_error = None
     Reaper(engine).reap_once()
     described = engine.describe(session_id)
     assert (described["state"], described["reason"]) == ("TERMINATED", "killed")
@@ -365,17 +360,12 @@ def test_an_expiry_whose_removal_fails_keeps_its_reason_for_the_next_pass(make_e
     session_id = engine.create_session("python", CODE)
     backdate(engine, session_id, 6)
     sandbox = executor.sandboxes[session_id]
-    remove = sandbox.remove
-
-    def docker_went_away() -> None:
-        raise RuntimeUnavailable("Docker does not answer")
-
-    sandbox.remove = docker_went_away
+    sandbox.remove_error = RuntimeUnavailable("Docker does not answer")
     refused(Kind.RUNTIME_UNAVAILABLE, Reaper(engine).reap_once)
     assert engine.describe(session_id)["state"] == "CREATED"
     refused(Kind.SESSION_ENDED, engine.check_attachable, session_id)
 
-    sandbox.remove = remove
+    sandbox.remove_error = None
     Reaper(engine).reap_once()
     described = engine.describe(session_id)
     assert (described["state"], described["reason"]) == ("TERMINATED", "idle_timeout")
