@@ -147,9 +147,7 @@ class Engine:
         now = time.monotonic()
         with self._lock:
             if now - self._warm_listed > WARM_TTL:
-                self._warm_cache = [
-                    i for i in self._call(self.executor.list) if i.pooled and i.running and not i.claimed
-                ]
+                self._warm_cache = [i for i in self._call(self.executor.list) if i.waiting]
                 self._warm_listed = now
             warm = [i for i in self._warm_cache if i.language == language and i.tty == tty]
         random.shuffle(warm)  # racing workers then rarely want the same one
@@ -366,7 +364,7 @@ class Engine:
     def pool_levels(self) -> list[dict]:
         """Each warm pool's size and how many of its sandboxes wait now, from a fresh listing."""
         live = self._call(self.executor.list)
-        warm = Counter((i.language, i.tty) for i in live if i.pooled and i.running and not i.claimed)
+        warm = Counter((i.language, i.tty) for i in live if i.waiting)
         return [
             {"language": language, "tty": tty, "size": size, "warm": warm[(language, tty)]}
             for (language, tty), size in self._pool_sizes.items()

@@ -66,6 +66,11 @@ class SandboxInfo:
     pooled: bool = False
     tty: bool = False
 
+    @property
+    def waiting(self) -> bool:
+        """A pool's sandbox a session can take now: running, and not half taken."""
+        return self.pooled and self.running and not self.claimed
+
 
 @dataclass(frozen=True)
 class Started:

@@ -86,7 +86,7 @@ class Pool:
     def _refill(self) -> int:
         engine = self.engine
         live = [info for info in engine.executor.list() if not info.exited]
-        warm = Counter((i.language, i.tty) for i in live if i.pooled and not i.claimed and i.running)
+        warm = Counter((i.language, i.tty) for i in live if i.waiting)
         room = engine.config.max_sessions - len(live)
         created = 0
         for (language, tty), target in self.sizes.items():
