@@ -25,7 +25,7 @@ import time
 import uuid
 import zlib
 from collections.abc import Iterator
-from contextlib import AbstractContextManager
+from contextlib import AbstractContextManager, contextmanager
 
 import docker
 import docker.errors
@@ -79,6 +79,27 @@ RENAME_STRIPES = 64
 
 # Docker's errors that mean "the daemon is not there", as opposed to "it said no".
 _UNREACHABLE = (requests.exceptions.ConnectionError, requests.exceptions.Timeout, ConnectionError)
+
+
+@contextmanager
+def translated(doing: str, ignore: tuple[int, ...] = ()) -> Iterator[None]:
+    """Turn docker-py's failures into the executor's errors, in the one place that knows them.
+
+    `doing` completes "Docker could not ...". Statuses in `ignore` are outcomes the caller wants
+    anyway (a 404 on a removal). The cause is kept, for the log; the message is for a person.
+    """
+    try:
+        yield
+    except docker.errors.ImageNotFound as exc:
+        if 404 in ignore:
+            return
+        raise RuntimeUnavailable(f"a sandbox image is missing; run `make images` ({doing})") from exc
+    except docker.errors.APIError as exc:
+        if exc.status_code in ignore:
+            return
+        raise ExecutorError(f"Docker could not {doing}: {exc.explanation}") from exc
+    except _UNREACHABLE as exc:
+        raise RuntimeUnavailable("Docker does not answer") from exc
 
 
 def launch_command(
@@ -187,34 +208,36 @@ class DockerExecutor(Executor):
             LABEL_POOL: "1" if pooled else "",
         }
         name = self._name(f"{POOL}{uuid.uuid4().hex[:12]}" if pooled else spec.session_id)
-        try:
-            created = self.api.create_container(
-                image=spec.image,
-                command=self._command(spec),
-                name=name,
-                user=SANDBOX_USER,
-                working_dir=WORKDIR,
-                environment=env,
-                labels=labels,
-                # docker-py sets StdinOnce with stdin_open: the attach stream's EOF then closes
-                # the program's stdin, which is how `eof` works.
-                stdin_open=True,
-                tty=spec.tty,
-                network_disabled=True,
-                host_config=host_config,
-            )
-            if pooled:
+        create = dict(
+            image=spec.image,
+            command=self._command(spec),
+            name=name,
+            user=SANDBOX_USER,
+            working_dir=WORKDIR,
+            environment=env,
+            labels=labels,
+            # docker-py sets StdinOnce with stdin_open: the attach stream's EOF then closes
+            # the program's stdin, which is how `eof` works.
+            stdin_open=True,
+            tty=spec.tty,
+            network_disabled=True,
+            host_config=host_config,
+        )
+        # The image is named in the error: "a sandbox image is missing" alone would not say which.
+        if pooled:
+            with translated(f"create a sandbox of {spec.image}"):
+                created = self.api.create_container(**create)
+            try:
                 # Warm: started now, its launcher waiting for a program on stdin.
-                with self.starts:
+                with self.starts, translated("start a pool sandbox"):
                     self.api.start(created["Id"])
-        except docker.errors.ImageNotFound:
-            raise RuntimeUnavailable(f"the image {spec.image} is missing; run `make images`") from None
-        except _UNREACHABLE as exc:
-            raise RuntimeUnavailable(f"Docker does not answer: {exc}") from None
-        except docker.errors.APIError as exc:
-            if pooled:
-                _remove(self.api, name)
-            raise ExecutorError(f"Docker refused to create the sandbox: {exc.explanation}") from None
+            except ExecutorError:
+                with translated("remove a pool sandbox that did not start", ignore=(404, 409)):
+                    self.api.remove_container(created["Id"], force=True)
+                raise
+        else:
+            with translated(f"create a sandbox of {spec.image}"):
+                self.api.create_container(**create)
         return _facts(labels, running=pooled)
 
     @staticmethod
@@ -246,12 +269,9 @@ class DockerExecutor(Executor):
         filters: dict = {"label": [f"{LABEL_INSTANCE}={self.instance}"]}
         if name is not None:
             filters["name"] = [name]
-        try:
-            return self.api.containers(all=True, filters=filters)
-        except _UNREACHABLE as exc:
-            raise RuntimeUnavailable(f"Docker does not answer: {exc}") from None
-        except docker.errors.APIError as exc:
-            raise ExecutorError(str(exc)) from None
+        with translated("list the sandboxes"):
+            rows = self.api.containers(all=True, filters=filters)
+        return rows
 
     def find(self, session_id: str) -> SandboxInfo | None:
         # Docker's name filter matches a part of the name: the session's name, claimed or not.
@@ -295,28 +315,29 @@ class DockerExecutor(Executor):
         for info in candidates:
             name = info.labels["name"]
             try:
-                self._rename(name, self._name(session_id), f"{name}.{TAKING}")
-            except docker.errors.APIError:
-                continue
-            except _UNREACHABLE as exc:
-                raise RuntimeUnavailable(f"Docker does not answer: {exc}") from None
+                with translated("take a pool sandbox"):
+                    self._rename(name, self._name(session_id), f"{name}.{TAKING}")
+            except RuntimeUnavailable:
+                raise
+            except ExecutorError:
+                continue  # another session took it first
             return {**_facts(info.labels, running=True), "sandbox": name}
         return None
 
     def claim(self, session_id: str, owner: str, facts: dict | None = None) -> Sandbox:
         name = self._name(session_id)
         try:
-            self._rename(name, f"{name}.{owner}", f"{name}.{CLAIMING}")
-        except docker.errors.NotFound:
-            if self.find(session_id) is None:
-                raise SandboxNotFound(session_id) from None
-            raise AlreadyClaimed(session_id) from None
-        except docker.errors.APIError as exc:
-            if exc.status_code in (400, 409):
-                raise AlreadyClaimed(session_id) from None
-            raise ExecutorError(str(exc)) from None
-        except _UNREACHABLE as exc:
-            raise RuntimeUnavailable(f"Docker does not answer: {exc}") from None
+            with translated("claim the sandbox"):
+                self._rename(name, f"{name}.{owner}", f"{name}.{CLAIMING}")
+        except RuntimeUnavailable:
+            raise
+        except ExecutorError as exc:
+            status = getattr(exc.__cause__, "status_code", None)
+            if status == 404 and self.find(session_id) is None:
+                raise SandboxNotFound(session_id) from exc
+            if status in (400, 404, 409):
+                raise AlreadyClaimed(session_id) from exc
+            raise
         if facts is None:
             details = self._inspect(f"{name}.{owner}")
             facts = _facts(details["Config"]["Labels"], running=details["State"]["Running"])
@@ -332,12 +353,9 @@ class DockerExecutor(Executor):
         )
 
     def _inspect(self, container: str) -> dict:
-        try:
-            return self.api.inspect_container(container)
-        except _UNREACHABLE as exc:
-            raise RuntimeUnavailable(f"Docker does not answer: {exc}") from None
-        except docker.errors.APIError as exc:
-            raise ExecutorError(str(exc)) from None
+        with translated("inspect the sandbox"):
+            details = self.api.inspect_container(container)
+        return details
 
     def remove(self, session_id: str) -> None:
         info = self.find(session_id)
@@ -349,21 +367,26 @@ class DockerExecutor(Executor):
 
     def check(self, images: list[str]) -> str | None:
         try:
-            self.api.ping()
+            with translated("answer a ping"):
+                self.api.ping()
             for image in images:
-                try:
+                with translated(f"find the image {image}", ignore=(404,)):
                     self.api.inspect_image(image)
-                except docker.errors.ImageNotFound:
-                    return f"the image {image} is missing; run `make images`"
-        except (*_UNREACHABLE, docker.errors.DockerException) as exc:
-            return f"Docker does not answer: {exc}"
+                    continue
+                # Reached only when the image's 404 was let through.
+                return f"the image {image} is missing; run `make images`"
+        except ExecutorError as exc:
+            log.info("not ready: %s", exc, exc_info=exc.__cause__)
+            return str(exc)
         return None
 
     def image_labels(self, image: str) -> dict[str, str]:
         try:
-            return self.api.inspect_image(image)["Config"].get("Labels") or {}
-        except (*_UNREACHABLE, docker.errors.DockerException):
-            return {}
+            with translated(f"inspect the image {image}"):
+                return self.api.inspect_image(image)["Config"].get("Labels") or {}
+        except ExecutorError as exc:
+            log.debug("no labels for %s: %s", image, exc)
+        return {}
 
     def close(self) -> None:
         self.api.close()
@@ -380,16 +403,9 @@ def _facts(labels: dict[str, str], running: bool) -> dict:
 
 
 def _remove(api: docker.APIClient, container: str) -> None:
-    try:
+    # 404: gone already; 409: removal already in progress, started by someone else.
+    with translated("remove the sandbox", ignore=(404, 409)):
         api.remove_container(container, force=True)
-    except docker.errors.NotFound:
-        pass
-    except docker.errors.APIError as exc:
-        # 409: removal already in progress, started by someone else; that is what we want.
-        if exc.status_code != 409:
-            raise ExecutorError(str(exc)) from None
-    except _UNREACHABLE as exc:
-        raise RuntimeUnavailable(f"Docker does not answer: {exc}") from None
 
 
 class DockerSandbox(Sandbox):
@@ -421,23 +437,19 @@ class DockerSandbox(Sandbox):
         self._closed = False
 
     def start(self, code: bytes, terminal: Terminal | None = None) -> None:
-        try:
+        with translated("attach to the sandbox"):
             attached = self.api.attach_socket(
                 self.container, params={"stdin": 1, "stdout": 1, "stderr": 1, "stream": 1}
             )
-            # docker-py hands back a SocketIO wrapper; the socket beneath is what we must read,
-            # write, half-close and finally shut down.
-            self._sock = getattr(attached, "_sock", attached)
-            if not self._running:
-                # Attached first, started second: nothing the program writes can be missed.
-                with self._starts:
-                    self.api.start(self.container)
-                if self.tty:
-                    self._wait_until_ready()
-        except _UNREACHABLE as exc:
-            raise RuntimeUnavailable(f"Docker does not answer: {exc}") from None
-        except docker.errors.APIError as exc:
-            raise ExecutorError(f"Docker could not start the sandbox: {exc.explanation}") from None
+        # docker-py hands back a SocketIO wrapper; the socket beneath is what we must read,
+        # write, half-close and finally shut down.
+        self._sock = getattr(attached, "_sock", attached)
+        if not self._running:
+            # Attached first, started second: nothing the program writes can be missed.
+            with self._starts, translated("start the sandbox"):
+                self.api.start(self.container)
+            if self.tty:
+                self._wait_until_ready()
         size = terminal or Terminal()
         self.write(f"{len(code)} {size.cols} {size.rows}\n".encode() + code)
 
@@ -453,8 +465,8 @@ class DockerSandbox(Sandbox):
                 if not data:
                     break
                 seen += data
-        except TimeoutError:
-            raise ExecutorError("the sandbox's terminal did not get ready") from None
+        except TimeoutError as exc:
+            raise ExecutorError("the sandbox's terminal did not get ready") from exc
         finally:
             self._sock.settimeout(None)
         self._early = seen.partition(mark)[2]
@@ -498,7 +510,7 @@ class DockerSandbox(Sandbox):
         except OSError as exc:
             if self._closed:
                 return b""
-            raise RuntimeUnavailable(f"the connection to Docker broke: {exc}") from None
+            raise RuntimeUnavailable("the connection to Docker broke") from exc
 
     def _raw(self) -> Iterator[tuple[Stream, bytes]]:
         """A tty's stream: one, not multiplexed."""
@@ -530,35 +542,21 @@ class DockerSandbox(Sandbox):
             "NanoCpus": int(limits.cpus * 1e9),
             "PidsLimit": limits.pids,
         }
-        try:
+        with translated("change the sandbox's limits"):
             response = self.api._post_json(self.api._url("/containers/{0}/update", self.container), data=body)
             self.api._raise_for_status(response)
-        except _UNREACHABLE as exc:
-            raise RuntimeUnavailable(f"Docker does not answer: {exc}") from None
-        except docker.errors.APIError as exc:
-            raise ExecutorError(f"Docker could not change the limits: {exc.explanation}") from None
 
     def go(self) -> None:
         # The launcher waits in `read` for one line.
         self.write(b"\n")
 
     def signal(self, name: str) -> None:
-        try:
+        with translated(f"send {name}", ignore=(404, 409)):
             self.api.kill(self.container, signal=name)
-        except docker.errors.APIError as exc:
-            if exc.status_code not in (404, 409):
-                raise ExecutorError(str(exc)) from None
-        except _UNREACHABLE as exc:
-            raise RuntimeUnavailable(f"Docker does not answer: {exc}") from None
 
     def resize(self, cols: int, rows: int) -> None:
-        try:
+        with translated("resize the terminal", ignore=(404, 409)):
             self.api.resize(self.container, height=rows, width=cols)
-        except docker.errors.APIError as exc:
-            if exc.status_code not in (404, 409):
-                raise ExecutorError(str(exc)) from None
-        except _UNREACHABLE as exc:
-            raise RuntimeUnavailable(f"Docker does not answer: {exc}") from None
 
     def write(self, data: bytes) -> None:
         if self._sock is None or self._closed:
@@ -583,23 +581,14 @@ class DockerSandbox(Sandbox):
                     pass
 
     def kill(self) -> None:
-        try:
+        # 404 gone, 409 not running: either way it is not running any more.
+        with translated("kill the sandbox", ignore=(404, 409)):
             self.api.kill(self.container)
-        except docker.errors.APIError as exc:
-            # 404 gone, 409 not running: either way it is not running any more.
-            if exc.status_code not in (404, 409):
-                raise ExecutorError(str(exc)) from None
-        except _UNREACHABLE as exc:
-            raise RuntimeUnavailable(f"Docker does not answer: {exc}") from None
 
     def wait(self, timeout: float) -> ExitStatus:
-        try:
+        with translated("learn how the sandbox ended"):
             result = self.api.wait(self.container, timeout=timeout)
             state = self.api.inspect_container(self.container)["State"]
-        except _UNREACHABLE as exc:
-            raise RuntimeUnavailable(f"Docker does not answer: {exc}") from None
-        except docker.errors.APIError as exc:
-            raise ExecutorError(str(exc)) from None
         return ExitStatus(exit_code=result.get("StatusCode"), oom_killed=bool(state.get("OOMKilled")))
 
     def remove(self) -> None:

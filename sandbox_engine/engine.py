@@ -403,11 +403,11 @@ class Engine:
         try:
             return fn(*args)
         except RuntimeUnavailable as exc:
-            raise EngineError(Kind.RUNTIME_UNAVAILABLE, str(exc)) from None
+            raise EngineError(Kind.RUNTIME_UNAVAILABLE, str(exc)) from exc
         except (AlreadyClaimed, SandboxNotFound):
             raise
         except ExecutorError as exc:
-            raise EngineError(Kind.INTERNAL, str(exc)) from None
+            raise EngineError(Kind.INTERNAL, str(exc)) from exc
 
     @staticmethod
     def _remove_quietly(remove: Callable[[], None]) -> None:
