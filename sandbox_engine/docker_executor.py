@@ -1,4 +1,4 @@
-"""The Docker implementation of the executor: the only module that knows Docker's wire details.
+"""The Docker implementation of the executor: containers, their names, labels and claims.
 
 A session's sandbox is one container. Its name carries the session: `se-<instance>-<session>`
 while it waits for a client, then `se-<instance>-<session>.p<pid>` once a worker claimed it.
@@ -6,10 +6,9 @@ Claims are renames, which the daemon makes atomic, so any gunicorn worker can se
 WebSocket and exactly one ever does. A warm pool's containers (`se-<instance>-pool-<id>`) are
 started ahead of time and taken for a session by the same kind of rename.
 
-Inside, a small `sh` launcher reads the program from stdin (a header line `<bytes> <cols>
-<rows>`, then the code), writes it to the source file, runs the compile stage if there is one,
-and execs the program; /workspace is a tmpfs that exists only once the container runs, and the
-root file system is read-only, so stdin is the way in.
+Inside, a launcher (see `launch`) reads the program from stdin, writes it to the source file,
+runs the compile stage if there is one, and execs the program; /workspace is a tmpfs that exists
+only once the container runs, and the root file system is read-only, so stdin is the way in.
 """
 
 from __future__ import annotations
@@ -17,43 +16,31 @@ from __future__ import annotations
 import logging
 import os
 import re
-import secrets
-import shlex
-import socket
 import threading
 import time
 import uuid
 import zlib
-from collections.abc import Iterator
-from contextlib import AbstractContextManager, contextmanager
+from contextlib import AbstractContextManager
 
-import docker
-import docker.errors
 import docker.types
-import requests.exceptions
 
-from . import launchers
+from . import launch
+from .docker_api import client, remove_container, status_of, translated
+from .docker_sandbox import DockerSandbox
 from .executor import (
     AlreadyClaimed,
-    CompileResult,
     Executor,
     ExecutorError,
-    ExitStatus,
-    Limits,
     RuntimeUnavailable,
     Sandbox,
     SandboxInfo,
     SandboxNotFound,
     SandboxSpec,
-    Started,
-    Stream,
-    Terminal,
 )
 from .locks import exclusive
 
 log = logging.getLogger(__name__)
 
-API_VERSION = "1.41"
 LABEL = "sandbox-engine"
 LABEL_INSTANCE = "sandbox-engine.instance"
 LABEL_LANGUAGE = "sandbox-engine.language"
@@ -68,75 +55,7 @@ CLAIMING = "claiming"
 TAKING = "taking"
 POOL = "pool-"
 _INSTANCE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_-]{0,40}$")
-_STREAMS = {1: Stream.STDOUT, 2: Stream.STDERR}
-READY_MARK = b"\x1eSANDBOX-READY "
-# The launcher's marks are short lines; a \x1e further back than this starts none.
-MARK_MAX = 64
-# How long a started tty sandbox may take to put its terminal in raw mode.
-READY_TIMEOUT = 10.0
-
 RENAME_STRIPES = 64
-
-# Docker's errors that mean "the daemon is not there", as opposed to "it said no".
-_UNREACHABLE = (requests.exceptions.ConnectionError, requests.exceptions.Timeout, ConnectionError)
-
-
-@contextmanager
-def translated(doing: str, ignore: tuple[int, ...] = ()) -> Iterator[None]:
-    """Turn docker-py's failures into the executor's errors, in the one place that knows them.
-
-    `doing` completes "Docker could not ...". Statuses in `ignore` are outcomes the caller wants
-    anyway (a 404 on a removal). The cause is kept, for the log; the message is for a person.
-    """
-    try:
-        yield
-    except docker.errors.ImageNotFound as exc:
-        if 404 in ignore:
-            return
-        raise RuntimeUnavailable(f"a sandbox image is missing; run `make images` ({doing})") from exc
-    except docker.errors.APIError as exc:
-        if exc.status_code in ignore:
-            return
-        raise ExecutorError(f"Docker could not {doing}: {exc.explanation}") from exc
-    except _UNREACHABLE as exc:
-        raise RuntimeUnavailable("Docker does not answer") from exc
-
-
-def launch_command(
-    command: tuple[str, ...], compile: tuple[str, ...] | None = None, tty: bool = False
-) -> list[str]:
-    """The launcher: a POSIX sh script that takes the program from stdin and execs it."""
-    lines = ["umask 077", "nonce=$SANDBOX_NONCE"]
-    if tty:
-        # A terminal would echo the code and act on control characters in it: raw until it is
-        # in, and say so, because the engine must not write before.
-        lines += ["stty raw -echo", 'printf "\036SANDBOX-READY %s\n" "$nonce"']
-    lines += [
-        "read -r size cols rows || exit 0",
-        # GNU head reads no byte past the count, so the program's input stays in stdin.
-        'head -c "$size" > "$SANDBOX_SOURCE" || exit 126',
-    ]
-    if tty:
-        # Docker 20.10 ignores the size given at create and refuses a resize before start, so the
-        # terminal gets its size here, before the program's first instruction. Input typed before
-        # the terminal is sane again would be taken raw, so the engine holds it until this mark.
-        lines += [
-            'stty sane cols "$cols" rows "$rows"',
-            'printf "\036SANDBOX-STARTED %s\n" "$nonce"',
-        ]
-    lines.append("unset SANDBOX_SOURCE SANDBOX_NONCE TINI_KILL_PROCESS_GROUP size cols rows")
-    if compile:
-        lines += [
-            # Compiler output is the client's stderr; the compiler gets no stdin of the user's.
-            f"{shlex.join(compile)} </dev/null 1>&2; rc=$?",
-            # The mark carries a per-sandbox nonce, so compiler output cannot forge it.
-            'printf "\036SANDBOX-COMPILED %s %d\n" "$nonce" "$rc"',
-            '[ "$rc" -eq 0 ] || exit "$rc"',
-            # Wait for the engine's go: it first lowers the limits from the compile stage's.
-            "stty -echo; read -r _ || exit 0; stty echo" if tty else "read -r _ || exit 0",
-        ]
-    lines += ["unset nonce", 'exec "$@"']
-    return ["/bin/sh", "-c", "\n".join(lines), "launch", *command]
 
 
 class DockerExecutor(Executor):
@@ -153,28 +72,13 @@ class DockerExecutor(Executor):
         # Starting a container keeps a core busy for tens of milliseconds (runc, the shim, the
         # cgroup): more starts at once than cores only make every one of them slower.
         self.starts = threading.BoundedSemaphore(os.cpu_count() or 2)
-        # One client per worker, shared by its greenlets. The pool is sized for every session's
-        # control calls at once; attach sockets are hijacked out of it and do not count.
-        self.api = docker.APIClient(
-            base_url=docker_host or "unix:///var/run/docker.sock",
-            version=API_VERSION,
-            timeout=30,
-            max_pool_size=pool_size,
-        )
+        self.api = client(docker_host, pool_size)
 
     def _name(self, session_id: str) -> str:
         return self.prefix + session_id
 
     def create(self, spec: SandboxSpec) -> dict:
-        nonce = secrets.token_hex(8)
-        env = dict(spec.env)
-        env["SANDBOX_SOURCE"] = spec.source_file
-        env["SANDBOX_NONCE"] = nonce
-        # docker-init is tini: this makes it pass the signals it gets to the program's whole
-        # process group, which is how a client's SIGINT reaches every process of the program.
-        env["TINI_KILL_PROCESS_GROUP"] = "1"
-        if spec.tty:
-            env.setdefault("TERM", "xterm-256color")
+        nonce = launch.new_nonce()
         # The container starts under the compile stage's limits when there is one.
         limits = spec.compile_limits if spec.compile and spec.compile_limits else spec.limits
         tmpfs_opts = f"rw,exec,nosuid,nodev,size={spec.limits.disk}"
@@ -188,6 +92,7 @@ class DockerExecutor(Executor):
             network_mode="none",
             cap_drop=["ALL"],
             security_opt=["no-new-privileges"],
+            # docker-init is tini, which passes signals to the program's whole process group.
             init=True,
             pids_limit=limits.pids,
             nano_cpus=int(limits.cpus * 1e9),
@@ -210,11 +115,11 @@ class DockerExecutor(Executor):
         name = self._name(f"{POOL}{uuid.uuid4().hex[:12]}" if pooled else spec.session_id)
         create = dict(
             image=spec.image,
-            command=self._command(spec),
+            command=launch.command(spec),
             name=name,
             user=SANDBOX_USER,
             working_dir=WORKDIR,
-            environment=env,
+            environment=launch.environment(spec, nonce),
             labels=labels,
             # docker-py sets StdinOnce with stdin_open: the attach stream's EOF then closes
             # the program's stdin, which is how `eof` works.
@@ -232,20 +137,12 @@ class DockerExecutor(Executor):
                 with self.starts, translated("start a pool sandbox"):
                     self.api.start(created["Id"])
             except ExecutorError:
-                with translated("remove a pool sandbox that did not start", ignore=(404, 409)):
-                    self.api.remove_container(created["Id"], force=True)
+                remove_container(self.api, created["Id"])
                 raise
         else:
             with translated(f"create a sandbox of {spec.image}"):
                 self.api.create_container(**create)
         return _facts(labels, running=pooled)
-
-    @staticmethod
-    def _command(spec: SandboxSpec) -> list[str]:
-        if spec.launcher == "python" and not spec.compile:
-            # The interpreter starts now and waits for the program: a warm sandbox skips its start-up.
-            return ["python3", "-u", "-c", launchers.source("python")]
-        return launch_command(spec.command, spec.compile, spec.tty)
 
     def _info(self, row: dict) -> SandboxInfo:
         labels = row.get("Labels") or {}
@@ -332,7 +229,7 @@ class DockerExecutor(Executor):
         except RuntimeUnavailable:
             raise
         except ExecutorError as exc:
-            status = getattr(exc.__cause__, "status_code", None)
+            status = status_of(exc)
             if status == 404 and self.find(session_id) is None:
                 raise SandboxNotFound(session_id) from exc
             if status in (400, 404, 409):
@@ -360,10 +257,10 @@ class DockerExecutor(Executor):
     def remove(self, session_id: str) -> None:
         info = self.find(session_id)
         if info is not None:
-            _remove(self.api, info.labels["id"])
+            remove_container(self.api, info.labels["id"])
 
     def remove_sandbox(self, info: SandboxInfo) -> None:
-        _remove(self.api, info.labels["id"])
+        remove_container(self.api, info.labels["id"])
 
     def check(self, images: list[str]) -> str | None:
         try:
@@ -400,208 +297,3 @@ def _facts(labels: dict[str, str], running: bool) -> dict:
         "compiles": bool(labels.get(LABEL_COMPILES)),
         "running": running,
     }
-
-
-def _remove(api: docker.APIClient, container: str) -> None:
-    # 404: gone already; 409: removal already in progress, started by someone else.
-    with translated("remove the sandbox", ignore=(404, 409)):
-        api.remove_container(container, force=True)
-
-
-class DockerSandbox(Sandbox):
-    """A claimed container and its hijacked attach connection, framed as Docker multiplexes it
-    (or raw, for a tty), with the launcher's compile mark taken out of the stream."""
-
-    def __init__(
-        self,
-        api: docker.APIClient,
-        container: str,
-        session_id: str,
-        tty: bool = False,
-        nonce: str = "",
-        compiles: bool = False,
-        running: bool = False,
-        starts: threading.BoundedSemaphore | None = None,
-    ) -> None:
-        self.api = api
-        self.container = container
-        self.session_id = session_id
-        self.tty = tty
-        self.compiles = compiles
-        self._nonce = nonce.encode()
-        self._running = running
-        self._starts = starts or threading.BoundedSemaphore(1)
-        self._early = b""
-        self._sock: socket.socket | None = None
-        self._write_lock = threading.Lock()
-        self._closed = False
-
-    def start(self, code: bytes, terminal: Terminal | None = None) -> None:
-        with translated("attach to the sandbox"):
-            attached = self.api.attach_socket(
-                self.container, params={"stdin": 1, "stdout": 1, "stderr": 1, "stream": 1}
-            )
-        # docker-py hands back a SocketIO wrapper; the socket beneath is what we must read,
-        # write, half-close and finally shut down.
-        self._sock = getattr(attached, "_sock", attached)
-        if not self._running:
-            # Attached first, started second: nothing the program writes can be missed.
-            with self._starts, translated("start the sandbox"):
-                self.api.start(self.container)
-            if self.tty:
-                self._wait_until_ready()
-        size = terminal or Terminal()
-        self.write(f"{len(code)} {size.cols} {size.rows}\n".encode() + code)
-
-    def _wait_until_ready(self) -> None:
-        """A tty launcher says when its terminal is raw; what it wrote before is no one's output."""
-        assert self._sock is not None
-        mark = READY_MARK + self._nonce + b"\n"
-        self._sock.settimeout(READY_TIMEOUT)
-        seen = b""
-        try:
-            while mark not in seen:
-                data = self._sock.recv(4096)
-                if not data:
-                    break
-                seen += data
-        except TimeoutError as exc:
-            raise ExecutorError("the sandbox's terminal did not get ready") from exc
-        finally:
-            self._sock.settimeout(None)
-        self._early = seen.partition(mark)[2]
-
-    def output(self) -> Iterator[tuple[Stream, bytes] | Started | CompileResult]:
-        chunks = self._raw() if self.tty else self._frames()
-        expected = int(self.tty) + int(self.compiles)
-        if not expected:
-            yield from chunks
-            return
-        # The launcher's marks come on stdout; until the last is seen, bytes that could begin
-        # one are held back, and everything else goes on at once.
-        mark = re.compile(
-            rb"\x1eSANDBOX-(STARTED|COMPILED) " + re.escape(self._nonce) + rb"(?: (-?\d+))?\r?\n"
-        )
-        pending = b""
-        for stream, data in chunks:
-            if not expected or stream is not Stream.STDOUT:
-                yield stream, data
-                continue
-            pending += data
-            while expected and (found := mark.search(pending)):
-                if found.start():
-                    yield Stream.STDOUT, pending[: found.start()]
-                yield Started() if found.group(1) == b"STARTED" else CompileResult(int(found.group(2)))
-                pending = pending[found.end() :]
-                expected -= 1
-            cut = pending.rfind(b"\x1e") if expected else -1
-            if cut < 0 or len(pending) - cut > MARK_MAX:
-                cut = len(pending)
-            if cut:
-                yield Stream.STDOUT, pending[:cut]
-                pending = pending[cut:]
-        if pending:
-            yield Stream.STDOUT, pending
-
-    def _recv(self) -> bytes:
-        assert self._sock is not None, "start() first"
-        try:
-            return self._sock.recv(65536)
-        except OSError as exc:
-            if self._closed:
-                return b""
-            raise RuntimeUnavailable("the connection to Docker broke") from exc
-
-    def _raw(self) -> Iterator[tuple[Stream, bytes]]:
-        """A tty's stream: one, not multiplexed."""
-        if self._early:
-            yield Stream.STDOUT, self._early
-        while data := self._recv():
-            yield Stream.STDOUT, data
-
-    def _frames(self) -> Iterator[tuple[Stream, bytes]]:
-        """Demultiplex Docker's frames: an 8-byte header (stream, 0, 0, 0, size:u32be), then data."""
-        buffer = bytearray()
-        while data := self._recv():
-            buffer += data
-            while len(buffer) >= 8:
-                size = int.from_bytes(buffer[4:8], "big")
-                if len(buffer) < 8 + size:
-                    break
-                stream = _STREAMS.get(buffer[0])
-                payload = bytes(buffer[8 : 8 + size])
-                del buffer[: 8 + size]
-                if stream is not None and payload:
-                    yield stream, payload
-
-    def set_limits(self, limits: Limits) -> None:
-        # docker-py's update_container knows neither NanoCpus nor PidsLimit; the API does.
-        body = {
-            "Memory": limits.memory,
-            "MemorySwap": limits.memory,
-            "NanoCpus": int(limits.cpus * 1e9),
-            "PidsLimit": limits.pids,
-        }
-        with translated("change the sandbox's limits"):
-            response = self.api._post_json(self.api._url("/containers/{0}/update", self.container), data=body)
-            self.api._raise_for_status(response)
-
-    def go(self) -> None:
-        # The launcher waits in `read` for one line.
-        self.write(b"\n")
-
-    def signal(self, name: str) -> None:
-        with translated(f"send {name}", ignore=(404, 409)):
-            self.api.kill(self.container, signal=name)
-
-    def resize(self, cols: int, rows: int) -> None:
-        with translated("resize the terminal", ignore=(404, 409)):
-            self.api.resize(self.container, height=rows, width=cols)
-
-    def write(self, data: bytes) -> None:
-        if self._sock is None or self._closed:
-            return
-        with self._write_lock:
-            try:
-                self._sock.sendall(data)
-            except OSError:
-                # stdin already closed (eof, or the program ended): input has nowhere to go.
-                pass
-
-    def close_stdin(self) -> None:
-        if self.tty:
-            # A tty's EOF is the line discipline's ^D; half-closing the attach does not reach it.
-            self.write(b"\x04")
-            return
-        if self._sock is not None and not self._closed:
-            with self._write_lock:
-                try:
-                    self._sock.shutdown(socket.SHUT_WR)
-                except OSError:
-                    pass
-
-    def kill(self) -> None:
-        # 404 gone, 409 not running: either way it is not running any more.
-        with translated("kill the sandbox", ignore=(404, 409)):
-            self.api.kill(self.container)
-
-    def wait(self, timeout: float) -> ExitStatus:
-        with translated("learn how the sandbox ended"):
-            result = self.api.wait(self.container, timeout=timeout)
-            state = self.api.inspect_container(self.container)["State"]
-        return ExitStatus(exit_code=result.get("StatusCode"), oom_killed=bool(state.get("OOMKilled")))
-
-    def remove(self) -> None:
-        self._close_socket()
-        _remove(self.api, self.container)
-
-    def _close_socket(self) -> None:
-        # Shut the socket down both ways, not just close the wrapper: a half-open attach keeps
-        # the daemon's copy loop alive and can stall a later kill for 30 s.
-        self._closed = True
-        if self._sock is not None:
-            try:
-                self._sock.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
-            self._sock.close()

@@ -84,6 +84,10 @@ class CompileResult:
     exit_code: int
 
 
+# What a sandbox's output() yields: the program's bytes, and its stages' ends between them.
+Output = tuple[Stream, bytes] | Started | CompileResult
+
+
 @dataclass(frozen=True)
 class ExitStatus:
     exit_code: int | None
@@ -124,7 +128,7 @@ class Sandbox(abc.ABC):
         the program: no early output can be lost. `terminal` sizes a tty sandbox's terminal."""
 
     @abc.abstractmethod
-    def output(self) -> Iterator[tuple[Stream, bytes] | Started | CompileResult]:
+    def output(self) -> Iterator[Output]:
         """Output chunks in the order the program wrote them; ends when both streams close."""
 
     @abc.abstractmethod

@@ -1,16 +1,17 @@
 # Runs inside a Python sandbox as `python3 -u -c <this>`: the launcher protocol of
-# docker_executor.launch_command, in the interpreter that will run the program, so that a warm
-# sandbox skips the interpreter's start-up. Reads stdin with os.read so that no byte of the
-# program's own input is taken.
+# sandbox_engine.launch, in the interpreter that will run the program, so that a warm sandbox
+# skips the interpreter's start-up. Reads stdin with os.read so that no byte of the program's
+# own input is taken. ENV_* and MARK_* are defined before this code by launch.python_launcher.
+# ruff: noqa: F821
 import os
 import runpy  # imported before the program arrives: they cost milliseconds once it has
 import signal
 import sys
 import traceback
 
-nonce = os.environ.pop("SANDBOX_NONCE", "").encode()
-source = os.path.abspath(os.environ.pop("SANDBOX_SOURCE", "main.py"))
-os.environ.pop("TINI_KILL_PROCESS_GROUP", None)
+nonce = os.environ.pop(ENV_NONCE, "").encode()
+source = os.path.abspath(os.environ.pop(ENV_SOURCE, "main.py"))
+os.environ.pop(ENV_KILL_GROUP, None)
 tty = os.isatty(0)
 if tty:
     import termios
@@ -21,7 +22,7 @@ if tty:
     raw[1] &= ~termios.OPOST
     raw[3] &= ~(termios.ECHO | termios.ICANON | termios.ISIG | termios.IEXTEN)
     termios.tcsetattr(0, termios.TCSANOW, raw)
-    os.write(1, b"\x1eSANDBOX-READY " + nonce + b"\n")
+    os.write(1, MARK_READY + nonce + b"\n")
 
 
 def _read_exactly(size: int) -> bytes:
@@ -47,7 +48,7 @@ if tty:
 
     termios.tcsetattr(0, termios.TCSANOW, cooked)
     fcntl.ioctl(0, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
-    os.write(1, b"\x1eSANDBOX-STARTED " + nonce + b"\n")
+    os.write(1, MARK_STARTED + nonce + b"\n")
 del nonce, header, size, cols, rows, tty
 
 

@@ -1,0 +1,76 @@
+"""docker-py, as the Docker executor and its sandboxes use it: the client, and its errors in our terms.
+
+The Docker modules (`docker_api`, `docker_executor`, `docker_sandbox`) are the only ones that
+import docker-py; everything above them speaks of sandboxes, streams and exits.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import docker
+import docker.errors
+import requests.exceptions
+
+from .executor import ExecutorError, Limits, RuntimeUnavailable
+
+API_VERSION = "1.41"
+# Docker's errors that mean "the daemon is not there", as opposed to "it said no".
+_UNREACHABLE = (requests.exceptions.ConnectionError, requests.exceptions.Timeout, ConnectionError)
+
+
+def client(docker_host: str | None, pool_size: int) -> docker.APIClient:
+    """One client per worker, shared by its greenlets. The pool is sized for every session's
+    control calls at once; attach sockets are hijacked out of it and do not count."""
+    return docker.APIClient(
+        base_url=docker_host or "unix:///var/run/docker.sock",
+        version=API_VERSION,
+        timeout=30,
+        max_pool_size=pool_size,
+    )
+
+
+@contextmanager
+def translated(doing: str, ignore: tuple[int, ...] = ()) -> Iterator[None]:
+    """Turn docker-py's failures into the executor's errors, in the one place that knows them.
+
+    `doing` completes "Docker could not ...". Statuses in `ignore` are outcomes the caller wants
+    anyway (a 404 on a removal). The cause is kept, for the log; the message is for a person.
+    """
+    try:
+        yield
+    except docker.errors.ImageNotFound as exc:
+        if 404 in ignore:
+            return
+        raise RuntimeUnavailable(f"a sandbox image is missing; run `make images` ({doing})") from exc
+    except docker.errors.APIError as exc:
+        if exc.status_code in ignore:
+            return
+        raise ExecutorError(f"Docker could not {doing}: {exc.explanation}") from exc
+    except _UNREACHABLE as exc:
+        raise RuntimeUnavailable("Docker does not answer") from exc
+
+
+def status_of(error: ExecutorError) -> int | None:
+    """The HTTP status Docker answered with, for an error translated() made of its refusal."""
+    return getattr(error.__cause__, "status_code", None)
+
+
+def remove_container(api: docker.APIClient, container: str) -> None:
+    # 404: gone already; 409: removal already in progress, started by someone else.
+    with translated("remove the sandbox", ignore=(404, 409)):
+        api.remove_container(container, force=True)
+
+
+def update_limits(api: docker.APIClient, container: str, limits: Limits) -> None:
+    # docker-py's update_container knows neither NanoCpus nor PidsLimit; the API does.
+    body = {
+        "Memory": limits.memory,
+        "MemorySwap": limits.memory,
+        "NanoCpus": int(limits.cpus * 1e9),
+        "PidsLimit": limits.pids,
+    }
+    with translated("change the sandbox's limits"):
+        response = api._post_json(api._url("/containers/{0}/update", container), data=body)
+        api._raise_for_status(response)
