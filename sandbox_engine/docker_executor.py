@@ -31,10 +31,12 @@ from .executor import (
     AlreadyClaimed,
     Executor,
     ExecutorError,
+    OwnerAlive,
     RuntimeUnavailable,
     Sandbox,
     SandboxInfo,
     SandboxNotFound,
+    SandboxRef,
     SandboxSpec,
 )
 from .locks import exclusive
@@ -56,6 +58,9 @@ TAKING = "taking"
 POOL = "pool-"
 _INSTANCE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_-]{0,40}$")
 RENAME_STRIPES = 64
+# A pooled sandbox not running, or half taken, for this long was left by someone who failed.
+STUCK = 60.0
+HALF_CLAIMED = 600.0
 
 
 class DockerExecutor(Executor):
@@ -77,7 +82,7 @@ class DockerExecutor(Executor):
     def _name(self, session_id: str) -> str:
         return self.prefix + session_id
 
-    def create(self, spec: SandboxSpec) -> dict:
+    def create(self, spec: SandboxSpec) -> SandboxRef:
         nonce = launch.new_nonce()
         # The container starts under the compile stage's limits when there is one.
         limits = spec.compile_limits if spec.compile and spec.compile_limits else spec.limits
@@ -129,9 +134,9 @@ class DockerExecutor(Executor):
             host_config=host_config,
         )
         # The image is named in the error: "a sandbox image is missing" alone would not say which.
+        with translated(f"create a sandbox of {spec.image}"):
+            created = self.api.create_container(**create)
         if pooled:
-            with translated(f"create a sandbox of {spec.image}"):
-                created = self.api.create_container(**create)
             try:
                 # Warm: started now, its launcher waiting for a program on stdin.
                 with self.starts, translated("start a pool sandbox"):
@@ -139,10 +144,7 @@ class DockerExecutor(Executor):
             except ExecutorError:
                 remove_container(self.api, created["Id"])
                 raise
-        else:
-            with translated(f"create a sandbox of {spec.image}"):
-                self.api.create_container(**create)
-        return _facts(labels, running=pooled)
+        return _ref(created["Id"], labels, running=pooled)
 
     def _info(self, row: dict) -> SandboxInfo:
         labels = row.get("Labels") or {}
@@ -151,15 +153,15 @@ class DockerExecutor(Executor):
         base, _, suffix = name[len(self.prefix) :].partition(".")
         pooled = base.startswith(POOL)
         return SandboxInfo(
+            ref=_ref(row.get("Id", ""), labels, running=state == "running"),
+            name=name,
             session_id="" if pooled else base,
-            language=labels.get(LABEL_LANGUAGE, ""),
             created_at=float(labels.get(LABEL_CREATED, "0") or 0),
             claimed=bool(suffix),
             running=state == "running",
             exited=state in ("exited", "dead"),
-            labels={**labels, "name": name, "id": row.get("Id", "")},
             pooled=pooled,
-            tty=labels.get(LABEL_TTY) == "1",
+            owner=suffix if suffix not in ("", CLAIMING, TAKING) else None,
         )
 
     def _containers(self, name: str | None = None) -> list[dict]:
@@ -170,7 +172,7 @@ class DockerExecutor(Executor):
             rows = self.api.containers(all=True, filters=filters)
         return rows
 
-    def find(self, session_id: str) -> SandboxInfo | None:
+    def _find(self, session_id: str) -> SandboxInfo | None:
         # Docker's name filter matches a part of the name: the session's name, claimed or not.
         rows = [
             row
@@ -182,11 +184,17 @@ class DockerExecutor(Executor):
     def list(self) -> list[SandboxInfo]:
         return [self._info(row) for row in self._containers()]
 
-    def owner_of(self, info: SandboxInfo) -> str | None:
+    def orphaned(self, info: SandboxInfo, alive: OwnerAlive, now: float) -> bool:
+        if info.pooled:
+            # Stopped, never started, or left half taken by a taker that died.
+            return info.exited or ((not info.running or info.claimed) and now - info.created_at > STUCK)
         if not info.claimed:
-            return None
-        owner = info.labels["name"].rsplit(".", 1)[1]
-        return None if owner == CLAIMING else owner
+            return False
+        if info.owner is None:
+            # Between the two renames of a claim made without a lock directory: a claimer that
+            # died stays here. (A server always has its lock directory: its claims are one rename.)
+            return now - info.created_at > HALF_CLAIMED
+        return not alive(info.owner, info.session_id)
 
     def _rename_lock(self, name: str) -> AbstractContextManager[None]:
         # Striped: renames of different containers go on at once; of one, one at a time.
@@ -207,21 +215,21 @@ class DockerExecutor(Executor):
         self.api.rename(old, fixed)
         self.api.rename(fixed, new)
 
-    def take_pooled(self, session_id: str, candidates: list[SandboxInfo]) -> dict | None:
-        """Make one of the pool's containers this session's; its facts, or None if none was had."""
+    def take_pooled(self, session_id: str, candidates: list[SandboxInfo]) -> SandboxRef | None:
+        """Make one of the pool's containers this session's. The rename from the name it was
+        listed under is the take: once another session took it, that name is gone."""
         for info in candidates:
-            name = info.labels["name"]
             try:
                 with translated("take a pool sandbox"):
-                    self._rename(name, self._name(session_id), f"{name}.{TAKING}")
+                    self._rename(info.name, self._name(session_id), f"{info.name}.{TAKING}")
             except RuntimeUnavailable:
                 raise
             except ExecutorError:
                 continue  # another session took it first
-            return {**_facts(info.labels, running=True), "sandbox": name}
+            return info.ref
         return None
 
-    def claim(self, session_id: str, owner: str, facts: dict | None = None) -> Sandbox:
+    def claim(self, session_id: str, owner: str, ref: SandboxRef | None = None) -> Sandbox:
         name = self._name(session_id)
         try:
             with translated("claim the sandbox"):
@@ -230,24 +238,15 @@ class DockerExecutor(Executor):
             raise
         except ExecutorError as exc:
             status = status_of(exc)
-            if status == 404 and self.find(session_id) is None:
+            if status == 404 and self._find(session_id) is None:
                 raise SandboxNotFound(session_id) from exc
             if status in (400, 404, 409):
                 raise AlreadyClaimed(session_id) from exc
             raise
-        if facts is None:
+        if ref is None:
             details = self._inspect(f"{name}.{owner}")
-            facts = _facts(details["Config"]["Labels"], running=details["State"]["Running"])
-        return DockerSandbox(
-            self.api,
-            f"{name}.{owner}",
-            session_id,
-            tty=facts["tty"],
-            nonce=facts["nonce"],
-            compiles=facts["compiles"],
-            running=facts["running"],
-            starts=self.starts,
-        )
+            ref = _ref(details["Id"], details["Config"]["Labels"], running=details["State"]["Running"])
+        return DockerSandbox(self.api, ref, session_id, starts=self.starts)
 
     def _inspect(self, container: str) -> dict:
         with translated("inspect the sandbox"):
@@ -255,12 +254,12 @@ class DockerExecutor(Executor):
         return details
 
     def remove(self, session_id: str) -> None:
-        info = self.find(session_id)
+        info = self._find(session_id)
         if info is not None:
-            remove_container(self.api, info.labels["id"])
+            remove_container(self.api, info.ref.id)
 
     def remove_sandbox(self, info: SandboxInfo) -> None:
-        remove_container(self.api, info.labels["id"])
+        remove_container(self.api, info.ref.id)
 
     def check(self, images: list[str]) -> str | None:
         try:
@@ -289,11 +288,13 @@ class DockerExecutor(Executor):
         self.api.close()
 
 
-def _facts(labels: dict[str, str], running: bool) -> dict:
-    """What a worker must know of a sandbox to drive it, kept with the session's record."""
-    return {
-        "tty": labels.get(LABEL_TTY) == "1",
-        "nonce": labels.get(LABEL_NONCE, ""),
-        "compiles": bool(labels.get(LABEL_COMPILES)),
-        "running": running,
-    }
+def _ref(container_id: str, labels: dict[str, str], running: bool) -> SandboxRef:
+    """A container as a SandboxRef, from the labels it was created with."""
+    return SandboxRef(
+        id=container_id,
+        language=labels.get(LABEL_LANGUAGE, ""),
+        tty=labels.get(LABEL_TTY) == "1",
+        compiles=bool(labels.get(LABEL_COMPILES)),
+        nonce=labels.get(LABEL_NONCE, ""),
+        running=running,
+    )

@@ -22,6 +22,7 @@ from .executor import (
     Output,
     RuntimeUnavailable,
     Sandbox,
+    SandboxRef,
     Stream,
     Terminal,
 )
@@ -37,21 +38,18 @@ class DockerSandbox(Sandbox):
     def __init__(
         self,
         api: docker.APIClient,
-        container: str,
+        ref: SandboxRef,
         session_id: str,
-        tty: bool = False,
-        nonce: str = "",
-        compiles: bool = False,
-        running: bool = False,
         starts: threading.BoundedSemaphore | None = None,
     ) -> None:
         self.api = api
-        self.container = container
+        # By id: the container's name changes as it is claimed, its id never.
+        self.container = ref.id
         self.session_id = session_id
-        self.tty = tty
-        self.compiles = compiles
-        self._nonce = nonce
-        self._running = running
+        self.tty = ref.tty
+        self.compiles = ref.compiles
+        self._nonce = ref.nonce
+        self._running = ref.running
         self._starts = starts or threading.BoundedSemaphore(1)
         self._early = b""
         self._sock: socket.socket | None = None

@@ -28,6 +28,7 @@ from .executor import (
     Sandbox,
     SandboxInfo,
     SandboxNotFound,
+    SandboxRef,
     SandboxSpec,
     Terminal,
 )
@@ -124,15 +125,15 @@ class Engine:
         self.records.write_code(session_id, code.encode("utf-8", "surrogatepass"))
         warm = self._warm(spec.id, tty)
         try:
-            facts = warm and self._call(self.executor.take_pooled, session_id, warm)
-            if facts:
-                self._taken(facts)
+            ref = self._call(self.executor.take_pooled, session_id, warm) if warm else None
+            if ref is not None:
+                self._taken(ref)
             else:
-                facts = self._call(self.executor.create, self.sandbox_spec(spec, session_id, tty))
+                ref = self._call(self.executor.create, self.sandbox_spec(spec, session_id, tty))
         except EngineError:
             self.records.forget(session_id)
             raise
-        self.records.write(replace(record, sandbox=facts))
+        self.records.write(replace(record, sandbox=ref))
         return session_id
 
     def _warm(self, language: str, tty: bool) -> list[SandboxInfo]:
@@ -153,9 +154,9 @@ class Engine:
         random.shuffle(warm)  # racing workers then rarely want the same one
         return warm
 
-    def _taken(self, facts: dict) -> None:
+    def _taken(self, ref: SandboxRef) -> None:
         with self._lock:
-            self._warm_cache = [i for i in self._warm_cache if i.labels.get("name") != facts.get("sandbox")]
+            self._warm_cache = [i for i in self._warm_cache if i.ref.id != ref.id]
         if self._pool is not None:
             self._pool.wake()
 
@@ -337,9 +338,10 @@ class Engine:
         self._call(sandbox.remove)
         self.records.finish(session_id, TERMINATED, reason)
 
-    def live_session_ids(self) -> set[str]:
+    def is_live(self, session_id: str) -> bool:
+        """Whether this worker runs the session, or is claiming its sandbox right now."""
         with self._lock:
-            return set(self._runs) | set(self._claiming)
+            return session_id in self._runs or session_id in self._claiming
 
     def _forget(self, session_id: str) -> None:
         with self._lock:
@@ -391,7 +393,7 @@ class Engine:
             run.wait(max(0.0, deadline - time.monotonic()))
         try:
             for info in self.executor.list():
-                if self.executor.owner_of(info) == self.owner:
+                if info.owner == self.owner:
                     self.records.finish(info.session_id, TERMINATED, "server_shutdown")
                     self.executor.remove_sandbox(info)
         except ExecutorError as exc:

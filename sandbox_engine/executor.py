@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import abc
 import enum
-from collections.abc import Iterator
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 
 
 class Stream(enum.Enum):
@@ -52,19 +52,50 @@ class SandboxSpec:
 
 
 @dataclass(frozen=True)
-class SandboxInfo:
-    """What the executor knows of a sandbox, from the sandbox itself (not from any one worker)."""
+class SandboxRef:
+    """A sandbox as its executor made it: enough for any worker to claim and drive it.
 
-    session_id: str
+    Kept with the session's record, so that the worker serving the WebSocket need not ask the
+    runtime about the sandbox before attaching to it.
+    """
+
+    # The runtime's own handle for the sandbox (a container id, a pod name).
+    id: str
     language: str
+    tty: bool = False
+    compiles: bool = False
+    # The launcher's per-sandbox nonce (see launch).
+    nonce: str = ""
+    # Started already: a warm pool's sandbox, its launcher waiting for the program.
+    running: bool = False
+
+
+@dataclass(frozen=True)
+class SandboxInfo:
+    """What the executor knows of a sandbox now, from the runtime (not from any one worker)."""
+
+    ref: SandboxRef
+    # The runtime's name for it as listed; it changes as the sandbox is taken and claimed, so a
+    # take made from this name fails once another made one (Docker: the container's name).
+    name: str
+    # The session it serves; "" for a pool's sandbox nobody took yet.
+    session_id: str
     created_at: float
     claimed: bool
     running: bool
     exited: bool
-    labels: dict[str, str] = field(default_factory=dict)
     # A warm pool's sandbox, started and waiting for a session's program.
     pooled: bool = False
-    tty: bool = False
+    # Who claimed it, as given to claim(); None when unclaimed or half way through a claim.
+    owner: str | None = None
+
+    @property
+    def language(self) -> str:
+        return self.ref.language
+
+    @property
+    def tty(self) -> bool:
+        return self.ref.tty
 
     @property
     def waiting(self) -> bool:
@@ -168,46 +199,49 @@ class Sandbox(abc.ABC):
         """Release the streams and remove the sandbox. Safe to call more than once."""
 
 
+# Whether a claim's owner still drives the sandbox: (owner as given to claim(), session id).
+OwnerAlive = Callable[[str, str], bool]
+
+
 class Executor(abc.ABC):
     @abc.abstractmethod
-    def create(self, spec: SandboxSpec) -> dict:
-        """Create the sandbox, hardened and limited; start it only if it is for the pool.
-        Returns facts to hand to claim(), which then need not ask the runtime for them."""
+    def create(self, spec: SandboxSpec) -> SandboxRef:
+        """Create the sandbox, hardened and limited; start it only if it is for the pool."""
 
     @abc.abstractmethod
-    def find(self, session_id: str) -> SandboxInfo | None: ...
+    def take_pooled(self, session_id: str, candidates: list[SandboxInfo]) -> SandboxRef | None:
+        """Make one of candidates (pooled sandboxes) this session's, or None if none could be had."""
 
     @abc.abstractmethod
-    def take_pooled(self, session_id: str, candidates: list[SandboxInfo]) -> dict | None:
-        """Make one of candidates (pooled sandboxes) this session's: its facts, or None."""
-
-    @abc.abstractmethod
-    def remove_sandbox(self, info: SandboxInfo) -> None:
-        """Remove one sandbox as listed, pooled or not. Missing is fine."""
-
-    def image_labels(self, image: str) -> dict[str, str]:
-        """The labels of a language's image, where the build recorded its version."""
-        return {}
-
-    @abc.abstractmethod
-    def claim(self, session_id: str, owner: str, facts: dict | None = None) -> Sandbox:
-        """Atomically take the sandbox for one attachment; AlreadyClaimed for every later one."""
+    def claim(self, session_id: str, owner: str, ref: SandboxRef | None = None) -> Sandbox:
+        """Atomically take the session's sandbox for one attachment; AlreadyClaimed for every
+        later one, SandboxNotFound when there is none. With `ref` the runtime is not asked."""
 
     @abc.abstractmethod
     def list(self) -> list[SandboxInfo]:
         """Every sandbox of this server's instance."""
 
     @abc.abstractmethod
-    def owner_of(self, info: SandboxInfo) -> str | None:
-        """Who claimed the sandbox, as given to claim(), or None if unclaimed."""
+    def orphaned(self, info: SandboxInfo, alive: OwnerAlive, now: float) -> bool:
+        """Whether nobody will ever end this sandbox: a pool's that died or was left half taken,
+        or a claimed one whose owner is not alive. An unclaimed session's sandbox is never an
+        orphan: when it expires is the engine's business."""
+
+    @abc.abstractmethod
+    def remove_sandbox(self, info: SandboxInfo) -> None:
+        """Remove one sandbox as listed, pooled or not. Missing is fine."""
 
     @abc.abstractmethod
     def remove(self, session_id: str) -> None:
-        """Remove a sandbox by session, running or not. Missing is fine."""
+        """Remove a session's sandbox, claimed or not, running or not. Missing is fine."""
 
     @abc.abstractmethod
     def check(self, images: list[str]) -> str | None:
         """None when the runtime answers and every image exists; else why not."""
+
+    def image_labels(self, image: str) -> dict[str, str]:
+        """The labels of a language's image, where the build recorded its version."""
+        return {}
 
     def close(self) -> None:  # noqa: B027 - optional for executors holding no connections
         """Release connections to the runtime."""

@@ -23,8 +23,6 @@ log = logging.getLogger(__name__)
 
 INTERVAL = 1.0
 PRUNE_EVERY = 60.0
-# A pooled sandbox not running, or half taken, for this long was left by someone who failed.
-STUCK = 60.0
 
 
 def owner_alive(owner: str) -> bool:
@@ -70,48 +68,38 @@ class Reaper:
         engine = self.engine
         executor, records, config = engine.executor, engine.records, engine.config
         now = time.time()
-        mine = engine.live_session_ids()
         for info in executor.list():
-            if info.pooled:
-                if self._pooled_is_dead(info, now):
-                    log.info("reaping pooled sandbox %s", info.labels.get("name"))
-                    executor.remove_sandbox(info)
-                continue
-            reason = self._verdict(info, now, mine)
-            if reason is None:
-                continue
-            log.info("reaping session %s (%s)", info.session_id, reason)
-            if not info.claimed:
-                engine.expire(info.session_id, reason)
-                continue
-            # An ending already decided (a kill, an expiry whose removal failed) keeps its reason.
-            reason = records.requested_end(info.session_id) or reason
-            executor.remove_sandbox(info)
-            records.finish(info.session_id, "TERMINATED", reason)
+            # Decided from what is true after the listing: a session claimed since the last pass
+            # is live by the time its container is seen claimed.
+            if executor.orphaned(info, self._alive, now):
+                self._remove_orphan(info)
+            elif not info.claimed and not info.pooled and self._expired(info, now):
+                log.info("reaping session %s (idle_timeout)", info.session_id)
+                engine.expire(info.session_id, "idle_timeout")
         if now - self._last_prune > PRUNE_EVERY:
             self._last_prune = now
             records.prune(max(config.record_ttl, config.run_timeout + config.idle_timeout + 60))
 
-    def _pooled_is_dead(self, info: SandboxInfo, now: float) -> bool:
-        """A pooled sandbox that stopped, never started, or was left half taken by a dead taker."""
-        if info.exited:
-            return True
-        return (not info.running or info.claimed) and now - info.created_at > STUCK
+    def _alive(self, owner: str, session_id: str) -> bool:
+        if owner == self.engine.owner:
+            return self.engine.is_live(session_id)
+        return owner_alive(owner)
 
-    def _verdict(self, info: SandboxInfo, now: float, mine: set[str]) -> str | None:
-        engine = self.engine
-        config = engine.config
-        if not info.claimed:
-            # A pooled sandbox taken for a session is older than the session: ask the record.
-            record = engine.records.read(info.session_id)
-            created = record.created_at if record is not None else info.created_at
-            return "idle_timeout" if now - created > config.idle_timeout else None
-        owner = engine.executor.owner_of(info)
-        if owner == engine.owner:
-            return None if info.session_id in mine else "internal_error"
-        if owner is None:
-            # Between the two renames of a claim; only a claimer that died stays here.
-            return (
-                "internal_error" if now - info.created_at > config.idle_timeout + config.run_timeout else None
-            )
-        return None if owner_alive(owner) else "internal_error"
+    def _remove_orphan(self, info: SandboxInfo) -> None:
+        executor, records = self.engine.executor, self.engine.records
+        if info.pooled:
+            log.info("reaping pooled sandbox %s", info.name)
+            executor.remove_sandbox(info)
+            return
+        # An ending already decided (a kill, an expiry whose removal failed) keeps its reason.
+        reason = records.requested_end(info.session_id) or "internal_error"
+        log.info("reaping session %s (%s)", info.session_id, reason)
+        executor.remove_sandbox(info)
+        records.finish(info.session_id, "TERMINATED", reason)
+
+    def _expired(self, info: SandboxInfo, now: float) -> bool:
+        """A session nobody attached to within the idle timeout."""
+        # A pooled sandbox taken for a session is older than the session: ask the record.
+        record = self.engine.records.read(info.session_id)
+        created = record.created_at if record is not None else info.created_at
+        return now - created > self.engine.config.idle_timeout

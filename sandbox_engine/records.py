@@ -15,6 +15,7 @@ import time
 from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime
 
+from .executor import SandboxRef
 from .locks import exclusive
 
 FINAL_STATES = ("FINISHED", "TERMINATED")
@@ -39,8 +40,12 @@ class Record:
     # A tty session's terminal size; None for pipes.
     cols: int | None = None
     rows: int | None = None
-    # What the executor said of the sandbox when it was made (see Executor.create).
-    sandbox: dict | None = None
+    # The sandbox as its executor made it (see Executor.create), for the worker that attaches.
+    sandbox: SandboxRef | None = None
+
+    def __post_init__(self) -> None:
+        if isinstance(self.sandbox, dict):  # as read back from JSON
+            object.__setattr__(self, "sandbox", SandboxRef(**self.sandbox))
 
     @property
     def final(self) -> bool:

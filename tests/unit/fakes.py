@@ -18,9 +18,11 @@ from sandbox_engine.executor import (
     ExecutorError,
     ExitStatus,
     Limits,
+    OwnerAlive,
     Sandbox,
     SandboxInfo,
     SandboxNotFound,
+    SandboxRef,
     SandboxSpec,
     Started,
     Stream,
@@ -57,6 +59,8 @@ class FakeSandbox(Sandbox):
         self.limits: list[Limits] = []
         # Set when go() lets the compiled program start; writes before it are the launcher's.
         self.went = threading.Event()
+        # A pool's sandbox runs before anyone attaches to it.
+        self.running_before_attach = False
         # Scripted failures: start() raises start_error, wait() wait_error, remove() remove_error.
         self.start_error: ExecutorError | None = None
         self.wait_error: ExecutorError | None = None
@@ -156,9 +160,12 @@ class FakeSandbox(Sandbox):
 
 
 class FakeExecutor(Executor):
+    """Sandboxes by session id; a warm pool's are kept under "pool-<n>" until a session takes one."""
+
     def __init__(self) -> None:
         self.sandboxes: dict[str, FakeSandbox] = {}
         self.specs: dict[str, SandboxSpec] = {}
+        self.refs: dict[str, SandboxRef] = {}
         self.owners: dict[str, str] = {}
         self.created_at: dict[str, float] = {}
         # Image labels, as a build would record versions in them.
@@ -168,40 +175,72 @@ class FakeExecutor(Executor):
         self.error: ExecutorError | None = None
         # What check() answers: None when ready.
         self.problem: str | None = None
+        # Called at the start of list(), before anything is read: a test makes something happen
+        # between a caller's earlier view and this listing.
+        self.before_list: Callable[[], None] | None = None
         self._lock = threading.Lock()
+        self._pooled = 0
 
-    def create(self, spec: SandboxSpec) -> dict:
+    def create(self, spec: SandboxSpec) -> SandboxRef:
         self._fail()
         with self._lock:
-            self.specs[spec.session_id] = spec
-            self.sandboxes[spec.session_id] = FakeSandbox(
-                spec.session_id, self, tty=spec.tty, compiles=spec.compile is not None
+            key = spec.session_id
+            if key is None:
+                self._pooled += 1
+                key = f"pool-{self._pooled}"
+            sandbox = FakeSandbox(key, self, tty=spec.tty, compiles=spec.compile is not None)
+            # A pool's sandbox is started at once, its launcher waiting for a program.
+            sandbox.running_before_attach = spec.session_id is None
+            self.specs[key] = spec
+            self.sandboxes[key] = sandbox
+            self.created_at[key] = time.time()
+            ref = SandboxRef(
+                id=f"fake-{key}",
+                language=spec.language,
+                tty=spec.tty,
+                compiles=spec.compile is not None,
+                running=spec.session_id is None,
             )
-            self.created_at[spec.session_id] = time.time()
-        return {}
+            self.refs[key] = ref
+            return ref
 
-    def find(self, session_id: str) -> SandboxInfo | None:
+    def take_pooled(self, session_id: str, candidates: list[SandboxInfo]) -> SandboxRef | None:
         self._fail()
         with self._lock:
-            return self._info(session_id) if session_id in self.sandboxes else None
+            for info in candidates:
+                sandbox = self.sandboxes.get(info.name)
+                if sandbox is None or info.name in self.owners:
+                    continue  # another session took it first
+                del self.sandboxes[info.name]
+                sandbox.session_id = session_id
+                self.sandboxes[session_id] = sandbox
+                for table in (self.specs, self.refs, self.created_at):
+                    table[session_id] = table.pop(info.name)
+                return self.refs[session_id]
+        return None
 
-    def claim(self, session_id: str, owner: str, facts: dict | None = None) -> FakeSandbox:
+    def claim(self, session_id: str, owner: str, ref: SandboxRef | None = None) -> FakeSandbox:
         self._fail()
         with self._lock:
             if session_id not in self.sandboxes:
                 raise SandboxNotFound(session_id)
             if session_id in self.owners:
                 raise AlreadyClaimed(session_id)
+            assert ref is None or ref == self.refs[session_id], "claimed with another sandbox's ref"
             self.owners[session_id] = owner
             return self.sandboxes[session_id]
 
     def list(self) -> list[SandboxInfo]:
         self._fail()
+        if self.before_list is not None:
+            self.before_list()
         with self._lock:
-            return [self._info(session_id) for session_id in self.sandboxes]
+            return [self._info(key) for key in self.sandboxes]
 
-    def owner_of(self, info: SandboxInfo) -> str | None:
-        return self.owners.get(info.session_id)
+    def orphaned(self, info: SandboxInfo, alive: OwnerAlive, now: float) -> bool:
+        if info.pooled:
+            return info.exited
+        return info.owner is not None and not alive(info.owner, info.session_id)
 
     def remove(self, session_id: str) -> None:
         self._fail()
@@ -215,27 +254,28 @@ class FakeExecutor(Executor):
     def image_labels(self, image: str) -> dict[str, str]:
         return self.labels.get(image, {})
 
-    def take_pooled(self, session_id: str, candidates: list[SandboxInfo]) -> dict | None:
-        return None  # the fake keeps no pool
-
     def remove_sandbox(self, info: SandboxInfo) -> None:
-        self.remove(info.session_id)
+        self.remove(info.name)
 
-    def forget(self, session_id: str) -> None:
+    def forget(self, key: str) -> None:
         with self._lock:
-            if self.sandboxes.pop(session_id, None) is not None:
-                self.removed.append(session_id)
+            if self.sandboxes.pop(key, None) is not None:
+                self.removed.append(key)
 
-    def _info(self, session_id: str) -> SandboxInfo:
-        spec = self.specs[session_id]
-        sandbox = self.sandboxes[session_id]
+    def _info(self, key: str) -> SandboxInfo:
+        sandbox = self.sandboxes[key]
+        pooled = key.startswith("pool-")
+        running = (sandbox.started or sandbox.running_before_attach) and not sandbox._ended.is_set()
         return SandboxInfo(
-            session_id=session_id,
-            language=spec.language,
-            created_at=self.created_at[session_id],
-            claimed=session_id in self.owners,
-            running=sandbox.started and not sandbox._ended.is_set(),
+            ref=self.refs[key],
+            name=key,
+            session_id="" if pooled else key,
+            created_at=self.created_at[key],
+            claimed=key in self.owners,
+            running=running,
             exited=sandbox._ended.is_set(),
+            pooled=pooled,
+            owner=self.owners.get(key),
         )
 
     def _fail(self) -> None:

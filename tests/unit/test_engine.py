@@ -171,7 +171,7 @@ def test_attach_runs_the_program_and_records_how_it_ended(engine, executor):
     sandbox = executor.sandboxes[session_id]
     assert sandbox.started
     assert engine.describe(session_id)["state"] == "RUNNING"
-    assert session_id in engine.live_session_ids()
+    assert engine.is_live(session_id)
 
     sandbox.stdout("name? ")
     sandbox.exit(0)
@@ -185,7 +185,7 @@ def test_attach_runs_the_program_and_records_how_it_ended(engine, executor):
     assert (described["state"], described["exitCode"], described["reason"]) == ("FINISHED", 0, "exited")
     assert described["startedAt"] is not None and described["endedAt"] is not None
     assert sandbox.removed.is_set()
-    assert session_id not in engine.live_session_ids()
+    assert not engine.is_live(session_id)
     refused(Kind.SESSION_ENDED, engine.check_attachable, session_id)
 
 
@@ -256,7 +256,7 @@ def test_a_sandbox_that_cannot_start_ends_the_session(engine, executor):
     described = engine.describe(session_id)
     assert (described["state"], described["reason"]) == ("TERMINATED", "internal_error")
     assert sandbox.removed.is_set()
-    assert session_id not in engine.live_session_ids()
+    assert not engine.is_live(session_id)
 
 
 # --- delete ---------------------------------------------------------------------------------
@@ -402,3 +402,97 @@ def test_shutdown_ends_every_run_with_server_shutdown(engine, executor):
         assert (described["state"], described["reason"]) == ("TERMINATED", "server_shutdown")
     assert sorted(executor.removed) == sorted(clients)
     refused(Kind.RUNTIME_UNAVAILABLE, engine.create_session, "python", CODE)
+
+
+# --- the warm pool and sandbox references ---------------------------------------------------
+
+
+def warm(engine: Engine, executor: FakeExecutor, count: int, tty: bool = False) -> list[str]:
+    """Pool sandboxes as the refiller makes them; their names."""
+    for _ in range(count):
+        executor.create(engine.sandbox_spec(LANGUAGES["python"], None, tty))
+    return [info.name for info in executor.list() if info.waiting and info.tty == tty]
+
+
+def test_a_session_takes_a_warm_sandbox_and_attaches_by_its_reference(make_engine, executor):
+    engine = make_engine(pool_size="python=2")
+    names = warm(engine, executor, 2)
+    session_id = engine.create_session("python", CODE)
+
+    record = engine.records.read(session_id)
+    taken = executor.refs[session_id]
+    assert record.sandbox == taken and taken.running, "the record keeps the taken sandbox's reference"
+    assert [info.name for info in executor.list() if info.waiting] == [
+        n for n in names if n != f"{taken.id[5:]}"
+    ]
+    client = FakeClient()
+    engine.attach(session_id, client.emit, client.close)  # the fake checks the reference it is given
+    sandbox = executor.sandboxes[session_id]
+    assert sandbox.code == CODE.encode()
+    sandbox.exit(0)
+    assert engine._runs == {} or engine._runs[session_id].wait(END)
+
+
+def test_without_a_warm_sandbox_of_its_kind_a_session_gets_a_new_one(make_engine, executor):
+    engine = make_engine(pool_size="python=1")
+    warm(engine, executor, 1, tty=True)  # a terminal session's, not a pipe session's
+    session_id = engine.create_session("python", CODE)
+    assert not executor.refs[session_id].running
+    assert len([info for info in executor.list() if info.waiting]) == 1
+
+
+def test_two_sessions_never_take_the_same_warm_sandbox(make_engine, executor):
+    engine = make_engine(pool_size="python=8")
+    warm(engine, executor, 8)
+    sessions: list[str] = []
+    threads = [
+        threading.Thread(target=lambda: sessions.append(engine.create_session("python", CODE)))
+        for _ in range(8)
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    refs = [executor.refs[session_id].id for session_id in sessions]
+    assert len(set(refs)) == 8
+    # Every session got one of the warm ones or a new one; none of the pool is left half taken.
+    assert all(info.session_id in sessions for info in executor.list() if not info.pooled)
+
+
+def test_the_reaper_never_takes_a_session_claimed_after_its_last_look_for_an_orphan(engine, executor):
+    # The interleaving that killed live sessions under load: the reaper learned which sessions
+    # its worker runs, then a client attached, then the reaper listed the containers and found
+    # the new claim among them. Here the attach happens inside the listing, deterministically.
+    session_id = engine.create_session("python", CODE)
+    client = FakeClient()
+    runs = []
+
+    def attach_first() -> None:
+        executor.before_list = None
+        runs.append(engine.attach(session_id, client.emit, client.close))
+
+    executor.before_list = attach_first
+    Reaper(engine).reap_once()
+    sandbox = executor.sandboxes[session_id]
+    assert not sandbox.removed.is_set(), "the reaper removed a live session as an orphan"
+    assert engine.describe(session_id)["state"] == "RUNNING"
+    sandbox.exit(0)
+    assert runs[0].wait(END)
+    assert client.final["reason"] == "exited"
+
+
+def test_a_claim_whose_owner_is_gone_is_reaped_as_an_internal_error(engine, executor):
+    session_id = engine.create_session("python", CODE)
+    executor.claim(session_id, "p999999999")  # a worker that no longer exists
+    Reaper(engine).reap_once()
+    described = engine.describe(session_id)
+    assert (described["state"], described["reason"]) == ("TERMINATED", "internal_error")
+    assert executor.list() == []
+
+
+def test_a_dead_warm_sandbox_is_reaped_and_a_live_one_kept(make_engine, executor):
+    engine = make_engine(pool_size="python=2")
+    dead, alive = warm(engine, executor, 2)
+    executor.sandboxes[dead].exit(1)
+    Reaper(engine).reap_once()
+    assert [info.name for info in executor.list()] == [alive]
