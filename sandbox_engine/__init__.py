@@ -2,80 +2,15 @@
 
 from __future__ import annotations
 
-import logging
-import os
-import sys
+from typing import TYPE_CHECKING, Any
 
-from flask import Flask
-from werkzeug.exceptions import HTTPException
-
-from .config import Config
-from .errors import EngineError, kind_for_status
+if TYPE_CHECKING:
+    from flask import Flask
 
 
-def _ui_root() -> str:
-    """templates/ and static/: beside the package in a checkout, under share/ when installed."""
-    checkout = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    if os.path.isdir(os.path.join(checkout, "templates")):
-        return checkout
-    return os.path.join(sys.prefix, "share", "sandbox-engine")
+def create_app(*args: Any, **kwargs: Any) -> Flask:
+    """The application factory (see app.create_app). Importing the package stays light, so that
+    gunicorn's master can read our settings without loading Flask or ssl before it forks."""
+    from .app import create_app as factory
 
-
-ROOT = _ui_root()
-
-
-def create_app(config: Config | None = None, executor=None) -> Flask:
-    """The application factory. `config` defaults to the environment; `executor` to Docker."""
-    from . import api, ui, ws
-    from .docker_executor import DockerExecutor
-    from .engine import Engine
-    from .records import RecordStore
-
-    config = config or Config.from_env()
-    app = Flask(
-        __name__,
-        template_folder=os.path.join(ROOT, "templates"),
-        static_folder=os.path.join(ROOT, "static"),
-    )
-    app.config["SANDBOX"] = config
-    # The body may carry code up to the limit, JSON-escaped (at most 6 bytes a byte) plus framing.
-    app.config["MAX_CONTENT_LENGTH"] = config.max_code_size * 6 + 4096
-    app.config["SOCK_SERVER_OPTIONS"] = {"ping_interval": 25, "max_message_size": ws.MAX_MESSAGE}
-    app.json.sort_keys = False
-
-    records = RecordStore(os.path.join(config.state_dir, config.instance))
-    if executor is None:
-        executor = DockerExecutor(
-            config.instance,
-            config.docker_host,
-            pool_size=config.max_sessions + 16,
-            lock_dir=records.directory,
-        )
-    engine = Engine(config, executor, records)
-    app.extensions["sandbox_engine"] = engine
-
-    app.register_blueprint(api.bp)
-    app.register_blueprint(ws.bp)
-    app.register_blueprint(ui.bp)
-
-    @app.before_request
-    def start_engine() -> None:
-        # Started on first use in each process: threads started before gunicorn forks are lost.
-        engine.ensure_started()
-
-    @app.errorhandler(EngineError)
-    def engine_error(exc: EngineError):
-        headers = {"Retry-After": str(exc.retry_after)} if exc.retry_after else {}
-        return exc.to_json(), exc.kind.http_status, headers
-
-    @app.errorhandler(HTTPException)
-    def http_error(exc: HTTPException):
-        kind = kind_for_status(exc.code or 500)
-        return {"error": {"code": kind.code, "message": exc.description}}, exc.code
-
-    @app.errorhandler(Exception)
-    def unexpected(exc: Exception):
-        logging.getLogger(__name__).exception("unhandled error")
-        return {"error": {"code": "internal_error", "message": "internal error"}}, 500
-
-    return app
+    return factory(*args, **kwargs)

@@ -7,6 +7,7 @@ import os
 import sys
 
 from .config import Config
+from .states import Reason
 
 LIMIT_FLAGS = (
     ("--idle-timeout", "idle_timeout", "seconds with no input and no output before a session ends (30)"),
@@ -61,7 +62,13 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("file", help="the program to run")
 
     reap = commands.add_parser("reap", help="remove every container of this instance (the server does this)")
-    reap.add_argument("--reason", default="internal_error", help="the reason recorded for ended sessions")
+    reap.add_argument(
+        "--reason",
+        type=Reason,
+        choices=list(Reason),
+        default=Reason.INTERNAL_ERROR,
+        help="the reason recorded for ended sessions",
+    )
 
     args = parser.parse_args(argv)
     if args.command == "reap":
@@ -84,7 +91,7 @@ def main(argv: list[str] | None = None) -> int:
     return 2
 
 
-def reap_command(reason: str) -> int:
+def reap_command(reason: Reason) -> int:
     """Prints how many containers it removed; the configuration comes from the environment."""
     from .docker_executor import DockerExecutor
     from .engine import reap_instance

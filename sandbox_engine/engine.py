@@ -16,6 +16,7 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import replace
+from functools import partial
 
 from .config import Config
 from .errors import EngineError, Kind
@@ -36,7 +37,8 @@ from .languages import LANGUAGES, VERSION_LABEL, LanguageSpec
 from .pool import Pool
 from .reaper import Reaper
 from .records import Record, RecordStore
-from .session import COMPILING, RUNNING, TERMINATED, Outcome, RunLimits, SessionRun
+from .session import Outcome, RunLimits, SessionRun
+from .states import Reason, State
 
 log = logging.getLogger(__name__)
 
@@ -110,7 +112,7 @@ class Engine:
         record = Record(
             session_id=session_id,
             language=spec.id,
-            state="CREATED",
+            state=State.CREATED,
             created_at=time.time(),
             cols=terminal.cols if terminal else None,
             rows=terminal.rows if terminal else None,
@@ -197,7 +199,7 @@ class Engine:
         ending = self.records.requested_end(session_id)
         if ending is not None:
             raise EngineError(Kind.SESSION_ENDED, f"session {session_id} has ended ({ending})")
-        if record.state != "CREATED":
+        if record.state is not State.CREATED:
             raise _already_attached(session_id)
 
     def attach(self, session_id: str, emit: Callable[[dict], None], close: Callable[[], None]) -> SessionRun:
@@ -218,7 +220,7 @@ class Engine:
                 self._runs[session_id] = run
         # The new state is recorded before the program starts: a program that ends at once must
         # not have its FINISHED record overwritten by a late RUNNING.
-        state = COMPILING if sandbox.compiles else RUNNING
+        state = State.COMPILING if sandbox.compiles else State.RUNNING
         self.records.write(replace(record, state=state, started_at=time.time()))
         code = self.records.read_code(session_id) or b""
         terminal = Terminal(record.cols, record.rows) if record.cols and record.rows else None
@@ -226,11 +228,10 @@ class Engine:
             run.start(code, terminal)
         except ExecutorError as exc:
             self._forget(session_id)
-            self.records.finish(session_id, TERMINATED, "internal_error")
-            self._remove_quietly(sandbox.remove)
+            self.records.end(session_id, Reason.INTERNAL_ERROR, lambda: self._remove_quietly(sandbox.remove))
             raise EngineError(Kind.RUNTIME_UNAVAILABLE, f"the sandbox could not start: {exc}") from None
         if self._shutting_down:
-            run.end("server_shutdown")
+            run.end(Reason.SERVER_SHUTDOWN)
         return run
 
     def _run(
@@ -273,15 +274,8 @@ class Engine:
                     del self._claiming[session_id]
 
     def _ended(self, record: Record, outcome: Outcome) -> None:
-        self.records.write(
-            replace(
-                record,
-                state=outcome.state,
-                started_at=outcome.started_at,
-                ended_at=outcome.ended_at,
-                exit_code=outcome.exit_code,
-                reason=outcome.reason,
-            )
+        self.records.finish(
+            record.session_id, outcome.reason, outcome.exit_code, outcome.started_at, outcome.ended_at
         )
 
     def _release(self, run: SessionRun) -> None:
@@ -297,7 +291,7 @@ class Engine:
         with self._lock:
             run = self._runs.get(session_id)
         if run is not None:
-            run.end("killed")
+            run.end(Reason.KILLED)
             run.wait(SHUTDOWN_GRACE)
             return
         with self._claim(session_id):
@@ -306,15 +300,15 @@ class Engine:
                 sandbox = self._call(self.executor.claim, session_id, self.owner)
             except AlreadyClaimed:
                 # Another worker runs it: leave word of the reason, then stop the container.
-                self.records.request_end(session_id, "killed")
+                self.records.request_end(session_id, Reason.KILLED)
                 self._call(self.executor.remove, session_id)
                 return
             except SandboxNotFound:
-                self.records.finish(session_id, TERMINATED, "killed")
+                self.records.end(session_id, Reason.KILLED)
                 return
-            self._end_claimed(sandbox, "killed")
+            self._end_claimed(sandbox, Reason.KILLED)
 
-    def expire(self, session_id: str, reason: str) -> None:
+    def expire(self, session_id: str, reason: Reason) -> None:
         """End a session no client attached to, unless one attaches first."""
         with self._claim(session_id):
             try:
@@ -322,21 +316,13 @@ class Engine:
             except AlreadyClaimed:
                 return  # a client attached in time, or another reaper got there first
             except SandboxNotFound:
-                self.records.finish(session_id, TERMINATED, reason)
+                self.records.end(session_id, reason)
                 return
             self._end_claimed(sandbox, reason)
 
-    def _end_claimed(self, sandbox: Sandbox, reason: str) -> None:
-        """Remove an unattached sandbox this worker has claimed, then record the session's end.
-
-        The record says TERMINATED only once the container is gone, so a client that sees the end
-        finds nothing left behind. Meanwhile the word left in the state directory makes attaches
-        answer 410, and tells the reaper the reason should the removal fail now.
-        """
-        session_id = sandbox.session_id
-        self.records.request_end(session_id, reason)
-        self._call(sandbox.remove)
-        self.records.finish(session_id, TERMINATED, reason)
+    def _end_claimed(self, sandbox: Sandbox, reason: Reason) -> None:
+        """End an unattached session whose sandbox this worker has claimed (see RecordStore.end)."""
+        self.records.end(sandbox.session_id, reason, lambda: self._call(sandbox.remove))
 
     def is_live(self, session_id: str) -> bool:
         """Whether this worker runs the session, or is claiming its sandbox right now."""
@@ -387,15 +373,18 @@ class Engine:
         with self._lock:
             runs = list(self._runs.values())
         for run in runs:
-            run.end("server_shutdown")
+            run.end(Reason.SERVER_SHUTDOWN)
         deadline = time.monotonic() + SHUTDOWN_GRACE
         for run in runs:
             run.wait(max(0.0, deadline - time.monotonic()))
         try:
             for info in self.executor.list():
                 if info.owner == self.owner:
-                    self.records.finish(info.session_id, TERMINATED, "server_shutdown")
-                    self.executor.remove_sandbox(info)
+                    self.records.end(
+                        info.session_id,
+                        Reason.SERVER_SHUTDOWN,
+                        lambda i=info: self.executor.remove_sandbox(i),
+                    )
         except ExecutorError as exc:
             log.warning("shutdown could not remove every container: %s", exc)
 
@@ -419,13 +408,14 @@ class Engine:
             log.warning("removal deferred to the reaper: %s", exc)
 
 
-def reap_instance(executor: Executor, records: RecordStore, reason: str = "internal_error") -> int:
+def reap_instance(executor: Executor, records: RecordStore, reason: Reason = Reason.INTERNAL_ERROR) -> int:
     """Remove every container of this instance: at server start, what a crash left behind."""
     count = 0
     for info in executor.list():
-        if not info.pooled:
-            records.finish(info.session_id, TERMINATED, reason)
-        executor.remove_sandbox(info)
+        if info.pooled:
+            executor.remove_sandbox(info)
+        else:
+            records.end(info.session_id, reason, partial(executor.remove_sandbox, info))
         count += 1
     return count
 

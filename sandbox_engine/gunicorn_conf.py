@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import logging
 
+# Light: the package's __init__ loads nothing (see create_app there).
+from sandbox_engine.states import Reason
+
 worker_class = "gevent"
 worker_connections = 1000
 # Sessions are ended within a few seconds of a shutdown signal; this is the hard stop after that.
@@ -16,7 +19,7 @@ access_log_format = '%(h)s "%(r)s" %(s)s %(b)s %(M)sms'
 log = logging.getLogger("sandbox_engine")
 
 
-def _reap(reason: str) -> int:
+def _reap(reason: Reason) -> int:
     """Remove every container of this instance, in a child process: the master must not import
     docker-py (and with it ssl) before it forks, or gevent patches the workers' ssl too late."""
     import subprocess
@@ -36,14 +39,14 @@ def _reap(reason: str) -> int:
 
 def on_starting(server) -> None:
     # No worker runs yet, so every container of this instance was left by a server that died.
-    count = _reap("internal_error")
+    count = _reap(Reason.INTERNAL_ERROR)
     if count:
         server.log.info("removed %d container(s) left by an earlier server", count)
 
 
 def on_exit(server) -> None:
     # Workers have ended their sessions; this removes anything a killed worker could not.
-    _reap("server_shutdown")
+    _reap(Reason.SERVER_SHUTDOWN)
 
 
 def _engine(worker):

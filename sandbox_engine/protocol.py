@@ -6,6 +6,8 @@ import codecs
 import json
 from dataclasses import dataclass
 
+from .states import Reason, State
+
 
 class ProtocolError(ValueError):
     """A client message the server cannot use; answered with an `error` message."""
@@ -84,9 +86,9 @@ def encode(message: dict) -> str:
     return json.dumps(message, ensure_ascii=False, separators=(",", ":"))
 
 
-def state_message(state: str, exit_code: int | None = None, reason: str | None = None) -> dict:
+def state_message(state: State, exit_code: int | None = None, reason: Reason | None = None) -> dict:
     message: dict = {"type": "state", "state": state}
-    if state in ("FINISHED", "TERMINATED"):
+    if state.final:
         message["exitCode"] = exit_code
         message["reason"] = reason
     return message

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 
 from .errors import EngineError
 from .executor import ExecutorError, SandboxInfo
+from .states import Reason
 
 if TYPE_CHECKING:
     from .engine import Engine
@@ -75,7 +76,7 @@ class Reaper:
                 self._remove_orphan(info)
             elif not info.claimed and not info.pooled and self._expired(info, now):
                 log.info("reaping session %s (idle_timeout)", info.session_id)
-                engine.expire(info.session_id, "idle_timeout")
+                engine.expire(info.session_id, Reason.IDLE_TIMEOUT)
         if now - self._last_prune > PRUNE_EVERY:
             self._last_prune = now
             records.prune(max(config.record_ttl, config.run_timeout + config.idle_timeout + 60))
@@ -92,10 +93,9 @@ class Reaper:
             executor.remove_sandbox(info)
             return
         # An ending already decided (a kill, an expiry whose removal failed) keeps its reason.
-        reason = records.requested_end(info.session_id) or "internal_error"
+        reason = records.requested_end(info.session_id) or Reason.INTERNAL_ERROR
         log.info("reaping session %s (%s)", info.session_id, reason)
-        executor.remove_sandbox(info)
-        records.finish(info.session_id, "TERMINATED", reason)
+        records.end(info.session_id, reason, lambda: executor.remove_sandbox(info))
 
     def _expired(self, info: SandboxInfo, now: float) -> bool:
         """A session nobody attached to within the idle timeout."""

@@ -12,13 +12,13 @@ import json
 import os
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime
 
 from .executor import SandboxRef
 from .locks import exclusive
-
-FINAL_STATES = ("FINISHED", "TERMINATED")
+from .states import Reason, State
 
 
 def iso(ts: float | None) -> str | None:
@@ -31,12 +31,12 @@ def iso(ts: float | None) -> str | None:
 class Record:
     session_id: str
     language: str
-    state: str
+    state: State
     created_at: float
     started_at: float | None = None
     ended_at: float | None = None
     exit_code: int | None = None
-    reason: str | None = None
+    reason: Reason | None = None
     # A tty session's terminal size; None for pipes.
     cols: int | None = None
     rows: int | None = None
@@ -44,12 +44,16 @@ class Record:
     sandbox: SandboxRef | None = None
 
     def __post_init__(self) -> None:
-        if isinstance(self.sandbox, dict):  # as read back from JSON
+        # As read back from JSON: words and a dict, made our types again.
+        object.__setattr__(self, "state", State(self.state))
+        if self.reason is not None:
+            object.__setattr__(self, "reason", Reason(self.reason))
+        if isinstance(self.sandbox, dict):
             object.__setattr__(self, "sandbox", SandboxRef(**self.sandbox))
 
     @property
     def final(self) -> bool:
-        return self.state in FINAL_STATES
+        return self.state.final
 
     def public(self) -> dict:
         return {
@@ -63,8 +67,21 @@ class Record:
             "endedAt": iso(self.ended_at),
         }
 
-    def ended(self, state: str, reason: str, exit_code: int | None = None, at: float | None = None) -> Record:
-        return replace(self, state=state, reason=reason, exit_code=exit_code, ended_at=at or time.time())
+    def ended(
+        self,
+        reason: Reason,
+        exit_code: int | None = None,
+        started_at: float | None = None,
+        ended_at: float | None = None,
+    ) -> Record:
+        return replace(
+            self,
+            state=reason.state,
+            reason=reason,
+            exit_code=exit_code,
+            started_at=started_at or self.started_at,
+            ended_at=ended_at or time.time(),
+        )
 
 
 class RecordStore:
@@ -143,23 +160,48 @@ class RecordStore:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(path)
 
-    def finish(self, session_id: str, state: str, reason: str, exit_code: int | None = None) -> None:
-        """Mark a session ended unless it already is: the first ending is the true one."""
+    def finish(
+        self,
+        session_id: str,
+        reason: Reason,
+        exit_code: int | None = None,
+        started_at: float | None = None,
+        ended_at: float | None = None,
+    ) -> bool:
+        """Mark a session ended unless it already is: the first ending is the true one, also
+        when two workers end one session at the same moment. Whether this one was first."""
         self.forget_code(session_id)
-        record = self.read(session_id)
-        if record is not None and not record.final:
-            self.write(record.ended(state, reason, exit_code))
+        with exclusive(os.path.join(self.directory, ".finish.lock")):
+            record = self.read(session_id)
+            if record is None or record.final:
+                return False
+            self.write(record.ended(reason, exit_code, started_at, ended_at))
+            return True
 
-    def request_end(self, session_id: str, reason: str) -> None:
+    def end(self, session_id: str, reason: Reason, remove: Callable[[], None] | None = None) -> None:
+        """The one way a session ends when no run of it is left to tell its client: delete,
+        expiry, the reaper, shutdown and the reaping of what a crash left all come here.
+
+        Word of the reason first, so an attach meanwhile hears the session ended and a removal
+        that fails leaves the reason for the reaper; then the sandbox goes; then the record says
+        so, which a client may take to mean nothing is left behind. A failed removal raises
+        and records nothing.
+        """
+        self.request_end(session_id, reason)
+        if remove is not None:
+            remove()
+        self.finish(session_id, reason)
+
+    def request_end(self, session_id: str, reason: Reason) -> None:
         """Leave word for the worker running the session that it was ended, and why."""
         with open(self._path(session_id, ".end"), "w") as f:
             f.write(reason)
 
-    def requested_end(self, session_id: str) -> str | None:
+    def requested_end(self, session_id: str) -> Reason | None:
         try:
             with open(self._path(session_id, ".end")) as f:
-                return f.read().strip() or None
-        except FileNotFoundError:
+                return Reason(f.read().strip())
+        except (FileNotFoundError, ValueError):
             return None
 
     def prune(self, older_than: float) -> None:

@@ -26,13 +26,10 @@ from .protocol import (
     state_message,
     utf8_prefix,
 )
+from .states import Reason, State
 
 log = logging.getLogger(__name__)
 
-COMPILING = "COMPILING"
-RUNNING = "RUNNING"
-FINISHED = "FINISHED"
-TERMINATED = "TERMINATED"
 # How long a killed program may take to go before the run gives up waiting on it.
 KILL_WAIT = 10.0
 
@@ -49,11 +46,14 @@ class RunLimits:
 
 @dataclass(frozen=True)
 class Outcome:
-    state: str
     exit_code: int | None
-    reason: str
+    reason: Reason
     started_at: float
     ended_at: float
+
+    @property
+    def state(self) -> State:
+        return self.reason.state
 
 
 class SessionRun:
@@ -69,8 +69,8 @@ class SessionRun:
         close_client: Callable[[], None],
         on_end: Callable[[Outcome], None],
         release: Callable[[], None],
-        external_reason: Callable[[], str | None] = lambda: None,
-        on_state: Callable[[str], None] = lambda state: None,
+        external_reason: Callable[[], Reason | None] = lambda: None,
+        on_state: Callable[[State], None] = lambda state: None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.sandbox = sandbox
@@ -84,7 +84,7 @@ class SessionRun:
         self._external_reason = external_reason
         self._on_state = on_state
         self._clock = clock
-        self._reason: str | None = None
+        self._reason: Reason | None = None
         self._lock = threading.Lock()
         # Orders the program's input: what was held back goes before anything sent after it.
         self._input_lock = threading.RLock()
@@ -108,12 +108,12 @@ class SessionRun:
         self.sandbox.start(code, terminal)
         self.started_at = time.time()
         self._started = self._last_activity = self._clock()
-        self._send(state_message(COMPILING if self._compiling else RUNNING))
+        self._send(state_message(State.COMPILING if self._compiling else State.RUNNING))
         name = self.sandbox.session_id
         threading.Thread(target=self._pump, name=f"pump-{name}", daemon=True).start()
         threading.Thread(target=self._watchdog, name=f"watch-{name}", daemon=True).start()
 
-    def end(self, reason: str) -> None:
+    def end(self, reason: Reason) -> None:
         """Ask the run to end: the first reason given is the one reported. Never blocks."""
         with self._lock:
             if self._reason is not None or self._finished.is_set():
@@ -139,7 +139,7 @@ class SessionRun:
 
     def client_gone(self) -> None:
         self._client_gone = True
-        self.end("client_disconnected")
+        self.end(Reason.CLIENT_DISCONNECTED)
 
     # --- client messages -----------------------------------------------------------------
     def handle(self, message: ClientMessage) -> None:
@@ -152,7 +152,7 @@ class SessionRun:
 
     def _handle(self, message: ClientMessage) -> None:
         if isinstance(message, Kill):
-            self.end("killed")
+            self.end(Reason.KILLED)
         elif isinstance(message, Signal):
             self.sandbox.signal(message.name)
         elif isinstance(message, Resize):
@@ -180,13 +180,17 @@ class SessionRun:
             now = self._clock()
             if self._compiling:
                 deadline = self._started + self.limits.compile_timeout
-                expired = "timeout" if now >= deadline else None
+                expired = Reason.TIMEOUT if now >= deadline else None
             else:
                 idle_deadline = self._last_activity + self.limits.idle_timeout
                 run_deadline = self._started + self.limits.run_timeout
                 deadline = min(idle_deadline, run_deadline)
                 expired = (
-                    "timeout" if now >= run_deadline else "idle_timeout" if now >= idle_deadline else None
+                    Reason.TIMEOUT
+                    if now >= run_deadline
+                    else Reason.IDLE_TIMEOUT
+                    if now >= idle_deadline
+                    else None
                 )
             if expired:
                 self.end(expired)
@@ -212,14 +216,14 @@ class SessionRun:
                         self._compile_failed = item.exit_code != 0
                     continue
                 stream, chunk = item
-                if self._reason is not None and self._reason != "client_disconnected":
+                if self._reason is not None and self._reason is not Reason.CLIENT_DISCONNECTED:
                     # The engine ended the run: nothing more is delivered, only drained.
                     continue
                 if len(chunk) > remaining:
                     chunk = utf8_prefix(chunk, remaining)
                     self._deliver(stream, decoders[stream].decode(chunk))
                     remaining = 0
-                    self.end("output_limit")
+                    self.end(Reason.OUTPUT_LIMIT)
                     continue
                 remaining -= len(chunk)
                 self._deliver(stream, decoders[stream].decode(chunk))
@@ -228,10 +232,10 @@ class SessionRun:
                     self._deliver(stream, decoder.flush())
         except ExecutorError as exc:
             log.warning("session %s lost its sandbox: %s", self.sandbox.session_id, exc)
-            self.end(self._external_reason() or "internal_error")
+            self.end(self._external_reason() or Reason.INTERNAL_ERROR)
         except Exception:
             log.exception("pump of %s failed", self.sandbox.session_id)
-            self.end("internal_error")
+            self.end(Reason.INTERNAL_ERROR)
         self._finish()
 
     def _begin_running(self) -> None:
@@ -241,8 +245,8 @@ class SessionRun:
             self.sandbox.set_limits(limits)
         self.started_at = time.time()
         self._started = self._last_activity = self._clock()
-        self._on_state(RUNNING)
-        self._send(state_message(RUNNING))
+        self._on_state(State.RUNNING)
+        self._send(state_message(State.RUNNING))
         self.sandbox.go()
         with self._input_lock:
             self._compiling = False
@@ -282,20 +286,19 @@ class SessionRun:
             reason = self._reason or self._external_reason()
             if reason is None:
                 if lost:
-                    reason = "internal_error"
+                    reason = Reason.INTERNAL_ERROR
                 elif oom:
-                    reason = "memory_limit"
+                    reason = Reason.MEMORY_LIMIT
                 elif self._compile_failed:
-                    reason = "compile_error"
+                    reason = Reason.COMPILE_ERROR
                 else:
-                    reason = "exited"
+                    reason = Reason.EXITED
             self._reason = reason
-        state = FINISHED if reason in ("exited", "compile_error") else TERMINATED
-        self.outcome = Outcome(state, exit_code, reason, self.started_at, time.time())
+        self.outcome = Outcome(exit_code, reason, self.started_at, time.time())
         try:
             # Recorded before the client hears of it, so a GET right after sees the same ending.
             self._on_end(self.outcome)
-            self._send(state_message(state, exit_code, reason))
+            self._send(state_message(reason.state, exit_code, reason))
             self._close_client()
         finally:
             try:

@@ -17,6 +17,7 @@ from sandbox_engine.executor import ExecutorError, RuntimeUnavailable
 from sandbox_engine.languages import LANGUAGES
 from sandbox_engine.reaper import Reaper
 from sandbox_engine.records import Record, RecordStore
+from sandbox_engine.states import Reason
 
 CODE = "print(input('name? '))\n"
 END = 5.0
@@ -496,3 +497,52 @@ def test_a_dead_warm_sandbox_is_reaped_and_a_live_one_kept(make_engine, executor
     executor.sandboxes[dead].exit(1)
     Reaper(engine).reap_once()
     assert [info.name for info in executor.list()] == [alive]
+
+
+# --- one end per session --------------------------------------------------------------------
+
+
+def test_a_run_ending_after_another_ending_does_not_overwrite_it(engine, executor):
+    # Crash reaping or a reaper recorded the end first; the run's own outcome comes later.
+    session_id = engine.create_session("python", CODE)
+    client = FakeClient()
+    run = engine.attach(session_id, client.emit, client.close)
+    engine.records.finish(session_id, Reason.SERVER_SHUTDOWN)
+    executor.sandboxes[session_id].exit(0)
+    assert run.wait(END)
+    described = engine.describe(session_id)
+    assert (described["state"], described["reason"]) == ("TERMINATED", "server_shutdown")
+
+
+def test_shutdown_records_a_leftover_end_only_once_its_sandbox_is_gone(engine, executor):
+    # A sandbox this worker claimed but no longer runs (its removal failed earlier).
+    session_id = engine.create_session("python", CODE)
+    executor.claim(session_id, engine.owner)
+    sandbox = executor.sandboxes[session_id]
+    seen: list[str] = []
+    remove = sandbox.remove
+
+    def remove_and_look() -> None:
+        seen.append(engine.describe(session_id)["state"])
+        remove()
+
+    sandbox.remove = remove_and_look
+    engine.shutdown()
+    assert seen == ["CREATED"]
+    described = engine.describe(session_id)
+    assert (described["state"], described["reason"]) == ("TERMINATED", "server_shutdown")
+
+
+def test_the_first_of_two_racing_endings_is_the_one_recorded(engine):
+    session_id = engine.create_session("python", CODE)
+    reasons = [Reason.KILLED, Reason.IDLE_TIMEOUT] * 8
+    firsts: list[bool] = []
+    threads = [
+        threading.Thread(target=lambda r=r: firsts.append(engine.records.finish(session_id, r)))
+        for r in reasons
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert firsts.count(True) == 1

@@ -20,6 +20,7 @@ from sandbox_engine.protocol import (
     state_message,
     utf8_prefix,
 )
+from sandbox_engine.states import Reason, State
 
 # --- parse_client_message -------------------------------------------------------------------
 
@@ -90,18 +91,25 @@ def test_a_protocol_error_is_a_value_error():
 
 
 def test_running_state_has_no_exit_fields():
-    assert state_message("RUNNING") == {"type": "state", "state": "RUNNING"}
+    assert state_message(State.RUNNING) == {"type": "state", "state": "RUNNING"}
 
 
-@pytest.mark.parametrize("state", ["FINISHED", "TERMINATED"])
+@pytest.mark.parametrize("state", [State.FINISHED, State.TERMINATED])
 def test_final_states_always_carry_exit_code_and_reason(state):
-    assert state_message(state, 3, "exited") == {
+    assert state_message(state, 3, Reason.EXITED) == {
         "type": "state",
         "state": state,
         "exitCode": 3,
         "reason": "exited",
     }
     assert state_message(state) == {"type": "state", "state": state, "exitCode": None, "reason": None}
+
+
+def test_states_and_reasons_are_their_own_json():
+    assert encode(state_message(State.TERMINATED, None, Reason.IDLE_TIMEOUT)) == (
+        '{"type":"state","state":"TERMINATED","exitCode":null,"reason":"idle_timeout"}'
+    )
+    assert {reason.state for reason in Reason} == {State.FINISHED, State.TERMINATED}
 
 
 def test_encode_is_compact_json_that_keeps_non_ascii_readable():

@@ -13,7 +13,8 @@ from fakes import KILLED, FakeClient, FakeSandbox
 
 from sandbox_engine.executor import ExecutorError, Limits
 from sandbox_engine.protocol import Eof, Input, Kill, utf8_prefix
-from sandbox_engine.session import FINISHED, TERMINATED, Outcome, RunLimits, SessionRun
+from sandbox_engine.session import Outcome, RunLimits, SessionRun
+from sandbox_engine.states import Reason, State
 
 RUNNING = {"type": "state", "state": "RUNNING"}
 COMPILING = {"type": "state", "state": "COMPILING"}
@@ -50,7 +51,7 @@ def make_run() -> Iterator[Callable[..., Harness]]:
         run_timeout: float = 20.0,
         output_limit: int = 1 << 20,
         client: FakeClient | None = None,
-        external_reason: Callable[[], str | None] = lambda: None,
+        external_reason: Callable[[], Reason | None] = lambda: None,
         compiles: bool = False,
         tty: bool = False,
         compile_timeout: float = 10.0,
@@ -82,7 +83,7 @@ def make_run() -> Iterator[Callable[..., Harness]]:
     yield make
     for harness in harnesses:
         if harness.sandbox.started:
-            harness.run.end("test_over")
+            harness.run.end(Reason.KILLED)
             assert harness.run.wait(END)
 
 
@@ -104,9 +105,9 @@ def test_output_arrives_in_order_then_the_run_finishes(make_run):
         {"type": "stdout", "data": "hello\n"},
         {"type": "stderr", "data": "oops\n"},
         {"type": "stdout", "data": "bye\n"},
-        final(FINISHED, 0, "exited"),
+        final(State.FINISHED, 0, "exited"),
     ]
-    assert (outcome.state, outcome.exit_code, outcome.reason) == (FINISHED, 0, "exited")
+    assert (outcome.state, outcome.exit_code, outcome.reason) == (State.FINISHED, 0, "exited")
     assert outcome.started_at <= outcome.ended_at
     assert h.sandbox.kills == 0
 
@@ -116,7 +117,7 @@ def test_the_end_is_recorded_before_the_client_hears_it_then_closed_then_release
     h.run.start(b"")
     h.sandbox.exit(0)
     h.ended()
-    assert h.client.events[-4:] == ["recorded", final(FINISHED, 0, "exited"), "closed", "released"]
+    assert h.client.events[-4:] == ["recorded", final(State.FINISHED, 0, "exited"), "closed", "released"]
     assert h.released == 1
 
 
@@ -126,7 +127,7 @@ def test_a_non_zero_exit_code_is_reported_as_finished(make_run):
     h.sandbox.stderr("Traceback: boom\n")
     h.sandbox.exit(3)
     assert h.ended().exit_code == 3
-    assert h.client.final == final(FINISHED, 3, "exited")
+    assert h.client.final == final(State.FINISHED, 3, "exited")
 
 
 def test_a_character_split_across_chunks_reaches_the_client_whole(make_run):
@@ -175,7 +176,7 @@ def test_eof_closes_the_program_stdin(make_run):
     h.sandbox.stdout("read 0 lines\n")
     h.sandbox.exit(0)
     h.ended()
-    assert h.client.final == final(FINISHED, 0, "exited")
+    assert h.client.final == final(State.FINISHED, 0, "exited")
 
 
 def test_kill_terminates_the_program(make_run):
@@ -185,15 +186,15 @@ def test_kill_terminates_the_program(make_run):
     h.run.handle(Kill())
     outcome = h.ended()
     assert h.sandbox.kills == 1
-    assert (outcome.state, outcome.reason) == (TERMINATED, "killed")
-    assert h.client.final == final(TERMINATED, KILLED.exit_code, "killed")
+    assert (outcome.state, outcome.reason) == (State.TERMINATED, "killed")
+    assert h.client.final == final(State.TERMINATED, KILLED.exit_code, "killed")
 
 
 def test_the_first_reason_to_end_is_the_one_reported(make_run):
     h = make_run()
     h.run.start(b"")
-    h.run.end("killed")
-    h.run.end("timeout")
+    h.run.end(Reason.KILLED)
+    h.run.end(Reason.TIMEOUT)
     h.ended()
     assert h.client.final["reason"] == "killed"
     assert h.sandbox.kills == 1
@@ -210,8 +211,8 @@ def test_output_over_the_limit_is_cut_and_the_program_terminated(make_run):
     h.sandbox.stdout("never seen")
     outcome = h.ended()
     assert h.client.text() == "1234567890"
-    assert (outcome.state, outcome.reason) == (TERMINATED, "output_limit")
-    assert h.client.final == final(TERMINATED, KILLED.exit_code, "output_limit")
+    assert (outcome.state, outcome.reason) == (State.TERMINATED, "output_limit")
+    assert h.client.final == final(State.TERMINATED, KILLED.exit_code, "output_limit")
     assert h.sandbox.kills == 1
 
 
@@ -232,7 +233,7 @@ def test_output_exactly_at_the_limit_is_not_cut(make_run):
     h.sandbox.exit(0)
     h.ended()
     assert h.client.text() == "1234567890"
-    assert h.client.final == final(FINISHED, 0, "exited")
+    assert h.client.final == final(State.FINISHED, 0, "exited")
 
 
 def test_a_character_straddling_the_limit_is_left_out_whole(make_run):
@@ -294,8 +295,8 @@ def test_idle_timeout_ends_a_silent_program(make_run):
     h.run.start(b"")
     outcome = h.ended()
     assert time.monotonic() - started >= 0.2
-    assert (outcome.state, outcome.reason) == (TERMINATED, "idle_timeout")
-    assert h.client.final == final(TERMINATED, KILLED.exit_code, "idle_timeout")
+    assert (outcome.state, outcome.reason) == (State.TERMINATED, "idle_timeout")
+    assert h.client.final == final(State.TERMINATED, KILLED.exit_code, "idle_timeout")
     assert h.sandbox.kills == 1
 
 
@@ -330,8 +331,8 @@ def test_run_timeout_ends_a_busy_program(make_run):
         h.sandbox.stdout("tick\n")
     outcome = h.ended()
     assert time.monotonic() - started >= 0.3
-    assert (outcome.state, outcome.reason) == (TERMINATED, "timeout")
-    assert h.client.final == final(TERMINATED, KILLED.exit_code, "timeout")
+    assert (outcome.state, outcome.reason) == (State.TERMINATED, "timeout")
+    assert h.client.final == final(State.TERMINATED, KILLED.exit_code, "timeout")
 
 
 def test_an_oom_killed_program_ends_with_memory_limit(make_run):
@@ -339,8 +340,8 @@ def test_an_oom_killed_program_ends_with_memory_limit(make_run):
     h.run.start(b"")
     h.sandbox.exit(137, oom_killed=True)
     outcome = h.ended()
-    assert (outcome.state, outcome.reason) == (TERMINATED, "memory_limit")
-    assert h.client.final == final(TERMINATED, 137, "memory_limit")
+    assert (outcome.state, outcome.reason) == (State.TERMINATED, "memory_limit")
+    assert h.client.final == final(State.TERMINATED, 137, "memory_limit")
 
 
 # --- failures -------------------------------------------------------------------------------
@@ -352,7 +353,7 @@ def test_a_client_that_goes_away_ends_the_run(make_run):
     h.run.start(b"")
     h.sandbox.stdout("first\n")
     outcome = h.ended()
-    assert (outcome.state, outcome.reason) == (TERMINATED, "client_disconnected")
+    assert (outcome.state, outcome.reason) == (State.TERMINATED, "client_disconnected")
     assert h.sandbox.kills == 1
     assert h.released == 1
     # Once a send failed nothing more is sent to that client.
@@ -368,23 +369,23 @@ def test_a_client_gone_before_running_is_sent_ends_the_run(make_run):
 
 
 def test_an_end_asked_for_elsewhere_is_reported(make_run):
-    asked: list[str] = []
+    asked: list[Reason] = []
     h = make_run(external_reason=lambda: asked[0] if asked else None)
     h.run.start(b"")
     h.sandbox.stdout("running\n")
     # Another worker handled DELETE: it left word, then removed the container.
-    asked.append("killed")
+    asked.append(Reason.KILLED)
     h.sandbox.remove()
     outcome = h.ended()
-    assert (outcome.state, outcome.reason) == (TERMINATED, "killed")
-    assert h.client.final == final(TERMINATED, KILLED.exit_code, "killed")
+    assert (outcome.state, outcome.reason) == (State.TERMINATED, "killed")
+    assert h.client.final == final(State.TERMINATED, KILLED.exit_code, "killed")
 
 
 def test_an_end_asked_for_elsewhere_explains_a_lost_sandbox(make_run):
-    asked: list[str] = []
+    asked: list[Reason] = []
     h = make_run(external_reason=lambda: asked[0] if asked else None)
     h.run.start(b"")
-    asked.append("killed")
+    asked.append(Reason.KILLED)
     h.sandbox.fail(ExecutorError("container vanished"))
     assert h.ended().reason == "killed"
 
@@ -395,9 +396,9 @@ def test_a_runtime_failure_during_output_is_an_internal_error(make_run):
     h.sandbox.stdout("partial\n")
     h.sandbox.fail(ExecutorError("docker went away"))
     outcome = h.ended()
-    assert (outcome.state, outcome.reason) == (TERMINATED, "internal_error")
+    assert (outcome.state, outcome.reason) == (State.TERMINATED, "internal_error")
     assert h.client.messages[:2] == [RUNNING, {"type": "stdout", "data": "partial\n"}]
-    assert h.client.final["state"] == TERMINATED
+    assert h.client.final["state"] == State.TERMINATED
     assert h.client.final["reason"] == "internal_error"
     assert h.client.closed.is_set()
     assert h.released == 1
@@ -409,7 +410,7 @@ def test_no_exit_status_is_an_internal_error_without_exit_code(make_run):
     h.run.start(b"")
     h.sandbox.exit(0)
     h.ended()
-    assert h.client.final == final(TERMINATED, None, "internal_error")
+    assert h.client.final == final(State.TERMINATED, None, "internal_error")
 
 
 def test_a_sandbox_that_cannot_start_raises_and_starts_nothing(make_run):
@@ -441,7 +442,7 @@ def test_a_compiled_program_runs_under_the_run_limits_after_the_compiler(make_ru
         {"type": "stderr", "data": "warning: unused\n"},
         RUNNING,
         {"type": "stdout", "data": "ran\n"},
-        final(FINISHED, 0, "exited"),
+        final(State.FINISHED, 0, "exited"),
     ]
     assert h.sandbox.limits == [RUN_LIMITS]
     assert h.sandbox.writes == [b"early\n"]
@@ -455,9 +456,9 @@ def test_a_failed_compile_finishes_with_compile_error_and_the_compilers_exit_cod
     h.sandbox.compiled(1)
     h.sandbox.exit(1)
     outcome = h.ended()
-    assert h.client.messages[-1] == final(FINISHED, 1, "compile_error")
+    assert h.client.messages[-1] == final(State.FINISHED, 1, "compile_error")
     assert RUNNING not in h.client.messages and not h.sandbox.went.is_set()
-    assert (outcome.state, outcome.reason) == (FINISHED, "compile_error")
+    assert (outcome.state, outcome.reason) == (State.FINISHED, "compile_error")
 
 
 def test_a_compile_that_takes_too_long_is_ended_with_timeout(make_run):
@@ -465,7 +466,7 @@ def test_a_compile_that_takes_too_long_is_ended_with_timeout(make_run):
     h.run.start(b"")
     outcome = h.ended()
     # The compile stage has its own timeout; the idle timeout does not apply to it.
-    assert (outcome.state, outcome.reason) == (TERMINATED, "timeout")
+    assert (outcome.state, outcome.reason) == (State.TERMINATED, "timeout")
 
 
 def test_a_tty_holds_input_until_its_terminal_is_ready(make_run):
