@@ -4,18 +4,14 @@ from __future__ import annotations
 
 import json
 
-from flask import Blueprint, current_app, request
+from flask import Blueprint, request
 
-from .engine import Engine
 from .errors import EngineError, Kind
 from .executor import Terminal
 from .protocol import ProtocolError, check_size
+from .worker import current_engine as engine
 
 bp = Blueprint("api", __name__)
-
-
-def engine() -> Engine:
-    return current_app.extensions["sandbox_engine"]
 
 
 @bp.post("/session")

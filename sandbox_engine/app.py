@@ -28,8 +28,8 @@ def create_app(config: Config | None = None, executor=None) -> Flask:
     """The application factory. `config` defaults to the environment; `executor` to Docker."""
     from . import api, ui, ws
     from .docker_executor import DockerExecutor
-    from .engine import Engine
     from .records import RecordStore
+    from .worker import EXTENSION, Worker
 
     config = config or Config.from_env()
     app = Flask(
@@ -51,17 +51,17 @@ def create_app(config: Config | None = None, executor=None) -> Flask:
             pool_size=config.max_sessions + 16,
             lock_dir=records.directory,
         )
-    engine = Engine(config, executor, records)
-    app.extensions["sandbox_engine"] = engine
+    worker = Worker(config, executor, records)
+    app.extensions[EXTENSION] = worker
 
     app.register_blueprint(api.bp)
     app.register_blueprint(ws.bp)
     app.register_blueprint(ui.bp)
 
     @app.before_request
-    def start_engine() -> None:
+    def start_worker() -> None:
         # Started on first use in each process: threads started before gunicorn forks are lost.
-        engine.ensure_started()
+        worker.ensure_started()
 
     @app.errorhandler(EngineError)
     def engine_error(exc: EngineError):

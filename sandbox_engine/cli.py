@@ -94,8 +94,8 @@ def main(argv: list[str] | None = None) -> int:
 def reap_command(reason: Reason) -> int:
     """Prints how many containers it removed; the configuration comes from the environment."""
     from .docker_executor import DockerExecutor
-    from .engine import reap_instance
     from .executor import ExecutorError
+    from .reaper import reap_instance
     from .records import RecordStore
 
     config = Config.from_env()

@@ -1,7 +1,8 @@
 """The engine: creates sessions, admits them against capacity, attaches clients, ends them.
 
-One engine per worker process. It keeps only the runs this worker drives; everything another
-worker must know lives with the container (labels, its claimed name) or in the record store.
+One engine per worker process (see worker, which also runs its pool and reaper). It keeps only
+the runs this worker drives; everything another worker must know lives with the sandbox (its
+claim) or in the record store.
 """
 
 from __future__ import annotations
@@ -16,7 +17,6 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import replace
-from functools import partial
 
 from .config import Config
 from .errors import EngineError, Kind
@@ -24,7 +24,6 @@ from .executor import (
     AlreadyClaimed,
     Executor,
     ExecutorError,
-    Limits,
     RuntimeUnavailable,
     Sandbox,
     SandboxInfo,
@@ -34,10 +33,9 @@ from .executor import (
     Terminal,
 )
 from .languages import LANGUAGES, VERSION_LABEL, LanguageSpec
-from .pool import Pool
-from .reaper import Reaper
 from .records import Record, RecordStore
 from .session import Outcome, RunLimits, SessionRun
+from .specs import run_limits, sandbox_spec
 from .states import Reason, State
 
 log = logging.getLogger(__name__)
@@ -65,11 +63,10 @@ class Engine:
         # the reaper must not take a claimed container that has no run yet for a leftover.
         self._claiming: Counter[str] = Counter()
         self._lock = threading.Lock()
-        self._started_pid: int | None = None
-        self._reaper: Reaper | None = None
-        self._pool: Pool | None = None
         self._labels: dict[str, dict[str, str]] = {}
-        self._pool_sizes = config.pool_sizes(list(self.languages))
+        self.pool_sizes = config.pool_sizes(list(self.languages))
+        # Told when a session took a warm sandbox, so that the pool refills (see worker).
+        self.on_take: Callable[[], None] = lambda: None
         self._warm_cache: list[SandboxInfo] = []
         self._warm_listed = 0.0
         self._shutting_down = False
@@ -78,22 +75,6 @@ class Engine:
     def owner(self) -> str:
         """This worker's name on the containers it claims; the reaper checks it is alive."""
         return f"p{os.getpid()}"
-
-    def ensure_started(self) -> None:
-        """Start this process's reaper. Idempotent; a forked worker starts its own."""
-        if self._started_pid == os.getpid():
-            return
-        with self._lock:
-            if self._started_pid == os.getpid():
-                return
-            self._started_pid = os.getpid()
-            self._runs = {}
-            self._shutting_down = False
-            self._reaper = Reaper(self)
-            self._reaper.start()
-            if self._pool_sizes:
-                self._pool = Pool(self, self._pool_sizes)
-                self._pool.start()
 
     # --- sessions ------------------------------------------------------------------------
     def create_session(self, language: str, code: str, terminal: Terminal | None = None) -> str:
@@ -131,7 +112,7 @@ class Engine:
             if ref is not None:
                 self._taken(ref)
             else:
-                ref = self._call(self.executor.create, self.sandbox_spec(spec, session_id, tty))
+                ref = self._call(self.executor.create, sandbox_spec(self.config, spec, session_id, tty))
         except EngineError:
             self.records.forget(session_id)
             raise
@@ -145,7 +126,7 @@ class Engine:
         sessions does not list once each; a sandbox another worker took since is simply
         skipped (take_pooled's rename fails), and one this worker took is dropped at once.
         """
-        if (language, tty) not in self._pool_sizes:
+        if (language, tty) not in self.pool_sizes:
             return []
         now = time.monotonic()
         with self._lock:
@@ -159,27 +140,11 @@ class Engine:
     def _taken(self, ref: SandboxRef) -> None:
         with self._lock:
             self._warm_cache = [i for i in self._warm_cache if i.ref.id != ref.id]
-        if self._pool is not None:
-            self._pool.wake()
+        self.on_take()
 
-    def sandbox_spec(self, spec: LanguageSpec, session_id: str | None, tty: bool) -> SandboxSpec:
-        """How to create a sandbox for this language: for a session, or for the warm pool."""
-        c = self.config
-        return SandboxSpec(
-            session_id=session_id,
-            language=spec.id,
-            image=spec.image,
-            source_file=spec.source_file,
-            command=spec.run,
-            env=dict(spec.env),
-            limits=self._run_limits(),
-            compile=spec.compile,
-            compile_limits=Limits(
-                memory=c.compile_memory, cpus=c.compile_cpus, pids=c.compile_pids, disk=c.disk
-            ),
-            tty=tty,
-            launcher=spec.launcher,
-        )
+    def sandbox_spec(self, language: str, tty: bool) -> SandboxSpec:
+        """A warm pool's sandbox of this language (see specs.sandbox_spec)."""
+        return sandbox_spec(self.config, self.languages[language], None, tty)
 
     def describe(self, session_id: str) -> dict:
         record = self._record(session_id)
@@ -204,7 +169,6 @@ class Engine:
 
     def attach(self, session_id: str, emit: Callable[[dict], None], close: Callable[[], None]) -> SessionRun:
         """Claim the session's sandbox and start its program. Raises EngineError if refused."""
-        self.ensure_started()
         record = self._record(session_id)
         with self._claim(session_id):
             try:
@@ -243,7 +207,7 @@ class Engine:
             c.run_timeout,
             c.output_limit,
             compile_timeout=c.compile_timeout,
-            sandbox=self._run_limits(),
+            sandbox=run_limits(c),
         )
         run = SessionRun(
             sandbox,
@@ -256,10 +220,6 @@ class Engine:
             on_state=lambda state: self.records.write(replace(record, state=state, started_at=time.time())),
         )
         return run
-
-    def _run_limits(self) -> Limits:
-        c = self.config
-        return Limits(memory=c.memory, cpus=c.cpus, pids=c.pids, disk=c.disk)
 
     @contextmanager
     def _claim(self, session_id: str) -> Iterator[None]:
@@ -355,7 +315,7 @@ class Engine:
         warm = Counter((i.language, i.tty) for i in live if i.waiting)
         return [
             {"language": language, "tty": tty, "size": size, "warm": warm[(language, tty)]}
-            for (language, tty), size in self._pool_sizes.items()
+            for (language, tty), size in self.pool_sizes.items()
         ]
 
     def readiness(self) -> str | None:
@@ -366,10 +326,6 @@ class Engine:
     def shutdown(self) -> None:
         """End every run of this worker with `server_shutdown` and remove its containers."""
         self._shutting_down = True
-        if self._reaper is not None:
-            self._reaper.stop()
-        if self._pool is not None:
-            self._pool.stop()
         with self._lock:
             runs = list(self._runs.values())
         for run in runs:
@@ -400,24 +356,15 @@ class Engine:
         except ExecutorError as exc:
             raise EngineError(Kind.INTERNAL, str(exc)) from exc
 
+    def _remover(self, info: SandboxInfo) -> Callable[[], None]:
+        return lambda: self.executor.remove_sandbox(info)
+
     @staticmethod
     def _remove_quietly(remove: Callable[[], None]) -> None:
         try:
             remove()
         except ExecutorError as exc:
             log.warning("removal deferred to the reaper: %s", exc)
-
-
-def reap_instance(executor: Executor, records: RecordStore, reason: Reason = Reason.INTERNAL_ERROR) -> int:
-    """Remove every container of this instance: at server start, what a crash left behind."""
-    count = 0
-    for info in executor.list():
-        if info.pooled:
-            executor.remove_sandbox(info)
-        else:
-            records.end(info.session_id, reason, partial(executor.remove_sandbox, info))
-        count += 1
-    return count
 
 
 def _is_uuid(text: str) -> bool:

@@ -49,28 +49,29 @@ def on_exit(server) -> None:
     _reap(Reason.SERVER_SHUTDOWN)
 
 
-def _engine(worker):
+def _machinery(worker):
+    """Our Worker (engine, pool, reaper) in the gunicorn worker process `worker`."""
     return worker.wsgi.extensions["sandbox_engine"]
 
 
 def post_worker_init(worker) -> None:
     import gevent
 
-    engine = _engine(worker)
-    engine.ensure_started()
+    machinery = _machinery(worker)
+    machinery.ensure_started()
 
     def watch_for_exit() -> None:
         # SIGTERM only clears worker.alive; end the sessions at once rather than wait them out.
         while worker.alive:
             gevent.sleep(0.2)
-        engine.shutdown()
+        machinery.shutdown()
 
     gevent.spawn(watch_for_exit)
 
 
 def worker_int(worker) -> None:
-    _engine(worker).shutdown()
+    _machinery(worker).shutdown()
 
 
 def worker_exit(server, worker) -> None:
-    _engine(worker).shutdown()
+    _machinery(worker).shutdown()

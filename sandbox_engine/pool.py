@@ -1,5 +1,5 @@
 """The warm pool: sandboxes created, started and hardened ahead of time, each waiting for one
-program, so that a session skips Docker's create and start.
+program, so that a session skips the runtime's create and start.
 
 Single use: a pooled sandbox becomes one session's and is removed with it. Every worker runs
 a refiller, but only the one holding the pool's lock refills at a time, so the workers share
@@ -14,12 +14,9 @@ import os
 import threading
 import time
 from collections import Counter
-from typing import TYPE_CHECKING
+from collections.abc import Callable
 
-from .executor import ExecutorError
-
-if TYPE_CHECKING:
-    from .engine import Engine
+from .executor import Executor, ExecutorError, SandboxSpec
 
 log = logging.getLogger(__name__)
 
@@ -31,16 +28,40 @@ QUIET = 0.5
 
 
 class Pool:
-    def __init__(self, engine: Engine, sizes: dict[tuple[str, bool], int]) -> None:
-        self.engine = engine
+    def __init__(
+        self,
+        executor: Executor,
+        spec_for: Callable[[str, bool], SandboxSpec],
+        sizes: dict[tuple[str, bool], int],
+        capacity: int,
+        state_dir: str,
+    ) -> None:
+        """`spec_for(language, tty)` describes a warm sandbox; `capacity` bounds the sandboxes of
+        the instance, warm or not; `state_dir` is shared by the server's workers."""
+        self.executor = executor
+        self.spec_for = spec_for
         self.sizes = sizes
+        self.capacity = capacity
         self._wake = threading.Event()
         self._stop = threading.Event()
-        self._lock_path = os.path.join(engine.records.directory, ".pool.lock")
-        self._took_path = os.path.join(engine.records.directory, ".pool.took")
+        self._thread: threading.Thread | None = None
+        self._lock_path = os.path.join(state_dir, ".pool.lock")
+        self._took_path = os.path.join(state_dir, ".pool.took")
 
     def start(self) -> None:
-        threading.Thread(target=self._loop, name="pool", daemon=True).start()
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._loop, name="se-pool", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Stop refilling and wait for a refill under way to finish its current sandbox."""
+        self._stop.set()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+            if self._thread.is_alive():
+                log.warning("pool: the refiller did not stop within %.0f s", timeout)
+            self._thread = None
 
     def wake(self) -> None:
         """A session took a sandbox: refill once things are quiet (in every worker's view:
@@ -55,10 +76,6 @@ class Pool:
             return time.time() - os.stat(self._took_path).st_mtime
         except FileNotFoundError:
             return QUIET
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._wake.set()
 
     def _loop(self) -> None:
         while not self._stop.is_set():
@@ -84,18 +101,16 @@ class Pool:
             return self._refill()
 
     def _refill(self) -> int:
-        engine = self.engine
-        live = [info for info in engine.executor.list() if not info.exited]
+        live = [info for info in self.executor.list() if not info.exited]
         warm = Counter((i.language, i.tty) for i in live if i.waiting)
-        room = engine.config.max_sessions - len(live)
+        room = self.capacity - len(live)
         created = 0
         for (language, tty), target in self.sizes.items():
             for _ in range(target - warm[(language, tty)]):
                 urgent = warm[(language, tty)] == 0
                 if room <= 0 or self._stop.is_set() or not (urgent or self._quiet_for() >= QUIET):
                     return created
-                spec = engine.sandbox_spec(engine.languages[language], None, tty)
-                engine.executor.create(spec)
+                self.executor.create(self.spec_for(language, tty))
                 warm[(language, tty)] += 1
                 created += 1
                 room -= 1

@@ -1,8 +1,9 @@
-"""The reaper: a thread per worker that removes containers nobody will ever end.
+"""The reaper: a thread per worker that removes sandboxes nobody will ever end.
 
-It removes sessions created but never attached once the idle timeout passes, containers whose
-claiming worker has died, and containers this worker claimed but no longer runs (a removal that
-failed while Docker was away). Reaping is idempotent, so every worker's reaper may run at once.
+It expires sessions created but never attached once the idle timeout passes, and removes what
+the executor calls orphaned: sandboxes whose claiming worker has died, sandboxes this worker
+claimed but no longer runs (a removal that failed while the runtime was away), and dead warm
+sandboxes. Reaping is idempotent, so every worker's reaper may run at once.
 """
 
 from __future__ import annotations
@@ -11,19 +12,31 @@ import logging
 import os
 import threading
 import time
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from .errors import EngineError
-from .executor import ExecutorError, SandboxInfo
+from .executor import Executor, ExecutorError, SandboxInfo
+from .records import RecordStore
 from .states import Reason
-
-if TYPE_CHECKING:
-    from .engine import Engine
 
 log = logging.getLogger(__name__)
 
 INTERVAL = 1.0
 PRUNE_EVERY = 60.0
+
+
+class Sessions(Protocol):
+    """What the reaper needs of the worker's engine."""
+
+    @property
+    def owner(self) -> str:
+        """This worker's name on the sandboxes it claims."""
+
+    def is_live(self, session_id: str) -> bool:
+        """Whether this worker runs the session, or is claiming it now."""
+
+    def expire(self, session_id: str, reason: Reason) -> None:
+        """End a session no client attached to, unless one attaches first."""
 
 
 def owner_alive(owner: str) -> bool:
@@ -40,19 +53,40 @@ def owner_alive(owner: str) -> bool:
 
 
 class Reaper:
-    def __init__(self, engine: Engine, interval: float = INTERVAL) -> None:
-        self.engine = engine
+    def __init__(
+        self,
+        executor: Executor,
+        records: RecordStore,
+        sessions: Sessions,
+        idle_timeout: float,
+        keep_records: float,
+        interval: float = INTERVAL,
+    ) -> None:
+        """`idle_timeout` is how long a session may wait for its client; records of ended
+        sessions are kept `keep_records` seconds."""
+        self.executor = executor
+        self.records = records
+        self.sessions = sessions
+        self.idle_timeout = idle_timeout
+        self.keep_records = keep_records
         self.interval = interval
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._last_prune = 0.0
 
     def start(self) -> None:
-        self._thread = threading.Thread(target=self._loop, name="reaper", daemon=True)
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._loop, name="se-reaper", daemon=True)
         self._thread.start()
 
-    def stop(self) -> None:
+    def stop(self, timeout: float = 10.0) -> None:
+        """Stop, and wait for a pass under way to finish."""
         self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+            if self._thread.is_alive():
+                log.warning("reaper: the pass under way did not end within %.0f s", timeout)
+            self._thread = None
 
     def _loop(self) -> None:
         while not self._stop.wait(self.interval):
@@ -66,40 +100,49 @@ class Reaper:
                 log.exception("reaper pass failed")
 
     def reap_once(self) -> None:
-        engine = self.engine
-        executor, records, config = engine.executor, engine.records, engine.config
         now = time.time()
-        for info in executor.list():
+        for info in self.executor.list():
             # Decided from what is true after the listing: a session claimed since the last pass
             # is live by the time its container is seen claimed.
-            if executor.orphaned(info, self._alive, now):
+            if self.executor.orphaned(info, self._alive, now):
                 self._remove_orphan(info)
             elif not info.claimed and not info.pooled and self._expired(info, now):
                 log.info("reaping session %s (idle_timeout)", info.session_id)
-                engine.expire(info.session_id, Reason.IDLE_TIMEOUT)
+                self.sessions.expire(info.session_id, Reason.IDLE_TIMEOUT)
         if now - self._last_prune > PRUNE_EVERY:
             self._last_prune = now
-            records.prune(max(config.record_ttl, config.run_timeout + config.idle_timeout + 60))
+            self.records.prune(self.keep_records)
 
     def _alive(self, owner: str, session_id: str) -> bool:
-        if owner == self.engine.owner:
-            return self.engine.is_live(session_id)
+        if owner == self.sessions.owner:
+            return self.sessions.is_live(session_id)
         return owner_alive(owner)
 
     def _remove_orphan(self, info: SandboxInfo) -> None:
-        executor, records = self.engine.executor, self.engine.records
         if info.pooled:
             log.info("reaping pooled sandbox %s", info.name)
-            executor.remove_sandbox(info)
+            self.executor.remove_sandbox(info)
             return
         # An ending already decided (a kill, an expiry whose removal failed) keeps its reason.
-        reason = records.requested_end(info.session_id) or Reason.INTERNAL_ERROR
+        reason = self.records.requested_end(info.session_id) or Reason.INTERNAL_ERROR
         log.info("reaping session %s (%s)", info.session_id, reason)
-        records.end(info.session_id, reason, lambda: executor.remove_sandbox(info))
+        self.records.end(info.session_id, reason, lambda: self.executor.remove_sandbox(info))
 
     def _expired(self, info: SandboxInfo, now: float) -> bool:
         """A session nobody attached to within the idle timeout."""
         # A pooled sandbox taken for a session is older than the session: ask the record.
-        record = self.engine.records.read(info.session_id)
+        record = self.records.read(info.session_id)
         created = record.created_at if record is not None else info.created_at
-        return now - created > self.engine.config.idle_timeout
+        return now - created > self.idle_timeout
+
+
+def reap_instance(executor: Executor, records: RecordStore, reason: Reason = Reason.INTERNAL_ERROR) -> int:
+    """Remove every sandbox of this instance: at server start, what a crash left behind."""
+    count = 0
+    for info in executor.list():
+        if info.pooled:
+            executor.remove_sandbox(info)
+        else:
+            records.end(info.session_id, reason, lambda info=info: executor.remove_sandbox(info))
+        count += 1
+    return count

@@ -10,9 +10,9 @@ from flask import Blueprint, current_app, request
 from flask_sock import Sock
 from simple_websocket import ConnectionClosed
 
-from .engine import Engine
 from .errors import EngineError, Kind
 from .protocol import ProtocolError, encode, parse_client_message
+from .worker import current_engine as engine
 
 log = logging.getLogger(__name__)
 
@@ -59,10 +59,6 @@ class Channel:
                 pass
             # Wake the handler's receive(), which waits for client data that will not come.
             self.ws.event.set()
-
-
-def engine() -> Engine:
-    return current_app.extensions["sandbox_engine"]
 
 
 @bp.before_request

@@ -15,6 +15,7 @@ from sandbox_engine import create_app
 from sandbox_engine.config import Config
 from sandbox_engine.engine import Engine
 from sandbox_engine.executor import ExecutorError, RuntimeUnavailable
+from sandbox_engine.worker import EXTENSION
 
 CODE = "print('hello')\n"
 SESSION_FIELDS = ["sessionId", "language", "state", "exitCode", "reason", "createdAt", "startedAt", "endedAt"]
@@ -28,7 +29,7 @@ def app(tmp_path, executor: FakeExecutor) -> Iterator[Flask]:
     yield app
     executor.error = None
     # Stops the reaper the first request started, and ends any run a test attached.
-    engine_of(app).shutdown()
+    app.extensions[EXTENSION].shutdown()
 
 
 @pytest.fixture
@@ -37,7 +38,7 @@ def client(app: Flask) -> FlaskClient:
 
 
 def engine_of(app: Flask) -> Engine:
-    return app.extensions["sandbox_engine"]
+    return app.extensions[EXTENSION].engine
 
 
 def error_of(response, status: int, code: str) -> str:

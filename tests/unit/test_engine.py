@@ -45,6 +45,12 @@ def engine(make_engine) -> Engine:
     return make_engine()
 
 
+def reaper(engine: Engine) -> Reaper:
+    """A reaper of the engine's sessions, as the worker wires one, for passes the test makes."""
+    config = engine.config
+    return Reaper(engine.executor, engine.records, engine, config.idle_timeout, config.record_ttl)
+
+
 def refused(kind: Kind, call: Callable[..., object], *args: object) -> EngineError:
     with pytest.raises(EngineError) as caught:
         call(*args)
@@ -208,7 +214,7 @@ def test_a_refused_second_attach_leaves_the_first_run_alone(engine, executor):
     second = FakeClient()
     refused(Kind.ALREADY_ATTACHED, engine.attach, session_id, second.emit, second.close)
 
-    Reaper(engine).reap_once()
+    reaper(engine).reap_once()
     assert not sandbox.removed.is_set(), "the reaper removed a running session"
     assert not run.finished
     assert first.messages == [{"type": "state", "state": "RUNNING"}]
@@ -286,7 +292,7 @@ def test_a_delete_whose_removal_fails_is_refused_and_finished_by_the_reaper(engi
     refused(Kind.SESSION_ENDED, engine.check_attachable, session_id)
 
     sandbox.remove_error = None
-    Reaper(engine).reap_once()
+    reaper(engine).reap_once()
     described = engine.describe(session_id)
     assert (described["state"], described["reason"]) == ("TERMINATED", "killed")
     assert executor.list() == []
@@ -348,7 +354,7 @@ def test_an_expired_session_reads_terminated_only_once_its_sandbox_is_gone(make_
         remove()
 
     sandbox.remove = remove_and_look
-    Reaper(engine).reap_once()
+    reaper(engine).reap_once()
     assert seen_while_removing[0]["state"] == "CREATED"
     assert refusals == [Kind.SESSION_ENDED], "an attach during the expiry must hear the session ended"
     described = engine.describe(session_id)
@@ -362,12 +368,12 @@ def test_an_expiry_whose_removal_fails_keeps_its_reason_for_the_next_pass(make_e
     backdate(engine, session_id, 6)
     sandbox = executor.sandboxes[session_id]
     sandbox.remove_error = RuntimeUnavailable("Docker does not answer")
-    refused(Kind.RUNTIME_UNAVAILABLE, Reaper(engine).reap_once)
+    refused(Kind.RUNTIME_UNAVAILABLE, reaper(engine).reap_once)
     assert engine.describe(session_id)["state"] == "CREATED"
     refused(Kind.SESSION_ENDED, engine.check_attachable, session_id)
 
     sandbox.remove_error = None
-    Reaper(engine).reap_once()
+    reaper(engine).reap_once()
     described = engine.describe(session_id)
     assert (described["state"], described["reason"]) == ("TERMINATED", "idle_timeout")
     assert executor.list() == []
@@ -379,7 +385,7 @@ def test_a_session_attached_in_time_is_not_expired(make_engine, executor):
     client = FakeClient()
     run = engine.attach(session_id, client.emit, client.close)
     backdate(engine, session_id, 6)
-    Reaper(engine).reap_once()
+    reaper(engine).reap_once()
     assert not run.finished
     assert engine.describe(session_id)["state"] == "RUNNING"
 
@@ -411,7 +417,7 @@ def test_shutdown_ends_every_run_with_server_shutdown(engine, executor):
 def warm(engine: Engine, executor: FakeExecutor, count: int, tty: bool = False) -> list[str]:
     """Pool sandboxes as the refiller makes them; their names."""
     for _ in range(count):
-        executor.create(engine.sandbox_spec(LANGUAGES["python"], None, tty))
+        executor.create(engine.sandbox_spec("python", tty))
     return [info.name for info in executor.list() if info.waiting and info.tty == tty]
 
 
@@ -473,7 +479,7 @@ def test_the_reaper_never_takes_a_session_claimed_after_its_last_look_for_an_orp
         runs.append(engine.attach(session_id, client.emit, client.close))
 
     executor.before_list = attach_first
-    Reaper(engine).reap_once()
+    reaper(engine).reap_once()
     sandbox = executor.sandboxes[session_id]
     assert not sandbox.removed.is_set(), "the reaper removed a live session as an orphan"
     assert engine.describe(session_id)["state"] == "RUNNING"
@@ -485,7 +491,7 @@ def test_the_reaper_never_takes_a_session_claimed_after_its_last_look_for_an_orp
 def test_a_claim_whose_owner_is_gone_is_reaped_as_an_internal_error(engine, executor):
     session_id = engine.create_session("python", CODE)
     executor.claim(session_id, "p999999999")  # a worker that no longer exists
-    Reaper(engine).reap_once()
+    reaper(engine).reap_once()
     described = engine.describe(session_id)
     assert (described["state"], described["reason"]) == ("TERMINATED", "internal_error")
     assert executor.list() == []
@@ -495,7 +501,7 @@ def test_a_dead_warm_sandbox_is_reaped_and_a_live_one_kept(make_engine, executor
     engine = make_engine(pool_size="python=2")
     dead, alive = warm(engine, executor, 2)
     executor.sandboxes[dead].exit(1)
-    Reaper(engine).reap_once()
+    reaper(engine).reap_once()
     assert [info.name for info in executor.list()] == [alive]
 
 

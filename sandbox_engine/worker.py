@@ -1,0 +1,82 @@
+"""One worker process's machinery, wired in one place: the engine, its warm pool and its reaper,
+built together, started together once per process, and stopped together.
+
+The engine imports neither the pool nor the reaper: each depends on a narrow view of the others,
+handed over here.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+
+from flask import current_app
+
+from .config import Config
+from .engine import Engine
+from .executor import Executor
+from .languages import LANGUAGES, LanguageSpec
+from .pool import Pool
+from .reaper import Reaper
+from .records import RecordStore
+
+EXTENSION = "sandbox_engine"
+
+
+class Worker:
+    def __init__(
+        self,
+        config: Config,
+        executor: Executor,
+        records: RecordStore,
+        languages: dict[str, LanguageSpec] | None = None,
+    ) -> None:
+        self.engine = Engine(config, executor, records, languages if languages is not None else LANGUAGES)
+        self.pool: Pool | None = None
+        if self.engine.pool_sizes:
+            self.pool = Pool(
+                executor,
+                self.engine.sandbox_spec,
+                self.engine.pool_sizes,
+                capacity=config.max_sessions,
+                state_dir=records.directory,
+            )
+            self.engine.on_take = self.pool.wake
+        self.reaper = Reaper(
+            executor,
+            records,
+            self.engine,
+            idle_timeout=config.idle_timeout,
+            keep_records=max(config.record_ttl, config.run_timeout + config.idle_timeout + 60),
+        )
+        self._started_pid: int | None = None
+        self._lock = threading.Lock()
+
+    def ensure_started(self) -> None:
+        """Start the reaper and the pool's refiller in this process. Idempotent; threads started
+        before gunicorn forks would be lost, so a forked worker starts its own."""
+        if self._started_pid == os.getpid():
+            return
+        with self._lock:
+            if self._started_pid == os.getpid():
+                return
+            self._started_pid = os.getpid()
+            self.reaper.start()
+            if self.pool is not None:
+                self.pool.start()
+
+    def shutdown(self) -> None:
+        """Stop refilling and reaping, then end every run of this worker (see Engine.shutdown)."""
+        if self.pool is not None:
+            self.pool.stop()
+        self.reaper.stop()
+        self.engine.shutdown()
+
+
+def current_worker() -> Worker:
+    return current_app.extensions[EXTENSION]
+
+
+def current_engine() -> Engine:
+    """The engine of the app handling this request, for the blueprints."""
+    return current_worker().engine
