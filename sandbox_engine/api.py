@@ -10,6 +10,7 @@ from .errors import EngineError, Kind
 from .executor import Terminal
 from .protocol import ProtocolError, check_size
 from .worker import current_engine as engine
+from .worker import current_worker
 
 bp = Blueprint("api", __name__)
 
@@ -50,12 +51,14 @@ def delete_session(session_id: str):
 
 @bp.get("/languages")
 def languages():
-    return {"languages": engine().language_list()}
+    return {"languages": engine().catalog.public()}
 
 
 @bp.get("/pool")
 def pool():
-    return {"pool": engine().pool_levels()}
+    # Without a pool there is nothing to ask the runtime, even when it is down.
+    pool = current_worker().pool
+    return {"pool": pool.levels() if pool is not None else []}
 
 
 @bp.get("/healthz")
@@ -65,7 +68,7 @@ def healthz():
 
 @bp.get("/readyz")
 def readyz():
-    problem = engine().readiness()
+    problem = engine().catalog.readiness()
     if problem is not None:
         raise EngineError(Kind.RUNTIME_UNAVAILABLE, problem)
     return {"status": "ready"}

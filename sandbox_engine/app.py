@@ -10,7 +10,8 @@ from flask import Flask
 from werkzeug.exceptions import HTTPException
 
 from .config import Config
-from .errors import EngineError, kind_for_status
+from .errors import EngineError, kind_for_status, runtime_error
+from .executor import ExecutorError
 
 
 def _ui_root() -> str:
@@ -67,6 +68,11 @@ def create_app(config: Config | None = None, executor=None) -> Flask:
     def engine_error(exc: EngineError):
         headers = {"Retry-After": str(exc.retry_after)} if exc.retry_after else {}
         return exc.to_json(), exc.kind.http_status, headers
+
+    @app.errorhandler(ExecutorError)
+    def executor_error(exc: ExecutorError):
+        # A runtime failure no engine call turned into an EngineError (a pool listing, say).
+        return engine_error(runtime_error(exc))
 
     @app.errorhandler(HTTPException)
     def http_error(exc: HTTPException):

@@ -18,13 +18,13 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import replace
 
+from .catalog import Catalog
 from .config import Config
-from .errors import EngineError, Kind
+from .errors import EngineError, Kind, runtime_error
 from .executor import (
     AlreadyClaimed,
     Executor,
     ExecutorError,
-    RuntimeUnavailable,
     Sandbox,
     SandboxInfo,
     SandboxNotFound,
@@ -32,7 +32,7 @@ from .executor import (
     SandboxSpec,
     Terminal,
 )
-from .languages import LANGUAGES, VERSION_LABEL, LanguageSpec
+from .languages import LANGUAGES, LanguageSpec
 from .records import Record, RecordStore
 from .session import Outcome, RunLimits, SessionRun
 from .specs import run_limits, sandbox_spec
@@ -63,7 +63,8 @@ class Engine:
         # the reaper must not take a claimed container that has no run yet for a leftover.
         self._claiming: Counter[str] = Counter()
         self._lock = threading.Lock()
-        self._labels: dict[str, dict[str, str]] = {}
+        self._listing = threading.Lock()
+        self.catalog = Catalog(self.languages, executor)
         self.pool_sizes = config.pool_sizes(list(self.languages))
         # Told when a session took a warm sandbox, so that the pool refills (see worker).
         self.on_take: Callable[[], None] = lambda: None
@@ -123,16 +124,18 @@ class Engine:
         """The pool's sandboxes a session could take, from a listing at most WARM_TTL old.
 
         Listing containers contends in the daemon with every start and rename, so a burst of
-        sessions does not list once each; a sandbox another worker took since is simply
-        skipped (take_pooled's rename fails), and one this worker took is dropped at once.
+        sessions does not list once each: one lists while the others wait for its answer (on a
+        lock of its own, not the engine's, which no runtime call may hold). A sandbox another
+        worker took since is simply skipped (take_pooled fails), one this worker took is dropped.
         """
         if (language, tty) not in self.pool_sizes:
             return []
-        now = time.monotonic()
+        with self._listing:
+            if time.monotonic() - self._warm_listed > WARM_TTL:
+                listed = [i for i in self._call(self.executor.list) if i.waiting]
+                with self._lock:
+                    self._warm_cache, self._warm_listed = listed, time.monotonic()
         with self._lock:
-            if now - self._warm_listed > WARM_TTL:
-                self._warm_cache = [i for i in self._call(self.executor.list) if i.waiting]
-                self._warm_listed = now
             warm = [i for i in self._warm_cache if i.language == language and i.tty == tty]
         random.shuffle(warm)  # racing workers then rarely want the same one
         return warm
@@ -293,36 +296,7 @@ class Engine:
         with self._lock:
             self._runs.pop(session_id, None)
 
-    def language_list(self) -> list[dict]:
-        """Every language, with the version its image's build recorded (else the one expected)."""
-        return [
-            spec.public(self._image_labels(spec.image).get(VERSION_LABEL + spec.id))
-            for spec in self.languages.values()
-        ]
-
-    def _image_labels(self, image: str) -> dict[str, str]:
-        labels = self._labels.get(image)
-        if labels is None:
-            labels = self.executor.image_labels(image)
-            if labels:  # a missing image is asked about again next time
-                self._labels[image] = labels
-        return labels
-
     # --- health and shutdown -------------------------------------------------------------
-    def pool_levels(self) -> list[dict]:
-        """Each warm pool's size and how many of its sandboxes wait now, from a fresh listing."""
-        live = self._call(self.executor.list)
-        warm = Counter((i.language, i.tty) for i in live if i.waiting)
-        return [
-            {"language": language, "tty": tty, "size": size, "warm": warm[(language, tty)]}
-            for (language, tty), size in self.pool_sizes.items()
-        ]
-
-    def readiness(self) -> str | None:
-        """None when sessions can be served; else the reason they cannot."""
-        images = sorted({spec.image for spec in self.languages.values()})
-        return self.executor.check(images)
-
     def shutdown(self) -> None:
         """End every run of this worker with `server_shutdown` and remove its containers."""
         self._shutting_down = True
@@ -332,7 +306,8 @@ class Engine:
             run.end(Reason.SERVER_SHUTDOWN)
         deadline = time.monotonic() + SHUTDOWN_GRACE
         for run in runs:
-            run.wait(max(0.0, deadline - time.monotonic()))
+            if not run.join(max(0.0, deadline - time.monotonic())):
+                log.warning("session %s did not end within the shutdown grace", run.sandbox.session_id)
         try:
             for info in self.executor.list():
                 if info.owner == self.owner:
@@ -349,12 +324,10 @@ class Engine:
         """Run an executor call, turning the runtime's failures into errors a client is told."""
         try:
             return fn(*args)
-        except RuntimeUnavailable as exc:
-            raise EngineError(Kind.RUNTIME_UNAVAILABLE, str(exc)) from exc
         except (AlreadyClaimed, SandboxNotFound):
             raise
         except ExecutorError as exc:
-            raise EngineError(Kind.INTERNAL, str(exc)) from exc
+            raise runtime_error(exc) from exc
 
     def _remover(self, info: SandboxInfo) -> Callable[[], None]:
         return lambda: self.executor.remove_sandbox(info)

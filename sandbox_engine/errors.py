@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import enum
 
+from .executor import ExecutorError, RuntimeUnavailable
+
 
 class Kind(enum.Enum):
     # value: (code in the JSON body, HTTP status, WebSocket close code)
@@ -60,3 +62,11 @@ _FOR_STATUS = {
 def kind_for_status(status: int) -> Kind:
     """The kind for an HTTP error raised outside our code (routing, body size, bad methods)."""
     return _FOR_STATUS.get(status, Kind.INTERNAL if status >= 500 else Kind.INVALID_REQUEST)
+
+
+def runtime_error(exc: ExecutorError) -> EngineError:
+    """What a client is told of a runtime failure: unavailable (503), or an internal error."""
+    kind = Kind.RUNTIME_UNAVAILABLE if isinstance(exc, RuntimeUnavailable) else Kind.INTERNAL
+    error = EngineError(kind, str(exc))
+    error.__cause__ = exc
+    return error

@@ -91,6 +91,14 @@ class Pool:
             if quiet_for < QUIET and not self._stop.is_set():
                 self._stop.wait(QUIET - quiet_for)
 
+    def levels(self) -> list[dict]:
+        """Each warm pool's size and how many of its sandboxes wait now, from a fresh listing."""
+        warm = Counter((i.language, i.tty) for i in self.executor.list() if i.waiting)
+        return [
+            {"language": language, "tty": tty, "size": size, "warm": warm[(language, tty)]}
+            for (language, tty), size in self.sizes.items()
+        ]
+
     def refill(self) -> int:
         """Create what the pool lacks, one sandbox at a time, while there is room. Returns how many."""
         with open(self._lock_path, "a") as lock:

@@ -89,6 +89,8 @@ class SessionRun:
         # Orders the program's input: what was held back goes before anything sent after it.
         self._input_lock = threading.RLock()
         self._finished = threading.Event()
+        # Set when the pump has delivered the end: the watchdog then returns.
+        self._done = threading.Event()
         self._wake = threading.Event()
         self._last_activity = clock()
         self._started = clock()
@@ -101,6 +103,9 @@ class SessionRun:
         self._pending: list[bytes | None] = []
         self.outcome: Outcome | None = None
         self.started_at = time.time()
+        self._pump_thread: threading.Thread | None = None
+        self._watchdog_thread: threading.Thread | None = None
+        self._killer: threading.Thread | None = None
 
     # --- lifecycle -----------------------------------------------------------------------
     def start(self, code: bytes, terminal: Terminal | None = None) -> None:
@@ -109,9 +114,14 @@ class SessionRun:
         self.started_at = time.time()
         self._started = self._last_activity = self._clock()
         self._send(state_message(State.COMPILING if self._compiling else State.RUNNING))
-        name = self.sandbox.session_id
-        threading.Thread(target=self._pump, name=f"pump-{name}", daemon=True).start()
-        threading.Thread(target=self._watchdog, name=f"watch-{name}", daemon=True).start()
+        self._pump_thread = self._thread(self._pump, "pump")
+        self._watchdog_thread = self._thread(self._watchdog, "watch")
+
+    def _thread(self, target: Callable[[], None], role: str) -> threading.Thread:
+        """A thread of this run's; the pump joins the others before the run is finished."""
+        thread = threading.Thread(target=target, name=f"se-{role}-{self.sandbox.session_id}", daemon=True)
+        thread.start()
+        return thread
 
     def end(self, reason: Reason) -> None:
         """Ask the run to end: the first reason given is the one reported. Never blocks."""
@@ -119,9 +129,11 @@ class SessionRun:
             if self._reason is not None or self._finished.is_set():
                 return
             self._reason = reason
-        # Killed from its own thread: Docker's kill waits until the output is drained, and the
-        # pump, which may be the caller here, must keep draining meanwhile.
-        threading.Thread(target=self._kill, name=f"kill-{self.sandbox.session_id}", daemon=True).start()
+            # Killed from its own thread: Docker's kill waits until the output is drained, and
+            # the pump, which may be the caller here, must keep draining meanwhile. Started
+            # under the lock, so that the pump, which takes the last reason under it too, always
+            # finds the killer it must join.
+            self._killer = self._thread(self._kill, "kill")
 
     def _kill(self) -> None:
         try:
@@ -132,6 +144,16 @@ class SessionRun:
 
     def wait(self, timeout: float | None = None) -> bool:
         return self._finished.wait(timeout)
+
+    def join(self, timeout: float) -> bool:
+        """Wait until the run is finished and its last thread, the pump, has returned."""
+        deadline = time.monotonic() + timeout
+        if not self.wait(timeout):
+            return False
+        if self._pump_thread is not None and self._pump_thread is not threading.current_thread():
+            self._pump_thread.join(max(0.0, deadline - time.monotonic()))
+            return not self._pump_thread.is_alive()
+        return True
 
     @property
     def finished(self) -> bool:
@@ -176,7 +198,7 @@ class SessionRun:
 
     # --- threads -------------------------------------------------------------------------
     def _watchdog(self) -> None:
-        while not self._finished.is_set():
+        while not self._done.is_set():
             now = self._clock()
             if self._compiling:
                 deadline = self._started + self.limits.compile_timeout
@@ -304,5 +326,16 @@ class SessionRun:
             try:
                 self._release()
             finally:
-                self._finished.set()
+                self._done.set()
                 self._wake.set()
+                self._join_helpers()
+                self._finished.set()
+
+    def _join_helpers(self) -> None:
+        """The watchdog returns once woken; a kill returns once its sandbox is gone (removed just
+        now), or gives up after KILL_WAIT."""
+        for thread in (self._watchdog_thread, self._killer):
+            if thread is not None:
+                thread.join(KILL_WAIT)
+                if thread.is_alive():
+                    log.warning("%s did not return within %.0f s", thread.name, KILL_WAIT)

@@ -8,8 +8,9 @@ from collections.abc import Iterator
 import pytest
 from fakes import FakeExecutor
 
-# Threads the code under test starts: the engine's reaper and each run's pump and watchdog.
-OWNED_THREADS = ("reaper", "pump-", "watch-")
+# Every thread the package starts is named se-<role>: the reaper, the pool's refiller, and each
+# run's pump, watchdog and killer.
+OWNED_THREADS = "se-"
 
 
 @pytest.fixture(autouse=True)

@@ -148,10 +148,29 @@ def test_a_runtime_failure_is_500_internal_error(client, executor):
     error_of(client.post("/session", json={"language": "python", "code": CODE}), 500, "internal_error")
 
 
-def test_pool_without_a_pool_is_an_empty_list_and_503_when_docker_is_down(client, executor):
+def test_pool_without_a_pool_is_an_empty_list_even_when_docker_is_down(client, executor):
     assert client.get("/pool").get_json() == {"pool": []}
     executor.error = RuntimeUnavailable("the Docker daemon is not running")
-    error_of(client.get("/pool"), 503, "runtime_unavailable")
+    assert client.get("/pool").get_json() == {"pool": []}
+
+
+def test_pool_levels_and_503_when_docker_is_down(tmp_path, executor):
+    config = Config(state_dir=str(tmp_path / "state"), pool_size="python=2,python/tty=1")
+    app = create_app(config, executor=executor)
+    pool = app.extensions[EXTENSION].pool
+    try:
+        pool.refill()
+        assert app.test_client().get("/pool").get_json() == {
+            "pool": [
+                {"language": "python", "tty": False, "size": 2, "warm": 2},
+                {"language": "python", "tty": True, "size": 1, "warm": 1},
+            ]
+        }
+        executor.error = RuntimeUnavailable("the Docker daemon is not running")
+        error_of(app.test_client().get("/pool"), 503, "runtime_unavailable")
+    finally:
+        executor.error = None
+        app.extensions[EXTENSION].shutdown()
 
 
 # --- GET and DELETE /session/<id> -----------------------------------------------------------

@@ -162,9 +162,9 @@ def test_describe_of_an_unknown_session_is_not_found(engine, session_id):
 
 
 def test_readiness_reports_the_executor_problem(engine, executor):
-    assert engine.readiness() is None
+    assert engine.catalog.readiness() is None
     executor.problem = "image sandbox-engine/python:latest is missing"
-    assert engine.readiness() == "image sandbox-engine/python:latest is missing"
+    assert engine.catalog.readiness() == "image sandbox-engine/python:latest is missing"
 
 
 # --- attach ---------------------------------------------------------------------------------

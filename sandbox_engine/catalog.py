@@ -1,0 +1,33 @@
+"""The languages a server offers, as clients see them, and whether their images are there."""
+
+from __future__ import annotations
+
+from .executor import Executor
+from .languages import VERSION_LABEL, LanguageSpec
+
+
+class Catalog:
+    def __init__(self, languages: dict[str, LanguageSpec], executor: Executor) -> None:
+        self.languages = languages
+        self.executor = executor
+        # Image labels never change under a running server; a missing image is asked about again.
+        self._labels: dict[str, dict[str, str]] = {}
+
+    def public(self) -> list[dict]:
+        """Every language, with the version its image's build recorded (else the one expected)."""
+        return [
+            spec.public(self._image_labels(spec.image).get(VERSION_LABEL + spec.id))
+            for spec in self.languages.values()
+        ]
+
+    def readiness(self) -> str | None:
+        """None when sessions can be served; else the reason they cannot."""
+        return self.executor.check(sorted({spec.image for spec in self.languages.values()}))
+
+    def _image_labels(self, image: str) -> dict[str, str]:
+        labels = self._labels.get(image)
+        if labels is None:
+            labels = self.executor.image_labels(image)
+            if labels:
+                self._labels[image] = labels
+        return labels
