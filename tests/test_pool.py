@@ -129,4 +129,7 @@ def test_pooled_sandboxes_count_against_capacity(make_server):
     refused = server.post("print(1)")
     assert refused.status_code == 429
     assert len(server.containers()) == 3
-    assert len(sessions) == 3
+    # Each admitted session holds one of the warm sandboxes it took: none is left in the pool.
+    assert pool(server) == []
+    assert all(server.session(session_id)["state"] == "CREATED" for session_id in sessions)
+    assert all(len(server.session_containers(session_id)) == 1 for session_id in sessions)
