@@ -1,12 +1,16 @@
-"""Languages as data: what image runs a language, where its source goes, how it compiles and runs.
+"""Languages as data: what image runs a language, where its source goes, how it compiles and runs,
+and what its users see of it (file extensions, editor mode, example program).
 
-Adding a language is adding a spec here and an image under images/; nothing else changes. The
-version here is the one expected; GET /languages reports the one the image's build recorded.
+Adding a language is adding a spec here and an image under images/; nothing else changes: GET
+/languages gives the IDE and the CLI what they need, and the tests list the languages from here.
+The version here is the one expected; GET /languages reports the one the image's build recorded.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+
+from .examples import example as _example
 
 # The JVM with few threads (pids are limited) and a quick start over peak speed.
 _JVM = ("-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1", "-XX:-UsePerfData")
@@ -24,6 +28,13 @@ class LanguageSpec:
     image: str
     source_file: str
     run: tuple[str, ...]
+    # The file extensions `sandbox-engine run` takes for this language, lower case, with the dot.
+    extensions: tuple[str, ...]
+    # The IDE's editor mode: one of the CodeMirror modes static/src/languages.js knows how to load.
+    editor_mode: str
+    # The program the IDE starts from: it prompts without a newline and greets, the interactive
+    # case every language must handle (a file of sandbox_engine/examples/).
+    example: str
     compile: tuple[str, ...] | None = None
     env: dict[str, str] = field(default_factory=dict)
     # The launcher inside the sandbox: "sh" for any language, or one of sandbox_engine.launchers
@@ -31,7 +42,15 @@ class LanguageSpec:
     launcher: str = "sh"
 
     def public(self, version: str | None = None) -> dict:
-        return {"id": self.id, "name": self.name, "version": version or self.version}
+        """What GET /languages says of this language."""
+        return {
+            "id": self.id,
+            "name": self.name,
+            "version": version or self.version,
+            "extensions": list(self.extensions),
+            "editorMode": self.editor_mode,
+            "example": self.example,
+        }
 
 
 def _image(name: str) -> str:
@@ -47,6 +66,9 @@ LANGUAGES: dict[str, LanguageSpec] = {
             version="3.11",
             image=_image("python"),
             source_file="main.py",
+            extensions=(".py",),
+            editor_mode="python",
+            example=_example("python.py"),
             # -u as well as PYTHONUNBUFFERED in the image: a prompt must never wait in a buffer.
             run=("python3", "-u", "main.py"),
             env={"PYTHONUNBUFFERED": "1", "PYTHONDONTWRITEBYTECODE": "1"},
@@ -58,6 +80,9 @@ LANGUAGES: dict[str, LanguageSpec] = {
             version="18",
             image=_image("node"),
             source_file="main.js",
+            extensions=(".js", ".mjs"),
+            editor_mode="javascript",
+            example=_example("javascript.js"),
             run=("node", "main.js"),
             env=_NODE,
         ),
@@ -67,6 +92,9 @@ LANGUAGES: dict[str, LanguageSpec] = {
             version="4.8",
             image=_image("node"),
             source_file="main.ts",
+            extensions=(".ts",),
+            editor_mode="typescript",
+            example=_example("typescript.ts"),
             compile=(
                 "tsc",
                 "--strict",
@@ -92,6 +120,9 @@ LANGUAGES: dict[str, LanguageSpec] = {
             version="12",
             image=_image("gcc"),
             source_file="main.c",
+            extensions=(".c",),
+            editor_mode="c",
+            example=_example("c.c"),
             compile=("gcc", "-std=gnu17", "-O2", "-Wall", "-o", "main", "main.c", "-lm"),
             run=(*_UNBUFFERED, "./main"),
         ),
@@ -101,6 +132,9 @@ LANGUAGES: dict[str, LanguageSpec] = {
             version="12",
             image=_image("gcc"),
             source_file="main.cpp",
+            extensions=(".cpp", ".cc", ".cxx"),
+            editor_mode="cpp",
+            example=_example("cpp.cpp"),
             compile=("g++", "-std=gnu++20", "-O2", "-Wall", "-o", "main", "main.cpp"),
             run=(*_UNBUFFERED, "./main"),
         ),
@@ -110,6 +144,9 @@ LANGUAGES: dict[str, LanguageSpec] = {
             version="1.19",
             image=_image("go"),
             source_file="main.go",
+            extensions=(".go",),
+            editor_mode="go",
+            example=_example("go.go"),
             compile=("go", "build", "-o", "main", "main.go"),
             run=("./main",),
             env={"GOCACHE": "/tmp/go-cache", "GOPATH": "/tmp/go", "CGO_ENABLED": "0"},
@@ -120,6 +157,9 @@ LANGUAGES: dict[str, LanguageSpec] = {
             version="1.63",
             image=_image("rust"),
             source_file="main.rs",
+            extensions=(".rs",),
+            editor_mode="rust",
+            example=_example("rust.rs"),
             compile=("rustc", "--edition", "2021", "-O", "-C", "strip=debuginfo", "-o", "main", "main.rs"),
             run=("./main",),
         ),
@@ -129,6 +169,9 @@ LANGUAGES: dict[str, LanguageSpec] = {
             version="17",
             image=_image("java"),
             source_file="Main.java",
+            extensions=(".java",),
+            editor_mode="java",
+            example=_example("java.java"),
             compile=("javac", *(f"-J{flag}" for flag in _JVM), "-encoding", "UTF-8", "-d", ".", "Main.java"),
             run=("java", *_JVM, "-XX:CICompilerCount=1", "-XX:ActiveProcessorCount=1", "-cp", ".", "Main"),
         ),
@@ -138,6 +181,9 @@ LANGUAGES: dict[str, LanguageSpec] = {
             version="3.1",
             image=_image("ruby"),
             source_file="main.rb",
+            extensions=(".rb",),
+            editor_mode="ruby",
+            example=_example("ruby.rb"),
             run=("ruby", "main.rb"),
             env={"RUBYOPT": "-r/opt/sandbox/sync.rb"},
         ),
@@ -147,6 +193,9 @@ LANGUAGES: dict[str, LanguageSpec] = {
             version="8.2",
             image=_image("php"),
             source_file="main.php",
+            extensions=(".php",),
+            editor_mode="php",
+            example=_example("php.php"),
             run=("php", "main.php"),
             env={"PHP_INI_SCAN_DIR": ":/opt/sandbox/php"},
         ),
@@ -156,6 +205,9 @@ LANGUAGES: dict[str, LanguageSpec] = {
             version="5.36",
             image=_image("perl"),
             source_file="main.pl",
+            extensions=(".pl",),
+            editor_mode="perl",
+            example=_example("perl.pl"),
             run=("perl", "main.pl"),
             env={"PERL5LIB": "/opt/sandbox/perl", "PERL5OPT": "-MSandboxAutoflush"},
         ),
@@ -165,6 +217,9 @@ LANGUAGES: dict[str, LanguageSpec] = {
             version="5.4",
             image=_image("lua"),
             source_file="main.lua",
+            extensions=(".lua",),
+            editor_mode="lua",
+            example=_example("lua.lua"),
             run=(*_UNBUFFERED, "lua5.4", "main.lua"),
         ),
         LanguageSpec(
@@ -173,6 +228,9 @@ LANGUAGES: dict[str, LanguageSpec] = {
             version="5.2",
             image=_image("bash"),
             source_file="main.sh",
+            extensions=(".sh", ".bash"),
+            editor_mode="shell",
+            example=_example("bash.sh"),
             run=("bash", "main.sh"),
         ),
         LanguageSpec(
@@ -181,6 +239,9 @@ LANGUAGES: dict[str, LanguageSpec] = {
             version="6.8",
             image=_image("mono"),
             source_file="main.cs",
+            extensions=(".cs",),
+            editor_mode="csharp",
+            example=_example("csharp.cs"),
             compile=("mcs", "-out:main.exe", "main.cs"),
             run=("mono", "main.exe"),
         ),
@@ -190,6 +251,9 @@ LANGUAGES: dict[str, LanguageSpec] = {
             version="9.0",
             image=_image("haskell"),
             source_file="main.hs",
+            extensions=(".hs",),
+            editor_mode="haskell",
+            example=_example("haskell.hs"),
             # SandboxMain wraps the user's Main: stdout is flushed before stdin reads, as in C.
             compile=(
                 "ghc",
