@@ -8,6 +8,9 @@ The version here is the one expected; GET /languages reports the one the image's
 
 from __future__ import annotations
 
+import argparse
+import os
+import sys
 from dataclasses import dataclass, field
 
 from .examples import example as _example
@@ -35,6 +38,9 @@ class LanguageSpec:
     # The program the IDE starts from: it prompts without a newline and greets, the interactive
     # case every language must handle (a file of sandbox_engine/examples/).
     example: str
+    # A shell command that prints the version installed in the image, run there by
+    # scripts/build-images.sh, which records it in the image's `sandbox-engine.version.<id>` label.
+    version_command: str
     compile: tuple[str, ...] | None = None
     env: dict[str, str] = field(default_factory=dict)
     # The launcher inside the sandbox: "sh" for any language, or one of sandbox_engine.launchers
@@ -69,6 +75,7 @@ LANGUAGES: dict[str, LanguageSpec] = {
             extensions=(".py",),
             editor_mode="python",
             example=_example("python.py"),
+            version_command="python3 -c 'import platform; print(platform.python_version())'",
             # -u as well as PYTHONUNBUFFERED in the image: a prompt must never wait in a buffer.
             run=("python3", "-u", "main.py"),
             env={"PYTHONUNBUFFERED": "1", "PYTHONDONTWRITEBYTECODE": "1"},
@@ -83,6 +90,7 @@ LANGUAGES: dict[str, LanguageSpec] = {
             extensions=(".js", ".mjs"),
             editor_mode="javascript",
             example=_example("javascript.js"),
+            version_command="node -p process.versions.node",
             run=("node", "main.js"),
             env=_NODE,
         ),
@@ -95,6 +103,7 @@ LANGUAGES: dict[str, LanguageSpec] = {
             extensions=(".ts",),
             editor_mode="typescript",
             example=_example("typescript.ts"),
+            version_command="tsc --version | cut -d' ' -f2",
             compile=(
                 "tsc",
                 "--strict",
@@ -123,6 +132,7 @@ LANGUAGES: dict[str, LanguageSpec] = {
             extensions=(".c",),
             editor_mode="c",
             example=_example("c.c"),
+            version_command="gcc -dumpfullversion",
             compile=("gcc", "-std=gnu17", "-O2", "-Wall", "-o", "main", "main.c", "-lm"),
             run=(*_UNBUFFERED, "./main"),
         ),
@@ -135,6 +145,7 @@ LANGUAGES: dict[str, LanguageSpec] = {
             extensions=(".cpp", ".cc", ".cxx"),
             editor_mode="cpp",
             example=_example("cpp.cpp"),
+            version_command="g++ -dumpfullversion",
             compile=("g++", "-std=gnu++20", "-O2", "-Wall", "-o", "main", "main.cpp"),
             run=(*_UNBUFFERED, "./main"),
         ),
@@ -147,6 +158,7 @@ LANGUAGES: dict[str, LanguageSpec] = {
             extensions=(".go",),
             editor_mode="go",
             example=_example("go.go"),
+            version_command="go version | cut -d' ' -f3 | cut -c3-",
             compile=("go", "build", "-o", "main", "main.go"),
             run=("./main",),
             env={"GOCACHE": "/tmp/go-cache", "GOPATH": "/tmp/go", "CGO_ENABLED": "0"},
@@ -160,6 +172,7 @@ LANGUAGES: dict[str, LanguageSpec] = {
             extensions=(".rs",),
             editor_mode="rust",
             example=_example("rust.rs"),
+            version_command="rustc --version | cut -d' ' -f2",
             compile=("rustc", "--edition", "2021", "-O", "-C", "strip=debuginfo", "-o", "main", "main.rs"),
             run=("./main",),
         ),
@@ -172,6 +185,7 @@ LANGUAGES: dict[str, LanguageSpec] = {
             extensions=(".java",),
             editor_mode="java",
             example=_example("java.java"),
+            version_command="javac -version 2>&1 | cut -d' ' -f2",
             compile=("javac", *(f"-J{flag}" for flag in _JVM), "-encoding", "UTF-8", "-d", ".", "Main.java"),
             run=("java", *_JVM, "-XX:CICompilerCount=1", "-XX:ActiveProcessorCount=1", "-cp", ".", "Main"),
         ),
@@ -184,6 +198,7 @@ LANGUAGES: dict[str, LanguageSpec] = {
             extensions=(".rb",),
             editor_mode="ruby",
             example=_example("ruby.rb"),
+            version_command="ruby -e 'print RUBY_VERSION'",
             run=("ruby", "main.rb"),
             env={"RUBYOPT": "-r/opt/sandbox/sync.rb"},
         ),
@@ -196,6 +211,7 @@ LANGUAGES: dict[str, LanguageSpec] = {
             extensions=(".php",),
             editor_mode="php",
             example=_example("php.php"),
+            version_command="php -r 'echo PHP_VERSION;'",
             run=("php", "main.php"),
             env={"PHP_INI_SCAN_DIR": ":/opt/sandbox/php"},
         ),
@@ -208,6 +224,7 @@ LANGUAGES: dict[str, LanguageSpec] = {
             extensions=(".pl",),
             editor_mode="perl",
             example=_example("perl.pl"),
+            version_command="perl -V:version | tr -dc 0-9.",
             run=("perl", "main.pl"),
             env={"PERL5LIB": "/opt/sandbox/perl", "PERL5OPT": "-MSandboxAutoflush"},
         ),
@@ -220,6 +237,7 @@ LANGUAGES: dict[str, LanguageSpec] = {
             extensions=(".lua",),
             editor_mode="lua",
             example=_example("lua.lua"),
+            version_command="lua5.4 -v | cut -d' ' -f2",
             run=(*_UNBUFFERED, "lua5.4", "main.lua"),
         ),
         LanguageSpec(
@@ -231,6 +249,7 @@ LANGUAGES: dict[str, LanguageSpec] = {
             extensions=(".sh", ".bash"),
             editor_mode="shell",
             example=_example("bash.sh"),
+            version_command="bash --version | head -n1 | cut -d' ' -f4 | cut -d'(' -f1",
             run=("bash", "main.sh"),
         ),
         LanguageSpec(
@@ -242,6 +261,7 @@ LANGUAGES: dict[str, LanguageSpec] = {
             extensions=(".cs",),
             editor_mode="csharp",
             example=_example("csharp.cs"),
+            version_command="mono --version | head -n1 | cut -d' ' -f5",
             compile=("mcs", "-out:main.exe", "main.cs"),
             run=("mono", "main.exe"),
         ),
@@ -254,6 +274,7 @@ LANGUAGES: dict[str, LanguageSpec] = {
             extensions=(".hs",),
             editor_mode="haskell",
             example=_example("haskell.hs"),
+            version_command="ghc --numeric-version",
             # SandboxMain wraps the user's Main: stdout is flushed before stdin reads, as in C.
             compile=(
                 "ghc",
@@ -274,3 +295,32 @@ LANGUAGES: dict[str, LanguageSpec] = {
 }
 
 VERSION_LABEL = "sandbox-engine.version."
+
+
+def image_folder(spec: LanguageSpec) -> str:
+    """The folder under images/ a language's image is built from: sandbox-engine/<folder>:latest."""
+    return spec.image.removeprefix("sandbox-engine/").removesuffix(":latest")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """What scripts/build-images.sh asks: which images to build, and the version commands of each."""
+    parser = argparse.ArgumentParser(prog="python -m sandbox_engine.languages", description=main.__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+    commands.add_parser("images", help="the folders under images/ the languages' images are built from")
+    versions = commands.add_parser(
+        "version-commands", help="`<language>=<command>` lines: the version command of each language of IMAGE"
+    )
+    versions.add_argument("image", metavar="IMAGE", help="a folder under images/ (node, or images/node)")
+    args = parser.parse_args(argv)
+    if args.command == "images":
+        print("\n".join(dict.fromkeys(image_folder(spec) for spec in LANGUAGES.values())))
+    else:
+        folder = os.path.basename(os.path.normpath(args.image))
+        for spec in LANGUAGES.values():
+            if image_folder(spec) == folder:
+                print(f"{spec.id}={spec.version_command}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
