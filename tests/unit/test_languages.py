@@ -7,6 +7,7 @@ import os
 import pytest
 from harness import ROOT
 
+from sandbox_engine.docker_executor import SANDBOX_USER
 from sandbox_engine.languages import LANGUAGES, image_folder, main
 
 
@@ -21,6 +22,19 @@ def test_images_are_the_folders_the_languages_name_each_once(capsys):
     assert images[:3] == ["python", "node", "gcc"] and len(images) == 13
     for name in images:
         assert os.path.isfile(os.path.join(ROOT, "images", name, "Dockerfile")), name
+
+
+def test_every_language_image_builds_on_the_runtime_layer_and_ends_as_the_sandbox_user(capsys):
+    images = run(capsys, "images")
+    # The runtime layer is what they build on, not a language's image.
+    assert "runtime" not in images
+    for name in images:
+        with open(os.path.join(ROOT, "images", name, "Dockerfile"), encoding="utf-8") as f:
+            lines = f.read().splitlines()
+        assert [line for line in lines if line.startswith("FROM ")] == [
+            "FROM sandbox-engine/runtime:bookworm"
+        ]
+        assert [line for line in lines if line.startswith("USER ")][-1] == f"USER {SANDBOX_USER}", name
 
 
 def test_version_commands_of_an_image_are_its_languages_lines(capsys):
