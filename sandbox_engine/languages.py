@@ -1,8 +1,10 @@
 """Languages as data: what image runs a language, where its source goes, how it compiles and runs,
 and what its users see of it (file extensions, editor mode, example program).
 
-Adding a language is adding a spec here and an image under images/; nothing else changes: GET
-/languages gives the IDE and the CLI what they need, and the tests list the languages from here.
+Adding a language is adding a spec here and an image under images/ (README.md, "Adding a
+language", step by step); nothing else changes: GET /languages gives the IDE and the CLI what they
+need, scripts/build-images.sh builds the images named here, and the tests list the languages from
+here.
 The version here is the one expected; GET /languages reports the one the image's build recorded.
 """
 
