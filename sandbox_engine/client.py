@@ -16,28 +16,6 @@ import requests
 from websockets.exceptions import ConnectionClosed, InvalidStatus, InvalidURI
 from websockets.sync.client import ClientConnection, connect
 
-EXTENSIONS = {
-    ".py": "python",
-    ".js": "javascript",
-    ".mjs": "javascript",
-    ".ts": "typescript",
-    ".c": "c",
-    ".cpp": "cpp",
-    ".cc": "cpp",
-    ".cxx": "cpp",
-    ".go": "go",
-    ".rs": "rust",
-    ".java": "java",
-    ".rb": "ruby",
-    ".php": "php",
-    ".pl": "perl",
-    ".lua": "lua",
-    ".sh": "bash",
-    ".bash": "bash",
-    ".cs": "csharp",
-    ".hs": "haskell",
-}
-
 REASONS = {
     "idle_timeout": "no input and no output for too long",
     "timeout": "the time limit was reached",
@@ -60,9 +38,7 @@ def run(server: str, path: str, language: str | None, use_tty: bool | None) -> i
             code = f.read()
     except (OSError, UnicodeDecodeError) as exc:
         raise ClientError(f"cannot read {path}: {exc}") from None
-    language = language or EXTENSIONS.get(os.path.splitext(path)[1].lower())
-    if language is None:
-        raise ClientError(f"cannot tell the language of {path} from its extension; give --lang")
+    language = language or language_of(server.rstrip("/"), path)
     interactive = sys.stdin.isatty() if use_tty is None else use_tty
     body: dict = {"language": language, "code": code}
     if interactive:
@@ -78,6 +54,35 @@ def run(server: str, path: str, language: str | None, use_tty: bool | None) -> i
         raise ClientError(f"the server refused the session: {_error_message(exc.response.body)}") from None
     except (OSError, InvalidURI) as exc:
         raise ClientError(f"cannot reach {server}: {exc}") from None
+
+
+def language_of(server: str, path: str) -> str:
+    """The language of a file by its extension, as the server's GET /languages maps them."""
+    extension = os.path.splitext(path)[1].lower()
+    if not extension:
+        raise ClientError(f"cannot tell the language of {path} without an extension; give --lang")
+    try:
+        response = requests.get(f"{server}/languages", timeout=30)
+    except requests.RequestException as exc:
+        raise ClientError(f"cannot reach {server}: {exc.__class__.__name__}") from None
+    if response.status_code != 200:
+        message = _error_message(response.content)
+        raise ClientError(f"the server did not list its languages: {message}; give --lang")
+    try:
+        languages = {
+            language["id"]: [e.lower() for e in language["extensions"]]
+            for language in response.json()["languages"]
+        }
+    except (ValueError, KeyError, TypeError, AttributeError):
+        # A server from before GET /languages listed extensions, or not a sandbox-engine at all.
+        raise ClientError(
+            f"{server} does not say which languages take {extension} files; give --lang"
+        ) from None
+    for language, extensions in languages.items():
+        if extension in extensions:
+            return language
+    known = ", ".join(sorted({e for extensions in languages.values() for e in extensions}))
+    raise ClientError(f"no language of {server} takes {extension} files (it knows {known}); give --lang")
 
 
 def _terminal_size() -> tuple[int, int]:

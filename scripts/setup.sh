@@ -23,10 +23,22 @@ fi
 if [ ! -x .venv/bin/python ]; then
   python3 -m venv .venv
 fi
+# pip, with its warnings about index locations this machine does not have left out. A failed
+# install stops the set-up with pip's own error shown, and no stamp is written, so the next run
+# tries again.
+pip_install() {
+  local status=0
+  .venv/bin/pip install -q "$@" 2>&1 | { grep -v '^WARNING: Location' || true; } || status=${PIPESTATUS[0]}
+  if [ "$status" != 0 ]; then
+    echo "setup: \`pip install $*\` failed (exit $status); the next run tries again" >&2
+    exit "$status"
+  fi
+}
+
 stamp=.venv/.installed
 if [ ! -f "$stamp" ] || [ setup.cfg -nt "$stamp" ] || [ setup.py -nt "$stamp" ]; then
-  .venv/bin/pip install -q --upgrade pip 2>&1 | grep -v '^WARNING: Location' || true
-  .venv/bin/pip install -q -e '.[test]' 2>&1 | grep -v '^WARNING: Location' || true
+  pip_install --upgrade pip
+  pip_install -e '.[test]'
   .venv/bin/sandbox-engine --help >/dev/null
   touch "$stamp"
 fi

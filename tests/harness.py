@@ -16,6 +16,8 @@ import docker
 import requests
 from websockets.sync.client import ClientConnection, connect
 
+from sandbox_engine.languages import LANGUAGES
+
 # The core engine issue's interactive example, which several suites run end to end.
 INTERACTIVE = """\
 import time
@@ -32,23 +34,7 @@ for i in range(5):
 # machine that window is wide enough for a client to see the prompt and press Ctrl-C in it.
 SLEEP_UNTIL_SIGNAL = "while True:\n        time.sleep(0.05)"
 # Every language, in the order GET /languages lists them.
-LANGUAGE_IDS = [
-    "python",
-    "javascript",
-    "typescript",
-    "c",
-    "cpp",
-    "go",
-    "rust",
-    "java",
-    "ruby",
-    "php",
-    "perl",
-    "lua",
-    "bash",
-    "csharp",
-    "haskell",
-]
+LANGUAGE_IDS = list(LANGUAGES)
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 VENV_BIN = os.path.dirname(sys.executable)
 INSTANCE_LABEL = "sandbox-engine.instance"

@@ -12,7 +12,7 @@ from collections.abc import Iterator
 
 import pytest
 import requests
-from harness import INTERACTIVE, LANGUAGE_IDS, ROOT, Server, shutdown, start_server
+from harness import INTERACTIVE, ROOT, Server, shutdown, start_server
 
 try:
     from playwright.sync_api import Browser, Page, WebSocketRoute, expect, sync_playwright
@@ -33,9 +33,8 @@ CHROMIUM_ARGS = [
 ]
 BUNDLE = os.path.join(ROOT, "static", "dist", "ide.js")
 ARTIFACTS = os.path.join(ROOT, "test-artifacts")
-# The page opens on the core engine issue's interactive example.
+# The page opens on Python's example from GET /languages: the core engine issue's interactive one.
 EXAMPLE = INTERACTIVE
-# Every language id the page has an editor mode and an example for.
 
 
 def unavailable(message: str) -> None:
@@ -370,34 +369,44 @@ def test_without_terminal_support_resize_errors_stay_quiet(page: Page) -> None:
     assert wait_terminal(page, "[stopped · exit code 137]") == "working\n[stopped · exit code 137]"
 
 
-def test_every_language_has_a_mode_and_an_example(page: Page) -> None:
+def test_every_language_has_the_mode_and_example_the_server_gives(page: Page, ide_server: Server) -> None:
+    languages = requests.get(f"{ide_server.url}/languages", timeout=10).json()["languages"]
+    # A language whose editor mode this page does not know: it is edited as plain text.
+    cobol = {
+        "id": "cobol",
+        "name": "COBOL",
+        "version": "1",
+        "extensions": [".cob"],
+        "editorMode": "cobol",
+        "example": "DISPLAY 'Enter your name: '.\n",
+    }
     page.route(
-        re.compile(r"/languages$"),
-        lambda route: route.fulfill(
-            json={
-                "languages": [{"id": i, "name": i.title(), "version": "1"} for i in [*LANGUAGE_IDS, "cobol"]]
-            }
-        ),
+        re.compile(r"/languages$"), lambda route: route.fulfill(json={"languages": [*languages, cobol]})
     )
     page.reload()
     wait_ready(page)
+    ids = [language["id"] for language in languages]
     loaded = page.evaluate(
         """async ids => Object.fromEntries(await Promise.all(ids.map(async id => {
                const mode = await ide.loadMode(id);
                return [id, {mode: ide.modeName(id), loaded: !(Array.isArray(mode) && !mode.length),
-                            example: ide.example(id).includes("Enter your name: ")}];
+                            example: ide.example(id)}];
            })))""",
-        [*LANGUAGE_IDS, "cobol"],
+        [*ids, "cobol"],
     )
-    for language in LANGUAGE_IDS:
-        assert loaded[language]["loaded"] and loaded[language]["example"], language
-        assert loaded[language]["mode"] != "Plain text", language
-    assert loaded["cobol"] == {"mode": "Plain text", "loaded": False, "example": False}
+    for language in languages:
+        # Every mode the server names is one the page loads, and the example is the server's.
+        assert loaded[language["id"]]["loaded"], language
+        assert loaded[language["id"]]["mode"] != "Plain text", language
+        assert loaded[language["id"]]["example"] == language["example"], language["id"]
+    assert loaded["bash"]["mode"] == "Shell"
+    assert loaded["cobol"] == {"mode": "Plain text", "loaded": False, "example": cobol["example"]}
 
     # A language starts from its example; switching back finds the draft as it was left.
     page.select_option("#language", "ruby")
     expect(page.locator("#mode")).to_have_text("Ruby")
-    assert page.evaluate("ide.code()").startswith('print "Enter your name: "')
+    ruby = next(language["example"] for language in languages if language["id"] == "ruby")
+    assert page.evaluate("ide.code()") == ruby
     expect(page.locator(".cm-line span", has_text=re.compile("^print$")).first).to_be_visible()
     page.evaluate("ide.setCode('puts 42\\n')")
     page.select_option("#language", "python")
@@ -406,6 +415,7 @@ def test_every_language_has_a_mode_and_an_example(page: Page) -> None:
     assert page.evaluate("ide.code()") == "puts 42\n"
     page.select_option("#language", "cobol")
     expect(page.locator("#mode")).to_have_text("Plain text")
+    assert page.evaluate("ide.code()") == cobol["example"]
 
 
 def test_page_without_its_bundle_says_how_to_build_it(tmp_path) -> None:

@@ -68,6 +68,26 @@ def test_engine_ending_the_session_says_why_and_exits_non_zero(server, tmp_path)
     assert "no input and no output for too long" in result.stderr
 
 
+def test_the_language_is_the_one_the_server_gives_the_extension(server, tmp_path):
+    code = 'puts "hello from #{RUBY_ENGINE}"\n'
+    result = subprocess.run(
+        [CLI, "run", "--server", server.url, write(tmp_path, "hello.rb", code)],
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert (result.stdout, result.returncode) == ("hello from ruby\n", 0), result.stderr
+    result = subprocess.run(
+        [CLI, "run", "--server", server.url, write(tmp_path, "hello.cob", "DISPLAY 'hello'.")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 2 and result.stderr.count("\n") == 1
+    assert f"no language of {server.url} takes .cob files" in result.stderr and "give --lang" in result.stderr
+
+
 def test_unreachable_and_refusing_servers_are_one_line_errors(server, tmp_path):
     path = write(tmp_path, "hi.py", "print('hi')")
     for args, says in (

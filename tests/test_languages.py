@@ -1,9 +1,14 @@
-"""Every language, as its users write it, through the real server: live prompts, errors, compiles."""
+"""Every language, as its users write it, through the real server: live prompts, errors, compiles.
+
+The languages are the specs': a language without its programs in the tables below fails here.
+"""
 
 from __future__ import annotations
 
 import pytest
-from harness import shutdown, start_server
+from harness import LANGUAGE_IDS, shutdown, start_server
+
+from sandbox_engine.languages import LANGUAGES
 
 # A greeting as a user of each language writes it: the prompt without a newline, read a line,
 # greet. Rust flushes by hand, as Rust users do (its stdout is line-buffered even on a terminal).
@@ -126,7 +131,7 @@ CRASHES = {
     "go": ('package main\n\nfunc main() { var m map[string]int; m["x"] = 1 }\n', "panic", 2),
 }
 
-COMPILED = ["typescript", "c", "cpp", "go", "rust", "java", "csharp", "haskell"]
+COMPILED = [spec.id for spec in LANGUAGES.values() if spec.compile is not None]
 COMPILE_ERRORS = {
     "typescript": "const x: number = 'not a number';\n",
     "c": "int main(void) { return undefined_name; }\n",
@@ -147,7 +152,7 @@ def polyglot(docker_client, tmp_path_factory):
     shutdown(server)
 
 
-@pytest.mark.parametrize("language", list(GREETINGS))
+@pytest.mark.parametrize("language", LANGUAGE_IDS)
 def test_greeting_prompt_arrives_before_input(polyglot, language):
     session_id = polyglot.create(GREETINGS[language], language)
     with polyglot.attach(session_id) as ws:
@@ -162,7 +167,18 @@ def test_greeting_prompt_arrives_before_input(polyglot, language):
     assert transcript.final == {"type": "state", "state": "FINISHED", "exitCode": 0, "reason": "exited"}
 
 
-@pytest.mark.parametrize("language", list(RUNTIME_ERRORS))
+@pytest.mark.parametrize("language", LANGUAGE_IDS)
+def test_the_ides_example_prompts_reads_and_greets(polyglot, language):
+    # The program GET /languages gives the IDE to start from, as a user who just presses Run.
+    with polyglot.attach(polyglot.create(LANGUAGES[language].example, language)) as ws:
+        ws.read_stdout_until("Enter your name: ", timeout=60)
+        ws.send({"type": "input", "data": "Ada\n"})
+        transcript = ws.read_to_end(30)
+    assert "Enter your name: Hello Ada\n" in transcript.text(), transcript.text("stderr")
+    assert transcript.final == {"type": "state", "state": "FINISHED", "exitCode": 0, "reason": "exited"}
+
+
+@pytest.mark.parametrize("language", LANGUAGE_IDS)
 def test_exit_code_passes_through(polyglot, language):
     code, exit_code = RUNTIME_ERRORS[language]
     transcript = polyglot.run(code, language=language, timeout=90)
@@ -193,7 +209,7 @@ def test_compile_error(polyglot, language):
     assert polyglot.session(session_id)["reason"] == "compile_error"
 
 
-@pytest.mark.parametrize("language", list(GREETINGS))
+@pytest.mark.parametrize("language", LANGUAGE_IDS)
 def test_greeting_in_tty_mode(polyglot, language):
     response = polyglot.post(GREETINGS[language], language=language, tty=True, cols=100, rows=30)
     assert response.status_code == 201, response.text

@@ -11,7 +11,7 @@ import { FitAddon } from "@xterm/addon-fit";
 import { Terminal } from "@xterm/xterm";
 import { basicSetup, EditorView } from "codemirror";
 
-import { example, loadMode, modeName } from "./languages.js";
+import { loadMode, modeName } from "./languages.js";
 import { dropText, formatElapsed, reasonText, refusalText } from "./status.js";
 
 const $ = (id) => document.getElementById(id);
@@ -29,22 +29,25 @@ const language = new Compartment();
 const editor = new EditorView({
   parent: $("editor"),
   state: EditorState.create({
-    doc: example("python"),
     extensions: [basicSetup, keymap.of([indentWithTab]), oneDark, language.of([])],
   }),
 });
+// The languages as GET /languages describes them, by id: each its editor mode and example.
+let languages = new Map();
 // Each language keeps its own draft while the page is open; a new language starts from its example.
 const drafts = new Map();
 let currentLanguage = null;
 
+const exampleOf = (id) => languages.get(id)?.example ?? "";
+const modeOf = (id) => languages.get(id)?.editorMode;
+
 async function selectLanguage(id) {
   if (currentLanguage !== null) drafts.set(currentLanguage, code());
-  // The editor opens with the python example; any other language starts from its own.
-  const previous = currentLanguage ?? "python";
+  const previous = currentLanguage;
   currentLanguage = id;
-  if (previous !== id) setCode(drafts.get(id) ?? example(id));
-  $("mode").textContent = modeName(id);
-  const mode = await loadMode(id);
+  if (previous !== id) setCode(drafts.get(id) ?? exampleOf(id));
+  $("mode").textContent = modeName(modeOf(id));
+  const mode = await loadMode(modeOf(id));
   // A quicker later choice wins over a slow load.
   if (currentLanguage === id) editor.dispatch({ effects: language.reconfigure(mode) });
 }
@@ -319,11 +322,12 @@ async function loadLanguages() {
   try {
     const response = await fetch(new URL("languages", document.baseURI));
     if (!response.ok) throw new Error(`HTTP ${response.status}`);
-    const { languages } = await response.json();
+    const list = (await response.json()).languages;
+    languages = new Map(list.map((lang) => [lang.id, lang]));
     picker.replaceChildren(
-      ...languages.map((lang) => new Option(`${lang.name} ${lang.version}`.trim(), lang.id)),
+      ...list.map((lang) => new Option(`${lang.name} ${lang.version}`.trim(), lang.id)),
     );
-    const first = languages.find((lang) => lang.id === "python") || languages[0];
+    const first = languages.get("python") || list[0];
     if (!first) throw new Error("the server offers no language");
     picker.value = first.id;
     await selectLanguage(first.id);
@@ -352,9 +356,10 @@ window.ide = {
     picker.value = id;
     return selectLanguage(id);
   },
-  modeName,
-  loadMode,
-  example,
+  // By language id, as the page uses them: its editor mode's name, that mode, its example.
+  modeName: (id) => modeName(modeOf(id)),
+  loadMode: (id) => loadMode(modeOf(id)),
+  example: exampleOf,
   run,
   stop,
   status: () => statusText.textContent,

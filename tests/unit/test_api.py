@@ -9,7 +9,7 @@ import pytest
 from fakes import FakeClient, FakeExecutor
 from flask import Flask
 from flask.testing import FlaskClient
-from harness import LANGUAGE_IDS
+from harness import INTERACTIVE, LANGUAGE_IDS
 
 from sandbox_engine import create_app
 from sandbox_engine.config import Config
@@ -230,8 +230,36 @@ def test_languages(client):
     assert response.status_code == 200
     languages = response.get_json()["languages"]
     assert [language["id"] for language in languages] == LANGUAGE_IDS
-    assert all(set(language) == {"id", "name", "version"} for language in languages)
-    assert languages[0] == {"id": "python", "name": "Python", "version": "3.11"}
+    fields = ["id", "name", "version", "extensions", "editorMode", "example"]
+    assert all(list(language) == fields for language in languages)
+    # The IDE opens on Python's example, the core engine issue's interactive program.
+    assert languages[0] == {
+        "id": "python",
+        "name": "Python",
+        "version": "3.11",
+        "extensions": [".py"],
+        "editorMode": "python",
+        "example": INTERACTIVE,
+    }
+
+
+def test_languages_give_the_cli_and_the_ide_what_they_need(client):
+    languages = {language["id"]: language for language in client.get("/languages").get_json()["languages"]}
+    # Which editor mode a language uses is the server's word: bash is highlighted as a shell.
+    assert languages["bash"]["editorMode"] == "shell"
+    assert languages["bash"]["extensions"] == [".sh", ".bash"]
+    assert languages["cpp"]["extensions"] == [".cpp", ".cc", ".cxx"]
+    owners: dict[str, str] = {}
+    for language in languages.values():
+        assert language["extensions"], language["id"]
+        for extension in language["extensions"]:
+            assert extension.startswith(".") and extension == extension.lower(), extension
+            # The CLI picks a file's language by its extension: each extension names one language.
+            assert owners.setdefault(extension, language["id"]) == language["id"], extension
+        assert isinstance(language["editorMode"], str) and language["editorMode"], language["id"]
+        # Every example is the interactive case: a prompt without a newline, then a line read.
+        assert "Enter your name: " in language["example"], language["id"]
+        assert language["example"].endswith("\n"), language["id"]
 
 
 def test_languages_report_the_version_the_image_recorded(client, executor):

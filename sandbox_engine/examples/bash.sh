@@ -1,0 +1,3 @@
+printf "Enter your name: "
+read -r name
+echo "Hello $name"

@@ -1,0 +1,8 @@
+import System.IO
+
+main :: IO ()
+main = do
+  putStr "Enter your name: "
+  hFlush stdout
+  name <- getLine
+  putStrLn ("Hello " ++ name)

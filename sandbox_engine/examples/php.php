@@ -1,0 +1,4 @@
+<?php
+echo "Enter your name: ";
+$name = trim((string) fgets(STDIN));
+echo "Hello $name\n";
