@@ -10,8 +10,8 @@ run: setup
 
 # Every test, pool off; then the end-to-end tests again with a warm pool, which must not change
 # what any of them sees.
-E2E_TESTS = tests/test_sessions.py tests/test_sandbox.py tests/test_terminal.py tests/test_api.py \
-	tests/test_cli.py tests/test_lifecycle.py tests/test_nginx.py
+E2E_TESTS = tests/e2e/test_sessions.py tests/e2e/test_sandbox.py tests/e2e/test_terminal.py \
+	tests/e2e/test_api.py tests/e2e/test_cli.py tests/e2e/test_lifecycle.py tests/e2e/test_nginx.py
 
 test: setup-test
 	.venv/bin/ruff check .

@@ -28,7 +28,6 @@ ROOT = _ui_root()
 def create_app(config: Config | None = None, executor=None) -> Flask:
     """The application factory. `config` defaults to the environment; `executor` to Docker."""
     from . import api, ui, ws
-    from .docker_executor import DockerExecutor
     from .records import RecordStore
     from .worker import EXTENSION, Worker
 
@@ -46,6 +45,9 @@ def create_app(config: Config | None = None, executor=None) -> Flask:
 
     records = RecordStore(os.path.join(config.state_dir, config.instance))
     if executor is None:
+        # Imported here: an app given another executor (the unit tests' fake) never loads docker-py.
+        from .docker_executor import DockerExecutor
+
         executor = DockerExecutor(
             config.instance,
             config.docker_host,

@@ -23,7 +23,8 @@ import docker
 import requests
 from websockets.sync.client import ClientConnection, connect
 
-from .docker_executor import SANDBOX_USER, WORKDIR
+from .docker_executor import WORKDIR
+from .executor import SANDBOX_USER
 from .languages import LANGUAGES
 
 HELLO = "print('hi')"

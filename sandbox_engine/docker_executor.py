@@ -28,6 +28,7 @@ from . import launch
 from .docker_api import client, remove_container, status_of, translated
 from .docker_sandbox import DockerSandbox
 from .executor import (
+    SANDBOX_USER,
     AlreadyClaimed,
     Executor,
     ExecutorError,
@@ -51,7 +52,6 @@ LABEL_TTY = "sandbox-engine.tty"
 LABEL_NONCE = "sandbox-engine.nonce"
 LABEL_POOL = "sandbox-engine.pool"
 LABEL_COMPILES = "sandbox-engine.compiles"
-SANDBOX_USER = "10001:10001"
 WORKDIR = "/workspace"
 CLAIMING = "claiming"
 TAKING = "taking"

@@ -11,6 +11,9 @@ import enum
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
+# The unprivileged user every sandbox runs as, whatever the runtime; every image ends as this user.
+SANDBOX_USER = "10001:10001"
+
 
 class Stream(enum.Enum):
     STDOUT = "stdout"

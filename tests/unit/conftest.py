@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 import threading
 from collections.abc import Iterator
 
@@ -35,8 +36,6 @@ def executor() -> Iterator[FakeExecutor]:
         fake.remove(session_id)
 
 
-@pytest.fixture(scope="session", autouse=True)
-def no_container_left_after_suite() -> Iterator[None]:
-    """Overrides tests/conftest.py's sweep: unit tests start no containers, so they must neither
-    talk to Docker nor remove containers that integration tests running at the same time own."""
-    yield
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    """The unit tests run without Docker: none of them may so much as load docker-py."""
+    assert "docker" not in sys.modules, "a unit test imported docker-py"

@@ -9,15 +9,25 @@ import pytest
 from fakes import FakeClient, FakeExecutor
 from flask import Flask
 from flask.testing import FlaskClient
-from harness import INTERACTIVE, LANGUAGE_IDS
 
 from sandbox_engine import create_app
 from sandbox_engine.config import Config
 from sandbox_engine.engine import Engine
 from sandbox_engine.executor import ExecutorError, RuntimeUnavailable
+from sandbox_engine.languages import LANGUAGES
 from sandbox_engine.worker import EXTENSION
 
 CODE = "print('hello')\n"
+# The core engine issue's interactive example, which the IDE opens on.
+INTERACTIVE = """\
+import time
+print("Program started")
+name = input("Enter your name: ")
+print("Hello", name)
+for i in range(5):
+    time.sleep(1)
+    print(i)
+"""
 SESSION_FIELDS = ["sessionId", "language", "state", "exitCode", "reason", "createdAt", "startedAt", "endedAt"]
 
 
@@ -229,7 +239,7 @@ def test_languages(client):
     response = client.get("/languages")
     assert response.status_code == 200
     languages = response.get_json()["languages"]
-    assert [language["id"] for language in languages] == LANGUAGE_IDS
+    assert [language["id"] for language in languages] == list(LANGUAGES)
     fields = ["id", "name", "version", "extensions", "editorMode", "example"]
     assert all(list(language) == fields for language in languages)
     # The IDE opens on Python's example, the core engine issue's interactive program.

@@ -3,18 +3,24 @@
 from __future__ import annotations
 
 import contextlib
+import socket
 import threading
 from collections.abc import Iterator
 
 import pytest
 from fakes import FakeExecutor
 from flask import Flask
-from harness import free_port
 from werkzeug.serving import make_server
 
 from sandbox_engine import create_app
 from sandbox_engine.client import ClientError, language_of
 from sandbox_engine.config import Config
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 @contextlib.contextmanager

@@ -5,10 +5,11 @@ from __future__ import annotations
 import os
 
 import pytest
-from harness import ROOT
 
-from sandbox_engine.docker_executor import SANDBOX_USER
+from sandbox_engine.executor import SANDBOX_USER
 from sandbox_engine.languages import LANGUAGES, image_folder, main
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 def run(capsys: pytest.CaptureFixture[str], *argv: str) -> list[str]:

@@ -9,6 +9,9 @@ from harness import SLEEP_UNTIL_SIGNAL
 
 INTERRUPTIBLE = f"""\
 import time
+
+# Every test here runs a real server on the real Docker daemon.
+pytestmark = [pytest.mark.docker, pytest.mark.slow]
 try:
     print('waiting', flush=True)
     {SLEEP_UNTIL_SIGNAL}

@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import uuid
 
+import pytest
 import requests
 from harness import LANGUAGE_IDS
+
+# Every test here runs a real server on the real Docker daemon.
+pytestmark = [pytest.mark.docker, pytest.mark.slow]
 
 
 def test_languages_and_health(server):

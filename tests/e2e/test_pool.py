@@ -11,6 +11,9 @@ from harness import shutdown, start_server
 
 from sandbox_engine import bench
 
+# Every test here runs a real server on the real Docker daemon.
+pytestmark = [pytest.mark.docker, pytest.mark.slow]
+
 INTERACTIVE = 'name = input("Enter your name: ")\nprint("Hello", name)\n'
 
 

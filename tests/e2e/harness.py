@@ -18,16 +18,9 @@ from websockets.sync.client import ClientConnection, connect
 
 from sandbox_engine.languages import LANGUAGES
 
-# The core engine issue's interactive example, which several suites run end to end.
-INTERACTIVE = """\
-import time
-print("Program started")
-name = input("Enter your name: ")
-print("Hello", name)
-for i in range(5):
-    time.sleep(1)
-    print(i)
-"""
+# The core engine issue's interactive example, which several suites run end to end: the IDE's
+# Python example (the unit tests pin it to the issue's text).
+INTERACTIVE = LANGUAGES["python"].example
 # Sleeps until a signal ends it, in Python programs the tests interrupt. Never one long
 # time.sleep: CPython runs a signal's handler between bytecodes, and a SIGINT landing after the
 # last check before the sleep's system call starts waits for the sleep to end (60 s). On a loaded
@@ -35,7 +28,7 @@ for i in range(5):
 SLEEP_UNTIL_SIGNAL = "while True:\n        time.sleep(0.05)"
 # Every language, in the order GET /languages lists them.
 LANGUAGE_IDS = list(LANGUAGES)
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 VENV_BIN = os.path.dirname(sys.executable)
 INSTANCE_LABEL = "sandbox-engine.instance"
 # Every instance this test run started, for the end-of-suite leak check.

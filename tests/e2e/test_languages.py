@@ -10,6 +10,9 @@ from harness import LANGUAGE_IDS, shutdown, start_server
 
 from sandbox_engine.languages import LANGUAGES
 
+# Every test here runs a real server on the real Docker daemon.
+pytestmark = [pytest.mark.docker, pytest.mark.slow]
+
 # A greeting as a user of each language writes it: the prompt without a newline, read a line,
 # greet. Rust flushes by hand, as Rust users do (its stdout is line-buffered even on a terminal).
 GREETINGS = {

@@ -10,7 +10,11 @@ import sys
 import termios
 import time
 
+import pytest
 from harness import SLEEP_UNTIL_SIGNAL, VENV_BIN
+
+# Every test here runs a real server on the real Docker daemon.
+pytestmark = [pytest.mark.docker, pytest.mark.slow]
 
 CLI = os.path.join(VENV_BIN, "sandbox-engine")
 GREET = 'import sys\nname = input("Enter your name: ")\nprint("Hello", name)\nsys.exit(3)\n'

@@ -12,6 +12,9 @@ import requests
 from dockerproxy import DockerProxy
 from harness import start_server
 
+# Every test here runs a real server on the real Docker daemon.
+pytestmark = [pytest.mark.docker, pytest.mark.slow]
+
 SLEEPER = "import time\nprint('up', flush=True)\ntime.sleep(120)"
 
 

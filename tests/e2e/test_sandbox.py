@@ -5,6 +5,9 @@ from __future__ import annotations
 import pytest
 from harness import shutdown, start_server
 
+# Every test here runs a real server on the real Docker daemon.
+pytestmark = [pytest.mark.docker, pytest.mark.slow]
+
 OUTPUT_LIMIT = 100000
 
 

@@ -11,6 +11,9 @@ import requests
 from harness import INTERACTIVE
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
+# Every test here runs a real server on the real Docker daemon.
+pytestmark = [pytest.mark.docker, pytest.mark.slow]
+
 
 def test_hello_world(server):
     transcript = server.run('print("Hello, world!")')

@@ -17,6 +17,9 @@ import pytest
 import requests
 from harness import INTERACTIVE, ROOT, Server, free_port
 
+# Every test here runs a real server on the real Docker daemon.
+pytestmark = [pytest.mark.docker, pytest.mark.slow]
+
 DEPLOY_CONF = os.path.join(ROOT, "deploy", "nginx.conf")
 FINISHED = {"type": "state", "state": "FINISHED", "exitCode": 0, "reason": "exited"}
 
@@ -127,8 +130,6 @@ def line_arrivals(messages: list[tuple[float, dict]], after: str) -> dict[str, f
     return arrivals
 
 
-@pytest.mark.docker
-@pytest.mark.slow
 def test_interactive_session_streams_live_through_nginx(proxied):
     session_id = proxied.create(INTERACTIVE)
     # The Origin a browser on the IDE page sends: accepted only if X-Forwarded-Host reaches the app.
@@ -151,7 +152,6 @@ def test_interactive_session_streams_live_through_nginx(proxied):
     assert (record["state"], record["exitCode"], record["reason"]) == ("FINISHED", 0, "exited")
 
 
-@pytest.mark.docker
 def test_large_output_arrives_whole_through_nginx(proxied):
     transcript = proxied.run("print('x' * 200000)")
     text = transcript.text()
@@ -160,7 +160,6 @@ def test_large_output_arrives_whole_through_nginx(proxied):
     assert transcript.final == FINISHED
 
 
-@pytest.mark.docker
 def test_largest_code_passes_nginx(proxied):
     # 256 KiB of control characters, each JSON-escaped to six bytes: a body of 1.5 MiB.
     code = "#" + "\x01" * (262144 - 1)
