@@ -6,6 +6,8 @@ import os
 
 from flask import Blueprint, current_app, render_template
 
+from .protocol import MAX_COLS, MAX_ROWS
+
 bp = Blueprint("ui", __name__)
 
 # What `npm run build` writes under static/; without them the page says how to build them.
@@ -27,4 +29,7 @@ def index():
         "index.html",
         bundle=bundle_version(current_app.static_folder),
         idle_timeout=f"{config.idle_timeout:g}",
+        # The terminal sizes the protocol accepts: the page sizes its terminal within them.
+        max_cols=MAX_COLS,
+        max_rows=MAX_ROWS,
     )

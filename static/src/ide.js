@@ -97,10 +97,12 @@ new ResizeObserver(() => {
 }).observe($("terminal"));
 fit();
 
-// The terminal's size as the server accepts it (1-1000 columns, 1-500 rows).
+// The terminal's size as the server accepts it: its limits come with the page.
+const maxCols = parseInt(document.body.dataset.maxCols, 10) || 80;
+const maxRows = parseInt(document.body.dataset.maxRows, 10) || 24;
 function size() {
   const clamp = (n, most) => Math.min(Math.max(n, 1), most);
-  return { cols: clamp(term.cols, 1000), rows: clamp(term.rows, 500) };
+  return { cols: clamp(term.cols, maxCols), rows: clamp(term.rows, maxRows) };
 }
 
 let atLineStart = true;

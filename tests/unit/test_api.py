@@ -15,6 +15,7 @@ from sandbox_engine.config import Config
 from sandbox_engine.engine import Engine
 from sandbox_engine.executor import ExecutorError, RuntimeUnavailable
 from sandbox_engine.languages import LANGUAGES
+from sandbox_engine.protocol import MAX_COLS, MAX_ROWS
 from sandbox_engine.worker import EXTENSION
 
 CODE = "print('hello')\n"
@@ -351,3 +352,8 @@ def test_attaching_from_a_foreign_origin_is_403(client):
 def test_a_plain_get_of_the_websocket_route_is_not_called_invalid_json(client):
     response = client.get(f"/ws/session/{uuid.uuid4()}")
     error_of(response, 400, "invalid_request")
+
+
+def test_the_ide_page_carries_the_protocols_terminal_limits(client):
+    page = client.get("/").get_data(as_text=True)
+    assert f'data-max-cols="{MAX_COLS}"' in page and f'data-max-rows="{MAX_ROWS}"' in page
