@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import json
 
+import pytest
 import requests
 from harness import SLEEP_UNTIL_SIGNAL
+
+# Every test here runs a real server on the real Docker daemon.
+pytestmark = [pytest.mark.docker, pytest.mark.slow]
 
 INTERRUPTIBLE = f"""\
 import time
 
-# Every test here runs a real server on the real Docker daemon.
-pytestmark = [pytest.mark.docker, pytest.mark.slow]
 try:
     print('waiting', flush=True)
     {SLEEP_UNTIL_SIGNAL}
