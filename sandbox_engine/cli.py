@@ -19,6 +19,7 @@ LIMIT_FLAGS = (
     ("--disk", "disk", "size of /workspace and /tmp each (64m)"),
     ("--max-sessions", "max_sessions", "live sessions before POST /session answers 429 (64)"),
     ("--max-code-size", "max_code_size", "bytes of code a session may carry (262144)"),
+    ("--input-limit", "input_limit", "bytes of input that may wait for a program not reading it (2m)"),
     ("--compile-timeout", "compile_timeout", "seconds the compile stage may take (90)"),
     ("--compile-memory", "compile_memory", "memory for the compile stage, no swap (1g)"),
     ("--compile-cpus", "compile_cpus", "CPUs for the compile stage (1.0)"),

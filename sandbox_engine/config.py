@@ -37,6 +37,8 @@ class Config:
     disk: int = parse_size("64m")
     max_sessions: int = 64
     max_code_size: int = 262144
+    # Input waiting for a program that does not read it; past this the client is closed (1013).
+    input_limit: int = parse_size("2m")
     # The compile stage's own limits, generous enough for rustc, ghc and javac on 2 cores.
     compile_timeout: float = 90.0
     compile_memory: int = parse_size("1g")
@@ -84,6 +86,7 @@ class Config:
             "disk",
             "max_sessions",
             "max_code_size",
+            "input_limit",
             "compile_timeout",
             "compile_memory",
             "compile_cpus",
@@ -126,7 +129,7 @@ class Config:
 
 def _convert(name: str, raw: str) -> object:
     kind = {f.name: f.type for f in dataclasses.fields(Config)}[name]
-    if name in ("memory", "disk", "output_limit", "max_code_size", "compile_memory"):
+    if name in ("memory", "disk", "output_limit", "max_code_size", "input_limit", "compile_memory"):
         return parse_size(raw)
     if kind == "float":
         return float(raw)

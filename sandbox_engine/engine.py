@@ -170,8 +170,15 @@ class Engine:
         if record.state is not State.CREATED:
             raise _already_attached(session_id)
 
-    def attach(self, session_id: str, emit: Callable[[dict], None], close: Callable[[], None]) -> SessionRun:
-        """Claim the session's sandbox and start its program. Raises EngineError if refused."""
+    def attach(
+        self,
+        session_id: str,
+        emit: Callable[[dict], None],
+        close: Callable[[], None],
+        abort: Callable[[], None] = lambda: None,
+    ) -> SessionRun:
+        """Claim the session's sandbox and start its program. Raises EngineError if refused.
+        `emit` sends the client a message, `close` closes it after the end, `abort` cuts it off."""
         record = self._record(session_id)
         with self._claim(session_id):
             try:
@@ -182,7 +189,7 @@ class Engine:
                 raise _already_attached(session_id) from None
             except SandboxNotFound:
                 raise EngineError(Kind.SESSION_ENDED, f"session {session_id} has ended") from None
-            run = self._run(record, sandbox, emit, close)
+            run = self._run(record, sandbox, emit, close, abort)
             with self._lock:
                 self._runs[session_id] = run
         # The new state is recorded before the program starts: a program that ends at once must
@@ -202,7 +209,12 @@ class Engine:
         return run
 
     def _run(
-        self, record: Record, sandbox: Sandbox, emit: Callable[[dict], None], close: Callable[[], None]
+        self,
+        record: Record,
+        sandbox: Sandbox,
+        emit: Callable[[dict], None],
+        close: Callable[[], None],
+        abort: Callable[[], None],
     ) -> SessionRun:
         c = self.config
         limits = RunLimits(
@@ -211,6 +223,7 @@ class Engine:
             c.output_limit,
             compile_timeout=c.compile_timeout,
             sandbox=run_limits(c),
+            input_limit=c.input_limit,
         )
         run = SessionRun(
             sandbox,
@@ -221,6 +234,7 @@ class Engine:
             release=lambda: self._release(run),
             external_reason=lambda: self.records.requested_end(record.session_id),
             on_state=lambda state: self.records.write(replace(record, state=state, started_at=time.time())),
+            abort_client=abort,
         )
         return run
 

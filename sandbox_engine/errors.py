@@ -20,6 +20,8 @@ class Kind(enum.Enum):
     TOO_LARGE = ("too_large", 413, 1009)
     UNSUPPORTED_MEDIA_TYPE = ("unsupported_media_type", 415, 1003)
     AT_CAPACITY = ("at_capacity", 429, 1013)
+    # A client sending input faster than its program reads it, past the limit.
+    INPUT_LIMIT = ("input_limit", 429, 1013)
     RUNTIME_UNAVAILABLE = ("runtime_unavailable", 503, 1011)
     INTERNAL = ("internal_error", 500, 1011)
 

@@ -60,15 +60,18 @@ class Reaper:
         sessions: Sessions,
         idle_timeout: float,
         keep_records: float,
+        max_age: float,
         interval: float = INTERVAL,
     ) -> None:
         """`idle_timeout` is how long a session may wait for its client; records of ended
-        sessions are kept `keep_records` seconds."""
+        sessions are kept `keep_records` seconds; no session outlives `max_age` seconds from
+        its creation, whoever holds it."""
         self.executor = executor
         self.records = records
         self.sessions = sessions
         self.idle_timeout = idle_timeout
         self.keep_records = keep_records
+        self.max_age = max_age
         self.interval = interval
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -105,7 +108,9 @@ class Reaper:
             # Decided from what is true after the listing: a session claimed since the last pass
             # is live by the time its container is seen claimed.
             if self.executor.orphaned(info, self._alive, now):
-                self._remove_orphan(info)
+                self._remove(info, Reason.INTERNAL_ERROR)
+            elif self._overdue(info, now):
+                self._remove(info, Reason.TIMEOUT)
             elif not info.claimed and not info.pooled and self._expired(info, now):
                 log.info("reaping session %s (idle_timeout)", info.session_id)
                 self.sessions.expire(info.session_id, Reason.IDLE_TIMEOUT)
@@ -118,15 +123,23 @@ class Reaper:
             return self.sessions.is_live(session_id)
         return owner_alive(owner)
 
-    def _remove_orphan(self, info: SandboxInfo) -> None:
+    def _remove(self, info: SandboxInfo, reason: Reason) -> None:
         if info.pooled:
             log.info("reaping pooled sandbox %s", info.name)
             self.executor.remove_sandbox(info)
             return
         # An ending already decided (a kill, an expiry whose removal failed) keeps its reason.
-        reason = self.records.requested_end(info.session_id) or Reason.INTERNAL_ERROR
+        reason = self.records.requested_end(info.session_id) or reason
         log.info("reaping session %s (%s)", info.session_id, reason)
         self.records.end(info.session_id, reason, lambda: self.executor.remove_sandbox(info))
+
+    def _overdue(self, info: SandboxInfo, now: float) -> bool:
+        """A claimed session past the age no run may reach: its owner, alive or not, failed to
+        end it (the run's own hard deadline comes well before)."""
+        if not info.claimed or info.pooled:
+            return False
+        record = self.records.read(info.session_id)
+        return record is not None and now - record.created_at > self.max_age
 
     def _expired(self, info: SandboxInfo, now: float) -> bool:
         """A session nobody attached to within the idle timeout."""

@@ -1,8 +1,10 @@
 """One session's run: the program's life from start to its final state, with its timers and limits.
 
-A run owns two threads (greenlets under gunicorn's gevent worker): the pump, which carries
-output to the client and decides the outcome when the program's streams close, and the
-watchdog, which enforces the compile, idle and wall-clock timeouts. Both end with the run.
+A run owns its threads (greenlets under gunicorn's gevent worker): the pump, which carries
+output to the client and decides the outcome when the program's streams close; the watchdog,
+which enforces the compile, idle and wall-clock timeouts, paces resizes and cuts off a sandbox
+whose kill does not take; stdin's writer (see stdin); and a killer once an end is asked for.
+All end with the run, and the pump joins the others before the run counts as finished.
 """
 
 from __future__ import annotations
@@ -13,7 +15,9 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from .errors import EngineError, Kind
 from .executor import CompileResult, ExecutorError, Limits, Sandbox, Started, Stream, Terminal
+from .pacing import Resizes, SignalRate
 from .protocol import (
     ClientMessage,
     Eof,
@@ -27,11 +31,18 @@ from .protocol import (
     utf8_prefix,
 )
 from .states import Reason, State
+from .stdin import InputOverflow, Stdin
 
 log = logging.getLogger(__name__)
 
 # How long a killed program may take to go before the run gives up waiting on it.
 KILL_WAIT = 10.0
+# Once an end is asked for, how long the kill has before the sandbox is cut off (its streams
+# closed, which frees the daemon on both sides, and the container removed by force): a kill that
+# Docker cannot carry out must not keep a run, or its slot, alive.
+KILL_GRACE = 3.0
+# How far past its compile and run timeouts any run may go, whatever happens: its hard deadline.
+DEADLINE_GRACE = 15.0
 
 
 @dataclass(frozen=True)
@@ -42,6 +53,14 @@ class RunLimits:
     compile_timeout: float = 60.0
     # The sandbox's limits for the run stage, applied once a compile stage is over.
     sandbox: Limits | None = None
+    # Bytes of input that may wait for a program that is not reading them.
+    input_limit: int = 2 << 20
+    kill_grace: float = KILL_GRACE
+    deadline_grace: float = DEADLINE_GRACE
+
+    def hard_deadline(self, compiles: bool) -> float:
+        """Seconds after its start that no run outlives."""
+        return (self.compile_timeout if compiles else 0.0) + self.run_timeout + self.deadline_grace
 
 
 @dataclass(frozen=True)
@@ -59,7 +78,8 @@ class Outcome:
 class SessionRun:
     """Drives one claimed sandbox. `emit` sends a protocol message to the client; it may raise
     when the client is gone, which ends the run with `client_disconnected`. After the final
-    state message the run closes the client with `close_client`."""
+    state message the run closes the client with `close_client`; `abort_client` cuts the client
+    off without waiting on it, for a run past its deadline whose client does not read."""
 
     def __init__(
         self,
@@ -72,11 +92,13 @@ class SessionRun:
         external_reason: Callable[[], Reason | None] = lambda: None,
         on_state: Callable[[State], None] = lambda state: None,
         clock: Callable[[], float] = time.monotonic,
+        abort_client: Callable[[], None] = lambda: None,
     ) -> None:
         self.sandbox = sandbox
         self.limits = limits
         self._emit = emit
         self._close_client = close_client
+        self._abort_client = abort_client
         # on_end records the outcome; release removes the sandbox once the client has been told.
         self._on_end = on_end
         self._release = release
@@ -85,9 +107,9 @@ class SessionRun:
         self._on_state = on_state
         self._clock = clock
         self._reason: Reason | None = None
+        # When the end was asked for, on the clock: the kill's grace runs from there.
+        self._ending_since: float | None = None
         self._lock = threading.Lock()
-        # Orders the program's input: what was held back goes before anything sent after it.
-        self._input_lock = threading.RLock()
         self._finished = threading.Event()
         # Set when the pump has delivered the end: the watchdog then returns.
         self._done = threading.Event()
@@ -99,8 +121,11 @@ class SessionRun:
         # A tty's input waits until the terminal is ready for it (see Started).
         self._terminal_ready = not sandbox.tty
         self._compile_failed = False
-        # Input that arrives while compiling waits for the program; None marks a pending eof.
-        self._pending: list[bytes | None] = []
+        # Input waits while compiling, or until a terminal is ready for it.
+        self._stdin = Stdin(sandbox, limits.input_limit, held=self._compiling or not self._terminal_ready)
+        self._signals = SignalRate()
+        self._resizes = Resizes()
+        self._hard_deadline = clock() + limits.hard_deadline(sandbox.compiles)
         self.outcome: Outcome | None = None
         self.started_at = time.time()
         self._pump_thread: threading.Thread | None = None
@@ -113,7 +138,9 @@ class SessionRun:
         self.sandbox.start(code, terminal)
         self.started_at = time.time()
         self._started = self._last_activity = self._clock()
+        self._hard_deadline = self._started + self.limits.hard_deadline(self.sandbox.compiles)
         self._send(state_message(State.COMPILING if self._compiling else State.RUNNING))
+        self._stdin.start(f"se-stdin-{self.sandbox.session_id}")
         self._pump_thread = self._thread(self._pump, "pump")
         self._watchdog_thread = self._thread(self._watchdog, "watch")
 
@@ -129,11 +156,13 @@ class SessionRun:
             if self._reason is not None or self._finished.is_set():
                 return
             self._reason = reason
+            self._ending_since = self._clock()
             # Killed from its own thread: Docker's kill waits until the output is drained, and
             # the pump, which may be the caller here, must keep draining meanwhile. Started
             # under the lock, so that the pump, which takes the last reason under it too, always
             # finds the killer it must join.
             self._killer = self._thread(self._kill, "kill")
+        self._wake.set()  # the watchdog now times the kill
 
     def _kill(self) -> None:
         try:
@@ -165,60 +194,89 @@ class SessionRun:
 
     # --- client messages -----------------------------------------------------------------
     def handle(self, message: ClientMessage) -> None:
-        """Act on a client message; ProtocolError when it cannot apply to this session."""
+        """Act on a client message: ProtocolError when it cannot apply to this session,
+        EngineError (input_limit) when the client sends faster than the program reads."""
         try:
             self._handle(message)
+        except InputOverflow as exc:
+            raise EngineError(Kind.INPUT_LIMIT, str(exc)) from exc
         except ExecutorError as exc:
-            # Input that cannot be delivered is lost with the sandbox; the pump reports the end.
+            # A control that cannot reach the sandbox is lost with it; the pump reports the end.
             log.warning("message to %s failed: %s", self.sandbox.session_id, exc)
 
     def _handle(self, message: ClientMessage) -> None:
         if isinstance(message, Kill):
             self.end(Reason.KILLED)
         elif isinstance(message, Signal):
+            if not self._signals.allow(self._clock()):
+                raise ProtocolError(f"too many signals: at most {self._signals.per_second} a second")
             self.sandbox.signal(message.name)
         elif isinstance(message, Resize):
             if not self.sandbox.tty:
                 raise ProtocolError('resize needs a tty session (POST /session with "tty": true)')
-            self.sandbox.resize(message.cols, message.rows)
+            with self._lock:
+                size = self._resizes.ask((message.cols, message.rows), self._clock())
+            if size is not None:
+                self.sandbox.resize(*size)
+            else:
+                self._wake.set()  # the watchdog applies the last size asked for when it is due
         elif isinstance(message, Input | Eof):
             self._last_activity = self._clock()
-            data = message.data if isinstance(message, Input) else None
-            with self._input_lock:
-                if self._compiling or not self._terminal_ready:
-                    self._pending.append(data)
-                else:
-                    self._deliver_input(data)
-
-    def _deliver_input(self, data: bytes | None) -> None:
-        if data is None:
-            self.sandbox.close_stdin()
-        else:
-            self.sandbox.write(data)
+            self._stdin.put(message.data if isinstance(message, Input) else None)
 
     # --- threads -------------------------------------------------------------------------
     def _watchdog(self) -> None:
         while not self._done.is_set():
             now = self._clock()
-            if self._compiling:
-                deadline = self._started + self.limits.compile_timeout
-                expired = Reason.TIMEOUT if now >= deadline else None
-            else:
-                idle_deadline = self._last_activity + self.limits.idle_timeout
-                run_deadline = self._started + self.limits.run_timeout
-                deadline = min(idle_deadline, run_deadline)
-                expired = (
-                    Reason.TIMEOUT
-                    if now >= run_deadline
-                    else Reason.IDLE_TIMEOUT
-                    if now >= idle_deadline
-                    else None
-                )
+            expired, deadline = self._timers(now)
             if expired:
                 self.end(expired)
+            if self._ending_since is not None:
+                # Ending: the kill has its grace, then the sandbox is cut off.
+                deadline = self._ending_since + self.limits.kill_grace
+                if now >= deadline:
+                    self._cut_off("its kill did not end it")
+                    return
+            if now >= self._hard_deadline:
+                self.end(Reason.TIMEOUT)
+                self._cut_off("it passed its hard deadline")
                 return
-            self._wake.wait(deadline - now)
+            deadline = min(deadline, self._hard_deadline, self._apply_due_resize(now))
+            self._wake.wait(max(0.0, deadline - now))
             self._wake.clear()
+
+    def _timers(self, now: float) -> tuple[Reason | None, float]:
+        """The timeout that has expired, if any, and when the next one will."""
+        if self._compiling:
+            deadline = self._started + self.limits.compile_timeout
+            return (Reason.TIMEOUT if now >= deadline else None), deadline
+        idle_deadline = self._last_activity + self.limits.idle_timeout
+        run_deadline = self._started + self.limits.run_timeout
+        if now >= run_deadline:
+            return Reason.TIMEOUT, run_deadline
+        return (Reason.IDLE_TIMEOUT if now >= idle_deadline else None), min(idle_deadline, run_deadline)
+
+    def _apply_due_resize(self, now: float) -> float:
+        """Apply a coalesced resize that is due; when the next one will be (inf: none waits)."""
+        with self._lock:
+            size = self._resizes.take(now)
+            due = self._resizes.due
+        if size is not None:
+            try:
+                self.sandbox.resize(*size)
+            except ExecutorError as exc:
+                log.warning("resize of %s failed: %s", self.sandbox.session_id, exc)
+        return due if due is not None else float("inf")
+
+    def _cut_off(self, why: str) -> None:
+        """Close the sandbox's streams and remove it by force, and let go of the client: the
+        pump then reads the end of the streams and finishes the run with the reason asked for."""
+        log.warning("cutting off session %s: %s", self.sandbox.session_id, why)
+        self._abort_client()
+        try:
+            self.sandbox.remove()
+        except ExecutorError as exc:
+            log.warning("could not remove the sandbox of %s: %s", self.sandbox.session_id, exc)
 
     def _pump(self) -> None:
         decoders = {Stream.STDOUT: StreamDecoder(), Stream.STDERR: StreamDecoder()}
@@ -227,9 +285,8 @@ class SessionRun:
             for item in self.sandbox.output():
                 self._last_activity = self._clock()
                 if isinstance(item, Started):
-                    with self._input_lock:
-                        self._terminal_ready = True
-                    self._flush_pending()
+                    self._terminal_ready = True
+                    self._release_input()
                     continue
                 if isinstance(item, CompileResult):
                     if item.exit_code == 0 and self._reason is None:
@@ -270,18 +327,13 @@ class SessionRun:
         self._on_state(State.RUNNING)
         self._send(state_message(State.RUNNING))
         self.sandbox.go()
-        with self._input_lock:
-            self._compiling = False
-        self._flush_pending()
+        self._compiling = False
+        self._release_input()
         self._wake.set()
 
-    def _flush_pending(self) -> None:
-        with self._input_lock:
-            if self._compiling or not self._terminal_ready:
-                return
-            pending, self._pending = self._pending, []
-            for data in pending:
-                self._deliver_input(data)
+    def _release_input(self) -> None:
+        if not self._compiling and self._terminal_ready:
+            self._stdin.release()
 
     def _deliver(self, stream: Stream, text: str) -> None:
         if text:
@@ -328,12 +380,17 @@ class SessionRun:
             finally:
                 self._done.set()
                 self._wake.set()
+                self._stdin.close()
                 self._join_helpers()
                 self._finished.set()
 
     def _join_helpers(self) -> None:
-        """The watchdog returns once woken; a kill returns once its sandbox is gone (removed just
-        now), or gives up after KILL_WAIT."""
+        """The watchdog returns once woken; stdin's writer and a kill return once the sandbox
+        is gone (removed just now), or are given up on after KILL_WAIT."""
+        if not self._stdin.join(KILL_WAIT):
+            log.warning(
+                "stdin's writer of %s did not return within %.0f s", self.sandbox.session_id, KILL_WAIT
+            )
         for thread in (self._watchdog_thread, self._killer):
             if thread is not None:
                 thread.join(KILL_WAIT)

@@ -19,6 +19,7 @@ from .languages import LANGUAGES, LanguageSpec
 from .pool import Pool
 from .reaper import Reaper
 from .records import RecordStore
+from .session import DEADLINE_GRACE
 
 EXTENSION = "sandbox_engine"
 
@@ -48,6 +49,7 @@ class Worker:
             self.engine,
             idle_timeout=config.idle_timeout,
             keep_records=max(config.record_ttl, config.run_timeout + config.idle_timeout + 60),
+            max_age=max_session_age(config),
         )
         self._started_pid: int | None = None
         self._lock = threading.Lock()
@@ -71,6 +73,12 @@ class Worker:
             self.pool.stop()
         self.reaper.stop()
         self.engine.shutdown()
+
+
+def max_session_age(config: Config) -> float:
+    """From its creation, how long a session may wait for its client, then compile and run,
+    then be cut off (see SessionRun's hard deadline), with a minute to spare."""
+    return config.idle_timeout + config.compile_timeout + config.run_timeout + DEADLINE_GRACE + 60
 
 
 def current_worker() -> Worker:

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import logging
+import socket
 import threading
+import time
 from urllib.parse import urlsplit
 
 from flask import Blueprint, current_app, request
@@ -20,6 +22,8 @@ bp = Blueprint("ws", __name__)
 sock = Sock()
 # Large enough for any paste into a program's stdin, small enough that no client can balloon us.
 MAX_MESSAGE = 1 << 20
+# How long a client we closed may go on sending before its connection is dropped.
+LINGER = 2.0
 
 
 class WholeFrameSocket:
@@ -50,6 +54,39 @@ class Channel:
     def send(self, message: dict) -> None:
         with self._lock:
             self.ws.send(encode(message))
+
+    def abort(self) -> None:
+        """Cut the connection without a close frame and without the send lock: for a client that
+        stopped reading, on which a send (holding the lock) may wait for ever."""
+        raw = getattr(self.ws, "sock", None)
+        if raw is not None:
+            try:
+                raw.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+        self.ws.event.set()
+
+    def linger(self, timeout: float) -> None:
+        """After a close of ours while the client may still be sending: drop what it sends until
+        it closes too (or timeout). Closing at once would answer its data with a reset, which
+        throws away our close frame before the client reads it, and with it the reason."""
+        raw = getattr(self.ws, "sock", None)
+        if raw is None:
+            return
+        try:
+            raw.shutdown(socket.SHUT_WR)
+            raw.settimeout(0.2)
+        except OSError:
+            return
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                if not raw.recv(65536):
+                    return
+            except TimeoutError:
+                continue
+            except OSError:
+                return
 
     def close(self, code: int = 1000, reason: str | None = None) -> None:
         with self._lock:
@@ -86,7 +123,7 @@ def _origin_allowed(origin: str) -> bool:
 def session_socket(ws, session_id: str) -> None:
     channel = Channel(ws)
     try:
-        run = engine().attach(session_id, channel.send, channel.close)
+        run = engine().attach(session_id, channel.send, channel.close, channel.abort)
     except EngineError as exc:
         # Lost a race the pre-upgrade check could not see (another attachment, a dead Docker).
         channel.close(exc.kind.close_code, exc.message[:120])
@@ -100,6 +137,10 @@ def session_socket(ws, session_id: str) -> None:
                 run.handle(parse_client_message(raw))
             except ProtocolError as exc:
                 channel.send({"type": "error", "message": str(exc)})
+            except EngineError as exc:
+                # Input the program does not read, past the limit: this client is closed.
+                channel.close(exc.kind.close_code, exc.message[:120])
+                channel.linger(LINGER)
     except ConnectionClosed:
         # Either we closed it after the final state, or the client went away mid-run.
         if not run.finished and run.outcome is None:

@@ -51,6 +51,11 @@ class FakeSandbox(Sandbox):
         self._lock = threading.Lock()
         self.writes: list[bytes] = []
         self.stdin_closed = False
+        self._stdin = threading.Condition()
+        # Cleared: the program reads nothing, so a write waits, as on a full pipe, until it is
+        # set again or the sandbox is removed (which closes its streams).
+        self.reading = threading.Event()
+        self.reading.set()
         self.started = False
         self.kills = 0
         self.removed = threading.Event()
@@ -59,6 +64,8 @@ class FakeSandbox(Sandbox):
         self.limits: list[Limits] = []
         # Set when go() lets the compiled program start; writes before it are the launcher's.
         self.went = threading.Event()
+        # Set: kill() is taken but changes nothing, as a kill Docker cannot carry out.
+        self.kill_ignored = False
         # A pool's sandbox runs before anyone attaches to it.
         self.running_before_attach = False
         # Scripted failures: start() raises start_error, wait() wait_error, remove() remove_error.
@@ -114,10 +121,27 @@ class FakeSandbox(Sandbox):
             yield item
 
     def write(self, data: bytes) -> None:
-        self.writes.append(data)
+        while not self.reading.wait(0.01):
+            if self.removed.is_set():
+                return  # the streams are closed: the write fails, the input is lost
+        with self._stdin:
+            self.writes.append(data)
+            self._stdin.notify_all()
 
     def close_stdin(self) -> None:
-        self.stdin_closed = True
+        with self._stdin:
+            self.stdin_closed = True
+            self._stdin.notify_all()
+
+    def wait_writes(self, count: int, timeout: float = STALL) -> list[bytes]:
+        """The writes, once there are at least `count` (stdin's writer is a thread of its own)."""
+        with self._stdin:
+            self._stdin.wait_for(lambda: len(self.writes) >= count, timeout)
+            return list(self.writes)
+
+    def wait_stdin_closed(self, timeout: float = STALL) -> bool:
+        with self._stdin:
+            return self._stdin.wait_for(lambda: self.stdin_closed, timeout)
 
     def set_limits(self, limits: Limits) -> None:
         self.limits.append(limits)
@@ -133,7 +157,8 @@ class FakeSandbox(Sandbox):
 
     def kill(self) -> None:
         self.kills += 1
-        self._end(KILLED)
+        if not self.kill_ignored:
+            self._end(KILLED)
 
     def wait(self, timeout: float) -> ExitStatus:
         if self.wait_error is not None:

@@ -48,7 +48,7 @@ def engine(make_engine) -> Engine:
 def reaper(engine: Engine) -> Reaper:
     """A reaper of the engine's sessions, as the worker wires one, for passes the test makes."""
     config = engine.config
-    return Reaper(engine.executor, engine.records, engine, config.idle_timeout, config.record_ttl)
+    return Reaper(engine.executor, engine.records, engine, config.idle_timeout, config.record_ttl, 3600)
 
 
 def refused(kind: Kind, call: Callable[..., object], *args: object) -> EngineError:
@@ -552,3 +552,15 @@ def test_the_first_of_two_racing_endings_is_the_one_recorded(engine):
     for thread in threads:
         thread.join()
     assert firsts.count(True) == 1
+
+
+def test_a_claimed_session_past_the_age_no_run_reaches_is_removed_whoever_holds_it(engine, executor):
+    session_id = engine.create_session("python", CODE)
+    executor.claim(session_id, engine.owner)  # a run of this worker that could not be ended
+    engine._runs[session_id] = None  # live, as far as this worker knows
+    backdate(engine, session_id, 3601)
+    reaper(engine).reap_once()
+    described = engine.describe(session_id)
+    assert (described["state"], described["reason"]) == ("TERMINATED", "timeout")
+    assert executor.list() == []
+    del engine._runs[session_id]

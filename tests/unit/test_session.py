@@ -11,8 +11,9 @@ from dataclasses import dataclass, field
 import pytest
 from fakes import KILLED, FakeClient, FakeSandbox
 
+from sandbox_engine.errors import EngineError, Kind
 from sandbox_engine.executor import ExecutorError, Limits
-from sandbox_engine.protocol import Eof, Input, Kill, utf8_prefix
+from sandbox_engine.protocol import Eof, Input, Kill, ProtocolError, Resize, Signal, utf8_prefix
 from sandbox_engine.session import Outcome, RunLimits, SessionRun
 from sandbox_engine.states import Reason, State
 
@@ -55,6 +56,9 @@ def make_run() -> Iterator[Callable[..., Harness]]:
         compiles: bool = False,
         tty: bool = False,
         compile_timeout: float = 10.0,
+        input_limit: int = 1 << 20,
+        kill_grace: float = 3.0,
+        deadline_grace: float = 15.0,
     ) -> Harness:
         sandbox = FakeSandbox(str(uuid.uuid4()), compiles=compiles, tty=tty)
         client = client or FakeClient()
@@ -66,10 +70,20 @@ def make_run() -> Iterator[Callable[..., Harness]]:
         def release() -> None:
             client.events.append("released")
             harness.released += 1
+            sandbox.remove()  # as the engine's release does: its streams close
 
         run = SessionRun(
             sandbox,
-            RunLimits(idle_timeout, run_timeout, output_limit, compile_timeout, RUN_LIMITS),
+            RunLimits(
+                idle_timeout,
+                run_timeout,
+                output_limit,
+                compile_timeout,
+                RUN_LIMITS,
+                input_limit=input_limit,
+                kill_grace=kill_grace,
+                deadline_grace=deadline_grace,
+            ),
             client.emit,
             client.close,
             on_end=on_end,
@@ -163,7 +177,7 @@ def test_input_is_written_to_the_program(make_run):
     h.run.start(b"")
     h.run.handle(Input(b"Ada\n"))
     h.run.handle(Input("€\n".encode()))
-    assert h.sandbox.writes == [b"Ada\n", "€\n".encode()]
+    assert h.sandbox.wait_writes(2) == [b"Ada\n", "€\n".encode()]
     h.sandbox.exit(0)
     h.ended()
 
@@ -172,7 +186,7 @@ def test_eof_closes_the_program_stdin(make_run):
     h = make_run()
     h.run.start(b"")
     h.run.handle(Eof())
-    assert h.sandbox.stdin_closed
+    assert h.sandbox.wait_stdin_closed()
     h.sandbox.stdout("read 0 lines\n")
     h.sandbox.exit(0)
     h.ended()
@@ -309,7 +323,7 @@ def test_input_keeps_a_session_from_going_idle(make_run):
     last_input = time.monotonic()
     assert h.ended().reason == "idle_timeout"
     assert time.monotonic() - last_input >= 0.3
-    assert h.sandbox.writes == [b"x"] * 6
+    assert h.sandbox.wait_writes(6) == [b"x"] * 6
 
 
 def test_output_keeps_a_session_from_going_idle(make_run):
@@ -434,6 +448,8 @@ def test_a_compiled_program_runs_under_the_run_limits_after_the_compiler(make_ru
     assert h.sandbox.writes == []
     h.sandbox.compiled(0)
     assert h.sandbox.went.wait(END)
+    # Released once the program may start: the program reads it.
+    assert h.sandbox.wait_writes(1) == [b"early\n"]
     h.sandbox.stdout("ran\n")
     h.sandbox.exit(0)
     outcome = h.ended()
@@ -445,7 +461,6 @@ def test_a_compiled_program_runs_under_the_run_limits_after_the_compiler(make_ru
         final(State.FINISHED, 0, "exited"),
     ]
     assert h.sandbox.limits == [RUN_LIMITS]
-    assert h.sandbox.writes == [b"early\n"]
     assert outcome.reason == "exited"
 
 
@@ -476,9 +491,98 @@ def test_a_tty_holds_input_until_its_terminal_is_ready(make_run):
     assert h.sandbox.writes == []
     h.sandbox.started_terminal()
     h.sandbox.stdout("prompt: ")
-    deadline = time.monotonic() + END
-    while not h.sandbox.writes and time.monotonic() < deadline:
-        time.sleep(0.01)
-    assert h.sandbox.writes == [b"typed early\r"]
+    assert h.sandbox.wait_writes(1) == [b"typed early\r"]
     h.run.handle(Input(b"later\r"))
-    assert h.sandbox.writes == [b"typed early\r", b"later\r"]
+    assert h.sandbox.wait_writes(2) == [b"typed early\r", b"later\r"]
+
+
+# --- a program that does not read, a kill that does not take, a client that floods ----------
+
+
+def test_output_and_timers_go_on_while_the_program_reads_no_input(make_run):
+    h = make_run(run_timeout=0.5)
+    h.run.start(b"")
+    h.sandbox.reading.clear()  # its stdin pipe is full
+    h.run.handle(Input(b"x" * 1000))
+    h.run.handle(Input(b"y" * 1000))
+    h.sandbox.stdout("still printing\n")
+    outcome = h.ended()
+    assert outcome.reason == "timeout"
+    assert {"type": "stdout", "data": "still printing\n"} in h.client.messages
+    assert h.sandbox.writes == []  # never read; lost with the sandbox
+
+
+def test_input_past_the_limit_is_refused_and_a_kill_goes_ahead_of_it(make_run):
+    h = make_run(input_limit=2500)
+    h.run.start(b"")
+    h.sandbox.reading.clear()
+    h.run.handle(Input(b"x" * 1000))
+    h.run.handle(Input(b"y" * 1000))
+    with pytest.raises(EngineError) as refused:
+        h.run.handle(Input(b"z" * 1000))
+    assert refused.value.kind is Kind.INPUT_LIMIT
+    assert "not reading" in refused.value.message
+    started = time.monotonic()
+    h.run.handle(Kill())
+    assert h.ended().reason == "killed"
+    assert time.monotonic() - started < 1.0
+
+
+def test_input_held_while_compiling_is_bounded_too(make_run):
+    h = make_run(compiles=True, input_limit=1000)
+    h.run.start(b"")
+    h.run.handle(Input(b"x" * 600))
+    with pytest.raises(EngineError):
+        h.run.handle(Input(b"x" * 600))
+    h.run.handle(Kill())
+    h.ended()
+
+
+def test_a_kill_that_does_not_take_cuts_the_sandbox_off_after_its_grace(make_run):
+    h = make_run(kill_grace=0.2)
+    h.run.start(b"")
+    h.sandbox.kill_ignored = True
+    started = time.monotonic()
+    h.run.handle(Kill())
+    outcome = h.ended()
+    assert outcome.reason == "killed"
+    assert h.sandbox.kills == 1 and h.sandbox.removed.is_set()
+    assert 0.2 <= time.monotonic() - started < 2.0
+
+
+def test_no_run_outlives_its_hard_deadline(make_run):
+    # Its kill never takes and its kill grace is long, but run timeout + grace is short.
+    h = make_run(idle_timeout=60, run_timeout=0.3, deadline_grace=0.1, kill_grace=60)
+    h.run.start(b"")
+    h.sandbox.kill_ignored = True
+    started = time.monotonic()
+    outcome = h.ended()
+    assert outcome.reason == "timeout"
+    assert h.sandbox.removed.is_set()
+    assert time.monotonic() - started < 3
+
+
+def test_signals_past_a_few_a_second_are_refused(make_run):
+    h = make_run()
+    h.run.start(b"")
+    for _ in range(5):
+        h.run.handle(Signal("SIGUSR1"))
+    with pytest.raises(ProtocolError, match="too many signals"):
+        h.run.handle(Signal("SIGUSR1"))
+    assert h.sandbox.signals == ["SIGUSR1"] * 5
+    h.run.handle(Kill())  # a kill is no signal: never refused
+    assert h.ended().reason == "killed"
+
+
+def test_a_resize_storm_is_coalesced_into_its_last_size(make_run):
+    h = make_run(tty=True)
+    h.run.start(b"")
+    for cols in range(20, 220):
+        h.run.handle(Resize(cols, 30))
+    deadline = time.monotonic() + END
+    while (not h.sandbox.sizes or h.sandbox.sizes[-1] != (219, 30)) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert h.sandbox.sizes[0] == (20, 30) and h.sandbox.sizes[-1] == (219, 30)
+    assert len(h.sandbox.sizes) <= 5
+    h.run.handle(Kill())
+    h.ended()
