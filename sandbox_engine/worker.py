@@ -39,7 +39,9 @@ class Worker:
                 executor,
                 self.engine.sandbox_spec,
                 self.engine.pool_sizes,
-                capacity=config.max_sessions,
+                # Sessions never pass --max-sessions and warm sandboxes never pass the pool's
+                # size: the server's containers never pass the two together.
+                capacity=config.max_sessions + sum(self.engine.pool_sizes.values()),
                 state_dir=records.directory,
             )
             self.engine.on_take = self.pool.wake

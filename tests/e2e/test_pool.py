@@ -123,16 +123,23 @@ def test_concurrent_sessions_never_share_a_sandbox(warm):
     assert len(hostnames) == 10 and len(set(hostnames)) == 10
 
 
-def test_pooled_sandboxes_count_against_capacity(make_server):
-    server = make_server(workers=1, max_sessions=3, pool_size="python=5")
-    assert wait_for(lambda: len(pool(server)) == 3)
+def test_a_server_keeps_at_most_max_sessions_plus_its_pool_in_containers(make_server):
+    # --max-sessions bounds the sessions, the pool's size its warm sandboxes: never more in all.
+    server = make_server(workers=1, max_sessions=3, pool_size="python=2")
+    assert wait_for(lambda: len(pool(server)) == 2)
+    # Terminal sessions cannot take the pipe pool's sandboxes: three new containers.
+    tty = [server.post("import time\ntime.sleep(30)", tty=True) for _ in range(3)]
+    assert [response.status_code for response in tty] == [201, 201, 201]
+    assert server.post("print(1)").status_code == 429
     time.sleep(1)
-    assert len(server.containers()) == 3
+    assert len(server.containers()) == 5
+    for response in tty:
+        requests.delete(f"{server.url}/session/{response.json()['sessionId']}", timeout=30)
+    # Pipe sessions take warm sandboxes; the pool refills behind them, within the bound.
     sessions = [server.create("import time\ntime.sleep(30)") for _ in range(3)]
-    refused = server.post("print(1)")
-    assert refused.status_code == 429
-    assert len(server.containers()) == 3
-    # Each admitted session holds one of the warm sandboxes it took: none is left in the pool.
-    assert pool(server) == []
+    assert server.post("print(1)").status_code == 429
+    assert wait_for(lambda: len(pool(server)) == 2)
+    time.sleep(1)
+    assert len(server.containers()) == 5
     assert all(server.session(session_id)["state"] == "CREATED" for session_id in sessions)
     assert all(len(server.session_containers(session_id)) == 1 for session_id in sessions)

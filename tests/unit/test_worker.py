@@ -36,3 +36,15 @@ def test_without_a_pool_only_the_reaper_runs(tmp_path, executor: FakeExecutor):
     assert package_threads() - before == {"se-reaper"}
     worker.shutdown()
     assert package_threads() - before == set()
+
+
+def test_the_pool_may_fill_on_top_of_max_sessions_and_no_further(tmp_path, executor: FakeExecutor):
+    config = Config(state_dir=str(tmp_path), max_sessions=3, pool_size="python=2,python/tty=1")
+    worker = Worker(config, executor, RecordStore(str(tmp_path / "records")))
+    assert worker.pool.capacity == 3 + 2 + 1
+    engine = worker.engine
+    for _ in range(3):
+        engine.create_session("c", "int main(){}")
+    assert worker.pool.refill() == 3
+    assert len(executor.list()) == 6
+    worker.shutdown()
