@@ -143,3 +143,34 @@ def test_a_server_keeps_at_most_max_sessions_plus_its_pool_in_containers(make_se
     assert len(server.containers()) == 5
     assert all(server.session(session_id)["state"] == "CREATED" for session_id in sessions)
     assert all(len(server.session_containers(session_id)) == 1 for session_id in sessions)
+
+
+def test_bursts_of_warm_sessions_each_get_their_own_output_and_a_true_outcome(make_server):
+    # Issue 9.9: under bursts against a full pool, about one session in 80 ended 'exited' with
+    # exit code 137 and no output: a reaper took a live session for an orphan. Every transcript
+    # is checked here, not only the timings.
+    server = make_server(workers=2, pool_size="python=20", max_sessions=60, idle_timeout=10)
+    assert wait_for(lambda: len(pool(server)) >= 20, timeout=60)
+    code = "import sys\nname = input()\nprint('hello', name)\nsys.exit(3)\n"
+    failures: list[str] = []
+    lock = threading.Lock()
+
+    def one(n: int) -> None:
+        try:
+            with server.attach(server.create(code)) as ws:
+                ws.send({"type": "input", "data": f"n{n}\n"})
+                transcript = ws.read_to_end(60)
+            final = transcript.final
+            if transcript.text() != f"hello n{n}\n" or (final["reason"], final["exitCode"]) != ("exited", 3):
+                raise AssertionError(f"{transcript.text()!r} {final}")
+        except Exception as exc:  # noqa: BLE001 - every failure is collected and shown
+            with lock:
+                failures.append(f"session {n}: {exc!r}")
+
+    for burst in range(5):
+        threads = [threading.Thread(target=one, args=(burst * 20 + i,)) for i in range(20)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(120)
+    assert failures == []
