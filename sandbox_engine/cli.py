@@ -11,6 +11,11 @@ from .states import Reason
 
 LIMIT_FLAGS = (
     ("--idle-timeout", "idle_timeout", "seconds with no input and no output before a session ends (30)"),
+    (
+        "--input-timeout",
+        "input_timeout",
+        "seconds a program may wait at a prompt, a client attached, before it ends (300)",
+    ),
     ("--run-timeout", "run_timeout", "wall-clock seconds a program may run (300)"),
     ("--output-limit", "output_limit", "bytes of stdout and stderr together a client receives (1048576)"),
     ("--memory", "memory", "memory per sandbox, no swap (256m)"),

@@ -29,6 +29,8 @@ class Config:
     """One server's settings. Built from flags and the environment, handed to create_app."""
 
     idle_timeout: float = 30.0
+    # For a program waiting at a prompt with a client attached, instead of the idle timeout.
+    input_timeout: float = 300.0
     run_timeout: float = 300.0
     output_limit: int = 1048576
     memory: int = parse_size("256m")
@@ -78,6 +80,7 @@ class Config:
     def validate(self) -> None:
         positive = (
             "idle_timeout",
+            "input_timeout",
             "run_timeout",
             "output_limit",
             "memory",

@@ -13,7 +13,7 @@ from collections.abc import Iterator
 
 import docker
 
-from . import framing, launch
+from . import framing, launch, procfs
 from .docker_api import remove_container, translated, update_limits
 from .executor import (
     ExecutorError,
@@ -160,6 +160,18 @@ class DockerSandbox(Sandbox):
             result = self.api.wait(self.container, timeout=timeout)
             state = self.api.inspect_container(self.container)["State"]
         return ExitStatus(exit_code=result.get("StatusCode"), oom_killed=bool(state.get("OOMKilled")))
+
+    def waiting_for_input(self) -> bool:
+        # The host's pids of the container's processes, then the host's /proc (see procfs).
+        try:
+            with translated("list the sandbox's processes"):
+                top = self.api.top(self.container)
+        except ExecutorError:
+            return False
+        column = (top.get("Titles") or []).index("PID") if "PID" in (top.get("Titles") or []) else None
+        if column is None:
+            return False
+        return procfs.waiting_on_stdin(int(row[column]) for row in top.get("Processes") or [])
 
     def remove(self) -> None:
         self._close_socket()

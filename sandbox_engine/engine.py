@@ -224,6 +224,7 @@ class Engine:
             compile_timeout=c.compile_timeout,
             sandbox=run_limits(c),
             input_limit=c.input_limit,
+            input_timeout=c.input_timeout,
         )
         run = SessionRun(
             sandbox,

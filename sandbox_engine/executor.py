@@ -201,6 +201,11 @@ class Sandbox(abc.ABC):
     def remove(self) -> None:
         """Release the streams and remove the sandbox. Safe to call more than once."""
 
+    def waiting_for_input(self) -> bool:
+        """Whether the program sleeps waiting for its stdin now (at a prompt); False when the
+        runtime cannot tell."""
+        return False
+
 
 # Whether a claim's owner still drives the sandbox: (owner as given to claim(), session id).
 OwnerAlive = Callable[[str, str], bool]

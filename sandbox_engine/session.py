@@ -53,6 +53,8 @@ class RunLimits:
     compile_timeout: float = 60.0
     # The sandbox's limits for the run stage, applied once a compile stage is over.
     sandbox: Limits | None = None
+    # Instead of the idle timeout while the program waits at a prompt and a client is attached.
+    input_timeout: float = 300.0
     # Bytes of input that may wait for a program that is not reading them.
     input_limit: int = 2 << 20
     kill_grace: float = KILL_GRACE
@@ -250,11 +252,32 @@ class SessionRun:
         if self._compiling:
             deadline = self._started + self.limits.compile_timeout
             return (Reason.TIMEOUT if now >= deadline else None), deadline
-        idle_deadline = self._last_activity + self.limits.idle_timeout
+        last = self._last_activity
+        idle_deadline = last + self.limits.idle_timeout
         run_deadline = self._started + self.limits.run_timeout
         if now >= run_deadline:
             return Reason.TIMEOUT, run_deadline
-        return (Reason.IDLE_TIMEOUT if now >= idle_deadline else None), min(idle_deadline, run_deadline)
+        if now < idle_deadline:
+            return None, min(idle_deadline, run_deadline)
+        # Silent past the idle timeout. A program waiting for its user at a prompt, with the user
+        # there, has the input timeout instead; asked again every idle timeout, in case it
+        # stopped waiting and went quiet for another reason.
+        waiting = not self._client_gone and self._waiting_for_input()
+        if self._last_activity != last:
+            return None, now  # input or output came while the runtime was asked: look again
+        if not waiting:
+            return Reason.IDLE_TIMEOUT, idle_deadline
+        input_deadline = last + self.limits.input_timeout
+        if now >= input_deadline:
+            return Reason.INPUT_TIMEOUT, input_deadline
+        return None, min(input_deadline, now + self.limits.idle_timeout, run_deadline)
+
+    def _waiting_for_input(self) -> bool:
+        try:
+            return self.sandbox.waiting_for_input()
+        except ExecutorError as exc:
+            log.info("cannot tell whether %s waits for input: %s", self.sandbox.session_id, exc)
+            return False
 
     def _apply_due_resize(self, now: float) -> float:
         """Apply a coalesced resize that is due; when the next one will be (inf: none waits)."""

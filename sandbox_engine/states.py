@@ -27,6 +27,8 @@ class Reason(enum.StrEnum):
     # The engine ended it (TERMINATED).
     KILLED = "killed"
     IDLE_TIMEOUT = "idle_timeout"
+    # Silent at a prompt, with a client attached, for the input timeout.
+    INPUT_TIMEOUT = "input_timeout"
     TIMEOUT = "timeout"
     OUTPUT_LIMIT = "output_limit"
     MEMORY_LIMIT = "memory_limit"

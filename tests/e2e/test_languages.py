@@ -5,6 +5,9 @@ The languages are the specs': a language without its programs in the tables belo
 
 from __future__ import annotations
 
+import threading
+import time
+
 import pytest
 from harness import LANGUAGE_IDS, shutdown, start_server
 
@@ -232,3 +235,71 @@ def test_greeting_in_tty_mode(polyglot, language):
     else:
         # The terminal echoes what was typed; its output ends lines with \r\n.
         assert text.endswith("Enter your name: Ada\r\nHello, Ada!\r\n"), text
+
+
+@pytest.fixture(scope="module")
+def patient(docker_client, tmp_path_factory):
+    # A short idle timeout, a long input timeout: a program at a prompt must get the second.
+    server = start_server(
+        docker_client, tmp_path_factory, workers=2, idle_timeout=3, input_timeout=60, run_timeout=120
+    )
+    yield server
+    shutdown(server)
+
+
+def test_a_prompt_in_every_language_and_mode_outlives_the_idle_timeout(patient):
+    """Issue 10: a person thinking at a prompt is not killed after the idle timeout. The engine
+    sees from the kernel that the program waits on its stdin, whatever the language reads with."""
+    failures: list[str] = []
+    lock = threading.Lock()
+    slots = threading.Semaphore(8)
+
+    def greet(language: str, tty: bool) -> None:
+        with slots:
+            try:
+                response = patient.post(GREETINGS[language], language=language, tty=tty)
+                with patient.attach(response.json()["sessionId"]) as ws:
+                    ws.read_stdout_until("Enter your name: ", timeout=120)
+                    # Twice the idle timeout at the prompt: nothing may end it (a terminal may
+                    # still get escape sequences, as mono's console writes).
+                    quiet_until = time.monotonic() + 6
+                    while (left := quiet_until - time.monotonic()) > 0:
+                        try:
+                            message = ws.recv(left)
+                        except TimeoutError:
+                            break
+                        if message["type"] == "state":
+                            raise AssertionError(f"while waiting at the prompt: {message}")
+                    ws.send({"type": "input", "data": "Ada\r" if tty else "Ada\n"})
+                    transcript = ws.read_to_end(60)
+                assert "Hello, Ada!" in transcript.text(), transcript.text()
+                assert transcript.final["reason"] == "exited", transcript.final
+            except Exception as exc:  # noqa: BLE001 - every language's failure is shown
+                with lock:
+                    failures.append(f"{language} ({'tty' if tty else 'pipe'}): {exc!r}"[:300])
+
+    threads = [
+        threading.Thread(target=greet, args=(language, tty))
+        for language in LANGUAGE_IDS
+        for tty in (False, True)
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(600)
+    assert not failures, "\n".join(failures)
+
+
+def test_the_input_timeout_ends_an_unanswered_prompt_and_the_idle_timeout_a_silent_program(make_server):
+    server = make_server(workers=1, idle_timeout=2, input_timeout=6)
+    with (
+        server.attach(server.create('input("? ")')) as prompt,
+        server.attach(server.create("import time\ntime.sleep(60)")) as silent,
+    ):
+        prompt.read_stdout_until("? ")
+        quiet = silent.read_to_end(30)
+        asked = prompt.read_to_end(30)
+    assert quiet.final["reason"] == "idle_timeout"
+    assert 1.5 < quiet.messages[-1][0] < 6
+    assert asked.final["reason"] == "input_timeout"
+    assert asked.messages[-1][0] >= 5.5

@@ -64,6 +64,8 @@ class FakeSandbox(Sandbox):
         self.limits: list[Limits] = []
         # Set when go() lets the compiled program start; writes before it are the launcher's.
         self.went = threading.Event()
+        # What waiting_for_input() answers: the program sleeps at a prompt.
+        self.waiting = False
         # Set: kill() is taken but changes nothing, as a kill Docker cannot carry out.
         self.kill_ignored = False
         # A pool's sandbox runs before anyone attaches to it.
@@ -132,6 +134,9 @@ class FakeSandbox(Sandbox):
         with self._stdin:
             self.stdin_closed = True
             self._stdin.notify_all()
+
+    def waiting_for_input(self) -> bool:
+        return self.waiting
 
     def wait_writes(self, count: int, timeout: float = STALL) -> list[bytes]:
         """The writes, once there are at least `count` (stdin's writer is a thread of its own)."""

@@ -59,6 +59,7 @@ def make_run() -> Iterator[Callable[..., Harness]]:
         input_limit: int = 1 << 20,
         kill_grace: float = 3.0,
         deadline_grace: float = 15.0,
+        input_timeout: float = 300.0,
     ) -> Harness:
         sandbox = FakeSandbox(str(uuid.uuid4()), compiles=compiles, tty=tty)
         client = client or FakeClient()
@@ -83,6 +84,7 @@ def make_run() -> Iterator[Callable[..., Harness]]:
                 input_limit=input_limit,
                 kill_grace=kill_grace,
                 deadline_grace=deadline_grace,
+                input_timeout=input_timeout,
             ),
             client.emit,
             client.close,
@@ -586,3 +588,34 @@ def test_a_resize_storm_is_coalesced_into_its_last_size(make_run):
     assert len(h.sandbox.sizes) <= 5
     h.run.handle(Kill())
     h.ended()
+
+
+# --- a person thinking at a prompt ----------------------------------------------------------
+
+
+def test_a_program_waiting_at_a_prompt_gets_the_input_timeout_instead_of_the_idle_one(make_run):
+    h = make_run(idle_timeout=0.2, run_timeout=20)
+    h.run.start(b"")
+    h.sandbox.waiting = True
+    assert not h.run.wait(0.6), "a program waiting for its user was ended by the idle timeout"
+    h.run.handle(Kill())
+    assert h.ended().reason == "killed"
+
+
+def test_the_input_timeout_ends_a_prompt_nobody_answers(make_run):
+    h = make_run(idle_timeout=0.1, run_timeout=20, input_timeout=0.4)
+    h.run.start(b"")
+    h.sandbox.waiting = True
+    started = time.monotonic()
+    outcome = h.ended()
+    assert outcome.reason == "input_timeout"
+    assert 0.35 <= time.monotonic() - started < 3
+
+
+def test_a_program_that_stops_waiting_and_goes_quiet_gets_the_idle_timeout_again(make_run):
+    h = make_run(idle_timeout=0.2, run_timeout=20)
+    h.run.start(b"")
+    h.sandbox.waiting = True
+    assert not h.run.wait(0.3)
+    h.sandbox.waiting = False  # it is computing now, silently
+    assert h.ended().reason == "idle_timeout"
