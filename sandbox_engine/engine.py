@@ -156,7 +156,7 @@ class Engine:
     def _record(self, session_id: str) -> Record:
         record = self.records.read(session_id) if _is_uuid(session_id) else None
         if record is None:
-            raise EngineError(Kind.NOT_FOUND, f"no session {session_id}")
+            raise EngineError(Kind.NOT_FOUND, f"no session {session_id[:64]}")
         return record
 
     def check_attachable(self, session_id: str) -> None:

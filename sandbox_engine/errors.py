@@ -19,6 +19,7 @@ class Kind(enum.Enum):
     SESSION_ENDED = ("session_ended", 410, 4410)
     TOO_LARGE = ("too_large", 413, 1009)
     UNSUPPORTED_MEDIA_TYPE = ("unsupported_media_type", 415, 1003)
+    UPGRADE_REQUIRED = ("upgrade_required", 426, 1002)
     AT_CAPACITY = ("at_capacity", 429, 1013)
     # A client sending input faster than its program reads it, past the limit.
     INPUT_LIMIT = ("input_limit", 429, 1013)

@@ -119,6 +119,14 @@ def _origin_allowed(origin: str) -> bool:
     return urlsplit(origin).netloc == host
 
 
+@bp.get("/ws/session/<session_id>")
+def without_upgrade(session_id: str):
+    """A plain GET of a session's WebSocket URL: the same refusals as a WebSocket gets (they ran
+    before this, in refuse_before_upgrade), else word that a WebSocket is needed. Without this
+    route, Werkzeug's router answers every plain GET with a bare 400."""
+    raise EngineError(Kind.UPGRADE_REQUIRED, "this is a WebSocket endpoint: connect with Upgrade: websocket")
+
+
 @sock.route("/ws/session/<session_id>", bp=bp)
 def session_socket(ws, session_id: str) -> None:
     channel = Channel(ws)

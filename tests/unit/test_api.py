@@ -349,11 +349,14 @@ def test_attaching_from_a_foreign_origin_is_403(client):
     assert client.get(f"/session/{session_id}").get_json()["state"] == "CREATED"
 
 
-def test_a_plain_get_of_the_websocket_route_is_not_called_invalid_json(client):
-    response = client.get(f"/ws/session/{uuid.uuid4()}")
-    error_of(response, 400, "invalid_request")
-
-
 def test_the_ide_page_carries_the_protocols_terminal_limits(client):
     page = client.get("/").get_data(as_text=True)
     assert f'data-max-cols="{MAX_COLS}"' in page and f'data-max-rows="{MAX_ROWS}"' in page
+
+
+def test_a_plain_get_of_a_websocket_url_gets_the_websockets_refusals_or_426(client):
+    assert error_of(client.get("/ws/session/garbage"), 404, "not_found") == "no session garbage"
+    error_of(client.get(f"/ws/session/{uuid.uuid4()}"), 404, "not_found")
+    error_of(client.get(f"/ws/session/{'x' * 5000}"), 404, "not_found")
+    message = error_of(client.get(f"/ws/session/{create(client)}"), 426, "upgrade_required")
+    assert "WebSocket" in message
