@@ -6,7 +6,7 @@ import codecs
 import json
 from dataclasses import dataclass
 
-from .states import Reason, State
+from .states import Reason, State, signal_name
 
 
 class ProtocolError(ValueError):
@@ -91,6 +91,7 @@ def state_message(state: State, exit_code: int | None = None, reason: Reason | N
     if state.final:
         message["exitCode"] = exit_code
         message["reason"] = reason
+        message["signal"] = signal_name(exit_code)
     return message
 
 

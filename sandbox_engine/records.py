@@ -18,7 +18,7 @@ from datetime import UTC, datetime
 
 from .executor import SandboxRef
 from .locks import exclusive
-from .states import Reason, State
+from .states import Reason, State, signal_name
 
 
 def iso(ts: float | None) -> str | None:
@@ -62,6 +62,7 @@ class Record:
             "state": self.state,
             "exitCode": self.exit_code,
             "reason": self.reason,
+            "signal": signal_name(self.exit_code) if self.final else None,
             "createdAt": iso(self.created_at),
             "startedAt": iso(self.started_at),
             "endedAt": iso(self.ended_at),

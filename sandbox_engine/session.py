@@ -37,6 +37,8 @@ log = logging.getLogger(__name__)
 
 # How long a killed program may take to go before the run gives up waiting on it.
 KILL_WAIT = 10.0
+# The exit status of a program the engine killed: SIGKILL's, as the sandbox's init reports it.
+KILLED_BY_US = 128 + 9
 # Once an end is asked for, how long the kill has before the sandbox is cut off (its streams
 # closed, which frees the daemon on both sides, and the container removed by force): a kill that
 # Docker cannot carry out must not keep a run, or its slot, alive.
@@ -391,6 +393,10 @@ class SessionRun:
                 else:
                     reason = Reason.EXITED
             self._reason = reason
+        if exit_code is None and reason.state is State.TERMINATED and reason is not Reason.INTERNAL_ERROR:
+            # The engine killed it (SIGKILL), here or through another worker, and its sandbox
+            # was gone before its status was read: the outcome is the same whichever came first.
+            exit_code = KILLED_BY_US
         self.outcome = Outcome(exit_code, reason, self.started_at, time.time())
         try:
             # Recorded before the client hears of it, so a GET right after sees the same ending.

@@ -6,6 +6,7 @@ Both are StrEnums, so they are their own JSON: records, messages and logs carry 
 from __future__ import annotations
 
 import enum
+import signal
 
 
 class State(enum.StrEnum):
@@ -40,3 +41,15 @@ class Reason(enum.StrEnum):
     def state(self) -> State:
         """The final state a session ending for this reason is in."""
         return State.FINISHED if self in (Reason.EXITED, Reason.COMPILE_ERROR) else State.TERMINATED
+
+
+def signal_name(exit_code: int | None) -> str | None:
+    """The signal that ended a program, from its exit code as the sandbox's init reports it
+    (128 + the signal's number); None when it exited by itself. A program that calls exit(139)
+    looks the same as one killed by SIGSEGV: the runtime tells them apart no better."""
+    if exit_code is None or not 128 < exit_code < 128 + signal.NSIG:
+        return None
+    try:
+        return signal.Signals(exit_code - 128).name
+    except ValueError:
+        return None

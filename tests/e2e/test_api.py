@@ -33,6 +33,7 @@ def test_session_shape_after_create(server):
         "state",
         "exitCode",
         "reason",
+        "signal",
         "createdAt",
         "startedAt",
         "endedAt",

@@ -287,7 +287,15 @@ class ScriptedServer:
                 ws.send(json.dumps({"type": "error", "message": "unknown message type 'resize'"}))
             elif message["type"] == "kill":
                 ws.send(
-                    json.dumps({"type": "state", "state": "TERMINATED", "exitCode": 137, "reason": "killed"})
+                    json.dumps(
+                        {
+                            "type": "state",
+                            "state": "TERMINATED",
+                            "exitCode": 137,
+                            "reason": "killed",
+                            "signal": "SIGKILL",
+                        }
+                    )
                 )
                 ws.close(code=1000)
 

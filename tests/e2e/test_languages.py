@@ -170,7 +170,13 @@ def test_greeting_prompt_arrives_before_input(polyglot, language):
         ws.send({"type": "input", "data": "Ada\n"})
         transcript = ws.read_to_end(30)
     assert transcript.text() == "Enter your name: Hello, Ada!\n", transcript.text("stderr")
-    assert transcript.final == {"type": "state", "state": "FINISHED", "exitCode": 0, "reason": "exited"}
+    assert transcript.final == {
+        "type": "state",
+        "state": "FINISHED",
+        "exitCode": 0,
+        "reason": "exited",
+        "signal": None,
+    }
 
 
 @pytest.mark.parametrize("language", LANGUAGE_IDS)
@@ -181,7 +187,13 @@ def test_the_ides_example_prompts_reads_and_greets(polyglot, language):
         ws.send({"type": "input", "data": "Ada\n"})
         transcript = ws.read_to_end(30)
     assert "Enter your name: Hello Ada\n" in transcript.text(), transcript.text("stderr")
-    assert transcript.final == {"type": "state", "state": "FINISHED", "exitCode": 0, "reason": "exited"}
+    assert transcript.final == {
+        "type": "state",
+        "state": "FINISHED",
+        "exitCode": 0,
+        "reason": "exited",
+        "signal": None,
+    }
 
 
 @pytest.mark.parametrize("language", LANGUAGE_IDS)

@@ -21,7 +21,7 @@ from harness import INTERACTIVE, ROOT, Server, free_port
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
 
 DEPLOY_CONF = os.path.join(ROOT, "deploy", "nginx.conf")
-FINISHED = {"type": "state", "state": "FINISHED", "exitCode": 0, "reason": "exited"}
+FINISHED = {"type": "state", "state": "FINISHED", "exitCode": 0, "reason": "exited", "signal": None}
 
 MAIN_CONF = """\
 {user}

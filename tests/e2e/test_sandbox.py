@@ -82,7 +82,13 @@ def test_cpu_spin_is_throttled_and_ended_by_the_timeout(strict):
         "        start, cpu0 = time.monotonic(), time.process_time()\n"
     )
     transcript = strict.run(code, timeout=30)
-    assert transcript.final == {"type": "state", "state": "TERMINATED", "exitCode": 137, "reason": "timeout"}
+    assert transcript.final == {
+        "type": "state",
+        "state": "TERMINATED",
+        "exitCode": 137,
+        "reason": "timeout",
+        "signal": "SIGKILL",
+    }
     shares = [float(line.split()[-1]) for line in transcript.text().splitlines()]
     assert shares and max(shares) < 0.7, shares  # 0.5 CPU, with some slack for accounting
 
@@ -95,6 +101,7 @@ def test_memory_bomb_ends_with_memory_limit(strict):
         "state": "TERMINATED",
         "exitCode": 137,
         "reason": "memory_limit",
+        "signal": "SIGKILL",
     }
 
 
@@ -181,6 +188,7 @@ def test_silent_infinite_loop_ends_with_idle_timeout(strict):
         "state": "TERMINATED",
         "exitCode": 137,
         "reason": "idle_timeout",
+        "signal": "SIGKILL",
     }
 
 

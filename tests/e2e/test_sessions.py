@@ -19,7 +19,13 @@ def test_hello_world(server):
     transcript = server.run('print("Hello, world!")')
     assert transcript.messages[0][1] == {"type": "state", "state": "RUNNING"}
     assert transcript.text() == "Hello, world!\n"
-    assert transcript.final == {"type": "state", "state": "FINISHED", "exitCode": 0, "reason": "exited"}
+    assert transcript.final == {
+        "type": "state",
+        "state": "FINISHED",
+        "exitCode": 0,
+        "reason": "exited",
+        "signal": None,
+    }
 
 
 def test_interactive_prompt_before_input_and_live_numbers(server):
@@ -55,7 +61,13 @@ def test_stderr_apart_from_stdout(server):
 
 def test_non_zero_exit_code(server):
     transcript = server.run("import sys\nsys.exit(3)")
-    assert transcript.final == {"type": "state", "state": "FINISHED", "exitCode": 3, "reason": "exited"}
+    assert transcript.final == {
+        "type": "state",
+        "state": "FINISHED",
+        "exitCode": 3,
+        "reason": "exited",
+        "signal": None,
+    }
 
 
 def test_uncaught_exception_is_stderr_and_exit_1(server):
@@ -205,3 +217,28 @@ def test_websocket_closes_normally_after_final_state(server):
         with pytest.raises(ConnectionClosed) as closed:
             ws.ws.recv(5)
         assert closed.value.rcvd is not None and closed.value.rcvd.code == 1000
+
+
+def test_a_crash_is_named_by_its_signal(server):
+    transcript = server.run("import os, signal\nos.kill(os.getpid(), signal.SIGSEGV)")
+    assert transcript.final["signal"] == "SIGSEGV" and transcript.final["exitCode"] == 139
+
+
+@pytest.mark.parametrize("attempt", range(5))
+def test_delete_of_an_attached_running_session_always_ends_the_same(server, attempt):
+    # Issue 10: exitCode 137 in some runs and null in others, sometimes an extra "\n" first.
+    session_id = server.create("import time\nprint('up', flush=True)\ntime.sleep(60)")
+    with server.attach(session_id) as ws:
+        ws.read_stdout_until("up")
+        assert requests.delete(f"{server.url}/session/{session_id}", timeout=30).status_code == 204
+        transcript = ws.read_to_end(30)
+    assert transcript.text() == "up\n"
+    assert transcript.final == {
+        "type": "state",
+        "state": "TERMINATED",
+        "exitCode": 137,
+        "reason": "killed",
+        "signal": "SIGKILL",
+    }
+    info = server.session(session_id)
+    assert (info["exitCode"], info["reason"], info["signal"]) == (137, "killed", "SIGKILL")

@@ -108,7 +108,13 @@ def test_unhandled_sigterm_ends_the_program_with_128_plus_n(server):
         ws.read_stdout_until("up")
         ws.send({"type": "signal", "signal": "SIGTERM"})
         final = ws.read_to_end(20).final
-    assert final == {"type": "state", "state": "FINISHED", "exitCode": 143, "reason": "exited"}
+    assert final == {
+        "type": "state",
+        "state": "FINISHED",
+        "exitCode": 143,
+        "reason": "exited",
+        "signal": "SIGTERM",
+    }
 
 
 def test_eof_in_tty_mode(server):

@@ -29,7 +29,17 @@ for i in range(5):
     time.sleep(1)
     print(i)
 """
-SESSION_FIELDS = ["sessionId", "language", "state", "exitCode", "reason", "createdAt", "startedAt", "endedAt"]
+SESSION_FIELDS = [
+    "sessionId",
+    "language",
+    "state",
+    "exitCode",
+    "reason",
+    "signal",
+    "createdAt",
+    "startedAt",
+    "endedAt",
+]
 
 
 @pytest.fixture

@@ -186,7 +186,7 @@ def test_attach_runs_the_program_and_records_how_it_ended(engine, executor):
     assert client.messages == [
         {"type": "state", "state": "RUNNING"},
         {"type": "stdout", "data": "name? "},
-        {"type": "state", "state": "FINISHED", "exitCode": 0, "reason": "exited"},
+        {"type": "state", "state": "FINISHED", "exitCode": 0, "reason": "exited", "signal": None},
     ]
     described = engine.describe(session_id)
     assert (described["state"], described["exitCode"], described["reason"]) == ("FINISHED", 0, "exited")
@@ -309,6 +309,7 @@ def test_delete_of_a_running_session_tells_its_client(engine, executor):
         "state": "TERMINATED",
         "exitCode": KILLED.exit_code,
         "reason": "killed",
+        "signal": "SIGKILL",
     }
     assert client.closed.is_set()
     assert engine.describe(session_id)["reason"] == "killed"

@@ -15,7 +15,7 @@ from sandbox_engine.errors import EngineError, Kind
 from sandbox_engine.executor import ExecutorError, Limits
 from sandbox_engine.protocol import Eof, Input, Kill, ProtocolError, Resize, Signal, utf8_prefix
 from sandbox_engine.session import Outcome, RunLimits, SessionRun
-from sandbox_engine.states import Reason, State
+from sandbox_engine.states import Reason, State, signal_name
 
 RUNNING = {"type": "state", "state": "RUNNING"}
 COMPILING = {"type": "state", "state": "COMPILING"}
@@ -25,7 +25,13 @@ END = 5.0
 
 
 def final(state: str, exit_code: int | None, reason: str) -> dict:
-    return {"type": "state", "state": state, "exitCode": exit_code, "reason": reason}
+    return {
+        "type": "state",
+        "state": state,
+        "exitCode": exit_code,
+        "reason": reason,
+        "signal": signal_name(exit_code),
+    }
 
 
 @dataclass
@@ -619,3 +625,22 @@ def test_a_program_that_stops_waiting_and_goes_quiet_gets_the_idle_timeout_again
     assert not h.run.wait(0.3)
     h.sandbox.waiting = False  # it is computing now, silently
     assert h.ended().reason == "idle_timeout"
+
+
+def test_a_program_killed_by_a_signal_is_named_so(make_run):
+    h = make_run()
+    h.run.start(b"")
+    h.sandbox.exit(139)
+    assert h.ended().reason == "exited"
+    assert h.client.final["signal"] == "SIGSEGV"
+
+
+def test_an_end_the_engine_asked_for_reads_the_same_when_the_status_is_lost(make_run):
+    # DELETE through another worker removes the container: its status can no longer be read.
+    h = make_run(external_reason=lambda: Reason.KILLED)
+    h.run.start(b"")
+    h.sandbox.wait_error = ExecutorError("no such container")
+    h.sandbox.remove()
+    h.ended()
+    assert h.client.final == final(State.TERMINATED, 137, "killed")
+    assert h.client.final["signal"] == "SIGKILL"
