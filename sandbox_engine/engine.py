@@ -33,6 +33,7 @@ from .executor import (
     Terminal,
 )
 from .languages import LANGUAGES, LanguageSpec
+from .protocol import shown
 from .records import Record, RecordStore
 from .session import Outcome, RunLimits, SessionRun
 from .specs import run_limits, sandbox_spec
@@ -82,7 +83,7 @@ class Engine:
         spec = self.languages.get(language)
         if spec is None:
             known = ", ".join(sorted(self.languages))
-            raise EngineError(Kind.UNKNOWN_LANGUAGE, f"unknown language {language!r}; known: {known}")
+            raise EngineError(Kind.UNKNOWN_LANGUAGE, f"unknown language {shown(language)}; known: {known}")
         if len(code.encode("utf-8", "surrogatepass")) > self.config.max_code_size:
             raise EngineError(Kind.TOO_LARGE, f"code is over the limit of {self.config.max_code_size} bytes")
         if "\x00" in code:
@@ -156,7 +157,7 @@ class Engine:
     def _record(self, session_id: str) -> Record:
         record = self.records.read(session_id) if _is_uuid(session_id) else None
         if record is None:
-            raise EngineError(Kind.NOT_FOUND, f"no session {session_id}")
+            raise EngineError(Kind.NOT_FOUND, f"no session {shown(session_id)}")
         return record
 
     def check_attachable(self, session_id: str) -> None:

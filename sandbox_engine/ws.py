@@ -11,7 +11,7 @@ from flask_sock import Sock
 from simple_websocket import ConnectionClosed
 
 from .errors import EngineError, Kind
-from .protocol import ProtocolError, encode, parse_client_message
+from .protocol import ProtocolError, encode, parse_client_message, shown
 from .worker import current_engine as engine
 
 log = logging.getLogger(__name__)
@@ -66,7 +66,7 @@ def refuse_before_upgrade():
     """flask-sock completes the handshake before the handler runs, so refusals happen here."""
     origin = request.headers.get("Origin")
     if origin and not _origin_allowed(origin):
-        raise EngineError(Kind.FORBIDDEN, f"origin {origin} may not open sessions here")
+        raise EngineError(Kind.FORBIDDEN, f"origin {shown(origin)} may not open sessions here")
     engine().check_attachable(request.view_args["session_id"])
     for key in ("gunicorn.socket", "werkzeug.socket"):
         if key in request.environ:

@@ -100,6 +100,26 @@ def test_a_body_that_is_not_json_is_invalid_json(client, data):
 
 
 @pytest.mark.parametrize(
+    "data",
+    [
+        "[" * 10_000,
+        '{"language": "python", "code": "x", "tty": ' + "[" * 5000 + "]" * 5000 + "}",
+        '{"a":' * 2000,
+        '{"language": "python", "code": "print(1)", "tty": true, "cols": ' + "9" * 5000 + "}",
+        '{"language": ' + "1" * 4000 + ', "code": "x"}',
+        '{"language": "python", "code": "print(1)", "tty": true, "cols": NaN}',
+        '{"language": "python", "code": "print(1)", "tty": true, "rows": -Infinity}',
+    ],
+    ids=["deep-array", "deep-in-a-field", "deep-object", "huge-cols", "huge-language", "nan", "infinity"],
+)
+def test_a_hostile_body_is_invalid_json_without_quoting_it(client, executor, data):
+    response = client.post("/session", data=data, content_type="application/json")
+    message = error_of(response, 400, "invalid_json")
+    assert message.startswith("the body is not valid JSON") and len(message) < 100
+    assert executor.sandboxes == {}
+
+
+@pytest.mark.parametrize(
     "body",
     [
         ["python", CODE],
@@ -114,6 +134,10 @@ def test_a_body_that_is_not_json_is_invalid_json(client, data):
         {"language": "", "code": CODE},
         {"language": 3, "code": CODE},
         {"language": "python", "code": "print(1)\x00"},
+        {"language": "python", "code": CODE, "tty": "true"},
+        {"language": "python", "code": CODE, "tty": True, "cols": True},
+        {"language": "python", "code": CODE, "tty": True, "cols": 1e300},
+        {"language": "python", "code": CODE, "tty": True, "rows": 24.5},
     ],
 )
 def test_a_malformed_request_is_invalid_request(client, executor, body):
@@ -126,6 +150,12 @@ def test_an_unknown_language_is_400_naming_the_known_ones(client):
         client.post("/session", json={"language": "cobol", "code": CODE}), 400, "unknown_language"
     )
     assert "python" in message
+
+
+def test_an_unknown_language_is_quoted_only_in_part(client):
+    body = {"language": "\ud800" + "x" * 5000, "code": CODE}
+    message = error_of(client.post("/session", json=body), 400, "unknown_language")
+    assert "'\\ud800xxx" in message and "x" * 50 not in message and "python" in message
 
 
 def test_code_over_the_limit_is_413(client):
@@ -218,6 +248,10 @@ def test_get_session_after_the_program_ran(app, client, executor):
 def test_an_unknown_session_is_404_json(client, session_id):
     error_of(client.get(f"/session/{session_id}"), 404, "not_found")
     error_of(client.delete(f"/session/{session_id}"), 404, "not_found")
+
+
+def test_an_unknown_session_id_is_quoted_only_in_part(client):
+    assert len(error_of(client.get("/session/" + "a" * 3000), 404, "not_found")) < 100
 
 
 def test_delete_answers_204_and_the_session_is_then_terminated(client, executor):
@@ -347,6 +381,9 @@ def test_attaching_from_a_foreign_origin_is_403(client):
     assert "evil.example" in error_of(response, 403, "forbidden")
     # Nothing was claimed: the session can still be attached by its own page.
     assert client.get(f"/session/{session_id}").get_json()["state"] == "CREATED"
+    # A header is client input too: quoted only in part.
+    message = error_of(attach(client, session_id, Origin="https://" + "e" * 5000), 403, "forbidden")
+    assert len(message) < 100
 
 
 def test_a_plain_get_of_the_websocket_route_is_not_called_invalid_json(client):
