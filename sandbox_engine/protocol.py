@@ -110,7 +110,13 @@ def parse_client_message(raw: str | bytes) -> ClientMessage:
         data = message.get("data")
         if not isinstance(data, str):
             raise ProtocolError("'input' needs a string 'data'")
-        return Input(data.encode("utf-8", "surrogatepass"))
+        try:
+            return Input(data.encode("utf-8"))
+        except UnicodeEncodeError as exc:
+            # A lone half of a surrogate pair is no character: there are no UTF-8 bytes to send.
+            raise ProtocolError(
+                f"'data' holds a lone surrogate at {exc.start}; send whole characters"
+            ) from None
     if kind == "eof":
         return Eof()
     if kind == "kill":

@@ -141,6 +141,7 @@ HOSTILE = [
     ('{"type": "signal", "signal": ["SIGINT"]}', "unknown signal an array"),
     ('{"type": "signal", "signal": "' + "A" * 500_000 + '"}', "unknown signal 'AAAA"),
     ('{"type": "' + "x" * 500_000 + '"}', "unknown message type 'xxxx"),
+    ('{"type": "input", "data": "\\ud800"}', "lone surrogate"),
 ]
 
 

@@ -103,6 +103,8 @@ HOSTILE = [
     ('{"type": "signal", "signal": "\\ud800"}', "unknown signal '\\ud800'"),
     ('{"type": "' + "x" * 100_000 + '"}', "unknown message type 'xxxx"),
     ('{"type": ["input"], "data": "x"}', "unknown message type an array"),
+    ('{"type": "input", "data": "ok \\ud83d"}', "lone surrogate at 3"),
+    ('{"type": "input", "data": "\\udc00 x"}', "lone surrogate at 0"),
 ]
 
 
@@ -115,6 +117,10 @@ def test_hostile_messages_are_protocol_errors_that_quote_little(raw, says):
     assert len(message) < 200
     # What the client reads must be sendable: UTF-8 text, no lone surrogates.
     message.encode("utf-8")
+
+
+def test_a_surrogate_pair_is_one_character():
+    assert parse_client_message('{"type": "input", "data": "\\ud83d\\ude00"}') == Input("😀".encode())
 
 
 def test_parse_json_refuses_what_is_not_plain_json():
