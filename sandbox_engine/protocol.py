@@ -92,11 +92,19 @@ def shown(value: object) -> str:
 
 
 def check_size(cols: object, rows: object) -> tuple[int, int]:
-    """A terminal size from a client, or ProtocolError: whole numbers, neither zero nor absurd."""
+    """A terminal size from a client, or ProtocolError: whole numbers, neither zero nor absurd.
+
+    JSON does not tell 80 from 80.0, so a float with nothing after the point counts as whole;
+    true and false do not count as numbers.
+    """
+    size = []
     for name, value, most in (("cols", cols, MAX_COLS), ("rows", rows, MAX_ROWS)):
+        if isinstance(value, float) and value.is_integer():
+            value = int(value)
         if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= most:
             raise ProtocolError(f"'{name}' must be a whole number from 1 to {most}")
-    return cols, rows  # type: ignore[return-value]
+        size.append(value)
+    return size[0], size[1]
 
 
 def parse_client_message(raw: str | bytes) -> ClientMessage:

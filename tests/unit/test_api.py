@@ -158,6 +158,15 @@ def test_an_unknown_language_is_quoted_only_in_part(client):
     assert "'\\ud800xxx" in message and "x" * 50 not in message and "python" in message
 
 
+def test_a_terminal_size_in_whole_floats_is_taken(app, client, executor):
+    body = {"language": "python", "code": CODE, "tty": True, "cols": 100.0, "rows": 3e1}
+    response = client.post("/session", json=body)
+    assert response.status_code == 201, response.get_data(as_text=True)
+    record = engine_of(app).records.read(response.get_json()["sessionId"])
+    assert (record.cols, record.rows) == (100, 30)
+    assert type(record.cols) is int and type(record.rows) is int
+
+
 def test_code_over_the_limit_is_413(client):
     response = client.post("/session", json={"language": "python", "code": "x" * 1001})
     error_of(response, 413, "too_large")

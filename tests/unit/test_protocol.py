@@ -15,6 +15,7 @@ from sandbox_engine.protocol import (
     Resize,
     Signal,
     StreamDecoder,
+    check_size,
     encode,
     parse_client_message,
     parse_json,
@@ -121,6 +122,20 @@ def test_hostile_messages_are_protocol_errors_that_quote_little(raw, says):
 
 def test_a_surrogate_pair_is_one_character():
     assert parse_client_message('{"type": "input", "data": "\\ud83d\\ude00"}') == Input("😀".encode())
+
+
+@pytest.mark.parametrize(
+    ("cols", "rows"),
+    [(80.0, 24.0), (8e1, 2.4e1), (1000.0, 500), (1, 1.0)],
+    ids=["80.0", "8e1", "most", "least"],
+)
+def test_a_size_given_as_whole_floats_is_whole_numbers(cols, rows):
+    # JSON has one kind of number: 80.0 and 80 are the same size.
+    size = check_size(cols, rows)
+    assert size == (int(cols), int(rows))
+    assert all(type(n) is int for n in size)
+    raw = json.dumps({"type": "resize", "cols": cols, "rows": rows})
+    assert parse_client_message(raw) == Resize(int(cols), int(rows))
 
 
 def test_parse_json_refuses_what_is_not_plain_json():
