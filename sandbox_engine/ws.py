@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
 from urllib.parse import urlsplit
 
 from flask import Blueprint, current_app, request
@@ -12,6 +13,7 @@ from simple_websocket import ConnectionClosed
 
 from .errors import EngineError, Kind
 from .protocol import ProtocolError, encode, parse_client_message, shown
+from .session import SessionRun
 from .worker import current_engine as engine
 
 log = logging.getLogger(__name__)
@@ -94,13 +96,24 @@ def session_socket(ws, session_id: str) -> None:
     try:
         while not run.finished:
             raw = ws.receive()
-            if raw is None:
-                continue
-            try:
-                run.handle(parse_client_message(raw))
-            except ProtocolError as exc:
-                channel.send({"type": "error", "message": str(exc)})
+            if raw is not None:
+                handle_message(run, raw, channel.send)
     except ConnectionClosed:
         # Either we closed it after the final state, or the client went away mid-run.
         if not run.finished and run.outcome is None:
             run.client_gone()
+
+
+def handle_message(run: SessionRun, raw: str | bytes, send: Callable[[dict], None]) -> None:
+    """Act on one client message, or tell the client why not. No message, however hostile, may
+    end the handler: Flask would write an HTTP 500 into the WebSocket and the session would run
+    on with nobody attached."""
+    try:
+        run.handle(parse_client_message(raw))
+    except ProtocolError as exc:
+        send({"type": "error", "message": str(exc)})
+    except ConnectionClosed:
+        raise
+    except Exception:
+        log.exception("session %s: a client message failed", run.sandbox.session_id)
+        send({"type": "error", "message": "the server could not act on that message"})
