@@ -7,6 +7,7 @@ import os
 import sys
 
 from .config import Config
+from .statedir import StateDirectoryError, instance_directory
 from .states import Reason
 
 LIMIT_FLAGS = (
@@ -101,8 +102,9 @@ def reap_command(reason: Reason) -> int:
     config = Config.from_env()
     executor = DockerExecutor(config.instance, config.docker_host)
     try:
-        print(reap_instance(executor, RecordStore(os.path.join(config.state_dir, config.instance)), reason))
-    except ExecutorError as exc:
+        records = RecordStore(instance_directory(config.state_dir, config.instance))
+        print(reap_instance(executor, records, reason))
+    except (ExecutorError, StateDirectoryError) as exc:
         print(f"sandbox-engine: {exc}", file=sys.stderr)
         return 1
     finally:
@@ -115,6 +117,12 @@ def serve_command(args: argparse.Namespace) -> int:
     try:
         config = Config.from_env(**overrides)
     except ValueError as exc:
+        print(f"sandbox-engine: {exc}", file=sys.stderr)
+        return 2
+    # Refused here, in words, rather than as workers that fail to boot.
+    try:
+        instance_directory(config.state_dir, config.instance)
+    except (StateDirectoryError, OSError) as exc:
         print(f"sandbox-engine: {exc}", file=sys.stderr)
         return 2
     # The workers build their config from the environment; this hands them the flags' values.

@@ -18,6 +18,7 @@ from datetime import UTC, datetime
 
 from .executor import SandboxRef
 from .locks import exclusive
+from .statedir import private_directory, private_opener, touch
 from .states import Reason, State
 
 
@@ -85,14 +86,19 @@ class Record:
 
 
 class RecordStore:
-    """One JSON file per session in a directory the server's workers share."""
+    """One JSON file per session in a directory the server's workers share.
+
+    The directory and everything in it are private to the server's user (see statedir): a
+    session id is a capability, and a waiting program is a user's code.
+    """
 
     def __init__(self, directory: str) -> None:
         self.directory = directory
         # One empty file per session not yet ended: counting them is how capacity is checked,
         # without asking Docker (whose container list contends with every start and rename).
         self.live_directory = os.path.join(directory, ".live")
-        os.makedirs(self.live_directory, mode=0o700, exist_ok=True)
+        private_directory(directory)
+        private_directory(self.live_directory)
 
     def _path(self, session_id: str, suffix: str = ".json") -> str:
         return os.path.join(self.directory, session_id + suffix)
@@ -108,8 +114,7 @@ class RecordStore:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(live)
         elif not os.path.exists(live):
-            with open(live, "w"):
-                pass
+            touch(live)
 
     def admit(self, record: Record, limit: int) -> bool:
         """Write a new session's record if fewer than limit sessions are live, else refuse.
@@ -137,7 +142,7 @@ class RecordStore:
 
     def write_code(self, session_id: str, code: bytes) -> None:
         """The program, kept until a worker hands it to the sandbox."""
-        with open(self._path(session_id, ".code"), "wb") as f:
+        with open(self._path(session_id, ".code"), "wb", opener=private_opener) as f:
             f.write(code)
 
     def read_code(self, session_id: str) -> bytes | None:
@@ -194,7 +199,7 @@ class RecordStore:
 
     def request_end(self, session_id: str, reason: Reason) -> None:
         """Leave word for the worker running the session that it was ended, and why."""
-        with open(self._path(session_id, ".end"), "w") as f:
+        with open(self._path(session_id, ".end"), "w", opener=private_opener) as f:
             f.write(reason)
 
     def requested_end(self, session_id: str) -> Reason | None:
