@@ -111,7 +111,7 @@ class Reaper:
                 self.sessions.expire(info.session_id, Reason.IDLE_TIMEOUT)
         if now - self._last_prune > PRUNE_EVERY:
             self._last_prune = now
-            self.records.prune(self.keep_records)
+            self.records.sweep(self.keep_records)
 
     def _alive(self, owner: str, session_id: str) -> bool:
         if owner == self.sessions.owner:

@@ -209,14 +209,22 @@ class RecordStore:
         except (FileNotFoundError, ValueError):
             return None
 
-    def prune(self, older_than: float) -> None:
-        """Forget finished sessions whose records are older than older_than seconds."""
-        cutoff = time.time() - older_than
-        for name in os.listdir(self.directory):
-            path = os.path.join(self.directory, name)
+    def sweep(self, older_than: float) -> None:
+        """Forget session files older than older_than seconds that no live session owns (records
+        of ended sessions, temporary files of a dead writer), and live marks whose record is gone
+        or ended. Lock files are never touched: removing one while a worker holds it would let
+        the next taker lock a new file beside it."""
+        cutoff = time.time() - older_than  # against the files' own times
+        live = set(os.listdir(self.live_directory))
+        for entry in os.scandir(self.directory):
+            session_id, _, suffix = entry.name.rpartition(".")
+            dead_writers = entry.name.startswith(".tmp-")
+            ended_session = not entry.name.startswith(".") and suffix in ("json", "code", "end")
+            if not dead_writers and not (ended_session and session_id not in live):
+                continue
             with contextlib.suppress(FileNotFoundError):
-                if os.path.isfile(path) and os.stat(path).st_mtime < cutoff:
-                    os.unlink(path)
+                if entry.is_file(follow_symlinks=False) and entry.stat().st_mtime < cutoff:
+                    os.unlink(entry.path)
         # A live mark whose record is gone or ended was left by a writer that died in between.
         for session_id in os.listdir(self.live_directory):
             record = self.read(session_id)

@@ -10,6 +10,7 @@ from dataclasses import replace
 import pytest
 
 from sandbox_engine.executor import ExecutorError, SandboxRef
+from sandbox_engine.locks import exclusive
 from sandbox_engine.records import Record, RecordStore
 from sandbox_engine.states import Reason, State
 
@@ -86,18 +87,30 @@ def test_an_end_whose_removal_fails_records_nothing_but_keeps_its_reason(store):
     assert store.requested_end("s1") is Reason.KILLED
 
 
-def test_prune_forgets_old_ended_records_and_stray_live_marks(store):
+def test_sweep_forgets_old_files_no_live_session_owns_but_never_a_lock(store):
     store.write(record("old"))
     store.finish("old", Reason.EXITED)
     store.write(record("live"))
+    store.write_code("live", b"x")
+    with store_lock(store, ".admit.lock"), store_lock(store, ".rename-3.lock"):
+        pass
+    stray = os.path.join(store.directory, ".tmp-abc123")
+    open(stray, "w").close()
     # A live mark whose record is gone: its writer died in between.
     open(os.path.join(store.live_directory, "ghost"), "w").close()
     past = time.time() - 100
-    os.utime(os.path.join(store.directory, "old.json"), (past, past))
-    store.prune(older_than=50)
+    for name in os.listdir(store.directory):
+        os.utime(os.path.join(store.directory, name), (past, past))
+    store.sweep(older_than=50)
     assert store.read("old") is None
-    assert store.read("live") is not None
+    assert store.read("live") is not None and store.read_code("live") == b"x"
+    assert not os.path.exists(stray)
+    assert {".admit.lock", ".rename-3.lock"} <= set(os.listdir(store.directory))
     assert sorted(os.listdir(store.live_directory)) == ["live"]
+
+
+def store_lock(store: RecordStore, name: str):
+    return exclusive(os.path.join(store.directory, name))
 
 
 def test_forget_leaves_nothing_of_a_session_that_never_came_to_be(store):
