@@ -27,6 +27,8 @@ LIMIT_FLAGS = (
     ("--pool-size", "pool_size", "warm sandboxes per language: N, or python=4,python/tty=2 (0: none)"),
     ("--instance", "instance", "name of this server's containers; one per Docker daemon (default)"),
     ("--state-dir", "state_dir", "directory the workers share for session records"),
+    ("--record-ttl", "record_ttl", "seconds an ended session's record is kept for GET /session (3600)"),
+    ("--max-records", "max_records", "ended sessions' records kept, the oldest forgotten first (10000)"),
     ("--allowed-origins", "allowed_origins", "comma-separated browser origins allowed to attach"),
     ("--docker-host", "docker_host", "Docker's address (DOCKER_HOST, else the local socket)"),
 )

@@ -21,6 +21,9 @@ from .locks import exclusive
 from .statedir import private_directory, private_opener, touch
 from .states import Reason, State
 
+# How long the ended index must stand unchanged before prune trusts its mtime to show a change.
+SETTLED_NS = 1_000_000_000
+
 
 def iso(ts: float | None) -> str | None:
     if ts is None:
@@ -92,13 +95,22 @@ class RecordStore:
     session id is a capability, and a waiting program is a user's code.
     """
 
-    def __init__(self, directory: str) -> None:
+    def __init__(self, directory: str, clock: Callable[[], float] = time.time) -> None:
         self.directory = directory
+        # When sessions end, as the ended index and prune count it.
+        self._clock = clock
+        # What prune last found in the ended index when it left nothing to forget: the index's
+        # mtime then, and its oldest mark.
+        self._index_seen: tuple[int, str] | None = None
         # One empty file per session not yet ended: counting them is how capacity is checked,
         # without asking Docker (whose container list contends with every start and rename).
         self.live_directory = os.path.join(directory, ".live")
+        # One empty file per ended session, named by when it ended: the oldest sort first, so
+        # pruning lists this alone, never the records themselves.
+        self.ended_directory = os.path.join(directory, ".ended")
         private_directory(directory)
         private_directory(self.live_directory)
+        private_directory(self.ended_directory)
 
     def _path(self, session_id: str, suffix: str = ".json") -> str:
         return os.path.join(self.directory, session_id + suffix)
@@ -111,6 +123,7 @@ class RecordStore:
         os.replace(tmp, self._path(record.session_id))
         live = os.path.join(self.live_directory, record.session_id)
         if record.final:
+            touch(os.path.join(self.ended_directory, f"{_ns(self._clock())}-{record.session_id}"))
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(live)
         elif not os.path.exists(live):
@@ -209,11 +222,55 @@ class RecordStore:
         except (FileNotFoundError, ValueError):
             return None
 
+    def prune(self, older_than: float, most: int) -> int:
+        """Forget ended sessions: those that ended over older_than seconds ago, and the oldest
+        beyond the most kept. Never a live session. Returns how many were forgotten.
+
+        Cheap enough for every reaper pass: the ended index (about `most` names) is listed only
+        when it changed or its oldest mark comes of age, and sorted only when there is something
+        to forget.
+        """
+        cutoff = _ns(self._clock() - older_than)
+        # Taken before the listing: a mark added later changes it, and the next pass looks again.
+        changed = os.stat(self.ended_directory).st_mtime_ns
+        if self._index_seen is not None and self._index_seen[0] == changed and self._index_seen[1] >= cutoff:
+            return 0
+        marks = os.listdir(self.ended_directory)
+        excess = len(marks) - most
+        oldest = min(marks, default="~")  # "~" sorts after every time
+        if excess <= 0 and oldest >= cutoff:
+            # Timestamps are coarse (a clock tick): a mark added in the tick of `changed` would
+            # leave it as it is, so only an index unchanged for a while is taken as seen.
+            settled = time.time_ns() - changed > SETTLED_NS
+            self._index_seen = (changed, oldest) if settled else None
+            return 0
+        self._index_seen = None
+        marks.sort()
+        forgotten = 0
+        for index, mark in enumerate(marks):
+            if index >= excess and mark >= cutoff:
+                break
+            self._forget_ended(mark)
+            forgotten += 1
+        return forgotten
+
+    def _forget_ended(self, mark: str) -> None:
+        _, _, session_id = mark.partition("-")
+        # Live again only if a writer raced an ending; its record stays until it ends for good,
+        # which marks it anew.
+        if session_id and not os.path.exists(os.path.join(self.live_directory, session_id)):
+            for suffix in (".json", ".code", ".end"):
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(self._path(session_id, suffix))
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(os.path.join(self.ended_directory, mark))
+
     def sweep(self, older_than: float) -> None:
-        """Forget session files older than older_than seconds that no live session owns (records
-        of ended sessions, temporary files of a dead writer), and live marks whose record is gone
-        or ended. Lock files are never touched: removing one while a worker holds it would let
-        the next taker lock a new file beside it."""
+        """The slow safety net under prune, for a pass now and then: forget session files older
+        than older_than seconds that no live session owns (a writer that died between a record
+        and its index mark, records of older versions, temporary files of a dead writer), and
+        live marks whose record is gone or ended. Lock files are never touched: removing one
+        while a worker holds it would let the next taker lock a new file beside it."""
         cutoff = time.time() - older_than  # against the files' own times
         live = set(os.listdir(self.live_directory))
         for entry in os.scandir(self.directory):
@@ -231,3 +288,8 @@ class RecordStore:
             if record is None or record.final:
                 with contextlib.suppress(FileNotFoundError):
                     os.unlink(os.path.join(self.live_directory, session_id))
+
+
+def _ns(ts: float) -> str:
+    """A time as the ended index names it: nanoseconds, zero-padded so names sort by time."""
+    return f"{max(0, int(ts * 1e9)):020d}"

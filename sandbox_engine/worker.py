@@ -47,7 +47,8 @@ class Worker:
             records,
             self.engine,
             idle_timeout=config.idle_timeout,
-            keep_records=max(config.record_ttl, config.run_timeout + config.idle_timeout + 60),
+            keep_records=config.record_ttl,
+            max_records=config.max_records,
         )
         self._started_pid: int | None = None
         self._lock = threading.Lock()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import stat
 import subprocess
+import time
 import uuid
 
 import pytest
@@ -64,3 +65,26 @@ def test_serve_refuses_a_state_directory_other_users_may_write_to(tmp_path):
     assert result.returncode == 2
     assert result.stderr.startswith("sandbox-engine: the state directory") and "chmod go-w" in result.stderr
     assert os.listdir(state_dir) == []
+
+
+def test_ended_records_are_bounded_the_oldest_forgotten_first_live_ones_kept(make_server):
+    server = make_server(max_records=2)
+    waiting = server.create("print('waits for its client')")
+    ended = []
+    for n in range(4):
+        session_id = server.create(f"print({n})")
+        with server.attach(session_id) as ws:
+            assert ws.read_to_end(30).text() == f"{n}\n"
+        ended.append(session_id)
+
+    def found(session_id: str) -> bool:
+        return requests.get(f"{server.url}/session/{session_id}", timeout=10).status_code == 200
+
+    # The reaper prunes on its next pass, every second.
+    deadline = time.monotonic() + 10
+    while any(found(session_id) for session_id in ended[:2]) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert [found(session_id) for session_id in ended] == [False, False, True, True]
+    assert server.session(ended[3])["state"] == "FINISHED"
+    assert server.session(waiting)["state"] == "CREATED"
+    assert requests.delete(f"{server.url}/session/{waiting}", timeout=10).status_code == 204

@@ -552,3 +552,16 @@ def test_the_first_of_two_racing_endings_is_the_one_recorded(engine):
     for thread in threads:
         thread.join()
     assert firsts.count(True) == 1
+
+
+def test_every_reaper_pass_prunes_ended_records_even_while_the_runtime_is_away(engine, executor):
+    ended = [engine.create_session("python", CODE) for _ in range(3)]
+    live = engine.create_session("python", CODE)
+    for session_id in ended:
+        engine.delete(session_id)
+    executor.error = RuntimeUnavailable("Docker is not answering")
+    config = engine.config
+    passes = Reaper(executor, engine.records, engine, config.idle_timeout, config.record_ttl, max_records=1)
+    passes.run_once()
+    assert [engine.records.read(session_id) is not None for session_id in ended] == [False, False, True]
+    assert engine.describe(live)["state"] == "CREATED"
