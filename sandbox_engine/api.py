@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import json
-
 from flask import Blueprint, request
 
 from .errors import EngineError, Kind
 from .executor import Terminal
-from .protocol import ProtocolError, check_size
+from .protocol import ProtocolError, check_size, parse_json
 from .worker import current_engine as engine
 from .worker import current_worker
 
@@ -22,9 +20,9 @@ def create_session():
             Kind.UNSUPPORTED_MEDIA_TYPE, "send the body as JSON (Content-Type: application/json)"
         )
     try:
-        body = json.loads(request.get_data(cache=False) or b"")
-    except ValueError as exc:
-        raise EngineError(Kind.INVALID_JSON, f"the body is not valid JSON: {exc}") from None
+        body = parse_json(request.get_data(cache=False) or b"")
+    except ProtocolError as exc:
+        raise EngineError(Kind.INVALID_JSON, f"the body is {exc}") from None
     if not isinstance(body, dict):
         raise EngineError(Kind.INVALID_REQUEST, "the body must be a JSON object")
     language, code = body.get("language"), body.get("code")

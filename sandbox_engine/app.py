@@ -29,6 +29,7 @@ def create_app(config: Config | None = None, executor=None) -> Flask:
     """The application factory. `config` defaults to the environment; `executor` to Docker."""
     from . import api, ui, ws
     from .records import RecordStore
+    from .statedir import instance_directory
     from .worker import EXTENSION, Worker
 
     config = config or Config.from_env()
@@ -43,7 +44,7 @@ def create_app(config: Config | None = None, executor=None) -> Flask:
     app.config["SOCK_SERVER_OPTIONS"] = {"ping_interval": 25, "max_message_size": ws.MAX_MESSAGE}
     app.json.sort_keys = False
 
-    records = RecordStore(os.path.join(config.state_dir, config.instance))
+    records = RecordStore(instance_directory(config.state_dir, config.instance))
     if executor is None:
         # Imported here: an app given another executor (the unit tests' fake) never loads docker-py.
         from .docker_executor import DockerExecutor

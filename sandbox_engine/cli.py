@@ -7,6 +7,7 @@ import os
 import sys
 
 from .config import Config
+from .statedir import StateDirectoryError, instance_directory
 from .states import Reason
 
 LIMIT_FLAGS = (
@@ -32,6 +33,8 @@ LIMIT_FLAGS = (
     ("--pool-size", "pool_size", "warm sandboxes per language: N, or python=4,python/tty=2 (0: none)"),
     ("--instance", "instance", "name of this server's containers; one per Docker daemon (default)"),
     ("--state-dir", "state_dir", "directory the workers share for session records"),
+    ("--record-ttl", "record_ttl", "seconds an ended session's record is kept for GET /session (3600)"),
+    ("--max-records", "max_records", "ended sessions' records kept, the oldest forgotten first (10000)"),
     ("--allowed-origins", "allowed_origins", "comma-separated browser origins allowed to attach"),
     ("--docker-host", "docker_host", "Docker's address (DOCKER_HOST, else the local socket)"),
 )
@@ -107,8 +110,9 @@ def reap_command(reason: Reason) -> int:
     config = Config.from_env()
     executor = DockerExecutor(config.instance, config.docker_host)
     try:
-        print(reap_instance(executor, RecordStore(os.path.join(config.state_dir, config.instance)), reason))
-    except ExecutorError as exc:
+        records = RecordStore(instance_directory(config.state_dir, config.instance))
+        print(reap_instance(executor, records, reason))
+    except (ExecutorError, StateDirectoryError) as exc:
         print(f"sandbox-engine: {exc}", file=sys.stderr)
         return 1
     finally:
@@ -121,6 +125,12 @@ def serve_command(args: argparse.Namespace) -> int:
     try:
         config = Config.from_env(**overrides)
     except ValueError as exc:
+        print(f"sandbox-engine: {exc}", file=sys.stderr)
+        return 2
+    # Refused here, in words, rather than as workers that fail to boot.
+    try:
+        instance_directory(config.state_dir, config.instance)
+    except (StateDirectoryError, OSError) as exc:
         print(f"sandbox-engine: {exc}", file=sys.stderr)
         return 2
     # The workers build their config from the environment; this hands them the flags' values.

@@ -53,8 +53,10 @@ class Config:
     instance: str = "default"
     # Where finished sessions' records live so that any worker can answer GET /session/<id>.
     state_dir: str = "/var/tmp/sandbox-engine"
-    # How long a finished session's record is kept for GET /session/<id>.
+    # How long a finished session's record is kept for GET /session/<id>, and how many are kept:
+    # past either, the oldest are forgotten first.
     record_ttl: float = 3600.0
+    max_records: int = 10000
     docker_host: str | None = None
     # Browser origins allowed to open a WebSocket; empty allows same-origin and non-browser clients.
     allowed_origins: tuple[str, ...] = field(default_factory=tuple)
@@ -94,6 +96,8 @@ class Config:
             "compile_memory",
             "compile_cpus",
             "compile_pids",
+            "record_ttl",
+            "max_records",
         )
         for name in positive:
             value = getattr(self, name)

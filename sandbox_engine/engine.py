@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import logging
 import os
-import random
 import threading
 import time
 import uuid
@@ -28,20 +27,20 @@ from .executor import (
     Sandbox,
     SandboxInfo,
     SandboxNotFound,
-    SandboxRef,
     SandboxSpec,
     Terminal,
 )
 from .languages import LANGUAGES, LanguageSpec
+from .protocol import shown
 from .records import Record, RecordStore
-from .session import Outcome, RunLimits, SessionRun
+from .session import Outcome, SessionRun
 from .specs import run_limits, sandbox_spec
 from .states import Reason, State
+from .timeouts import RunLimits
+from .warm import WarmListing
 
 log = logging.getLogger(__name__)
 
-# How old a listing of the pool may be when a session looks for a warm sandbox in it.
-WARM_TTL = 0.5
 # How long shutdown waits for runs to send their final state before removing what is left.
 SHUTDOWN_GRACE = 5.0
 
@@ -63,13 +62,11 @@ class Engine:
         # the reaper must not take a claimed container that has no run yet for a leftover.
         self._claiming: Counter[str] = Counter()
         self._lock = threading.Lock()
-        self._listing = threading.Lock()
         self.catalog = Catalog(self.languages, executor)
         self.pool_sizes = config.pool_sizes(list(self.languages))
         # Told when a session took a warm sandbox, so that the pool refills (see worker).
         self.on_take: Callable[[], None] = lambda: None
-        self._warm_cache: list[SandboxInfo] = []
-        self._warm_listed = 0.0
+        self._warm = WarmListing(executor, set(self.pool_sizes))
         self._shutting_down = False
 
     @property
@@ -82,7 +79,7 @@ class Engine:
         spec = self.languages.get(language)
         if spec is None:
             known = ", ".join(sorted(self.languages))
-            raise EngineError(Kind.UNKNOWN_LANGUAGE, f"unknown language {language!r}; known: {known}")
+            raise EngineError(Kind.UNKNOWN_LANGUAGE, f"unknown language {shown(language)}; known: {known}")
         if len(code.encode("utf-8", "surrogatepass")) > self.config.max_code_size:
             raise EngineError(Kind.TOO_LARGE, f"code is over the limit of {self.config.max_code_size} bytes")
         if "\x00" in code:
@@ -101,17 +98,20 @@ class Engine:
         )
         # The record and the program first: whoever finds the container must find them too.
         if not self.records.admit(record, self.config.max_sessions):
+            n = self.config.max_sessions
+            busy = "the server's one session is" if n == 1 else f"all {n} of the server's sessions are"
             raise EngineError(
                 Kind.AT_CAPACITY,
-                f"all {self.config.max_sessions} sessions are in use; try again shortly",
+                f"{busy} in use; try again shortly",
                 retry_after=max(1, int(self.config.idle_timeout // 6)),
             )
         self.records.write_code(session_id, code.encode("utf-8", "surrogatepass"))
-        warm = self._warm(spec.id, tty)
         try:
+            warm = self._call(self._warm.candidates, spec.id, tty)
             ref = self._call(self.executor.take_pooled, session_id, warm) if warm else None
             if ref is not None:
-                self._taken(ref)
+                self._warm.taken(ref)
+                self.on_take()
             else:
                 ref = self._call(self.executor.create, sandbox_spec(self.config, spec, session_id, tty))
         except EngineError:
@@ -119,31 +119,6 @@ class Engine:
             raise
         self.records.write(replace(record, sandbox=ref))
         return session_id
-
-    def _warm(self, language: str, tty: bool) -> list[SandboxInfo]:
-        """The pool's sandboxes a session could take, from a listing at most WARM_TTL old.
-
-        Listing containers contends in the daemon with every start and rename, so a burst of
-        sessions does not list once each: one lists while the others wait for its answer (on a
-        lock of its own, not the engine's, which no runtime call may hold). A sandbox another
-        worker took since is simply skipped (take_pooled fails), one this worker took is dropped.
-        """
-        if (language, tty) not in self.pool_sizes:
-            return []
-        with self._listing:
-            if time.monotonic() - self._warm_listed > WARM_TTL:
-                listed = [i for i in self._call(self.executor.list) if i.waiting]
-                with self._lock:
-                    self._warm_cache, self._warm_listed = listed, time.monotonic()
-        with self._lock:
-            warm = [i for i in self._warm_cache if i.language == language and i.tty == tty]
-        random.shuffle(warm)  # racing workers then rarely want the same one
-        return warm
-
-    def _taken(self, ref: SandboxRef) -> None:
-        with self._lock:
-            self._warm_cache = [i for i in self._warm_cache if i.ref.id != ref.id]
-        self.on_take()
 
     def sandbox_spec(self, language: str, tty: bool) -> SandboxSpec:
         """A warm pool's sandbox of this language (see specs.sandbox_spec)."""
@@ -156,7 +131,7 @@ class Engine:
     def _record(self, session_id: str) -> Record:
         record = self.records.read(session_id) if _is_uuid(session_id) else None
         if record is None:
-            raise EngineError(Kind.NOT_FOUND, f"no session {session_id[:64]}")
+            raise EngineError(Kind.NOT_FOUND, f"no session {shown(session_id)}")
         return record
 
     def check_attachable(self, session_id: str) -> None:

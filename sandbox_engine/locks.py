@@ -7,6 +7,8 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+from .statedir import private_opener
+
 SPIN = 0.0005
 
 
@@ -18,7 +20,7 @@ def exclusive(path: str) -> Iterator[None]:
     another process holds the lock, so this polls, yielding between tries (time.sleep is
     gevent's sleep once the worker is patched).
     """
-    with open(path, "a") as lock:
+    with open(path, "a", opener=private_opener) as lock:
         while True:
             try:
                 fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)

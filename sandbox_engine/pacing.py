@@ -9,6 +9,14 @@ coalesced into the last one.
 from __future__ import annotations
 
 import collections
+import logging
+import threading
+from collections.abc import Callable
+
+from .executor import ExecutorError, Sandbox
+from .protocol import ProtocolError
+
+log = logging.getLogger(__name__)
 
 SIGNALS_PER_SECOND = 5
 RESIZE_INTERVAL = 0.1
@@ -57,3 +65,45 @@ class Resizes:
             return None
         size, self.pending, self._last = self.pending, None, now
         return size
+
+
+class Controls:
+    """A client's signals and resizes, paced, applied to one sandbox."""
+
+    def __init__(self, sandbox: Sandbox, clock: Callable[[], float], wake: Callable[[], None]) -> None:
+        """`wake` tells the thread that calls apply_due() that a coalesced resize waits."""
+        self.sandbox = sandbox
+        self._clock = clock
+        self._wake = wake
+        self._signals = SignalRate()
+        self._resizes = Resizes()
+        self._lock = threading.Lock()
+
+    def signal(self, name: str) -> None:
+        """Send the signal, or ProtocolError past the rate."""
+        with self._lock:
+            allowed = self._signals.allow(self._clock())
+        if not allowed:
+            raise ProtocolError(f"too many signals: at most {self._signals.per_second} a second")
+        self.sandbox.signal(name)
+
+    def resize(self, cols: int, rows: int) -> None:
+        """Resize now, or leave the size for apply_due() when it comes too soon after the last."""
+        with self._lock:
+            size = self._resizes.ask((cols, rows), self._clock())
+        if size is not None:
+            self.sandbox.resize(*size)
+        else:
+            self._wake()
+
+    def apply_due(self, now: float) -> float:
+        """Apply a coalesced resize that is due; when the next one will be (inf: none waits)."""
+        with self._lock:
+            size = self._resizes.take(now)
+            due = self._resizes.due
+        if size is not None:
+            try:
+                self.sandbox.resize(*size)
+            except ExecutorError as exc:
+                log.warning("resize of %s failed: %s", self.sandbox.session_id, exc)
+        return due if due is not None else float("inf")

@@ -17,6 +17,7 @@ from collections import Counter
 from collections.abc import Callable
 
 from .executor import Executor, ExecutorError, SandboxSpec
+from .statedir import private_opener, touch
 
 log = logging.getLogger(__name__)
 
@@ -66,8 +67,7 @@ class Pool:
     def wake(self) -> None:
         """A session took a sandbox: refill once things are quiet (in every worker's view:
         the time of the last take is a file's mtime in the shared state directory)."""
-        with open(self._took_path, "a"):
-            pass
+        touch(self._took_path)
         os.utime(self._took_path)
         self._wake.set()
 
@@ -101,7 +101,7 @@ class Pool:
 
     def refill(self) -> int:
         """Create what the pool lacks, one sandbox at a time, while there is room. Returns how many."""
-        with open(self._lock_path, "a") as lock:
+        with open(self._lock_path, "a", opener=private_opener) as lock:
             try:
                 fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:

@@ -3,17 +3,20 @@
 It expires sessions created but never attached once the idle timeout passes, and removes what
 the executor calls orphaned: sandboxes whose claiming worker has died, sandboxes this worker
 claimed but no longer runs (a removal that failed while the runtime was away), and dead warm
-sandboxes. Reaping is idempotent, so every worker's reaper may run at once.
+sandboxes. It also forgets the records of ended sessions past their age or count. Reaping and
+pruning are idempotent, so every worker's reaper may run at once.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import os
 import threading
 import time
 from typing import Protocol
 
+from .config import Config
 from .errors import EngineError
 from .executor import Executor, ExecutorError, SandboxInfo
 from .records import RecordStore
@@ -22,7 +25,8 @@ from .states import Reason
 log = logging.getLogger(__name__)
 
 INTERVAL = 1.0
-PRUNE_EVERY = 60.0
+# The full sweep of the state directory under the cheap prune of every pass.
+SWEEP_EVERY = 60.0
 
 
 class Sessions(Protocol):
@@ -60,22 +64,24 @@ class Reaper:
         sessions: Sessions,
         idle_timeout: float,
         keep_records: float,
-        max_age: float,
+        max_records: int = Config.max_records,
+        max_age: float = math.inf,
         interval: float = INTERVAL,
     ) -> None:
         """`idle_timeout` is how long a session may wait for its client; records of ended
-        sessions are kept `keep_records` seconds; no session outlives `max_age` seconds from
-        its creation, whoever holds it."""
+        sessions are kept `keep_records` seconds, and at most `max_records` of them; no session
+        outlives `max_age` seconds from its creation, whoever holds it."""
         self.executor = executor
         self.records = records
         self.sessions = sessions
         self.idle_timeout = idle_timeout
         self.keep_records = keep_records
+        self.max_records = max_records
         self.max_age = max_age
         self.interval = interval
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        self._last_prune = 0.0
+        self._last_sweep = 0.0
 
     def start(self) -> None:
         self._stop.clear()
@@ -93,14 +99,23 @@ class Reaper:
 
     def _loop(self) -> None:
         while not self._stop.wait(self.interval):
-            try:
-                self.reap_once()
-            except ExecutorError as exc:
-                log.debug("reaper: runtime unavailable: %s", exc)
-            except EngineError as exc:  # an executor failure, as the engine reports it
-                log.debug("reaper: %s", exc.message)
-            except Exception:
-                log.exception("reaper pass failed")
+            self.run_once()
+
+    def run_once(self) -> None:
+        """One pass: reap, then prune, each whatever became of the other."""
+        try:
+            self.reap_once()
+        except ExecutorError as exc:
+            log.debug("reaper: runtime unavailable: %s", exc)
+        except EngineError as exc:  # an executor failure, as the engine reports it
+            log.debug("reaper: %s", exc.message)
+        except Exception:
+            log.exception("reaper pass failed")
+        # Reaping stops while the runtime is away; records of sessions ending meanwhile do not.
+        try:
+            self.prune_once()
+        except Exception:
+            log.exception("pruning records failed")
 
     def reap_once(self) -> None:
         now = time.time()
@@ -114,9 +129,14 @@ class Reaper:
             elif not info.claimed and not info.pooled and self._expired(info, now):
                 log.info("reaping session %s (idle_timeout)", info.session_id)
                 self.sessions.expire(info.session_id, Reason.IDLE_TIMEOUT)
-        if now - self._last_prune > PRUNE_EVERY:
-            self._last_prune = now
-            self.records.prune(self.keep_records)
+
+    def prune_once(self) -> None:
+        """Forget ended sessions' records past their age or count; now and then, sweep."""
+        self.records.prune(self.keep_records, self.max_records)
+        now = time.time()
+        if now - self._last_sweep > SWEEP_EVERY:
+            self._last_sweep = now
+            self.records.sweep(self.keep_records)
 
     def _alive(self, owner: str, session_id: str) -> bool:
         if owner == self.sessions.owner:

@@ -18,7 +18,11 @@ from datetime import UTC, datetime
 
 from .executor import SandboxRef
 from .locks import exclusive
+from .statedir import private_directory, private_opener, touch
 from .states import Reason, State, signal_name
+
+# How long the ended index must stand unchanged before prune trusts its mtime to show a change.
+SETTLED_NS = 1_000_000_000
 
 
 def iso(ts: float | None) -> str | None:
@@ -86,14 +90,28 @@ class Record:
 
 
 class RecordStore:
-    """One JSON file per session in a directory the server's workers share."""
+    """One JSON file per session in a directory the server's workers share.
 
-    def __init__(self, directory: str) -> None:
+    The directory and everything in it are private to the server's user (see statedir): a
+    session id is a capability, and a waiting program is a user's code.
+    """
+
+    def __init__(self, directory: str, clock: Callable[[], float] = time.time) -> None:
         self.directory = directory
+        # When sessions end, as the ended index and prune count it.
+        self._clock = clock
+        # What prune last found in the ended index when it left nothing to forget: the index's
+        # mtime then, and its oldest mark.
+        self._index_seen: tuple[int, str] | None = None
         # One empty file per session not yet ended: counting them is how capacity is checked,
         # without asking Docker (whose container list contends with every start and rename).
         self.live_directory = os.path.join(directory, ".live")
-        os.makedirs(self.live_directory, mode=0o700, exist_ok=True)
+        # One empty file per ended session, named by when it ended: the oldest sort first, so
+        # pruning lists this alone, never the records themselves.
+        self.ended_directory = os.path.join(directory, ".ended")
+        private_directory(directory)
+        private_directory(self.live_directory)
+        private_directory(self.ended_directory)
 
     def _path(self, session_id: str, suffix: str = ".json") -> str:
         return os.path.join(self.directory, session_id + suffix)
@@ -106,11 +124,11 @@ class RecordStore:
         os.replace(tmp, self._path(record.session_id))
         live = os.path.join(self.live_directory, record.session_id)
         if record.final:
+            touch(os.path.join(self.ended_directory, f"{_ns(self._clock())}-{record.session_id}"))
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(live)
         elif not os.path.exists(live):
-            with open(live, "w"):
-                pass
+            touch(live)
 
     def admit(self, record: Record, limit: int) -> bool:
         """Write a new session's record if fewer than limit sessions are live, else refuse.
@@ -138,7 +156,7 @@ class RecordStore:
 
     def write_code(self, session_id: str, code: bytes) -> None:
         """The program, kept until a worker hands it to the sandbox."""
-        with open(self._path(session_id, ".code"), "wb") as f:
+        with open(self._path(session_id, ".code"), "wb", opener=private_opener) as f:
             f.write(code)
 
     def read_code(self, session_id: str) -> bytes | None:
@@ -195,7 +213,7 @@ class RecordStore:
 
     def request_end(self, session_id: str, reason: Reason) -> None:
         """Leave word for the worker running the session that it was ended, and why."""
-        with open(self._path(session_id, ".end"), "w") as f:
+        with open(self._path(session_id, ".end"), "w", opener=private_opener) as f:
             f.write(reason)
 
     def requested_end(self, session_id: str) -> Reason | None:
@@ -205,17 +223,74 @@ class RecordStore:
         except (FileNotFoundError, ValueError):
             return None
 
-    def prune(self, older_than: float) -> None:
-        """Forget finished sessions whose records are older than older_than seconds."""
-        cutoff = time.time() - older_than
-        for name in os.listdir(self.directory):
-            path = os.path.join(self.directory, name)
+    def prune(self, older_than: float, most: int) -> int:
+        """Forget ended sessions: those that ended over older_than seconds ago, and the oldest
+        beyond the most kept. Never a live session. Returns how many were forgotten.
+
+        Cheap enough for every reaper pass: the ended index (about `most` names) is listed only
+        when it changed or its oldest mark comes of age, and sorted only when there is something
+        to forget.
+        """
+        cutoff = _ns(self._clock() - older_than)
+        # Taken before the listing: a mark added later changes it, and the next pass looks again.
+        changed = os.stat(self.ended_directory).st_mtime_ns
+        if self._index_seen is not None and self._index_seen[0] == changed and self._index_seen[1] >= cutoff:
+            return 0
+        marks = os.listdir(self.ended_directory)
+        excess = len(marks) - most
+        oldest = min(marks, default="~")  # "~" sorts after every time
+        if excess <= 0 and oldest >= cutoff:
+            # Timestamps are coarse (a clock tick): a mark added in the tick of `changed` would
+            # leave it as it is, so only an index unchanged for a while is taken as seen.
+            settled = time.time_ns() - changed > SETTLED_NS
+            self._index_seen = (changed, oldest) if settled else None
+            return 0
+        self._index_seen = None
+        marks.sort()
+        forgotten = 0
+        for index, mark in enumerate(marks):
+            if index >= excess and mark >= cutoff:
+                break
+            self._forget_ended(mark)
+            forgotten += 1
+        return forgotten
+
+    def _forget_ended(self, mark: str) -> None:
+        _, _, session_id = mark.partition("-")
+        # Live again only if a writer raced an ending; its record stays until it ends for good,
+        # which marks it anew.
+        if session_id and not os.path.exists(os.path.join(self.live_directory, session_id)):
+            for suffix in (".json", ".code", ".end"):
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(self._path(session_id, suffix))
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(os.path.join(self.ended_directory, mark))
+
+    def sweep(self, older_than: float) -> None:
+        """The slow safety net under prune, for a pass now and then: forget session files older
+        than older_than seconds that no live session owns (a writer that died between a record
+        and its index mark, records of older versions, temporary files of a dead writer), and
+        live marks whose record is gone or ended. Lock files are never touched: removing one
+        while a worker holds it would let the next taker lock a new file beside it."""
+        cutoff = time.time() - older_than  # against the files' own times
+        live = set(os.listdir(self.live_directory))
+        for entry in os.scandir(self.directory):
+            session_id, _, suffix = entry.name.rpartition(".")
+            dead_writers = entry.name.startswith(".tmp-")
+            ended_session = not entry.name.startswith(".") and suffix in ("json", "code", "end")
+            if not dead_writers and not (ended_session and session_id not in live):
+                continue
             with contextlib.suppress(FileNotFoundError):
-                if os.path.isfile(path) and os.stat(path).st_mtime < cutoff:
-                    os.unlink(path)
+                if entry.is_file(follow_symlinks=False) and entry.stat().st_mtime < cutoff:
+                    os.unlink(entry.path)
         # A live mark whose record is gone or ended was left by a writer that died in between.
         for session_id in os.listdir(self.live_directory):
             record = self.read(session_id)
             if record is None or record.final:
                 with contextlib.suppress(FileNotFoundError):
                     os.unlink(os.path.join(self.live_directory, session_id))
+
+
+def _ns(ts: float) -> str:
+    """A time as the ended index names it: nanoseconds, zero-padded so names sort by time."""
+    return f"{max(0, int(ts * 1e9)):020d}"

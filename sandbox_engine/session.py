@@ -16,8 +16,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from .errors import EngineError, Kind
-from .executor import CompileResult, ExecutorError, Limits, Sandbox, Started, Stream, Terminal
-from .pacing import Resizes, SignalRate
+from .executor import CompileResult, ExecutorError, Sandbox, Started, Stream, Terminal
+from .pacing import Controls
 from .protocol import (
     ClientMessage,
     Eof,
@@ -32,39 +32,9 @@ from .protocol import (
 )
 from .states import Reason, State
 from .stdin import InputOverflow, Stdin
+from .timeouts import KILL_WAIT, RunLimits, decide_end, expired
 
 log = logging.getLogger(__name__)
-
-# How long a killed program may take to go before the run gives up waiting on it.
-KILL_WAIT = 10.0
-# The exit status of a program the engine killed: SIGKILL's, as the sandbox's init reports it.
-KILLED_BY_US = 128 + 9
-# Once an end is asked for, how long the kill has before the sandbox is cut off (its streams
-# closed, which frees the daemon on both sides, and the container removed by force): a kill that
-# Docker cannot carry out must not keep a run, or its slot, alive.
-KILL_GRACE = 3.0
-# How far past its compile and run timeouts any run may go, whatever happens: its hard deadline.
-DEADLINE_GRACE = 15.0
-
-
-@dataclass(frozen=True)
-class RunLimits:
-    idle_timeout: float
-    run_timeout: float
-    output_limit: int
-    compile_timeout: float = 60.0
-    # The sandbox's limits for the run stage, applied once a compile stage is over.
-    sandbox: Limits | None = None
-    # Instead of the idle timeout while the program waits at a prompt and a client is attached.
-    input_timeout: float = 300.0
-    # Bytes of input that may wait for a program that is not reading them.
-    input_limit: int = 2 << 20
-    kill_grace: float = KILL_GRACE
-    deadline_grace: float = DEADLINE_GRACE
-
-    def hard_deadline(self, compiles: bool) -> float:
-        """Seconds after its start that no run outlives."""
-        return (self.compile_timeout if compiles else 0.0) + self.run_timeout + self.deadline_grace
 
 
 @dataclass(frozen=True)
@@ -127,8 +97,7 @@ class SessionRun:
         self._compile_failed = False
         # Input waits while compiling, or until a terminal is ready for it.
         self._stdin = Stdin(sandbox, limits.input_limit, held=self._compiling or not self._terminal_ready)
-        self._signals = SignalRate()
-        self._resizes = Resizes()
+        self._controls = Controls(sandbox, clock, self._wake.set)
         self._hard_deadline = clock() + limits.hard_deadline(sandbox.compiles)
         self.outcome: Outcome | None = None
         self.started_at = time.time()
@@ -212,18 +181,12 @@ class SessionRun:
         if isinstance(message, Kill):
             self.end(Reason.KILLED)
         elif isinstance(message, Signal):
-            if not self._signals.allow(self._clock()):
-                raise ProtocolError(f"too many signals: at most {self._signals.per_second} a second")
-            self.sandbox.signal(message.name)
+            self._controls.signal(message.name)
         elif isinstance(message, Resize):
             if not self.sandbox.tty:
                 raise ProtocolError('resize needs a tty session (POST /session with "tty": true)')
-            with self._lock:
-                size = self._resizes.ask((message.cols, message.rows), self._clock())
-            if size is not None:
-                self.sandbox.resize(*size)
-            else:
-                self._wake.set()  # the watchdog applies the last size asked for when it is due
+            # The watchdog applies a coalesced size when it is due.
+            self._controls.resize(message.cols, message.rows)
         elif isinstance(message, Input | Eof):
             self._last_activity = self._clock()
             self._stdin.put(message.data if isinstance(message, Input) else None)
@@ -232,9 +195,16 @@ class SessionRun:
     def _watchdog(self) -> None:
         while not self._done.is_set():
             now = self._clock()
-            expired, deadline = self._timers(now)
-            if expired:
-                self.end(expired)
+            reason, deadline = expired(
+                self.limits,
+                now,
+                self._compiling,
+                self._started,
+                lambda: self._last_activity,
+                lambda: not self._client_gone and self._waiting_for_input(),
+            )
+            if reason:
+                self.end(reason)
             if self._ending_since is not None:
                 # Ending: the kill has its grace, then the sandbox is cut off.
                 deadline = self._ending_since + self.limits.kill_grace
@@ -245,34 +215,9 @@ class SessionRun:
                 self.end(Reason.TIMEOUT)
                 self._cut_off("it passed its hard deadline")
                 return
-            deadline = min(deadline, self._hard_deadline, self._apply_due_resize(now))
+            deadline = min(deadline, self._hard_deadline, self._controls.apply_due(now))
             self._wake.wait(max(0.0, deadline - now))
             self._wake.clear()
-
-    def _timers(self, now: float) -> tuple[Reason | None, float]:
-        """The timeout that has expired, if any, and when the next one will."""
-        if self._compiling:
-            deadline = self._started + self.limits.compile_timeout
-            return (Reason.TIMEOUT if now >= deadline else None), deadline
-        last = self._last_activity
-        idle_deadline = last + self.limits.idle_timeout
-        run_deadline = self._started + self.limits.run_timeout
-        if now >= run_deadline:
-            return Reason.TIMEOUT, run_deadline
-        if now < idle_deadline:
-            return None, min(idle_deadline, run_deadline)
-        # Silent past the idle timeout. A program waiting for its user at a prompt, with the user
-        # there, has the input timeout instead; asked again every idle timeout, in case it
-        # stopped waiting and went quiet for another reason.
-        waiting = not self._client_gone and self._waiting_for_input()
-        if self._last_activity != last:
-            return None, now  # input or output came while the runtime was asked: look again
-        if not waiting:
-            return Reason.IDLE_TIMEOUT, idle_deadline
-        input_deadline = last + self.limits.input_timeout
-        if now >= input_deadline:
-            return Reason.INPUT_TIMEOUT, input_deadline
-        return None, min(input_deadline, now + self.limits.idle_timeout, run_deadline)
 
     def _waiting_for_input(self) -> bool:
         try:
@@ -280,18 +225,6 @@ class SessionRun:
         except ExecutorError as exc:
             log.info("cannot tell whether %s waits for input: %s", self.sandbox.session_id, exc)
             return False
-
-    def _apply_due_resize(self, now: float) -> float:
-        """Apply a coalesced resize that is due; when the next one will be (inf: none waits)."""
-        with self._lock:
-            size = self._resizes.take(now)
-            due = self._resizes.due
-        if size is not None:
-            try:
-                self.sandbox.resize(*size)
-            except ExecutorError as exc:
-                log.warning("resize of %s failed: %s", self.sandbox.session_id, exc)
-        return due if due is not None else float("inf")
 
     def _cut_off(self, why: str) -> None:
         """Close the sandbox's streams and remove it by force, and let go of the client: the
@@ -382,21 +315,9 @@ class SessionRun:
             log.warning("no exit status for %s: %s", self.sandbox.session_id, exc)
             lost = True
         with self._lock:
-            reason = self._reason or self._external_reason()
-            if reason is None:
-                if lost:
-                    reason = Reason.INTERNAL_ERROR
-                elif oom:
-                    reason = Reason.MEMORY_LIMIT
-                elif self._compile_failed:
-                    reason = Reason.COMPILE_ERROR
-                else:
-                    reason = Reason.EXITED
+            asked = self._reason or self._external_reason()
+            reason, exit_code = decide_end(asked, exit_code, oom, lost, self._compile_failed)
             self._reason = reason
-        if exit_code is None and reason.state is State.TERMINATED and reason is not Reason.INTERNAL_ERROR:
-            # The engine killed it (SIGKILL), here or through another worker, and its sandbox
-            # was gone before its status was read: the outcome is the same whichever came first.
-            exit_code = KILLED_BY_US
         self.outcome = Outcome(exit_code, reason, self.started_at, time.time())
         try:
             # Recorded before the client hears of it, so a GET right after sees the same ending.

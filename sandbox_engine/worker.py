@@ -19,7 +19,7 @@ from .languages import LANGUAGES, LanguageSpec
 from .pool import Pool
 from .reaper import Reaper
 from .records import RecordStore
-from .session import DEADLINE_GRACE
+from .timeouts import DEADLINE_GRACE
 
 EXTENSION = "sandbox_engine"
 
@@ -50,7 +50,8 @@ class Worker:
             records,
             self.engine,
             idle_timeout=config.idle_timeout,
-            keep_records=max(config.record_ttl, config.run_timeout + config.idle_timeout + 60),
+            keep_records=config.record_ttl,
+            max_records=config.max_records,
             max_age=max_session_age(config),
         )
         self._started_pid: int | None = None

@@ -6,6 +6,7 @@ import logging
 import socket
 import threading
 import time
+from collections.abc import Callable
 from urllib.parse import urlsplit
 
 from flask import Blueprint, current_app, request
@@ -13,7 +14,8 @@ from flask_sock import Sock
 from simple_websocket import ConnectionClosed
 
 from .errors import EngineError, Kind
-from .protocol import ProtocolError, encode, parse_client_message
+from .protocol import ProtocolError, encode, parse_client_message, shown
+from .session import SessionRun
 from .worker import current_engine as engine
 
 log = logging.getLogger(__name__)
@@ -103,7 +105,7 @@ def refuse_before_upgrade():
     """flask-sock completes the handshake before the handler runs, so refusals happen here."""
     origin = request.headers.get("Origin")
     if origin and not _origin_allowed(origin):
-        raise EngineError(Kind.FORBIDDEN, f"origin {origin} may not open sessions here")
+        raise EngineError(Kind.FORBIDDEN, f"origin {shown(origin)} may not open sessions here")
     engine().check_attachable(request.view_args["session_id"])
     for key in ("gunicorn.socket", "werkzeug.socket"):
         if key in request.environ:
@@ -142,9 +144,7 @@ def session_socket(ws, session_id: str) -> None:
             if raw is None:
                 continue
             try:
-                run.handle(parse_client_message(raw))
-            except ProtocolError as exc:
-                channel.send({"type": "error", "message": str(exc)})
+                handle_message(run, raw, channel.send)
             except EngineError as exc:
                 # Input the program does not read, past the limit: this client is closed.
                 channel.close(exc.kind.close_code, exc.message[:120])
@@ -153,3 +153,18 @@ def session_socket(ws, session_id: str) -> None:
         # Either we closed it after the final state, or the client went away mid-run.
         if not run.finished and run.outcome is None:
             run.client_gone()
+
+
+def handle_message(run: SessionRun, raw: str | bytes, send: Callable[[dict], None]) -> None:
+    """Act on one client message, or tell the client why not. No message, however hostile, may
+    end the handler: Flask would write an HTTP 500 into the WebSocket and the session would run
+    on with nobody attached."""
+    try:
+        run.handle(parse_client_message(raw))
+    except ProtocolError as exc:
+        send({"type": "error", "message": str(exc)})
+    except (ConnectionClosed, EngineError):
+        raise  # the connection's end, or the client's own (see session_socket)
+    except Exception:
+        log.exception("session %s: a client message failed", run.sandbox.session_id)
+        send({"type": "error", "message": "the server could not act on that message"})

@@ -68,6 +68,22 @@ def test_bad_requests_get_clear_json_errors(server):
     assert server.run("print('ok')").text() == "ok\n"
 
 
+def test_hostile_bodies_are_400_invalid_json(server):
+    # Within the body limit (max_code_size * 6), each once a 500 or worse.
+    for data in (
+        "[" * 200_000,
+        '{"language": "python", "code": "print(1)", "x": ' + '{"a":' * 200_000,
+        '{"language": "python", "code": "print(1)", "tty": true, "cols": ' + "9" * 5000 + "}",
+        '{"language": "python", "code": "print(1)", "tty": true, "cols": NaN}',
+    ):
+        response = requests.post(
+            f"{server.url}/session", data=data, headers={"Content-Type": "application/json"}, timeout=10
+        )
+        assert error(response) == (400, "invalid_json")
+        assert len(response.json()["error"]["message"]) < 100
+    assert server.run("print('ok')").text() == "ok\n"
+
+
 def test_code_at_the_size_limit_is_accepted(server):
     code = "#" * 262143 + "\n"
     response = server.post(code)

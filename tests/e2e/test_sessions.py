@@ -142,6 +142,35 @@ def test_unusable_client_message_gets_error_and_session_carries_on(server):
         assert ws.read_to_end(10).text() == "echo: still here\n"
 
 
+# Messages no server can use (issue 9.5), each with what its error says; none may end the handler.
+HOSTILE = [
+    ("[" * 200_000, "nested too deeply"),
+    ('{"type": "input", "data": ' + '{"a":' * 100_000, "nested too deeply"),
+    ('{"type": "resize", "cols": ' + "9" * 5000 + ', "rows": 24}', "5000 digits"),
+    ('{"type": "resize", "cols": 1e999, "rows": 24}', "'cols' must be a whole number"),
+    ('{"type": "resize", "cols": 80, "rows": NaN}', "NaN is not a JSON number"),
+    ('{"type": "resize", "cols": true, "rows": 24}', "'cols' must be a whole number"),
+    ('{"type": "signal", "signal": ["SIGINT"]}', "unknown signal an array"),
+    ('{"type": "signal", "signal": "' + "A" * 500_000 + '"}', "unknown signal 'AAAA"),
+    ('{"type": "' + "x" * 500_000 + '"}', "unknown message type 'xxxx"),
+    ('{"type": "input", "data": "\\ud800"}', "lone surrogate"),
+]
+
+
+def test_hostile_client_messages_get_short_errors_and_the_program_runs_on(server):
+    with server.attach(server.create("print('echo:', input())")) as ws:
+        ws.read_until(lambda m: m["type"] == "state")
+        for raw, says in HOSTILE:
+            ws.ws.send(raw)
+            message = ws.read_until(lambda m: m["type"] != "stdout")
+            assert message["type"] == "error", message
+            assert says in message["message"] and len(message["message"]) < 200
+        ws.send({"type": "input", "data": "still here\n"})
+        transcript = ws.read_to_end(10)
+    assert transcript.text() == "echo: still here\n"
+    assert transcript.final == {"type": "state", "state": "FINISHED", "exitCode": 0, "reason": "exited"}
+
+
 def test_delete_ends_a_running_session(server):
     session_id = server.create("import time\nprint('up')\ntime.sleep(60)")
     with server.attach(session_id) as ws:

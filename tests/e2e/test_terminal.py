@@ -141,6 +141,28 @@ def test_bad_resize_and_signal_messages_get_errors_and_the_session_carries_on(se
         assert ws.read_to_end(20).text().endswith("echo fine\r\n")
 
 
+def test_a_size_in_whole_floats_is_taken_and_a_hostile_one_answered(server):
+    code = (
+        "import os, signal, sys\n"
+        "def winch(*_):\n"
+        "    print('winch', tuple(os.get_terminal_size()), flush=True)\n"
+        "signal.signal(signal.SIGWINCH, winch)\n"
+        "print('ready', tuple(os.get_terminal_size()), flush=True)\n"
+        "sys.stdin.readline()\n"
+    )
+    response = server.post(code, tty=True, cols=100.0, rows=3e1)
+    assert response.status_code == 201, response.text
+    with server.attach(response.json()["sessionId"]) as ws:
+        ws.read_stdout_until("ready (100, 30)")
+        for raw in ('{"type": "resize", "cols": ' + "9" * 5000 + ', "rows": 24}', "[" * 200_000):
+            ws.ws.send(raw)
+            assert ws.read_until(lambda m: m["type"] != "stdout")["type"] == "error"
+        ws.ws.send('{"type": "resize", "cols": 132.0, "rows": 4.3e1}')
+        ws.read_stdout_until("winch (132, 43)")
+        ws.send({"type": "input", "data": "\r"})
+        assert ws.read_to_end(20).final["reason"] == "exited"
+
+
 def test_resize_in_pipe_mode_is_an_error(server):
     with server.attach(server.create("print('echo', input())")) as ws:
         ws.read_until(lambda m: m["type"] == "state")

@@ -74,6 +74,8 @@ class FakeSandbox(Sandbox):
         self.start_error: ExecutorError | None = None
         self.wait_error: ExecutorError | None = None
         self.remove_error: ExecutorError | None = None
+        # Raised by signal(): any exception, as a bug below the WebSocket handler would raise.
+        self.signal_error: Exception | None = None
 
     # --- the test's side ---------------------------------------------------------------
     def stdout(self, data: bytes | str) -> None:
@@ -155,6 +157,8 @@ class FakeSandbox(Sandbox):
         self.went.set()
 
     def signal(self, name: str) -> None:
+        if self.signal_error is not None:
+            raise self.signal_error
         self.signals.append(name)
 
     def resize(self, cols: int, rows: int) -> None:

@@ -110,6 +110,26 @@ def test_a_body_that_is_not_json_is_invalid_json(client, data):
 
 
 @pytest.mark.parametrize(
+    "data",
+    [
+        "[" * 10_000,
+        '{"language": "python", "code": "x", "tty": ' + "[" * 5000 + "]" * 5000 + "}",
+        '{"a":' * 2000,
+        '{"language": "python", "code": "print(1)", "tty": true, "cols": ' + "9" * 5000 + "}",
+        '{"language": ' + "1" * 4000 + ', "code": "x"}',
+        '{"language": "python", "code": "print(1)", "tty": true, "cols": NaN}',
+        '{"language": "python", "code": "print(1)", "tty": true, "rows": -Infinity}',
+    ],
+    ids=["deep-array", "deep-in-a-field", "deep-object", "huge-cols", "huge-language", "nan", "infinity"],
+)
+def test_a_hostile_body_is_invalid_json_without_quoting_it(client, executor, data):
+    response = client.post("/session", data=data, content_type="application/json")
+    message = error_of(response, 400, "invalid_json")
+    assert message.startswith("the body is not valid JSON") and len(message) < 100
+    assert executor.sandboxes == {}
+
+
+@pytest.mark.parametrize(
     "body",
     [
         ["python", CODE],
@@ -124,6 +144,10 @@ def test_a_body_that_is_not_json_is_invalid_json(client, data):
         {"language": "", "code": CODE},
         {"language": 3, "code": CODE},
         {"language": "python", "code": "print(1)\x00"},
+        {"language": "python", "code": CODE, "tty": "true"},
+        {"language": "python", "code": CODE, "tty": True, "cols": True},
+        {"language": "python", "code": CODE, "tty": True, "cols": 1e300},
+        {"language": "python", "code": CODE, "tty": True, "rows": 24.5},
     ],
 )
 def test_a_malformed_request_is_invalid_request(client, executor, body):
@@ -136,6 +160,21 @@ def test_an_unknown_language_is_400_naming_the_known_ones(client):
         client.post("/session", json={"language": "cobol", "code": CODE}), 400, "unknown_language"
     )
     assert "python" in message
+
+
+def test_an_unknown_language_is_quoted_only_in_part(client):
+    body = {"language": "\ud800" + "x" * 5000, "code": CODE}
+    message = error_of(client.post("/session", json=body), 400, "unknown_language")
+    assert "'\\ud800xxx" in message and "x" * 50 not in message and "python" in message
+
+
+def test_a_terminal_size_in_whole_floats_is_taken(app, client, executor):
+    body = {"language": "python", "code": CODE, "tty": True, "cols": 100.0, "rows": 3e1}
+    response = client.post("/session", json=body)
+    assert response.status_code == 201, response.get_data(as_text=True)
+    record = engine_of(app).records.read(response.get_json()["sessionId"])
+    assert (record.cols, record.rows) == (100, 30)
+    assert type(record.cols) is int and type(record.rows) is int
 
 
 def test_code_over_the_limit_is_413(client):
@@ -228,6 +267,10 @@ def test_get_session_after_the_program_ran(app, client, executor):
 def test_an_unknown_session_is_404_json(client, session_id):
     error_of(client.get(f"/session/{session_id}"), 404, "not_found")
     error_of(client.delete(f"/session/{session_id}"), 404, "not_found")
+
+
+def test_an_unknown_session_id_is_quoted_only_in_part(client):
+    assert len(error_of(client.get("/session/" + "a" * 3000), 404, "not_found")) < 100
 
 
 def test_delete_answers_204_and_the_session_is_then_terminated(client, executor):
@@ -357,6 +400,9 @@ def test_attaching_from_a_foreign_origin_is_403(client):
     assert "evil.example" in error_of(response, 403, "forbidden")
     # Nothing was claimed: the session can still be attached by its own page.
     assert client.get(f"/session/{session_id}").get_json()["state"] == "CREATED"
+    # A header is client input too: quoted only in part.
+    message = error_of(attach(client, session_id, Origin="https://" + "e" * 5000), 403, "forbidden")
+    assert len(message) < 100
 
 
 def test_the_ide_page_carries_the_protocols_terminal_limits(client):
@@ -365,7 +411,7 @@ def test_the_ide_page_carries_the_protocols_terminal_limits(client):
 
 
 def test_a_plain_get_of_a_websocket_url_gets_the_websockets_refusals_or_426(client):
-    assert error_of(client.get("/ws/session/garbage"), 404, "not_found") == "no session garbage"
+    assert error_of(client.get("/ws/session/garbage"), 404, "not_found") == "no session 'garbage'"
     error_of(client.get(f"/ws/session/{uuid.uuid4()}"), 404, "not_found")
     error_of(client.get(f"/ws/session/{'x' * 5000}"), 404, "not_found")
     message = error_of(client.get(f"/ws/session/{create(client)}"), 426, "upgrade_required")

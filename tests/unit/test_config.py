@@ -6,6 +6,7 @@ import dataclasses
 
 import pytest
 
+from sandbox_engine.cli import LIMIT_FLAGS
 from sandbox_engine.config import Config, parse_size
 
 DEFAULTS = {
@@ -18,6 +19,8 @@ DEFAULTS = {
     "disk": 67108864,
     "max_sessions": 64,
     "max_code_size": 262144,
+    "record_ttl": 3600.0,
+    "max_records": 10000,
 }
 
 
@@ -137,6 +140,11 @@ def test_parse_size_refuses_what_is_not_a_size(text):
         ("MAX_SESSIONS", "0"),
         ("MAX_SESSIONS", "many"),
         ("MAX_CODE_SIZE", "0"),
+        ("MAX_RECORDS", "0"),
+        ("MAX_RECORDS", "-5"),
+        ("MAX_RECORDS", "1e4"),
+        ("RECORD_TTL", "0"),
+        ("RECORD_TTL", "-1"),
     ],
 )
 def test_invalid_environment_values_raise_value_error(name, value):
@@ -170,6 +178,7 @@ def test_to_env_round_trips_through_from_env():
         instance="green",
         state_dir="/tmp/state",
         record_ttl=60.0,
+        max_records=50,
         docker_host="tcp://docker:2375",
         allowed_origins=("https://a.example", "https://b.example"),
     )
@@ -183,3 +192,10 @@ def test_defaults_round_trip_and_unset_values_are_left_out():
     assert "SANDBOX_ENGINE_DOCKER_HOST" not in env
     assert Config.from_env(env) == Config()
     assert len(env) == len(dataclasses.fields(Config)) - 1
+
+
+def test_serve_has_a_flag_for_each_record_bound():
+    flags = {flag: name for flag, name, _ in LIMIT_FLAGS}
+    assert flags["--max-records"] == "max_records" and flags["--record-ttl"] == "record_ttl"
+    config = Config.from_env({}, max_records="25", record_ttl="90")
+    assert (config.max_records, config.record_ttl) == (25, 90.0)

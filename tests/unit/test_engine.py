@@ -48,7 +48,9 @@ def engine(make_engine) -> Engine:
 def reaper(engine: Engine) -> Reaper:
     """A reaper of the engine's sessions, as the worker wires one, for passes the test makes."""
     config = engine.config
-    return Reaper(engine.executor, engine.records, engine, config.idle_timeout, config.record_ttl, 3600)
+    return Reaper(
+        engine.executor, engine.records, engine, config.idle_timeout, config.record_ttl, max_age=3600
+    )
 
 
 def refused(kind: Kind, call: Callable[..., object], *args: object) -> EngineError:
@@ -565,3 +567,16 @@ def test_a_claimed_session_past_the_age_no_run_reaches_is_removed_whoever_holds_
     assert (described["state"], described["reason"]) == ("TERMINATED", "timeout")
     assert executor.list() == []
     del engine._runs[session_id]
+
+
+def test_every_reaper_pass_prunes_ended_records_even_while_the_runtime_is_away(engine, executor):
+    ended = [engine.create_session("python", CODE) for _ in range(3)]
+    live = engine.create_session("python", CODE)
+    for session_id in ended:
+        engine.delete(session_id)
+    executor.error = RuntimeUnavailable("Docker is not answering")
+    config = engine.config
+    passes = Reaper(executor, engine.records, engine, config.idle_timeout, config.record_ttl, max_records=1)
+    passes.run_once()
+    assert [engine.records.read(session_id) is not None for session_id in ended] == [False, False, True]
+    assert engine.describe(live)["state"] == "CREATED"

@@ -15,8 +15,11 @@ from sandbox_engine.protocol import (
     Resize,
     Signal,
     StreamDecoder,
+    check_size,
     encode,
     parse_client_message,
+    parse_json,
+    shown,
     state_message,
     utf8_prefix,
 )
@@ -58,10 +61,10 @@ def test_extra_fields_are_ignored():
         ('{"type": "resize", "cols": 80, "rows": 100000}', "'rows' must be a whole number from 1 to 500"),
         ('{"type": "resize", "cols": 80.5, "rows": 24}', "'cols'"),
         ('{"type": "resize", "cols": true, "rows": 24}', "'cols'"),
-        ('{"type": "signal"}', "unknown signal None"),
+        ('{"type": "signal"}', "unknown signal null"),
         ('{"type": "signal", "signal": "SIGSEGV"}', "unknown signal 'SIGSEGV'"),
         ('{"type": "signal", "signal": "INT"}', "unknown signal 'INT'"),
-        ("{}", "unknown message type None"),
+        ("{}", "unknown message type null"),
         ('{"type": "input"}', "string 'data'"),
         ('{"type": "input", "data": 5}', "string 'data'"),
         ('{"type": "input", "data": null}', "string 'data'"),
@@ -72,6 +75,98 @@ def test_unusable_messages_are_protocol_errors(raw, says):
     with pytest.raises(ProtocolError) as caught:
         parse_client_message(raw)
     assert says in str(caught.value)
+
+
+# Hostile shapes (issue 9.5): each is a ProtocolError, never another exception, and the error
+# quotes at most a short prefix of what the client sent.
+HOSTILE = [
+    ("[" * 200_000, "nested too deeply"),
+    ('{"type": "input", "data": ' + "[" * 200_000 + "}", "nested too deeply"),
+    ("{" + '"a":{' * 100_000, "nested too deeply"),
+    ('{"type": "resize", "cols": ' + "9" * 5000 + ', "rows": 24}', "a number of 5000 digits"),
+    ('{"type": "eof", "x": ' + "9" * 101 + "}", "a number of 101 digits"),
+    ('{"type": "resize", "cols": -' + "9" * 200 + ', "rows": 24}', "digits"),
+    ('{"type": "resize", "cols": 1e999, "rows": 24}', "'cols' must be a whole number"),
+    ('{"type": "resize", "cols": 80, "rows": -1e999}', "'rows' must be a whole number"),
+    ('{"type": "resize", "cols": 1' + "0" * 400 + '.0, "rows": 24}', "'cols' must be a whole number"),
+    ('{"type": "resize", "cols": NaN, "rows": 24}', "NaN is not a JSON number"),
+    ('{"type": "resize", "cols": 80, "rows": Infinity}', "Infinity is not a JSON number"),
+    ('{"type": "resize", "cols": -Infinity, "rows": 24}', "-Infinity is not a JSON number"),
+    ('{"type": "resize", "cols": false, "rows": 24}', "'cols'"),
+    ('{"type": "resize", "cols": "80", "rows": 24}', "'cols'"),
+    ('{"type": "resize", "cols": [80], "rows": 24}', "'cols'"),
+    ('{"type": "resize", "cols": 80, "rows": 24.000001}', "'rows'"),
+    ('{"type": "signal", "signal": ["SIGINT"]}', "unknown signal an array"),
+    ('{"type": "signal", "signal": {"name": "SIGINT"}}', "unknown signal an object"),
+    ('{"type": "signal", "signal": 2}', "unknown signal 2;"),
+    ('{"type": "signal", "signal": true}', "unknown signal true;"),
+    ('{"type": "signal", "signal": "' + "A" * 100_000 + '"}', "unknown signal 'AAAA"),
+    ('{"type": "signal", "signal": "\\ud800"}', "unknown signal '\\ud800'"),
+    ('{"type": "' + "x" * 100_000 + '"}', "unknown message type 'xxxx"),
+    ('{"type": ["input"], "data": "x"}', "unknown message type an array"),
+    ('{"type": "input", "data": "ok \\ud83d"}', "lone surrogate at 3"),
+    ('{"type": "input", "data": "\\udc00 x"}', "lone surrogate at 0"),
+]
+
+
+@pytest.mark.parametrize(("raw", "says"), HOSTILE, ids=range(len(HOSTILE)))
+def test_hostile_messages_are_protocol_errors_that_quote_little(raw, says):
+    with pytest.raises(ProtocolError) as caught:
+        parse_client_message(raw)
+    message = str(caught.value)
+    assert says in message
+    assert len(message) < 200
+    # What the client reads must be sendable: UTF-8 text, no lone surrogates.
+    message.encode("utf-8")
+
+
+def test_a_surrogate_pair_is_one_character():
+    assert parse_client_message('{"type": "input", "data": "\\ud83d\\ude00"}') == Input("😀".encode())
+
+
+@pytest.mark.parametrize(
+    ("cols", "rows"),
+    [(80.0, 24.0), (8e1, 2.4e1), (1000.0, 500), (1, 1.0)],
+    ids=["80.0", "8e1", "most", "least"],
+)
+def test_a_size_given_as_whole_floats_is_whole_numbers(cols, rows):
+    # JSON has one kind of number: 80.0 and 80 are the same size.
+    size = check_size(cols, rows)
+    assert size == (int(cols), int(rows))
+    assert all(type(n) is int for n in size)
+    raw = json.dumps({"type": "resize", "cols": cols, "rows": rows})
+    assert parse_client_message(raw) == Resize(int(cols), int(rows))
+
+
+def test_parse_json_refuses_what_is_not_plain_json():
+    assert parse_json(b'{"a": [1, 2.5, "\\u00e9"]}') == {"a": [1, 2.5, "é"]}
+    assert parse_json("9" * 100) == int("9" * 100)
+    for raw, says in [
+        (b'{"a": "\xff"}', "not UTF-8"),
+        ("NaN", "NaN"),
+        ("9" * 101, "101 digits"),
+        ("", "Expecting"),
+    ]:
+        with pytest.raises(ProtocolError, match=says):
+            parse_json(raw)
+
+
+@pytest.mark.parametrize(
+    ("value", "text"),
+    [
+        ("SIGINT", "'SIGINT'"),
+        ("x" * 41, "'" + "x" * 40 + "'..."),
+        ("\x00\ud800", "'\\x00\\ud800'"),
+        (None, "null"),
+        (False, "false"),
+        (2.5, "2.5"),
+        (int("9" * 100), "9" * 40 + "..."),
+        ([[["deep"]]], "an array"),
+        ({"a": 1}, "an object"),
+    ],
+)
+def test_shown_quotes_a_short_prefix_of_client_input(value, text):
+    assert shown(value) == text
 
 
 @pytest.mark.parametrize("name", ["SIGINT", "SIGTERM", "SIGKILL", "SIGQUIT", "SIGHUP", "SIGUSR1", "SIGUSR2"])

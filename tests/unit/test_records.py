@@ -10,6 +10,7 @@ from dataclasses import replace
 import pytest
 
 from sandbox_engine.executor import ExecutorError, SandboxRef
+from sandbox_engine.locks import exclusive
 from sandbox_engine.records import Record, RecordStore
 from sandbox_engine.states import Reason, State
 
@@ -86,18 +87,123 @@ def test_an_end_whose_removal_fails_records_nothing_but_keeps_its_reason(store):
     assert store.requested_end("s1") is Reason.KILLED
 
 
-def test_prune_forgets_old_ended_records_and_stray_live_marks(store):
+class Clock:
+    """The time as the store sees it, moved on by the test."""
+
+    def __init__(self) -> None:
+        self.now = 1_000_000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture
+def timed(tmp_path, clock: Clock) -> RecordStore:
+    return RecordStore(str(tmp_path / "timed"), clock=clock)
+
+
+def ended(store: RecordStore, session_id: str, reason: Reason = Reason.EXITED) -> None:
+    store.admit(record(session_id), 1000)
+    store.request_end(session_id, reason)
+    store.finish(session_id, reason)
+
+
+def files_of(store: RecordStore, session_id: str) -> list[str]:
+    return sorted(name for name in os.listdir(store.directory) if name.startswith(session_id + "."))
+
+
+def test_prune_forgets_ended_sessions_past_their_age_with_all_their_files(timed, clock):
+    ended(timed, "old")
+    clock.now += 30
+    ended(timed, "young")
+    timed.write(record("live"))
+    timed.write_code("live", b"print(1)")
+    assert files_of(timed, "old") == ["old.end", "old.json"]
+    clock.now += 40  # old ended 70 s ago, young 40 s ago
+    assert timed.prune(older_than=60, most=100) == 1
+    assert files_of(timed, "old") == [] and timed.read("old") is None
+    assert timed.read("young").final
+    assert timed.read("live") is not None and timed.read_code("live") == b"print(1)"
+    assert timed.prune(older_than=60, most=100) == 0
+
+
+def test_prune_keeps_the_most_recent_records_and_forgets_the_oldest_first(timed, clock):
+    for n in range(5):
+        ended(timed, f"s{n}")
+        clock.now += 1
+    # Live sessions do not count, and are never forgotten, however many.
+    for n in range(3):
+        timed.write(record(f"live{n}"))
+    assert timed.prune(older_than=3600, most=2) == 3
+    assert [timed.read(f"s{n}") is not None for n in range(5)] == [False, False, False, True, True]
+    assert all(timed.read(f"live{n}") is not None for n in range(3))
+    assert timed.live_count() == 3
+    assert timed.prune(older_than=3600, most=2) == 0
+
+
+def test_prune_never_forgets_a_live_session_even_one_marked_ended(timed, clock):
+    ended(timed, "s1")
+    # A writer that raced the ending made the session live again.
+    timed.write(record("s1", state=State.RUNNING))
+    clock.now += 7200
+    timed.prune(older_than=60, most=0)
+    assert timed.read("s1").state is State.RUNNING
+    assert os.listdir(timed.ended_directory) == []
+    # Once it ends for good it is marked anew, and goes in its turn.
+    timed.finish("s1", Reason.KILLED)
+    clock.now += 7200
+    assert timed.prune(older_than=60, most=100) == 1
+    assert timed.read("s1") is None
+
+
+def test_prune_looks_again_whenever_the_index_changed(timed, clock):
+    ended(timed, "s1")
+    assert timed.prune(older_than=60, most=1) == 0
+    ended(timed, "s2")  # at once: perhaps in the same clock tick as the index's last change
+    assert timed.prune(older_than=60, most=1) == 1
+    # An index unchanged for a while is not listed again until it changes or its oldest ages.
+    past = time.time() - 10
+    os.utime(timed.ended_directory, (past, past))
+    assert timed.prune(older_than=60, most=1) == 0
+    ended(timed, "s3")
+    assert timed.prune(older_than=60, most=1) == 1
+    os.utime(timed.ended_directory, (past, past))
+    assert timed.prune(older_than=60, most=1) == 0
+    clock.now += 61
+    assert timed.prune(older_than=60, most=1) == 1
+    assert os.listdir(timed.ended_directory) == []
+
+
+def test_sweep_forgets_old_files_no_live_session_owns_but_never_a_lock(store):
     store.write(record("old"))
-    store.finish("old", Reason.EXITED)
+    store.write(record("old").ended(Reason.EXITED))
+    os.unlink(os.path.join(store.ended_directory, os.listdir(store.ended_directory)[0]))  # a writer died
     store.write(record("live"))
+    store.write_code("live", b"x")
+    with store_lock(store, ".admit.lock"), store_lock(store, ".rename-3.lock"):
+        pass
+    stray = os.path.join(store.directory, ".tmp-abc123")
+    open(stray, "w").close()
     # A live mark whose record is gone: its writer died in between.
     open(os.path.join(store.live_directory, "ghost"), "w").close()
     past = time.time() - 100
-    os.utime(os.path.join(store.directory, "old.json"), (past, past))
-    store.prune(older_than=50)
+    for name in os.listdir(store.directory):
+        os.utime(os.path.join(store.directory, name), (past, past))
+    store.sweep(older_than=50)
     assert store.read("old") is None
-    assert store.read("live") is not None
+    assert store.read("live") is not None and store.read_code("live") == b"x"
+    assert not os.path.exists(stray)
+    assert {".admit.lock", ".rename-3.lock"} <= set(os.listdir(store.directory))
     assert sorted(os.listdir(store.live_directory)) == ["live"]
+
+
+def store_lock(store: RecordStore, name: str):
+    return exclusive(os.path.join(store.directory, name))
 
 
 def test_forget_leaves_nothing_of_a_session_that_never_came_to_be(store):
