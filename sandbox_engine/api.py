@@ -6,11 +6,13 @@ from flask import Blueprint, request
 
 from .errors import EngineError, Kind
 from .executor import Terminal
-from .protocol import ProtocolError, check_size, parse_json
+from .protocol import ProtocolError, check_size, parse_json, shown
 from .worker import current_engine as engine
 from .worker import current_worker
 
 bp = Blueprint("api", __name__)
+# What POST /session takes; anything else is refused by name.
+SESSION_FIELDS = ("language", "code", "tty", "cols", "rows")
 
 
 @bp.post("/session")
@@ -25,6 +27,16 @@ def create_session():
         raise EngineError(Kind.INVALID_JSON, f"the body is {exc}") from None
     if not isinstance(body, dict):
         raise EngineError(Kind.INVALID_REQUEST, "the body must be a JSON object")
+    unknown = [name for name in body if name not in SESSION_FIELDS]
+    if unknown:
+        # A misspelt or unsupported field would otherwise be ignored without a word.
+        raise EngineError(
+            Kind.INVALID_REQUEST,
+            f"unknown field {shown(unknown[0])}; the fields are {', '.join(SESSION_FIELDS)}",
+        )
+    for name in ("language", "code"):
+        if name not in body:
+            raise EngineError(Kind.INVALID_REQUEST, f"'{name}' is missing")
     language, code = body.get("language"), body.get("code")
     if not isinstance(language, str) or not language:
         raise EngineError(Kind.INVALID_REQUEST, "'language' must be a non-empty string")

@@ -13,6 +13,9 @@ worker_connections = 1000
 graceful_timeout = 15
 timeout = 30
 keepalive = 5
+# gunicorn's control socket lives at one path per user by default, so servers on one machine
+# shared it and stopping one removed it; we use none.
+control_socket_disable = True
 accesslog = "-"
 access_log_format = '%(h)s "%(r)s" %(s)s %(b)s %(M)sms'
 

@@ -416,3 +416,17 @@ def test_a_plain_get_of_a_websocket_url_gets_the_websockets_refusals_or_426(clie
     error_of(client.get(f"/ws/session/{'x' * 5000}"), 404, "not_found")
     message = error_of(client.get(f"/ws/session/{create(client)}"), 426, "upgrade_required")
     assert "WebSocket" in message
+
+
+@pytest.mark.parametrize(
+    ("body", "says"),
+    [
+        ({"language": "python", "code": "print(1)", "stdin": "abc"}, "unknown field 'stdin'"),
+        ({"language": "python", "code": "x", "Tty": True}, "unknown field 'Tty'"),
+        ({"language": "python"}, "'code' is missing"),
+        ({"code": "print(1)"}, "'language' is missing"),
+    ],
+)
+def test_unknown_and_missing_fields_are_named(client, body, says):
+    message = error_of(client.post("/session", json=body), 400, "invalid_request")
+    assert says in message
