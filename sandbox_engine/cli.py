@@ -28,6 +28,8 @@ LIMIT_FLAGS = (
     ("--state-dir", "state_dir", "directory the workers share for session records"),
     ("--allowed-origins", "allowed_origins", "comma-separated browser origins allowed to attach"),
     ("--docker-host", "docker_host", "Docker's address (DOCKER_HOST, else the local socket)"),
+    ("--uid-range", "uid_range", "host uids for sandboxes, one each: FIRST-LAST (200000-265535)"),
+    ("--uid-dir", "uid_dir", "the uid leases, one directory for every engine on the host"),
 )
 
 
@@ -97,9 +99,10 @@ def reap_command(reason: Reason) -> int:
     from .executor import ExecutorError
     from .reaper import reap_instance
     from .records import RecordStore
+    from .uids import UidLeases
 
     config = Config.from_env()
-    executor = DockerExecutor(config.instance, config.docker_host)
+    executor = DockerExecutor(config.instance, UidLeases(config.uid_dir, config.uids), config.docker_host)
     try:
         print(reap_instance(executor, RecordStore(os.path.join(config.state_dir, config.instance)), reason))
     except ExecutorError as exc:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import socket
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import docker
 
@@ -41,6 +41,7 @@ class DockerSandbox(Sandbox):
         ref: SandboxRef,
         session_id: str,
         starts: threading.BoundedSemaphore | None = None,
+        remove: Callable[[], None] | None = None,
     ) -> None:
         self.api = api
         # By id: the container's name changes as it is claimed, its id never.
@@ -51,6 +52,8 @@ class DockerSandbox(Sandbox):
         self._nonce = ref.nonce
         self._running = ref.running
         self._starts = starts or threading.BoundedSemaphore(1)
+        # The executor's removal: the container, then what it held (its uid).
+        self._remove = remove or (lambda: remove_container(self.api, self.container))
         self._early = b""
         self._sock: socket.socket | None = None
         self._write_lock = threading.Lock()
@@ -163,7 +166,7 @@ class DockerSandbox(Sandbox):
 
     def remove(self) -> None:
         self._close_socket()
-        remove_container(self.api, self.container)
+        self._remove()
 
     def _close_socket(self) -> None:
         # Shut the socket down both ways, not just close the wrapper: a half-open attach keeps

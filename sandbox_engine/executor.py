@@ -11,8 +11,11 @@ import enum
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
-# The unprivileged user every sandbox runs as, whatever the runtime; every image ends as this user.
-SANDBOX_USER = "10001:10001"
+from .config import IMAGE_ID
+
+# The unprivileged user every image ends as. Sandboxes run as host uids of their own instead (see
+# uids); this one is for running an image by hand, as the benchmark's baselines do.
+SANDBOX_USER = f"{IMAGE_ID}:{IMAGE_ID}"
 
 
 class Stream(enum.Enum):
@@ -71,6 +74,9 @@ class SandboxRef:
     nonce: str = ""
     # Started already: a warm pool's sandbox, its launcher waiting for the program.
     running: bool = False
+    # The host uid its programs run as, its own while it exists (see uids); None if the runtime
+    # does not say.
+    uid: int | None = None
 
 
 @dataclass(frozen=True)
@@ -241,6 +247,10 @@ class Executor(abc.ABC):
     @abc.abstractmethod
     def check(self, images: list[str]) -> str | None:
         """None when the runtime answers and every image exists; else why not."""
+
+    def reclaim(self) -> None:  # noqa: B027 - optional for executors that lease nothing
+        """Free what sandboxes that no longer exist still hold (the Docker executor: their uids),
+        when whoever removed them could not. Idempotent, like the reaper that calls it."""
 
     def image_labels(self, image: str) -> dict[str, str]:
         """The labels of a language's image, where the build recorded its version."""

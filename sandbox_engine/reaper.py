@@ -3,7 +3,8 @@
 It expires sessions created but never attached once the idle timeout passes, and removes what
 the executor calls orphaned: sandboxes whose claiming worker has died, sandboxes this worker
 claimed but no longer runs (a removal that failed while the runtime was away), and dead warm
-sandboxes. Reaping is idempotent, so every worker's reaper may run at once.
+sandboxes; once a minute it lets the executor free what removed sandboxes still hold (their
+uids). Reaping is idempotent, so every worker's reaper may run at once.
 """
 
 from __future__ import annotations
@@ -23,6 +24,8 @@ log = logging.getLogger(__name__)
 
 INTERVAL = 1.0
 PRUNE_EVERY = 60.0
+# How often a reaper frees what sandboxes removed by someone else still hold (their uids).
+RECLAIM_EVERY = 60.0
 
 
 class Sessions(Protocol):
@@ -73,6 +76,7 @@ class Reaper:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._last_prune = 0.0
+        self._last_reclaim = 0.0
 
     def start(self) -> None:
         self._stop.clear()
@@ -112,6 +116,9 @@ class Reaper:
         if now - self._last_prune > PRUNE_EVERY:
             self._last_prune = now
             self.records.prune(self.keep_records)
+        if now - self._last_reclaim > RECLAIM_EVERY:
+            self._last_reclaim = now
+            self.executor.reclaim()
 
     def _alive(self, owner: str, session_id: str) -> bool:
         if owner == self.sessions.owner:
@@ -137,7 +144,8 @@ class Reaper:
 
 
 def reap_instance(executor: Executor, records: RecordStore, reason: Reason = Reason.INTERNAL_ERROR) -> int:
-    """Remove every sandbox of this instance: at server start, what a crash left behind."""
+    """Remove every sandbox of this instance, and free what removed ones still held: at server
+    start, what a crash left behind."""
     count = 0
     for info in executor.list():
         if info.pooled:
@@ -145,4 +153,5 @@ def reap_instance(executor: Executor, records: RecordStore, reason: Reason = Rea
         else:
             records.end(info.session_id, reason, lambda info=info: executor.remove_sandbox(info))
         count += 1
+    executor.reclaim()
     return count

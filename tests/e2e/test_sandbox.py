@@ -5,10 +5,14 @@ from __future__ import annotations
 import pytest
 from harness import shutdown, start_server
 
+from sandbox_engine.config import Config
+
 # Every test here runs a real server on the real Docker daemon.
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
 
 OUTPUT_LIMIT = 100000
+# The host uids sandboxes run as: the default range.
+UIDS = Config().uids
 
 
 @pytest.fixture(scope="module")
@@ -17,6 +21,14 @@ def strict(docker_client, tmp_path_factory):
     server = start_server(
         docker_client, tmp_path_factory, workers=2, idle_timeout=3, run_timeout=6, output_limit=OUTPUT_LIMIT
     )
+    yield server
+    shutdown(server)
+
+
+@pytest.fixture(scope="module")
+def patient(docker_client, tmp_path_factory):
+    """Timeouts long enough for sessions that must outlive other sessions' whole runs."""
+    server = start_server(docker_client, tmp_path_factory, workers=2, idle_timeout=30, run_timeout=60)
     yield server
     shutdown(server)
 
@@ -38,7 +50,10 @@ def test_container_is_hardened_as_specified(strict):
     assert host["LogConfig"]["Type"] == "none"
     assert set(host["Tmpfs"]) == {"/workspace", "/tmp"}
     assert all("size=67108864" in opts and "exec" in opts for opts in host["Tmpfs"].values())
-    assert config["Config"]["User"] == "10001:10001"
+    uid = int(config["Config"]["Labels"]["sandbox-engine.uid"])
+    assert uid in UIDS
+    assert config["Config"]["User"] == f"{uid}:{uid}"
+    assert f"uid={uid},gid={uid},mode=0700" in host["Tmpfs"]["/workspace"]
     assert config["Config"]["Labels"]["sandbox-engine"] == "1"
     assert config["Config"]["Labels"]["sandbox-engine.instance"] == strict.instance
 
@@ -151,7 +166,9 @@ def test_no_privileges(strict):
         "print('init', open('/proc/1/cmdline').read().split(chr(0))[0])\n"
     )
     lines = strict.run(code).text().splitlines()
-    assert lines[0] == "uid 10001 10001 10001"
+    uid = int(lines[0].split()[1])
+    assert uid in UIDS
+    assert lines[0] == f"uid {uid} {uid} {uid}"
     assert lines[1:6] == [
         f"{cap} 0000000000000000" for cap in ("CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb")
     ]
@@ -198,3 +215,66 @@ def test_output_limit_counts_stdout_and_stderr_together(strict):
     total = len(transcript.text("stdout").encode()) + len(transcript.text("stderr").encode())
     assert transcript.final["reason"] == "output_limit"
     assert total == OUTPUT_LIMIT
+
+
+def test_each_live_sandbox_runs_as_a_uid_of_its_own_freed_at_removal(patient):
+    code = "import os\nprint(os.getuid(), os.getgid(), flush=True)\ninput()\nprint('bye')\n"
+    ids = [patient.create(code) for _ in range(2)]
+    uids = []
+    with patient.attach(ids[0]) as first, patient.attach(ids[1]) as second:
+        for ws, session_id in ((first, ids[0]), (second, ids[1])):
+            uid, gid = map(int, ws.read_stdout_until("\n").split())
+            assert uid == gid and uid in UIDS
+            [container] = patient.session_containers(session_id)
+            assert patient.leases()[uid]["holder"] == container["Id"]
+            uids.append(uid)
+        assert uids[0] != uids[1]
+        for ws in (first, second):
+            ws.send({"type": "input", "data": "\n"})
+            assert ws.read_to_end().text().endswith("bye\n")
+    patient.wait_no_containers(pool_too=False)
+    assert not set(uids) & set(patient.leases()), "a removed sandbox's uid is still leased"
+
+
+# Holds every inotify instance its uid may have (fs.inotify.max_user_instances), until input comes.
+INOTIFY_HOG = (
+    "import ctypes, errno\n"
+    "libc = ctypes.CDLL(None, use_errno=True)\n"
+    "held = []\n"
+    "while (fd := libc.inotify_init1(0)) >= 0:\n"
+    "    held.append(fd)\n"
+    "print('held', len(held), errno.errorcode[ctypes.get_errno()], flush=True)\n"
+    "input()\n"
+    "print('still held', sum(1 for fd in held if libc.fcntl(fd, 1) >= 0))\n"
+)
+INOTIFY_ONE = (
+    "import ctypes, os\n"
+    "libc = ctypes.CDLL(None, use_errno=True)\n"
+    "fd = libc.inotify_init1(0)\n"
+    "print('inotify', 'ok' if fd >= 0 else os.strerror(ctypes.get_errno()))\n"
+)
+
+
+def test_a_sandbox_holding_every_inotify_instance_leaves_other_sandboxes_theirs(patient):
+    """The kernel counts inotify instances per uid of the whole host, not per container."""
+    with open("/proc/sys/fs/inotify/max_user_instances") as f:
+        limit = int(f.read())
+    with patient.attach(patient.create(INOTIFY_HOG)) as hog:
+        assert hog.read_stdout_until("\n") == f"held {limit} EMFILE\n"
+        assert patient.run(INOTIFY_ONE).text() == "inotify ok\n"
+        hog.send({"type": "input", "data": "\n"})
+        transcript = hog.read_to_end()
+    assert transcript.text().endswith(f"still held {limit}\n")
+    assert transcript.final["reason"] == "exited"
+
+
+def test_home_tmp_and_workspace_are_the_programs_own(strict):
+    code = (
+        "import os, tempfile\n"
+        "home = os.path.expanduser('~')\n"
+        "for d in (home, tempfile.gettempdir(), os.getcwd()):\n"
+        "    with open(os.path.join(d, 'note'), 'w') as f:\n"
+        "        f.write(d)\n"
+        "    print(d, open(os.path.join(d, 'note')).read() == d, os.stat(d).st_uid == os.getuid())\n"
+    )
+    assert strict.run(code).text() == "/workspace True True\n/tmp True False\n/workspace True True\n"

@@ -178,6 +178,9 @@ class FakeExecutor(Executor):
         # Called at the start of list(), before anything is read: a test makes something happen
         # between a caller's earlier view and this listing.
         self.before_list: Callable[[], None] | None = None
+        # Each time the executor was asked to free what removed sandboxes held: the sandboxes
+        # there were then.
+        self.reclaims: list[list[str]] = []
         self._lock = threading.Lock()
         self._pooled = 0
 
@@ -250,6 +253,10 @@ class FakeExecutor(Executor):
 
     def check(self, images: list[str]) -> str | None:
         return self.problem
+
+    def reclaim(self) -> None:
+        self._fail()
+        self.reclaims.append(list(self.sandboxes))
 
     def image_labels(self, image: str) -> dict[str, str]:
         return self.labels.get(image, {})
