@@ -13,7 +13,8 @@ from .languages import LANGUAGES
 
 ENV_PREFIX = "SANDBOX_ENGINE_"
 # The images' own user and group (images/runtime/): sandboxes run as uids of the uid range instead,
-# so no sandbox shares its per-user quotas with anything that runs the images as they are.
+# so no sandbox shares its per-user quotas with anything that runs the images as they are; the
+# group is the compile stage's (executor.COMPILE_GID), which no program may have.
 IMAGE_ID = 10001
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmg]?)b?\s*$", re.IGNORECASE)
 _UNITS = {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3}
@@ -105,7 +106,9 @@ class Config:
                 raise ValueError(f"{name} must be a positive number, got {value}")
         uids = self.uids
         if IMAGE_ID in uids:
-            raise ValueError(f"uid_range {self.uid_range} holds {IMAGE_ID}, the images' own user and group")
+            raise ValueError(
+                f"uid_range {self.uid_range} holds {IMAGE_ID}, the images' own user and the compile group"
+            )
         needed = self.max_sessions + sum(self.pool_sizes(list(LANGUAGES)).values())
         if len(uids) < needed:
             raise ValueError(

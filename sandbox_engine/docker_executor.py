@@ -7,8 +7,9 @@ WebSocket and exactly one ever does. A warm pool's containers (`se-<instance>-po
 started ahead of time and taken for a session by the same kind of rename.
 
 Inside, a launcher (see `launch`) reads the program from stdin, writes it to the source file,
-runs the compile stage if there is one, and execs the program; /workspace is a tmpfs that exists
-only once the container runs, and the root file system is read-only, so stdin is the way in.
+waits while the sandbox runs the compile stage if there is one, and execs the program; /workspace
+is a tmpfs that exists only once the container runs, and the root file system is read-only, so
+stdin is the way in.
 
 Each container runs as a host uid of its own, leased from the server's range (see uids) before
 it is created and named in a label; whoever removes the container frees the uid, and the reaper
@@ -17,6 +18,7 @@ reclaims the uids of containers removed by anyone else.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import re
@@ -53,9 +55,9 @@ LABEL_INSTANCE = "sandbox-engine.instance"
 LABEL_LANGUAGE = "sandbox-engine.language"
 LABEL_CREATED = "sandbox-engine.created"
 LABEL_TTY = "sandbox-engine.tty"
-LABEL_NONCE = "sandbox-engine.nonce"
 LABEL_POOL = "sandbox-engine.pool"
-LABEL_COMPILES = "sandbox-engine.compiles"
+# The compile stage's command, as JSON; empty without one.
+LABEL_COMPILE = "sandbox-engine.compile"
 LABEL_UID = "sandbox-engine.uid"
 WORKDIR = "/workspace"
 CLAIMING = "claiming"
@@ -112,7 +114,6 @@ class DockerExecutor(Executor):
 
     def _create(self, spec: SandboxSpec, uid: int) -> tuple[dict, dict[str, str]]:
         """The container, not started, running as `uid`; and its labels."""
-        nonce = launch.new_nonce()
         # The container starts under the compile stage's limits when there is one.
         limits = spec.compile_limits if spec.compile and spec.compile_limits else spec.limits
         tmpfs_opts = f"rw,exec,nosuid,nodev,size={spec.limits.disk}"
@@ -141,8 +142,7 @@ class DockerExecutor(Executor):
             LABEL_INSTANCE: self.instance,
             LABEL_LANGUAGE: spec.language,
             LABEL_CREATED: f"{time.time():.3f}",
-            LABEL_NONCE: nonce,
-            LABEL_COMPILES: "1" if spec.compile else "",
+            LABEL_COMPILE: json.dumps(spec.compile) if spec.compile else "",
             LABEL_TTY: "1" if spec.tty else "",
             LABEL_POOL: "1" if pooled else "",
             LABEL_UID: str(uid),
@@ -156,7 +156,7 @@ class DockerExecutor(Executor):
             # /workspace is this uid's.
             user=f"{uid}:{uid}",
             working_dir=WORKDIR,
-            environment=launch.environment(spec, nonce),
+            environment=launch.environment(spec),
             labels=labels,
             # docker-py sets StdinOnce with stdin_open: the attach stream's EOF then closes
             # the program's stdin, which is how `eof` works.
@@ -335,8 +335,7 @@ def _ref(container_id: str, labels: dict[str, str], running: bool) -> SandboxRef
         id=container_id,
         language=labels.get(LABEL_LANGUAGE, ""),
         tty=labels.get(LABEL_TTY) == "1",
-        compiles=bool(labels.get(LABEL_COMPILES)),
-        nonce=labels.get(LABEL_NONCE, ""),
+        compile=tuple(json.loads(labels[LABEL_COMPILE])) if labels.get(LABEL_COMPILE) else None,
         running=running,
         uid=int(labels[LABEL_UID]) if labels.get(LABEL_UID, "").isdigit() else None,
     )

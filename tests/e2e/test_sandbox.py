@@ -278,3 +278,77 @@ def test_home_tmp_and_workspace_are_the_programs_own(strict):
         "    print(d, open(os.path.join(d, 'note')).read() == d, os.stat(d).st_uid == os.getuid())\n"
     )
     assert strict.run(code).text() == "/workspace True True\n/tmp True False\n/workspace True True\n"
+
+
+# A Haskell program whose Template Haskell runs while ghc compiles it, as a compiler plugin or a
+# build script could: it looks for the launcher's nonce in every environment it can read, writes
+# forged marks (FORGED, with each nonce found) to every stdout it can open and a go to every
+# stdin, says what it managed, and keeps the compiler busy a while longer. The program then
+# reports the limits it runs under.
+FORGING = r"""{-# LANGUAGE TemplateHaskell #-}
+module Main where
+
+import Control.Concurrent (threadDelay)
+import Control.Exception (SomeException, evaluate, try)
+import Data.Char (isDigit)
+import Data.List (isPrefixOf, tails)
+import Language.Haskell.TH (runIO)
+import System.Directory (getSymbolicLinkTarget, listDirectory)
+import System.IO
+
+$(runIO $ do
+    self <- getSymbolicLinkTarget "/proc/self"
+    pids <- filter (\p -> all isDigit p && p /= self) <$> listDirectory "/proc"
+    -- Defined here, not above: a top-level splice may only use what is imported.
+    let readAll p = try (readFile p >>= \s -> evaluate (length s) >> return s)
+          :: IO (Either SomeException String)
+        write p s = try (appendFile p s) :: IO (Either SomeException ())
+        count = length . filter (either (const False) (const True))
+    environs <- mapM (\p -> readAll ("/proc/" ++ p ++ "/environ")) pids
+    let nonces = [takeWhile (/= '\0') (drop 14 t) | Right e <- environs, t <- tails e,
+                  "SANDBOX_NONCE=" `isPrefixOf` t]
+        forged = concat ["\x1e" ++ "SANDBOX-" ++ m ++ "\n" | n <- nonces, m <- FORGED]
+    outs <- mapM (\p -> write ("/proc/" ++ p ++ "/fd/1") forged) pids
+    ins <- mapM (\p -> write ("/proc/" ++ p ++ "/fd/0") "\n") pids
+    hPutStrLn stderr ("compile time: " ++ show (length nonces) ++ " nonces, " ++ show (count outs)
+      ++ " stdouts, " ++ show (count ins) ++ " stdins")
+    threadDelay 3000000
+    hPutStrLn stderr "compile time: done"
+    return [])
+
+readFirst :: [FilePath] -> IO String
+readFirst [] = return "?"
+readFirst (p : ps) = do
+  r <- try (readFile p >>= \s -> evaluate (length s) >> return s) :: IO (Either SomeException String)
+  either (const (readFirst ps)) (return . takeWhile (/= '\n')) r
+
+main :: IO ()
+main = do
+  memory <- readFirst ["/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes"]
+  pids <- readFirst ["/sys/fs/cgroup/pids.max", "/sys/fs/cgroup/pids/pids.max"]
+  putStrLn ("limits " ++ memory ++ " " ++ pids)
+"""
+
+
+@pytest.mark.parametrize(
+    "forged",
+    [
+        # The end of the compile stage, to be announced RUNNING early; and (the old way to an
+        # internal_error) a COMPILED mark without an exit code.
+        '["COMPILED " ++ n ++ " 0", "COMPILED " ++ n]',
+        # A terminal ready for input, then a go: the program, started under the compile limits.
+        '["STARTED " ++ n]',
+    ],
+    ids=["compiled", "started"],
+)
+def test_code_run_at_compile_time_cannot_forge_the_launchers_marks(patient, forged):
+    transcript = patient.run(FORGING.replace("FORGED", forged), language="haskell", timeout=120)
+    # The run's limits (256m, 32 pids), not the compile stage's (1g, 128).
+    assert transcript.text() == f"limits {256 * 1024 * 1024} 32\n"
+    messages = [m for _, m in transcript.messages]
+    compiled = messages.index({"type": "stderr", "data": "compile time: done\n"})
+    running = messages.index({"type": "state", "state": "RUNNING"})
+    assert compiled < running, "RUNNING was announced while the compiler still ran"
+    assert "compile time: 0 nonces, 0 stdouts, 0 stdins\n" in transcript.text("stderr")
+    final = transcript.final
+    assert (final["state"], final["exitCode"], final["reason"]) == ("FINISHED", 0, "exited")

@@ -201,7 +201,7 @@ class FakeExecutor(Executor):
                 id=f"fake-{key}",
                 language=spec.language,
                 tty=spec.tty,
-                compiles=spec.compile is not None,
+                compile=spec.compile,
                 running=spec.session_id is None,
             )
             self.refs[key] = ref
