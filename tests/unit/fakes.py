@@ -61,8 +61,10 @@ class FakeSandbox(Sandbox):
         self.went = threading.Event()
         # A pool's sandbox runs before anyone attaches to it.
         self.running_before_attach = False
-        # Scripted failures: start() raises start_error, wait() wait_error, remove() remove_error.
+        # Scripted failures: start() raises start_error, set_limits() limits_error, wait()
+        # wait_error, remove() remove_error.
         self.start_error: ExecutorError | None = None
+        self.limits_error: ExecutorError | None = None
         self.wait_error: ExecutorError | None = None
         self.remove_error: ExecutorError | None = None
 
@@ -120,6 +122,8 @@ class FakeSandbox(Sandbox):
         self.stdin_closed = True
 
     def set_limits(self, limits: Limits) -> None:
+        if self.limits_error is not None:
+            raise self.limits_error
         self.limits.append(limits)
 
     def go(self) -> None:
