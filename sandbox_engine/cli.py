@@ -120,6 +120,14 @@ def serve_command(args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"sandbox-engine: {exc}", file=sys.stderr)
         return 2
+    from .uids import UidLeases
+
+    try:
+        # Made here, so that a directory the server cannot write is one line, not a worker's crash.
+        UidLeases(config.uid_dir, config.uids)
+    except OSError as exc:
+        print(f"sandbox-engine: the uid leases' directory (--uid-dir): {exc}", file=sys.stderr)
+        return 2
     # The workers build their config from the environment; this hands them the flags' values.
     os.environ.update(config.to_env())
     conf = os.path.join(os.path.dirname(os.path.abspath(__file__)), "gunicorn_conf.py")
