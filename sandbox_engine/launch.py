@@ -23,10 +23,11 @@ compiler plugins, build scripts), so the launcher does not run it: the executor 
 group (executor.COMPILE_GID), which makes it another principal to the kernel (ptrace and
 /proc/<pid>/environ, mem and fd/* need every uid and gid to match): it can neither read the
 launcher or PID 1 nor open their stdin and stdout (a tty's terminal it can open, but not type
-into: TIOCSTI needs the terminal to be its own). Its exit code comes from the runtime, not from a
-mark; the program starts only on the go, a line on stdin that only the engine can write, after
-it lowered the limits to the run's. The nonce comes in the header, never in the environment
-(which /proc/1/environ shows) or the runtime's labels, so no mark can be written ahead of time.
+into: TIOCSTI needs the terminal to be its own; being the same uid, it can signal them, which
+only ends its own session). Its exit code comes from the runtime, not from a mark; the program
+starts only on the go, a line on stdin that only the engine can write, after it lowered the
+limits to the run's. The nonce comes in the header, never in the environment (which
+/proc/1/environ shows) or the runtime's labels, so no mark can be written ahead of time.
 """
 
 from __future__ import annotations
