@@ -8,10 +8,13 @@
 #   docker run -d --name sandbox-engine -p 127.0.0.1:8080:8080 \
 #     -v /var/run/docker.sock:/var/run/docker.sock \
 #     -v sandbox-engine-state:/var/lib/sandbox-engine \
+#     -v /var/lib/sandbox-engine/uids:/var/lib/sandbox-engine-uids \
 #     sandbox-engine [--run-timeout 600 ...]
 #
 # Arguments after the image name are added to `sandbox-engine serve`. One server per Docker
-# daemon, or give each its own --instance. Put deploy/nginx.conf in front of it.
+# daemon, or give each its own --instance. Put deploy/nginx.conf in front of it. The uid leases
+# are the host's directory, which every engine on the host must share (see --uid-dir): without
+# that mount two engines could run sandboxes as one uid.
 #
 # Access to the Docker socket is root on the host anyway, which is why the server runs as root
 # here: a user in the container would need the host's docker group id to use the socket.
@@ -49,7 +52,8 @@ RUN python3 -m venv /opt/venv \
 ENV PATH=/opt/venv/bin:$PATH \
     PYTHONUNBUFFERED=1 \
     PYTHONDONTWRITEBYTECODE=1 \
-    SANDBOX_ENGINE_STATE_DIR=/var/lib/sandbox-engine
+    SANDBOX_ENGINE_STATE_DIR=/var/lib/sandbox-engine \
+    SANDBOX_ENGINE_UID_DIR=/var/lib/sandbox-engine-uids
 # Session records, which GET /session/<id> answers from once a run has ended: a volume keeps
 # them when the container is replaced.
 VOLUME /var/lib/sandbox-engine

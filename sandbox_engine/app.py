@@ -48,9 +48,11 @@ def create_app(config: Config | None = None, executor=None) -> Flask:
     if executor is None:
         # Imported here: an app given another executor (the unit tests' fake) never loads docker-py.
         from .docker_executor import DockerExecutor
+        from .uids import UidLeases
 
         executor = DockerExecutor(
             config.instance,
+            UidLeases(config.uid_dir, config.uids),
             config.docker_host,
             pool_size=config.max_sessions + 16,
             lock_dir=records.directory,

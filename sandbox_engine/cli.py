@@ -37,6 +37,8 @@ LIMIT_FLAGS = (
     ("--max-records", "max_records", "ended sessions' records kept, the oldest forgotten first (10000)"),
     ("--allowed-origins", "allowed_origins", "comma-separated browser origins allowed to attach"),
     ("--docker-host", "docker_host", "Docker's address (DOCKER_HOST, else the local socket)"),
+    ("--uid-range", "uid_range", "host uids for sandboxes, one each: FIRST-LAST (200000-265535)"),
+    ("--uid-dir", "uid_dir", "the uid leases, one directory for every engine on the host"),
 )
 
 
@@ -106,9 +108,10 @@ def reap_command(reason: Reason) -> int:
     from .executor import ExecutorError
     from .reaper import reap_instance
     from .records import RecordStore
+    from .uids import UidLeases
 
     config = Config.from_env()
-    executor = DockerExecutor(config.instance, config.docker_host)
+    executor = DockerExecutor(config.instance, UidLeases(config.uid_dir, config.uids), config.docker_host)
     try:
         records = RecordStore(instance_directory(config.state_dir, config.instance))
         print(reap_instance(executor, records, reason))
@@ -132,6 +135,14 @@ def serve_command(args: argparse.Namespace) -> int:
         instance_directory(config.state_dir, config.instance)
     except (StateDirectoryError, OSError) as exc:
         print(f"sandbox-engine: {exc}", file=sys.stderr)
+        return 2
+    from .uids import UidLeases
+
+    try:
+        # Made here, so that a directory the server cannot write is one line, not a worker's crash.
+        UidLeases(config.uid_dir, config.uids)
+    except OSError as exc:
+        print(f"sandbox-engine: the uid leases' directory (--uid-dir): {exc}", file=sys.stderr)
         return 2
     # The workers build their config from the environment; this hands them the flags' values.
     os.environ.update(config.to_env())

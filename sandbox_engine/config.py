@@ -9,7 +9,13 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from .languages import LANGUAGES
+
 ENV_PREFIX = "SANDBOX_ENGINE_"
+# The images' own user and group (images/runtime/): sandboxes run as uids of the uid range instead,
+# so no sandbox shares its per-user quotas with anything that runs the images as they are; the
+# group is the compile stage's (executor.COMPILE_GID), which no program may have.
+IMAGE_ID = 10001
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmg]?)b?\s*$", re.IGNORECASE)
 _UNITS = {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3}
 
@@ -58,6 +64,11 @@ class Config:
     record_ttl: float = 3600.0
     max_records: int = 10000
     docker_host: str | None = None
+    # Host uids for sandboxes, FIRST-LAST, one per live sandbox (see uids): a range nobody else on
+    # the host uses (keep it clear of /etc/subuid), holding max_sessions plus the warm pool.
+    uid_range: str = "200000-265535"
+    # Where the uid leases live: one directory for every engine on the host, whatever its instance.
+    uid_dir: str = "/var/lib/sandbox-engine/uids"
     # Browser origins allowed to open a WebSocket; empty allows same-origin and non-browser clients.
     allowed_origins: tuple[str, ...] = field(default_factory=tuple)
 
@@ -103,6 +114,30 @@ class Config:
             value = getattr(self, name)
             if not math.isfinite(value) or value <= 0:
                 raise ValueError(f"{name} must be a positive number, got {value}")
+        uids = self.uids
+        if IMAGE_ID in uids:
+            raise ValueError(
+                f"uid_range {self.uid_range} holds {IMAGE_ID}, the images' own user and the compile group"
+            )
+        needed = self.max_sessions + sum(self.pool_sizes(list(LANGUAGES)).values())
+        if len(uids) < needed:
+            raise ValueError(
+                f"uid_range {self.uid_range} holds {len(uids)} uids; max_sessions and the pool need {needed}"
+            )
+
+    @property
+    def uids(self) -> range:
+        """The uid range, as numbers; ValueError when it is not FIRST-LAST of valid uids."""
+        first, sep, last = self.uid_range.partition("-")
+        if not (sep and first.strip().isdigit() and last.strip().isdigit()):
+            raise ValueError(f"uid_range {self.uid_range!r}: write FIRST-LAST, e.g. 200000-265535")
+        first_uid, last_uid = int(first), int(last)
+        # 0 is root; 4294967295 is (uid_t)-1, which no process can have.
+        if not 0 < first_uid <= last_uid < 2**32 - 1:
+            raise ValueError(
+                f"uid_range {self.uid_range!r}: uids from 1 to 4294967294, the first not above the last"
+            )
+        return range(first_uid, last_uid + 1)
 
     def pool_sizes(self, languages: list[str]) -> dict[tuple[str, bool], int]:
         """(language, tty) -> how many warm sandboxes to keep; only those above zero."""

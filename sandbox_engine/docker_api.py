@@ -57,10 +57,17 @@ def status_of(error: ExecutorError) -> int | None:
     return getattr(error.__cause__, "status_code", None)
 
 
-def remove_container(api: docker.APIClient, container: str) -> None:
-    # 404: gone already; 409: removal already in progress, started by someone else.
-    with translated("remove the sandbox", ignore=(404, 409)):
-        api.remove_container(container, force=True)
+def remove_container(api: docker.APIClient, container: str) -> bool:
+    """Remove a container, killing what runs in it; whether it is gone now (404: gone already).
+    False when someone else's removal of it is under way (409): that one sees it gone."""
+    try:
+        with translated("remove the sandbox", ignore=(404,)):
+            api.remove_container(container, force=True)
+    except ExecutorError as exc:
+        if status_of(exc) == 409:
+            return False
+        raise
+    return True
 
 
 def update_limits(api: docker.APIClient, container: str, limits: Limits) -> None:

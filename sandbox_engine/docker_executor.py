@@ -7,12 +7,18 @@ WebSocket and exactly one ever does. A warm pool's containers (`se-<instance>-po
 started ahead of time and taken for a session by the same kind of rename.
 
 Inside, a launcher (see `launch`) reads the program from stdin, writes it to the source file,
-runs the compile stage if there is one, and execs the program; /workspace is a tmpfs that exists
-only once the container runs, and the root file system is read-only, so stdin is the way in.
+waits while the sandbox runs the compile stage if there is one, and execs the program; /workspace
+is a tmpfs that exists only once the container runs, and the root file system is read-only, so
+stdin is the way in.
+
+Each container runs as a host uid of its own, leased from the server's range (see uids) before
+it is created and named in a label; whoever removes the container frees the uid, and the reaper
+reclaims the uids of containers removed by anyone else.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import re
@@ -28,7 +34,6 @@ from . import launch
 from .docker_api import client, remove_container, status_of, translated
 from .docker_sandbox import DockerSandbox
 from .executor import (
-    SANDBOX_USER,
     AlreadyClaimed,
     Executor,
     ExecutorError,
@@ -41,6 +46,7 @@ from .executor import (
     SandboxSpec,
 )
 from .locks import exclusive
+from .uids import RangeExhausted, UidLeases
 
 log = logging.getLogger(__name__)
 
@@ -49,9 +55,10 @@ LABEL_INSTANCE = "sandbox-engine.instance"
 LABEL_LANGUAGE = "sandbox-engine.language"
 LABEL_CREATED = "sandbox-engine.created"
 LABEL_TTY = "sandbox-engine.tty"
-LABEL_NONCE = "sandbox-engine.nonce"
 LABEL_POOL = "sandbox-engine.pool"
-LABEL_COMPILES = "sandbox-engine.compiles"
+# The compile stage's command, as JSON; empty without one.
+LABEL_COMPILE = "sandbox-engine.compile"
+LABEL_UID = "sandbox-engine.uid"
 WORKDIR = "/workspace"
 CLAIMING = "claiming"
 TAKING = "taking"
@@ -65,11 +72,17 @@ HALF_CLAIMED = 600.0
 
 class DockerExecutor(Executor):
     def __init__(
-        self, instance: str, docker_host: str | None = None, pool_size: int = 32, lock_dir: str | None = None
+        self,
+        instance: str,
+        uids: UidLeases,
+        docker_host: str | None = None,
+        pool_size: int = 32,
+        lock_dir: str | None = None,
     ) -> None:
         if not _INSTANCE.match(instance):
             raise ValueError(f"instance name {instance!r}: letters, digits, '-' and '_' only")
         self.instance = instance
+        self.uids = uids
         self.prefix = f"se-{instance}-"
         # With lock files shared by every worker of the server, renames of one container are
         # serialised and one rename makes a claim; without, a claim takes two (see _rename).
@@ -83,7 +96,24 @@ class DockerExecutor(Executor):
         return self.prefix + session_id
 
     def create(self, spec: SandboxSpec) -> SandboxRef:
-        nonce = launch.new_nonce()
+        try:
+            with self.uids.take(self.instance) as lease:
+                created, labels = self._create(spec, lease.uid)
+                lease.bind(created["Id"])
+        except RangeExhausted as exc:
+            raise RuntimeUnavailable(f"no host uid is free for a sandbox: {exc}") from exc
+        if spec.session_id is None:
+            try:
+                # Warm: started now, its launcher waiting for a program on stdin.
+                with self.starts, translated("start a pool sandbox"):
+                    self.api.start(created["Id"])
+            except ExecutorError:
+                self._remove(created["Id"], lease.uid)
+                raise
+        return _ref(created["Id"], labels, running=spec.session_id is None)
+
+    def _create(self, spec: SandboxSpec, uid: int) -> tuple[dict, dict[str, str]]:
+        """The container, not started, running as `uid`; and its labels."""
         # The container starts under the compile stage's limits when there is one.
         limits = spec.compile_limits if spec.compile and spec.compile_limits else spec.limits
         tmpfs_opts = f"rw,exec,nosuid,nodev,size={spec.limits.disk}"
@@ -91,7 +121,7 @@ class DockerExecutor(Executor):
             read_only=True,
             tmpfs={
                 # exec: compiled programs run from here; Docker mounts tmpfs noexec otherwise.
-                WORKDIR: f"{tmpfs_opts},uid=10001,gid=10001,mode=0700",
+                WORKDIR: f"{tmpfs_opts},uid={uid},gid={uid},mode=0700",
                 "/tmp": f"{tmpfs_opts},mode=1777",
             },
             network_mode="none",
@@ -112,19 +142,21 @@ class DockerExecutor(Executor):
             LABEL_INSTANCE: self.instance,
             LABEL_LANGUAGE: spec.language,
             LABEL_CREATED: f"{time.time():.3f}",
-            LABEL_NONCE: nonce,
-            LABEL_COMPILES: "1" if spec.compile else "",
+            LABEL_COMPILE: json.dumps(spec.compile) if spec.compile else "",
             LABEL_TTY: "1" if spec.tty else "",
             LABEL_POOL: "1" if pooled else "",
+            LABEL_UID: str(uid),
         }
         name = self._name(f"{POOL}{uuid.uuid4().hex[:12]}" if pooled else spec.session_id)
         create = dict(
             image=spec.image,
             command=launch.command(spec),
             name=name,
-            user=SANDBOX_USER,
+            # Its own uid, and a group of its own: the image's files are readable by all, and
+            # /workspace is this uid's.
+            user=f"{uid}:{uid}",
             working_dir=WORKDIR,
-            environment=launch.environment(spec, nonce),
+            environment=launch.environment(spec),
             labels=labels,
             # docker-py sets StdinOnce with stdin_open: the attach stream's EOF then closes
             # the program's stdin, which is how `eof` works.
@@ -136,15 +168,12 @@ class DockerExecutor(Executor):
         # The image is named in the error: "a sandbox image is missing" alone would not say which.
         with translated(f"create a sandbox of {spec.image}"):
             created = self.api.create_container(**create)
-        if pooled:
-            try:
-                # Warm: started now, its launcher waiting for a program on stdin.
-                with self.starts, translated("start a pool sandbox"):
-                    self.api.start(created["Id"])
-            except ExecutorError:
-                remove_container(self.api, created["Id"])
-                raise
-        return _ref(created["Id"], labels, running=pooled)
+        return created, labels
+
+    def _remove(self, container: str, uid: int | None) -> None:
+        """Remove a container, then free its uid: only once no process of it is left."""
+        if remove_container(self.api, container) and uid is not None:
+            self.uids.release(uid, container)
 
     def _info(self, row: dict) -> SandboxInfo:
         labels = row.get("Labels") or {}
@@ -246,7 +275,13 @@ class DockerExecutor(Executor):
         if ref is None:
             details = self._inspect(f"{name}.{owner}")
             ref = _ref(details["Id"], details["Config"]["Labels"], running=details["State"]["Running"])
-        return DockerSandbox(self.api, ref, session_id, starts=self.starts)
+        return self._sandbox(ref, session_id)
+
+    def _sandbox(self, ref: SandboxRef, session_id: str) -> DockerSandbox:
+        # Its removal frees its uid, as every other removal of a container does.
+        return DockerSandbox(
+            self.api, ref, session_id, starts=self.starts, remove=lambda: self._remove(ref.id, ref.uid)
+        )
 
     def _inspect(self, container: str) -> dict:
         with translated("inspect the sandbox"):
@@ -256,10 +291,16 @@ class DockerExecutor(Executor):
     def remove(self, session_id: str) -> None:
         info = self._find(session_id)
         if info is not None:
-            remove_container(self.api, info.ref.id)
+            self._remove(info.ref.id, info.ref.uid)
 
     def remove_sandbox(self, info: SandboxInfo) -> None:
-        remove_container(self.api, info.ref.id)
+        self._remove(info.ref.id, info.ref.uid)
+
+    def reclaim(self) -> None:
+        listed_at = time.time()
+        present = {row["Id"] for row in self._containers()}
+        for uid in self.uids.reclaim(self.instance, present, listed_at):
+            log.info("freed uid %d: its sandbox was removed by someone else", uid)
 
     def check(self, images: list[str]) -> str | None:
         try:
@@ -294,7 +335,7 @@ def _ref(container_id: str, labels: dict[str, str], running: bool) -> SandboxRef
         id=container_id,
         language=labels.get(LABEL_LANGUAGE, ""),
         tty=labels.get(LABEL_TTY) == "1",
-        compiles=bool(labels.get(LABEL_COMPILES)),
-        nonce=labels.get(LABEL_NONCE, ""),
+        compile=tuple(json.loads(labels[LABEL_COMPILE])) if labels.get(LABEL_COMPILE) else None,
         running=running,
+        uid=int(labels[LABEL_UID]) if labels.get(LABEL_UID, "").isdigit() else None,
     )

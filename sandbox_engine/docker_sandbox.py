@@ -3,19 +3,26 @@
 Docker multiplexes stdout and stderr on the attach stream unless there is a tty; `framing`
 takes that apart and takes the launcher's marks out, so what leaves here is the program's own
 output in order, with the compile stage's end and a tty's readiness between its bytes.
+
+The compile stage runs as a `docker exec` beside the launcher, in the compile stage's group (see
+launch for why): its output is read from its own connection, its exit code is Docker's.
 """
 
 from __future__ import annotations
 
+import logging
 import socket
 import threading
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 
 import docker
 
 from . import framing, launch, procfs
 from .docker_api import remove_container, translated, update_limits
 from .executor import (
+    COMPILE_GID,
+    CompileResult,
     ExecutorError,
     ExitStatus,
     Limits,
@@ -23,9 +30,12 @@ from .executor import (
     RuntimeUnavailable,
     Sandbox,
     SandboxRef,
+    Started,
     Stream,
     Terminal,
 )
+
+log = logging.getLogger(__name__)
 
 # How long a started tty sandbox may take to put its terminal in raw mode.
 READY_TIMEOUT = 10.0
@@ -33,7 +43,8 @@ READY_TIMEOUT = 10.0
 
 class DockerSandbox(Sandbox):
     """A claimed container and its hijacked attach connection, framed as Docker multiplexes it
-    (or raw, for a tty), with the launcher's compile mark taken out of the stream."""
+    (or raw, for a tty), with the launcher's mark taken out of the stream; and, with a compile
+    stage, the compiler's process and its connection."""
 
     def __init__(
         self,
@@ -41,6 +52,7 @@ class DockerSandbox(Sandbox):
         ref: SandboxRef,
         session_id: str,
         starts: threading.BoundedSemaphore | None = None,
+        remove: Callable[[], None] | None = None,
     ) -> None:
         self.api = api
         # By id: the container's name changes as it is claimed, its id never.
@@ -48,11 +60,20 @@ class DockerSandbox(Sandbox):
         self.session_id = session_id
         self.tty = ref.tty
         self.compiles = ref.compiles
-        self._nonce = ref.nonce
+        self._compile = ref.compile
+        self._uid = ref.uid
+        # The launcher's marks carry it; made for this start, it reaches the launcher in the
+        # header only (see launch).
+        self._nonce = launch.new_nonce()
         self._running = ref.running
         self._starts = starts or threading.BoundedSemaphore(1)
+        # The executor's removal: the container, then what it held (its uid).
+        self._remove = remove or (lambda: remove_container(self.api, self.container))
         self._early = b""
+        self._terminal: Terminal | None = None
         self._sock: socket.socket | None = None
+        # The compile stage's connection while it runs.
+        self._compile_sock: socket.socket | None = None
         self._write_lock = threading.Lock()
         self._closed = False
 
@@ -70,12 +91,13 @@ class DockerSandbox(Sandbox):
                 self.api.start(self.container)
             if self.tty:
                 self._wait_until_ready()
-        self.write(launch.header(code, terminal))
+        self._terminal = terminal
+        self.write(launch.header(code, terminal, self._nonce))
 
     def _wait_until_ready(self) -> None:
         """A tty launcher says when its terminal is raw; what it wrote before is no one's output."""
         assert self._sock is not None
-        mark = launch.mark(launch.READY, self._nonce)
+        mark = launch.mark(launch.READY)
         self._sock.settimeout(READY_TIMEOUT)
         seen = b""
         try:
@@ -91,13 +113,72 @@ class DockerSandbox(Sandbox):
         self._early = seen.partition(mark)[2]
 
     def output(self) -> Iterator[Output]:
-        items = self._raw() if self.tty else framing.demultiplex(self._chunks())
-        return framing.take_marks(items, self._nonce, int(self.tty) + int(self.compiles))
+        items = self._raw() if self.tty else framing.demultiplex(self._chunks(self._sock))
+        for item in framing.take_marks(items, self._nonce, launch.marks_expected(self.tty, self.compiles)):
+            if not isinstance(item, Started):
+                yield item
+                continue
+            # The source is in place and the launcher waits for the go: the compile stage's turn.
+            if self.tty:
+                yield item
+            if self._compile is not None:
+                yield from self._compile_stage(self._compile)
 
-    def _recv(self) -> bytes:
-        assert self._sock is not None, "start() first"
+    def _compile_stage(self, command: tuple[str, ...]) -> Iterator[Output]:
+        """Run the compiler beside the launcher, its output as the client's stderr (a tty's:
+        stdout), then its exit code; a failed one ends the launcher with that code."""
+        if self._uid is None:
+            raise ExecutorError("the sandbox has no uid of its own to compile as")
+        # The sandbox's uid in another group than the launcher's: see launch on who can forge what.
+        user = f"{self._uid}:{COMPILE_GID}"
+        with translated("start the compile stage"):
+            exec_id = self.api.exec_create(
+                self.container, launch.compile_command(command), stdin=False, tty=self.tty, user=user
+            )["Id"]
+            started = self.api.exec_start(exec_id, tty=self.tty, socket=True)
+        if self.tty:
+            # Its own terminal, as wide as the client's, for the compiler's diagnostics.
+            size = self._terminal or Terminal()
+            try:
+                with translated("size the compiler's terminal"):
+                    self.api.exec_resize(exec_id, height=size.rows, width=size.cols)
+            except ExecutorError as exc:
+                # A quick compiler may be done already; its output is what matters.
+                log.debug("compile stage of %s not resized: %s", self.session_id, exc)
+        sock = self._compile_sock = getattr(started, "_sock", started)
         try:
-            return self._sock.recv(65536)
+            if self.tty:
+                for data in self._chunks(sock):
+                    yield Stream.STDOUT, data
+            else:
+                for _, data in framing.demultiplex(self._chunks(sock)):
+                    yield Stream.STDERR, data
+        finally:
+            self._compile_sock = None
+            sock.close()
+        exit_code = self._exit_code(exec_id)
+        yield CompileResult(exit_code)
+        if exit_code != 0:
+            self.write(launch.halt(exit_code))
+
+    def _exit_code(self, exec_id: str) -> int:
+        """The compile stage's exit code, once its process has ended: Docker records it a moment
+        after the output ends, or later if the compiler closed its output and went on (until
+        it ends, or the compile timeout kills the sandbox: then 137, as for any kill)."""
+        pause = 0.01
+        while not self._closed:
+            with translated("learn how the compile stage ended"):
+                state = self.api.exec_inspect(exec_id)
+            if not state.get("Running") and state.get("ExitCode") is not None:
+                return state["ExitCode"]
+            time.sleep(pause)
+            pause = min(pause * 2, 0.5)
+        return 137  # removed meanwhile, and its processes with it
+
+    def _recv(self, sock: socket.socket | None) -> bytes:
+        assert sock is not None, "start() first"
+        try:
+            return sock.recv(65536)
         except OSError as exc:
             if self._closed:
                 return b""
@@ -107,11 +188,11 @@ class DockerSandbox(Sandbox):
         """A tty's stream: one, not multiplexed."""
         if self._early:
             yield Stream.STDOUT, self._early
-        for data in self._chunks():
+        for data in self._chunks(self._sock):
             yield Stream.STDOUT, data
 
-    def _chunks(self) -> Iterator[bytes]:
-        while data := self._recv():
+    def _chunks(self, sock: socket.socket | None) -> Iterator[bytes]:
+        while data := self._recv(sock):
             yield data
 
     def set_limits(self, limits: Limits) -> None:
@@ -175,15 +256,16 @@ class DockerSandbox(Sandbox):
 
     def remove(self) -> None:
         self._close_socket()
-        remove_container(self.api, self.container)
+        self._remove()
 
     def _close_socket(self) -> None:
         # Shut the socket down both ways, not just close the wrapper: a half-open attach keeps
         # the daemon's copy loop alive and can stall a later kill for 30 s.
         self._closed = True
-        if self._sock is not None:
-            try:
-                self._sock.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
-            self._sock.close()
+        for sock in (self._sock, self._compile_sock):
+            if sock is not None:
+                try:
+                    sock.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+                sock.close()

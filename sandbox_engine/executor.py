@@ -11,8 +11,15 @@ import enum
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
-# The unprivileged user every sandbox runs as, whatever the runtime; every image ends as this user.
-SANDBOX_USER = "10001:10001"
+from .config import IMAGE_ID
+
+# The unprivileged user every image ends as. Sandboxes run as host uids of their own instead (see
+# uids); this one is for running an image by hand, as the benchmark's baselines do.
+SANDBOX_USER = f"{IMAGE_ID}:{IMAGE_ID}"
+# The group a compile stage runs in, and no program: compile-time code (Template Haskell, a
+# compiler plugin) is then another principal than the launcher waiting beside it, whose memory,
+# environment, stdin and stdout it cannot reach (see launch). No uid of the range is this number.
+COMPILE_GID = IMAGE_ID
 
 
 class Stream(enum.Enum):
@@ -45,8 +52,9 @@ class SandboxSpec:
     command: tuple[str, ...]
     env: dict[str, str]
     limits: Limits
-    # With a compile stage the sandbox starts under compile_limits, compiles, reports the
-    # compiler's exit code, and waits for go() before the program runs under `limits`.
+    # With a compile stage the sandbox starts under compile_limits, its executor runs the compile
+    # command beside the launcher (see launch.compile_command) and reports its exit code, and the
+    # program waits for go() before it runs under `limits`.
     compile: tuple[str, ...] | None = None
     compile_limits: Limits | None = None
     # A pseudo-terminal for the program, or plain pipes.
@@ -66,11 +74,22 @@ class SandboxRef:
     id: str
     language: str
     tty: bool = False
-    compiles: bool = False
-    # The launcher's per-sandbox nonce (see launch).
-    nonce: str = ""
+    # The compile stage's command (SandboxSpec.compile), which its executor runs; None: none.
+    compile: tuple[str, ...] | None = None
     # Started already: a warm pool's sandbox, its launcher waiting for the program.
     running: bool = False
+    # The host uid its programs run as, its own while it exists (see uids); None if the runtime
+    # does not say.
+    uid: int | None = None
+
+    def __post_init__(self) -> None:
+        # As read back from JSON, the command is a list.
+        if self.compile is not None:
+            object.__setattr__(self, "compile", tuple(self.compile))
+
+    @property
+    def compiles(self) -> bool:
+        return self.compile is not None
 
 
 @dataclass(frozen=True)
@@ -147,9 +166,10 @@ class AlreadyClaimed(ExecutorError):
 class Sandbox(abc.ABC):
     """One claimed sandbox: its streams, its input and its end. Owned by one session run.
 
-    With a compile stage, output() yields a CompileResult once the compiler is done; the
-    program waits until go() is called (after set_limits() has applied the run's limits).
-    A tty sandbox yields Started once its terminal may take input.
+    With a compile stage, output() yields the compiler's output, then a CompileResult once the
+    compiler is done; the program waits until go() is called (after set_limits() has applied
+    the run's limits), and never starts without it. A tty sandbox yields Started once its
+    terminal may take input.
     """
 
     session_id: str
@@ -246,6 +266,10 @@ class Executor(abc.ABC):
     @abc.abstractmethod
     def check(self, images: list[str]) -> str | None:
         """None when the runtime answers and every image exists; else why not."""
+
+    def reclaim(self) -> None:  # noqa: B027 - optional for executors that lease nothing
+        """Free what sandboxes that no longer exist still hold (the Docker executor: their uids),
+        when whoever removed them could not. Idempotent, like the reaper that calls it."""
 
     def image_labels(self, image: str) -> dict[str, str]:
         """The labels of a language's image, where the build recorded its version."""

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 
 from . import launch
-from .executor import CompileResult, Output, Started, Stream
+from .executor import Output, Started, Stream
 
 _STREAMS = {1: Stream.STDOUT, 2: Stream.STDERR}
 HEADER = 8
@@ -34,11 +34,13 @@ def demultiplex(chunks: Iterable[bytes]) -> Iterator[tuple[Stream, bytes]]:
 
 
 def take_marks(items: Iterable[tuple[Stream, bytes]], nonce: str, expected: int) -> Iterator[Output]:
-    """Output with the launcher's STARTED and COMPILED marks turned into Started and
-    CompileResult, in order. `expected` is how many marks will come (tty: 1, compile stage: 1).
+    """Output with the launcher's STARTED marks of this nonce turned into Started, in order.
+    `expected` is how many the launcher writes (launch.marks_expected).
 
     Until the last mark is seen, stdout bytes that could begin one are held back, and everything
-    else goes on at once; after it, output passes untouched, marks and look-alikes included.
+    else goes on at once; after it, output passes untouched, marks and look-alikes included: the
+    launcher writes its last mark before any code of the user's runs, and anything later may be
+    that code's (see launch).
     """
     if not expected:
         yield from items
@@ -53,7 +55,7 @@ def take_marks(items: Iterable[tuple[Stream, bytes]], nonce: str, expected: int)
         while expected and (found := mark.search(pending)):
             if found.start():
                 yield Stream.STDOUT, pending[: found.start()]
-            yield Started() if found.group(1) else CompileResult(int(found.group(2)))
+            yield Started()
             pending = pending[found.end() :]
             expected -= 1
         cut = pending.rfind(launch.MARK_START[:1]) if expected else -1

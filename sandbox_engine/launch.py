@@ -3,14 +3,31 @@
 This module is its only owner. Both launchers (the POSIX `sh` script built here, and the Python
 launcher in `launchers/`, which gets these constants prepended) and the stream parser in
 `framing` use it; no executor knows its details, so any runtime that can start a process with
-stdin and stdout (Docker today, Kubernetes next) reuses it as it is.
+stdin and stdout, and run a second process in the same sandbox, reuses it as it is.
 
-In, on the sandbox's stdin: a header line `<bytes> <cols> <rows>`, then exactly <bytes> of code;
-after a compile stage, one line that lets the program start (the go); then the program's input.
-Out, on its stdout: marks `\\x1eSANDBOX-<NAME> <nonce>[ <number>]`, each a line of its own:
-READY (a tty is raw and may take the header), STARTED (a tty is sane again and may take the
-program's input), COMPILED <exit code> (the compile stage is over). The nonce is the sandbox's
-own, so that output which merely looks like a mark is passed on as output.
+In, on the sandbox's stdin: a header line `<bytes> <cols> <rows> <nonce>`, then exactly <bytes>
+of code; with a compile stage, one line after it: empty to let the program start (the go), or
+the compiler's exit code to end the sandbox with it; then the program's input.
+Out, on its stdout: marks `\\x1eSANDBOX-<NAME>[ <nonce>]`, each a line of its own: READY (a tty is
+raw and may take the header; written before the header, so without the nonce), STARTED <nonce>
+(the source is in place and a tty is sane again: the compile stage may start, the program's
+input may come).
+
+Who can forge what. Anything in the sandbox can write to its stdout (through /proc/1/fd/1, or a
+tty) and read what every process of its own uid and gid holds (/proc/<pid>/environ, mem, fd/*).
+So a mark is believed only while none of the user's code can have run: the parser takes the
+marks the launcher writes before the program or the compiler starts, and passes everything after
+them on as output, look-alikes included. A compile stage runs the user's code (Template Haskell,
+compiler plugins, build scripts), so the launcher does not run it: the executor runs
+`compile_command` as a process of its own beside the launcher (Docker: `docker exec`) in another
+group (executor.COMPILE_GID), which makes it another principal to the kernel (ptrace and
+/proc/<pid>/environ, mem and fd/* need every uid and gid to match): it can neither read the
+launcher or PID 1 nor open their stdin and stdout (a tty's terminal it can open, but not type
+into: TIOCSTI needs the terminal to be its own; being the same uid, it can signal them, which
+only ends its own session). Its exit code comes from the runtime, not from a mark; the program
+starts only on the go, a line on stdin that only the engine can write, after it lowered the
+limits to the run's. The nonce comes in the header, never in the environment (which
+/proc/1/environ shows) or the runtime's labels, so no mark can be written ahead of time.
 """
 
 from __future__ import annotations
@@ -18,13 +35,11 @@ from __future__ import annotations
 import os
 import re
 import secrets
-import shlex
 from collections.abc import Mapping
 
 from .executor import SandboxSpec, Terminal
 
-# The environment that carries the protocol's per-sandbox facts to the launcher.
-ENV_NONCE = "SANDBOX_NONCE"
+# The environment that carries the protocol's per-sandbox facts to the launcher; nothing secret.
 ENV_SOURCE = "SANDBOX_SOURCE"
 # docker-init (tini) and the like: pass signals to the program's whole process group.
 ENV_KILL_GROUP = "TINI_KILL_PROCESS_GROUP"
@@ -32,7 +47,6 @@ ENV_KILL_GROUP = "TINI_KILL_PROCESS_GROUP"
 MARK_START = b"\x1eSANDBOX-"
 READY = "READY"
 STARTED = "STARTED"
-COMPILED = "COMPILED"
 # A mark is a short line: a \x1e further back than this in the output begins none.
 MARK_MAX = 64
 
@@ -43,35 +57,42 @@ def new_nonce() -> str:
     return secrets.token_hex(8)
 
 
-def header(code: bytes, terminal: Terminal | None) -> bytes:
-    """What the launcher reads first: the code's size and the terminal's, then the code."""
+def header(code: bytes, terminal: Terminal | None, nonce: str) -> bytes:
+    """What the launcher reads first: the code's size, the terminal's and the nonce of its
+    marks, then the code."""
     size = terminal or Terminal()
-    return f"{len(code)} {size.cols} {size.rows}\n".encode() + code
+    return f"{len(code)} {size.cols} {size.rows} {nonce}\n".encode() + code
 
 
 # After a compile stage, the line that lets the program start.
 GO = b"\n"
 
 
-def mark(name: str, nonce: str, number: int | None = None) -> bytes:
+def halt(exit_code: int) -> bytes:
+    """After a failed compile stage, the line that ends the sandbox with the compiler's code."""
+    return f"{exit_code}\n".encode()
+
+
+def mark(name: str, nonce: str = "") -> bytes:
     """A mark as a launcher writes it."""
-    tail = f" {number}" if number is not None else ""
-    return MARK_START + f"{name} {nonce}{tail}\n".encode()
+    return MARK_START + f"{name} {nonce}".rstrip().encode() + b"\n"
 
 
 def mark_pattern(nonce: str) -> re.Pattern[bytes]:
-    """STARTED and COMPILED <exit code> marks of this nonce, as they arrive (a tty turns \\n
-    into \\r\\n). Group 1 is STARTED for that mark; group 2 the COMPILED mark's exit code."""
-    n = re.escape(nonce.encode())
-    started, compiled = STARTED.encode(), COMPILED.encode()
-    return re.compile(re.escape(MARK_START) + rb"(?:(%s) %s|%s %s (-?\d+))\r?\n" % (started, n, compiled, n))
+    """The STARTED mark of this nonce, as it arrives (a tty turns \\n into \\r\\n)."""
+    return re.compile(re.escape(mark(STARTED, nonce)[:-1]) + rb"\r?\n")
 
 
-def environment(spec: SandboxSpec, nonce: str) -> dict[str, str]:
+def marks_expected(tty: bool, compiles: bool) -> int:
+    """How many marks the parser takes after the header: STARTED, when a tty or a compile stage
+    waits for it."""
+    return int(tty or compiles)
+
+
+def environment(spec: SandboxSpec) -> dict[str, str]:
     """The sandbox's environment: the language's, and what its launcher needs."""
     env = dict(spec.env)
     env[ENV_SOURCE] = spec.source_file
-    env[ENV_NONCE] = nonce
     # This is how a client's SIGINT reaches every process of the program, not only the first.
     env[ENV_KILL_GROUP] = "1"
     if spec.tty:
@@ -84,25 +105,19 @@ def command(spec: SandboxSpec) -> list[str]:
     if spec.launcher == "python" and not spec.compile:
         # The interpreter starts now and waits for the program: a warm sandbox skips its start-up.
         return ["python3", "-u", "-c", python_launcher()]
-    return sh_launcher(spec.command, spec.compile, spec.tty)
+    return sh_launcher(spec.command, spec.compile is not None, spec.tty)
 
 
-def sh_launcher(
-    command: tuple[str, ...], compile: tuple[str, ...] | None = None, tty: bool = False
-) -> list[str]:
-    """A POSIX sh script that takes the program from stdin and execs it."""
-
-    def printf(name: str, number: str = "") -> str:
-        fmt = f"\\036SANDBOX-{name} %s" + (" %d" if number else "") + "\\n"
-        return f'printf "{fmt}" "$nonce"' + (f' "{number}"' if number else "")
-
-    lines = ["umask 077", f"nonce=${ENV_NONCE}"]
+def sh_launcher(command: tuple[str, ...], compiles: bool = False, tty: bool = False) -> list[str]:
+    """A POSIX sh script that takes the program from stdin and execs it; with a compile stage,
+    once the engine's go came (the engine runs the compile stage, see compile_command)."""
+    lines = ["umask 077"]
     if tty:
         # A terminal would echo the code and act on control characters in it: raw until it is
         # in, and say so, because the engine must not write before.
-        lines += ["stty raw -echo", printf(READY)]
+        lines += ["stty raw -echo", f"printf '{_printf(READY)}\\n'"]
     lines += [
-        "read -r size cols rows || exit 0",
+        "read -r size cols rows nonce || exit 0",
         # GNU head reads no byte past the count, so the program's input stays in stdin.
         f'head -c "$size" > "${ENV_SOURCE}" || exit 126',
     ]
@@ -110,19 +125,30 @@ def sh_launcher(
         # Docker 20.10 ignores the size given at create and refuses a resize before start, so the
         # terminal gets its size here, before the program's first instruction. Input typed before
         # the terminal is sane again would be taken raw, so the engine holds it until this mark.
-        lines += ['stty sane cols "$cols" rows "$rows"', printf(STARTED)]
-    lines.append(f"unset {ENV_SOURCE} {ENV_NONCE} {ENV_KILL_GROUP} size cols rows")
-    if compile:
-        lines += [
-            # Compiler output is the client's stderr; the compiler gets no stdin of the user's.
-            f"{shlex.join(compile)} </dev/null 1>&2; rc=$?",
-            printf(COMPILED, "$rc"),
-            '[ "$rc" -eq 0 ] || exit "$rc"',
-            # Wait for the engine's go: it first lowers the limits from the compile stage's.
-            "stty -echo; read -r _ || exit 0; stty echo" if tty else "read -r _ || exit 0",
-        ]
-    lines += ["unset nonce", 'exec "$@"']
+        lines.append('stty sane cols "$cols" rows "$rows"')
+    if marks_expected(tty, compiles):
+        # The last mark, written before any code of the user's runs (see the module's doc).
+        lines.append(f"printf '{_printf(STARTED)} %s\\n' \"$nonce\"")
+    lines.append(f"unset {ENV_SOURCE} {ENV_KILL_GROUP} size cols rows nonce")
+    if compiles:
+        # The engine compiles meanwhile, then lowers the limits to the run's and says go (an
+        # empty line), or ends the sandbox with the compiler's exit code.
+        read = 'read -r rc || exit 0; [ -z "$rc" ] || exit "$rc"'
+        lines.append(f"stty -echo; {read}; stty echo" if tty else read)
+    lines.append('exec "$@"')
     return ["/bin/sh", "-c", "\n".join(lines), "launch", *command]
+
+
+def _printf(name: str) -> str:
+    """A mark's start as a printf format in single quotes."""
+    return "\\036" + MARK_START[1:].decode() + name
+
+
+def compile_command(compile: tuple[str, ...]) -> list[str]:
+    """The compile stage, as the executor runs it beside the launcher, in /workspace: the files
+    it writes are private to the sandbox's uid as the launcher's are; its output is all stderr;
+    it gets no stdin."""
+    return ["/bin/sh", "-c", 'umask 077; exec "$@" </dev/null 1>&2', "compile", *compile]
 
 
 def python_launcher() -> str:
@@ -130,10 +156,9 @@ def python_launcher() -> str:
     with open(os.path.join(_LAUNCHERS, "python_launcher.py"), encoding="utf-8") as f:
         body = f.read()
     constants = {
-        "ENV_NONCE": ENV_NONCE,
         "ENV_SOURCE": ENV_SOURCE,
         "ENV_KILL_GROUP": ENV_KILL_GROUP,
-        "MARK_READY": MARK_START + READY.encode() + b" ",
+        "MARK_READY": mark(READY),
         "MARK_STARTED": MARK_START + STARTED.encode() + b" ",
     }
     return _definitions(constants) + body

@@ -3,8 +3,9 @@
 It expires sessions created but never attached once the idle timeout passes, and removes what
 the executor calls orphaned: sandboxes whose claiming worker has died, sandboxes this worker
 claimed but no longer runs (a removal that failed while the runtime was away), and dead warm
-sandboxes. It also forgets the records of ended sessions past their age or count. Reaping and
-pruning are idempotent, so every worker's reaper may run at once.
+sandboxes. It also forgets the records of ended sessions past their age or count, and once a
+minute lets the executor free what removed sandboxes still hold (their uids). Reaping and pruning
+are idempotent, so every worker's reaper may run at once.
 """
 
 from __future__ import annotations
@@ -27,6 +28,8 @@ log = logging.getLogger(__name__)
 INTERVAL = 1.0
 # The full sweep of the state directory under the cheap prune of every pass.
 SWEEP_EVERY = 60.0
+# How often a reaper frees what sandboxes removed by someone else still hold (their uids).
+RECLAIM_EVERY = 60.0
 
 
 class Sessions(Protocol):
@@ -82,6 +85,7 @@ class Reaper:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._last_sweep = 0.0
+        self._last_reclaim = 0.0
 
     def start(self) -> None:
         self._stop.clear()
@@ -129,6 +133,9 @@ class Reaper:
             elif not info.claimed and not info.pooled and self._expired(info, now):
                 log.info("reaping session %s (idle_timeout)", info.session_id)
                 self.sessions.expire(info.session_id, Reason.IDLE_TIMEOUT)
+        if now - self._last_reclaim > RECLAIM_EVERY:
+            self._last_reclaim = now
+            self.executor.reclaim()
 
     def prune_once(self) -> None:
         """Forget ended sessions' records past their age or count; now and then, sweep."""
@@ -170,7 +177,8 @@ class Reaper:
 
 
 def reap_instance(executor: Executor, records: RecordStore, reason: Reason = Reason.INTERNAL_ERROR) -> int:
-    """Remove every sandbox of this instance: at server start, what a crash left behind."""
+    """Remove every sandbox of this instance, and free what removed ones still held: at server
+    start, what a crash left behind."""
     count = 0
     for info in executor.list():
         if info.pooled:
@@ -178,4 +186,5 @@ def reap_instance(executor: Executor, records: RecordStore, reason: Reason = Rea
         else:
             records.end(info.session_id, reason, lambda info=info: executor.remove_sandbox(info))
         count += 1
+    executor.reclaim()
     return count

@@ -12,7 +12,8 @@ cd "$(dirname "$0")/.."
 
 BASE=sandbox-engine/base:bookworm
 RUNTIME=sandbox-engine/runtime:bookworm
-# Who programs run as (docker_executor.py's SANDBOX_USER): the user every language image ends as.
+# The images' own user (executor.py's SANDBOX_USER), which every language image ends as. Sandboxes
+# run as host uids of their own instead (sandbox_engine/uids.py); version commands run as this one.
 SANDBOX_USER=10001:10001
 # The specs are read by the package itself, in the venv scripts/setup.sh makes before it runs this.
 PYTHON=.venv/bin/python

@@ -1,7 +1,8 @@
 # Runs inside a Python sandbox as `python3 -u -c <this>`: the launcher protocol of
 # sandbox_engine.launch, in the interpreter that will run the program, so that a warm sandbox
 # skips the interpreter's start-up. Reads stdin with os.read so that no byte of the program's
-# own input is taken. ENV_* and MARK_* are defined before this code by launch.python_launcher.
+# own input is taken. ENV_* and MARK_* are defined before this code by launch.python_launcher;
+# the nonce of the STARTED mark comes in the header (see launch).
 # ruff: noqa: F821
 import os
 import runpy  # imported before the program arrives: they cost milliseconds once it has
@@ -9,7 +10,6 @@ import signal
 import sys
 import traceback
 
-nonce = os.environ.pop(ENV_NONCE, "").encode()
 source = os.path.abspath(os.environ.pop(ENV_SOURCE, "main.py"))
 os.environ.pop(ENV_KILL_GROUP, None)
 tty = os.isatty(0)
@@ -22,7 +22,7 @@ if tty:
     raw[1] &= ~termios.OPOST
     raw[3] &= ~(termios.ECHO | termios.ICANON | termios.ISIG | termios.IEXTEN)
     termios.tcsetattr(0, termios.TCSANOW, raw)
-    os.write(1, MARK_READY + nonce + b"\n")
+    os.write(1, MARK_READY)
 
 
 def _read_exactly(size: int) -> bytes:
@@ -38,7 +38,8 @@ def _read_exactly(size: int) -> bytes:
 header = b""
 while not header.endswith(b"\n"):
     header += _read_exactly(1)
-size, cols, rows = (int(field) for field in header.split())
+*numbers, nonce = header.split()
+size, cols, rows = (int(number) for number in numbers)
 os.umask(0o077)
 with open(source, "wb") as f:
     f.write(_read_exactly(size))
@@ -49,7 +50,7 @@ if tty:
     termios.tcsetattr(0, termios.TCSANOW, cooked)
     fcntl.ioctl(0, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
     os.write(1, MARK_STARTED + nonce + b"\n")
-del nonce, header, size, cols, rows, tty
+del nonce, numbers, header, size, cols, rows, tty
 
 
 def _main():

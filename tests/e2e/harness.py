@@ -16,6 +16,7 @@ import docker
 import requests
 from websockets.sync.client import ClientConnection, connect
 
+from sandbox_engine.config import Config
 from sandbox_engine.languages import LANGUAGES
 
 # The core engine issue's interactive example, which several suites run end to end: the IDE's
@@ -31,6 +32,8 @@ LANGUAGE_IDS = list(LANGUAGES)
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 VENV_BIN = os.path.dirname(sys.executable)
 INSTANCE_LABEL = "sandbox-engine.instance"
+# The host's uid leases, which every server of the suite shares, as engines on one host do.
+UID_DIR = Config().uid_dir
 # Every instance this test run started, for the end-of-suite leak check.
 STARTED_INSTANCES: set[str] = set()
 
@@ -98,6 +101,19 @@ class Server:
     def session_containers(self, session_id: str) -> list[dict]:
         """The session's container, by its name: `se-<instance>-<session>`, claimed or not."""
         return [c for c in self.containers() if c["Names"][0].lstrip("/").split(".")[0].endswith(session_id)]
+
+    def leases(self) -> dict[int, dict]:
+        """The host uids this server's sandboxes hold now, by uid, with what each lease says."""
+        leases = {}
+        for name in os.listdir(UID_DIR) if os.path.isdir(UID_DIR) else []:
+            try:
+                with open(os.path.join(UID_DIR, name)) as f:
+                    lease = json.load(f)
+            except (OSError, ValueError):
+                continue  # freed meanwhile, or the directory's lock file
+            if lease.get("instance") == self.instance:
+                leases[int(name)] = lease
+        return leases
 
     def wait_no_containers(self, timeout: float = 10, pool_too: bool = True) -> list:
         """Wait until no container of the instance is left (or none of a session's)."""
@@ -207,3 +223,7 @@ def shutdown(server: Server) -> None:
     for container in left:
         server.docker.api.remove_container(container["Id"], force=True)
     assert not left, f"containers left behind by {server.instance}: {[c['Names'] for c in left]}"
+    leased = server.leases()
+    for uid in leased:
+        os.unlink(os.path.join(UID_DIR, str(uid)))
+    assert not leased, f"uids left leased by {server.instance}: {leased}"

@@ -5,10 +5,14 @@ from __future__ import annotations
 import pytest
 from harness import shutdown, start_server
 
+from sandbox_engine.config import Config
+
 # Every test here runs a real server on the real Docker daemon.
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
 
 OUTPUT_LIMIT = 100000
+# The host uids sandboxes run as: the default range.
+UIDS = Config().uids
 
 
 @pytest.fixture(scope="module")
@@ -17,6 +21,14 @@ def strict(docker_client, tmp_path_factory):
     server = start_server(
         docker_client, tmp_path_factory, workers=2, idle_timeout=3, run_timeout=6, output_limit=OUTPUT_LIMIT
     )
+    yield server
+    shutdown(server)
+
+
+@pytest.fixture(scope="module")
+def patient(docker_client, tmp_path_factory):
+    """Timeouts long enough for sessions that must outlive other sessions' whole runs."""
+    server = start_server(docker_client, tmp_path_factory, workers=2, idle_timeout=30, run_timeout=60)
     yield server
     shutdown(server)
 
@@ -38,7 +50,10 @@ def test_container_is_hardened_as_specified(strict):
     assert host["LogConfig"]["Type"] == "none"
     assert set(host["Tmpfs"]) == {"/workspace", "/tmp"}
     assert all("size=67108864" in opts and "exec" in opts for opts in host["Tmpfs"].values())
-    assert config["Config"]["User"] == "10001:10001"
+    uid = int(config["Config"]["Labels"]["sandbox-engine.uid"])
+    assert uid in UIDS
+    assert config["Config"]["User"] == f"{uid}:{uid}"
+    assert f"uid={uid},gid={uid},mode=0700" in host["Tmpfs"]["/workspace"]
     assert config["Config"]["Labels"]["sandbox-engine"] == "1"
     assert config["Config"]["Labels"]["sandbox-engine.instance"] == strict.instance
 
@@ -158,7 +173,9 @@ def test_no_privileges(strict):
         "print('init', open('/proc/1/cmdline').read().split(chr(0))[0])\n"
     )
     lines = strict.run(code).text().splitlines()
-    assert lines[0] == "uid 10001 10001 10001"
+    uid = int(lines[0].split()[1])
+    assert uid in UIDS
+    assert lines[0] == f"uid {uid} {uid} {uid}"
     assert lines[1:6] == [
         f"{cap} 0000000000000000" for cap in ("CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb")
     ]
@@ -206,3 +223,140 @@ def test_output_limit_counts_stdout_and_stderr_together(strict):
     total = len(transcript.text("stdout").encode()) + len(transcript.text("stderr").encode())
     assert transcript.final["reason"] == "output_limit"
     assert total == OUTPUT_LIMIT
+
+
+def test_each_live_sandbox_runs_as_a_uid_of_its_own_freed_at_removal(patient):
+    code = "import os\nprint(os.getuid(), os.getgid(), flush=True)\ninput()\nprint('bye')\n"
+    ids = [patient.create(code) for _ in range(2)]
+    uids = []
+    with patient.attach(ids[0]) as first, patient.attach(ids[1]) as second:
+        for ws, session_id in ((first, ids[0]), (second, ids[1])):
+            uid, gid = map(int, ws.read_stdout_until("\n").split())
+            assert uid == gid and uid in UIDS
+            [container] = patient.session_containers(session_id)
+            assert patient.leases()[uid]["holder"] == container["Id"]
+            uids.append(uid)
+        assert uids[0] != uids[1]
+        for ws in (first, second):
+            ws.send({"type": "input", "data": "\n"})
+            assert ws.read_to_end().text().endswith("bye\n")
+    patient.wait_no_containers(pool_too=False)
+    assert not set(uids) & set(patient.leases()), "a removed sandbox's uid is still leased"
+
+
+# Holds every inotify instance its uid may have (fs.inotify.max_user_instances), until input comes.
+INOTIFY_HOG = (
+    "import ctypes, errno\n"
+    "libc = ctypes.CDLL(None, use_errno=True)\n"
+    "held = []\n"
+    "while (fd := libc.inotify_init1(0)) >= 0:\n"
+    "    held.append(fd)\n"
+    "print('held', len(held), errno.errorcode[ctypes.get_errno()], flush=True)\n"
+    "input()\n"
+    "print('still held', sum(1 for fd in held if libc.fcntl(fd, 1) >= 0))\n"
+)
+INOTIFY_ONE = (
+    "import ctypes, os\n"
+    "libc = ctypes.CDLL(None, use_errno=True)\n"
+    "fd = libc.inotify_init1(0)\n"
+    "print('inotify', 'ok' if fd >= 0 else os.strerror(ctypes.get_errno()))\n"
+)
+
+
+def test_a_sandbox_holding_every_inotify_instance_leaves_other_sandboxes_theirs(patient):
+    """The kernel counts inotify instances per uid of the whole host, not per container."""
+    with open("/proc/sys/fs/inotify/max_user_instances") as f:
+        limit = int(f.read())
+    with patient.attach(patient.create(INOTIFY_HOG)) as hog:
+        assert hog.read_stdout_until("\n") == f"held {limit} EMFILE\n"
+        assert patient.run(INOTIFY_ONE).text() == "inotify ok\n"
+        hog.send({"type": "input", "data": "\n"})
+        transcript = hog.read_to_end()
+    assert transcript.text().endswith(f"still held {limit}\n")
+    assert transcript.final["reason"] == "exited"
+
+
+def test_home_tmp_and_workspace_are_the_programs_own(strict):
+    code = (
+        "import os, tempfile\n"
+        "home = os.path.expanduser('~')\n"
+        "for d in (home, tempfile.gettempdir(), os.getcwd()):\n"
+        "    with open(os.path.join(d, 'note'), 'w') as f:\n"
+        "        f.write(d)\n"
+        "    print(d, open(os.path.join(d, 'note')).read() == d, os.stat(d).st_uid == os.getuid())\n"
+    )
+    assert strict.run(code).text() == "/workspace True True\n/tmp True False\n/workspace True True\n"
+
+
+# A Haskell program whose Template Haskell runs while ghc compiles it, as a compiler plugin or a
+# build script could: it looks for the launcher's nonce in every environment it can read, writes
+# forged marks (FORGED, with each nonce found) to every stdout it can open and a go to every
+# stdin, says what it managed, and keeps the compiler busy a while longer. The program then
+# reports the limits it runs under.
+FORGING = r"""{-# LANGUAGE TemplateHaskell #-}
+module Main where
+
+import Control.Concurrent (threadDelay)
+import Control.Exception (SomeException, evaluate, try)
+import Data.Char (isDigit)
+import Data.List (isPrefixOf, tails)
+import Language.Haskell.TH (runIO)
+import System.Directory (getSymbolicLinkTarget, listDirectory)
+import System.IO
+
+$(runIO $ do
+    self <- getSymbolicLinkTarget "/proc/self"
+    pids <- filter (\p -> all isDigit p && p /= self) <$> listDirectory "/proc"
+    -- Defined here, not above: a top-level splice may only use what is imported.
+    let readAll p = try (readFile p >>= \s -> evaluate (length s) >> return s)
+          :: IO (Either SomeException String)
+        write p s = try (appendFile p s) :: IO (Either SomeException ())
+        count = length . filter (either (const False) (const True))
+    environs <- mapM (\p -> readAll ("/proc/" ++ p ++ "/environ")) pids
+    let nonces = [takeWhile (/= '\0') (drop 14 t) | Right e <- environs, t <- tails e,
+                  "SANDBOX_NONCE=" `isPrefixOf` t]
+        forged = concat ["\x1e" ++ "SANDBOX-" ++ m ++ "\n" | n <- nonces, m <- FORGED]
+    outs <- mapM (\p -> write ("/proc/" ++ p ++ "/fd/1") forged) pids
+    ins <- mapM (\p -> write ("/proc/" ++ p ++ "/fd/0") "\n") pids
+    hPutStrLn stderr ("compile time: " ++ show (length nonces) ++ " nonces, " ++ show (count outs)
+      ++ " stdouts, " ++ show (count ins) ++ " stdins")
+    threadDelay 3000000
+    hPutStrLn stderr "compile time: done"
+    return [])
+
+readFirst :: [FilePath] -> IO String
+readFirst [] = return "?"
+readFirst (p : ps) = do
+  r <- try (readFile p >>= \s -> evaluate (length s) >> return s) :: IO (Either SomeException String)
+  either (const (readFirst ps)) (return . takeWhile (/= '\n')) r
+
+main :: IO ()
+main = do
+  memory <- readFirst ["/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes"]
+  pids <- readFirst ["/sys/fs/cgroup/pids.max", "/sys/fs/cgroup/pids/pids.max"]
+  putStrLn ("limits " ++ memory ++ " " ++ pids)
+"""
+
+
+@pytest.mark.parametrize(
+    "forged",
+    [
+        # The end of the compile stage, to be announced RUNNING early; and (the old way to an
+        # internal_error) a COMPILED mark without an exit code.
+        '["COMPILED " ++ n ++ " 0", "COMPILED " ++ n]',
+        # A terminal ready for input, then a go: the program, started under the compile limits.
+        '["STARTED " ++ n]',
+    ],
+    ids=["compiled", "started"],
+)
+def test_code_run_at_compile_time_cannot_forge_the_launchers_marks(patient, forged):
+    transcript = patient.run(FORGING.replace("FORGED", forged), language="haskell", timeout=120)
+    # The run's limits (256m, 32 pids), not the compile stage's (1g, 128).
+    assert transcript.text() == f"limits {256 * 1024 * 1024} 32\n"
+    messages = [m for _, m in transcript.messages]
+    compiled = messages.index({"type": "stderr", "data": "compile time: done\n"})
+    running = messages.index({"type": "state", "state": "RUNNING"})
+    assert compiled < running, "RUNNING was announced while the compiler still ran"
+    assert "compile time: 0 nonces, 0 stdouts, 0 stdins\n" in transcript.text("stderr")
+    final = transcript.final
+    assert (final["state"], final["exitCode"], final["reason"]) == ("FINISHED", 0, "exited")

@@ -70,8 +70,10 @@ class FakeSandbox(Sandbox):
         self.kill_ignored = False
         # A pool's sandbox runs before anyone attaches to it.
         self.running_before_attach = False
-        # Scripted failures: start() raises start_error, wait() wait_error, remove() remove_error.
+        # Scripted failures: start() raises start_error, set_limits() limits_error, wait()
+        # wait_error, remove() remove_error.
         self.start_error: ExecutorError | None = None
+        self.limits_error: ExecutorError | None = None
         self.wait_error: ExecutorError | None = None
         self.remove_error: ExecutorError | None = None
         # Raised by signal(): any exception, as a bug below the WebSocket handler would raise.
@@ -151,6 +153,8 @@ class FakeSandbox(Sandbox):
             return self._stdin.wait_for(lambda: self.stdin_closed, timeout)
 
     def set_limits(self, limits: Limits) -> None:
+        if self.limits_error is not None:
+            raise self.limits_error
         self.limits.append(limits)
 
     def go(self) -> None:
@@ -212,6 +216,9 @@ class FakeExecutor(Executor):
         # Called at the start of list(), before anything is read: a test makes something happen
         # between a caller's earlier view and this listing.
         self.before_list: Callable[[], None] | None = None
+        # Each time the executor was asked to free what removed sandboxes held: the sandboxes
+        # there were then.
+        self.reclaims: list[list[str]] = []
         self._lock = threading.Lock()
         self._pooled = 0
 
@@ -232,7 +239,7 @@ class FakeExecutor(Executor):
                 id=f"fake-{key}",
                 language=spec.language,
                 tty=spec.tty,
-                compiles=spec.compile is not None,
+                compile=spec.compile,
                 running=spec.session_id is None,
             )
             self.refs[key] = ref
@@ -284,6 +291,10 @@ class FakeExecutor(Executor):
 
     def check(self, images: list[str]) -> str | None:
         return self.problem
+
+    def reclaim(self) -> None:
+        self._fail()
+        self.reclaims.append(list(self.sandboxes))
 
     def image_labels(self, image: str) -> dict[str, str]:
         return self.labels.get(image, {})

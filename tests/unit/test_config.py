@@ -27,6 +27,8 @@ DEFAULTS = {
 def test_defaults_match_the_documented_limits():
     config = Config.from_env({})
     assert {name: getattr(config, name) for name in DEFAULTS} == DEFAULTS
+    assert config.uids == range(200000, 265536)
+    assert config.uid_dir == "/var/lib/sandbox-engine/uids"
     assert config.instance == "default"
     assert config.docker_host is None
     assert config.allowed_origins == ()
@@ -180,6 +182,8 @@ def test_to_env_round_trips_through_from_env():
         record_ttl=60.0,
         max_records=50,
         docker_host="tcp://docker:2375",
+        uid_range="300000-300099",
+        uid_dir="/srv/uids",
         allowed_origins=("https://a.example", "https://b.example"),
     )
     env = config.to_env()
@@ -199,3 +203,31 @@ def test_serve_has_a_flag_for_each_record_bound():
     assert flags["--max-records"] == "max_records" and flags["--record-ttl"] == "record_ttl"
     config = Config.from_env({}, max_records="25", record_ttl="90")
     assert (config.max_records, config.record_ttl) == (25, 90.0)
+
+
+def test_the_uid_range_is_read_as_numbers():
+    config = Config.from_env({"SANDBOX_ENGINE_UID_RANGE": "300000-300063"})
+    assert config.uids == range(300000, 300064)
+
+
+@pytest.mark.parametrize(
+    ("uid_range", "why"),
+    [
+        ("300000", "FIRST-LAST"),
+        ("a-b", "FIRST-LAST"),
+        ("-5-10", "FIRST-LAST"),
+        ("0-100", "from 1"),
+        ("300-200", "the first not above the last"),
+        ("1-4294967295", "4294967294"),
+        ("5000-20000", "images' own user"),
+    ],
+)
+def test_a_uid_range_that_is_no_range_of_ours_is_refused(uid_range, why):
+    with pytest.raises(ValueError, match=why):
+        Config.from_env({}, uid_range=uid_range)
+
+
+def test_the_uid_range_must_hold_every_session_and_the_pool():
+    Config.from_env({}, uid_range="300000-300063", max_sessions=64)
+    with pytest.raises(ValueError, match="holds 64 uids; max_sessions and the pool need 66"):
+        Config.from_env({}, uid_range="300000-300063", max_sessions=64, pool_size="python=2")

@@ -15,7 +15,7 @@ from sandbox_engine.engine import Engine
 from sandbox_engine.errors import EngineError, Kind
 from sandbox_engine.executor import ExecutorError, RuntimeUnavailable
 from sandbox_engine.languages import LANGUAGES
-from sandbox_engine.reaper import Reaper
+from sandbox_engine.reaper import RECLAIM_EVERY, Reaper, reap_instance
 from sandbox_engine.records import Record, RecordStore
 from sandbox_engine.states import Reason
 
@@ -498,6 +498,23 @@ def test_a_claim_whose_owner_is_gone_is_reaped_as_an_internal_error(engine, exec
     described = engine.describe(session_id)
     assert (described["state"], described["reason"]) == ("TERMINATED", "internal_error")
     assert executor.list() == []
+
+
+def test_the_reaper_frees_what_removed_sandboxes_held_once_a_minute(engine, executor):
+    reaper_ = reaper(engine)
+    reaper_.reap_once()
+    reaper_.reap_once()
+    assert len(executor.reclaims) == 1
+    reaper_._last_reclaim -= RECLAIM_EVERY
+    reaper_.reap_once()
+    assert len(executor.reclaims) == 2
+
+
+def test_reaping_an_instance_removes_its_sandboxes_then_frees_what_they_held(engine, executor):
+    waiting = engine.create_session("python", CODE)
+    assert reap_instance(executor, engine.records) == 1
+    assert executor.reclaims == [[]]
+    assert engine.describe(waiting)["reason"] == "internal_error"
 
 
 def test_a_dead_warm_sandbox_is_reaped_and_a_live_one_kept(make_engine, executor):

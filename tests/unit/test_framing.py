@@ -7,7 +7,7 @@ import subprocess
 import pytest
 
 from sandbox_engine import framing, launch
-from sandbox_engine.executor import CompileResult, SandboxSpec, Started, Stream, Terminal
+from sandbox_engine.executor import SandboxSpec, Started, Stream, Terminal
 from sandbox_engine.languages import LANGUAGES
 
 NONCE = "0123456789abcdef"
@@ -62,32 +62,36 @@ def marks(items, expected: int) -> list:
 
 
 @pytest.mark.parametrize("size", [1, 2, 5, 64])
-def test_a_compile_mark_is_taken_out_in_order_however_it_is_cut(size):
-    stdout = b"warning\n" + launch.mark(launch.COMPILED, NONCE, 0) + b"Hello\n"
+def test_a_started_mark_is_taken_out_in_order_however_it_is_cut(size):
+    stdout = b"before\n" + launch.mark(launch.STARTED, NONCE) + b"Hello\n"
     items = [(OUT, chunk) for chunk in cut(stdout, size)]
-    assert marks(items, 1) == [(OUT, b"warning\n"), CompileResult(0), (OUT, b"Hello\n")]
+    assert marks(items, 1) == [(OUT, b"before\n"), Started(), (OUT, b"Hello\n")]
 
 
-def test_a_failed_compile_reports_its_exit_code():
-    items = [(ERR, b"main.c:1: error\n"), (OUT, launch.mark(launch.COMPILED, NONCE, 1))]
-    assert marks(items, 1) == [(ERR, b"main.c:1: error\n"), CompileResult(1)]
+def test_a_tty_mark_with_a_carriage_return():
+    stdout = launch.mark(launch.STARTED, NONCE).replace(b"\n", b"\r\n")
+    assert marks([(OUT, stdout), (OUT, b"hi")], 1) == [Started(), (OUT, b"hi")]
 
 
-def test_a_tty_mark_with_a_carriage_return_and_then_a_compile_mark():
-    stdout = launch.mark(launch.STARTED, NONCE).replace(b"\n", b"\r\n") + launch.mark(
-        launch.COMPILED, NONCE, 0
+def test_marks_of_another_nonce_or_kind_are_output():
+    forged = (
+        launch.mark(launch.STARTED, "f" * 16)
+        + launch.mark(launch.STARTED)
+        # What the launcher once wrote at the compile stage's end, with and without its code.
+        + b"\x1eSANDBOX-COMPILED "
+        + NONCE.encode()
+        + b" 0\n"
+        + b"\x1eSANDBOX-COMPILED "
+        + NONCE.encode()
+        + b"\n"
     )
-    assert marks([(OUT, stdout), (OUT, b"hi")], 2) == [Started(), CompileResult(0), (OUT, b"hi")]
-
-
-def test_marks_of_another_nonce_or_without_an_exit_code_are_output():
-    forged = launch.mark(launch.COMPILED, "f" * 16, 0) + b"\x1eSANDBOX-COMPILED " + NONCE.encode() + b"\n"
     assert marks([(OUT, forged)], 1) == [(OUT, forged)]
 
 
 def test_after_the_last_mark_output_passes_untouched():
-    again = launch.mark(launch.COMPILED, NONCE, 0)
-    assert marks([(OUT, again + b"x"), (OUT, again)], 1) == [CompileResult(0), (OUT, b"x" + again)]
+    """Marks written after the launcher's last one are the user's code's: output, not marks."""
+    again = launch.mark(launch.STARTED, NONCE)
+    assert marks([(OUT, again + b"x"), (OUT, again)], 1) == [Started(), (OUT, b"x" + again)]
 
 
 def test_output_that_cannot_begin_a_mark_is_not_held_back():
@@ -123,51 +127,118 @@ def spec(language: str = "c", tty: bool = False) -> SandboxSpec:
     )
 
 
-def test_the_header_carries_the_code_size_and_terminal():
-    assert launch.header("é".encode(), None) == b"2 80 24\n" + "é".encode()
-    assert launch.header(b"x", Terminal(120, 40)) == b"1 120 40\nx"
+def test_the_header_carries_the_code_size_terminal_and_nonce():
+    assert launch.header("é".encode(), None, NONCE) == f"2 80 24 {NONCE}\n".encode() + "é".encode()
+    assert launch.header(b"x", Terminal(120, 40), NONCE) == f"1 120 40 {NONCE}\nx".encode()
 
 
-def test_the_environment_hands_the_launcher_its_facts():
-    env = launch.environment(spec("python", tty=True), NONCE)
-    assert env[launch.ENV_NONCE] == NONCE
+def test_every_nonce_is_new():
+    assert len({launch.new_nonce() for _ in range(100)}) == 100
+
+
+@pytest.mark.parametrize(
+    ("tty", "compiles", "expected"), [(False, False, 0), (True, False, 1), (False, True, 1), (True, True, 1)]
+)
+def test_one_mark_is_expected_when_a_terminal_or_a_compile_stage_waits_for_it(tty, compiles, expected):
+    assert launch.marks_expected(tty, compiles) == expected
+
+
+def test_the_environment_hands_the_launcher_its_facts_and_no_secret():
+    env = launch.environment(spec("python", tty=True))
     assert env[launch.ENV_SOURCE] == "main.py"
     assert env["TERM"] == "xterm-256color"
     assert env["PYTHONUNBUFFERED"] == "1"
+    # Any process of the sandbox reads PID 1's environment (/proc/1/environ).
+    assert not any("NONCE" in name for name in env)
 
 
 def test_the_python_launcher_gets_the_protocol_constants():
     command = launch.command(spec("python"))
     assert command[:3] == ["python3", "-u", "-c"]
     source = command[3]
-    assert f"ENV_NONCE = {launch.ENV_NONCE!r}" in source
+    assert f"ENV_SOURCE = {launch.ENV_SOURCE!r}" in source
+    assert "NONCE" not in source
     compile(source, "launcher", "exec")
 
 
-def run_sh_launcher(
-    stdin: bytes, compile_cmd: tuple[str, ...] | None, tmp_path
-) -> subprocess.CompletedProcess:
+def test_the_python_launcher_takes_the_header_then_runs_the_program(tmp_path):
+    env = {"PATH": "/usr/bin:/bin", launch.ENV_SOURCE: str(tmp_path / "main.py")}
+    code = b"import os\nprint('ran', input(), sorted(k for k in os.environ if k.startswith('SANDBOX')))"
+    stdin = launch.header(code, None, NONCE) + b"input\n"
+    done = subprocess.run(
+        launch.command(spec("python")), input=stdin, capture_output=True, cwd=tmp_path, env=env, timeout=10
+    )
+    assert done.stdout == b"ran input []\n", done.stderr
+
+
+# The program the sh launcher runs in these tests: its own source, then its input.
+PROGRAM = ("sh", "-c", 'echo "ran $(cat prog.sh)"; cat')
+
+
+def sh_launcher_env(tmp_path) -> dict[str, str]:
+    return {"PATH": "/usr/bin:/bin", launch.ENV_SOURCE: str(tmp_path / "prog.sh")}
+
+
+def run_sh_launcher(stdin: bytes, compiles: bool, tmp_path) -> subprocess.CompletedProcess:
     """The sh launcher, run here by a real sh: the protocol end to end without a container."""
-    argv = launch.sh_launcher(("sh", "-c", 'echo "ran $(cat prog.sh)"; cat'), compile_cmd)
-    env = {"PATH": "/usr/bin:/bin", launch.ENV_NONCE: NONCE, launch.ENV_SOURCE: str(tmp_path / "prog.sh")}
-    return subprocess.run(argv, input=stdin, capture_output=True, cwd=tmp_path, env=env, timeout=10)
+    argv = launch.sh_launcher(PROGRAM, compiles)
+    return subprocess.run(
+        argv, input=stdin, capture_output=True, cwd=tmp_path, env=sh_launcher_env(tmp_path), timeout=10
+    )
 
 
 def test_the_sh_launcher_takes_the_code_then_leaves_the_input_to_the_program(tmp_path):
-    done = run_sh_launcher(launch.header(b"CODE", None) + b"input\n", None, tmp_path)
+    done = run_sh_launcher(launch.header(b"CODE", None, NONCE) + b"input\n", False, tmp_path)
     assert done.stdout == b"ran CODE\ninput\n"
     assert (tmp_path / "prog.sh").read_bytes() == b"CODE"
 
 
-def test_the_sh_launchers_compile_mark_is_what_the_parser_takes(tmp_path):
-    stdin = launch.header(b"CODE", None) + launch.GO + b"input\n"
-    done = run_sh_launcher(stdin, ("sh", "-c", "echo compiling; exit 0"), tmp_path)
-    items = list(framing.take_marks([(OUT, done.stdout)], NONCE, 1))
-    assert items == [CompileResult(0), (OUT, b"ran CODE\ninput\n")]
-    assert done.stderr == b"compiling\n"
+def test_with_a_compile_stage_the_sh_launcher_marks_the_source_in_place_and_waits_for_the_go(tmp_path):
+    launcher = subprocess.Popen(
+        launch.sh_launcher(PROGRAM, compiles=True),
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        cwd=tmp_path,
+        env=sh_launcher_env(tmp_path),
+    )
+    try:
+        launcher.stdin.write(launch.header(b"CODE", None, NONCE))
+        launcher.stdin.flush()
+        started = launch.mark(launch.STARTED, NONCE)
+        assert launcher.stdout.read(len(started)) == started
+        # The compile stage's turn: the source is there, and nothing runs until the go.
+        assert (tmp_path / "prog.sh").read_bytes() == b"CODE"
+        with pytest.raises(subprocess.TimeoutExpired):
+            launcher.wait(0.3)
+        launcher.stdin.write(launch.GO + b"input\n")
+        launcher.stdin.close()
+        assert launcher.stdout.read() == b"ran CODE\ninput\n"
+        assert launcher.wait(10) == 0
+    finally:
+        launcher.kill()
+        launcher.wait()
 
 
-def test_a_failed_compile_stops_the_sh_launcher_with_its_code(tmp_path):
-    done = run_sh_launcher(launch.header(b"CODE", None), ("sh", "-c", "exit 3"), tmp_path)
-    assert list(framing.take_marks([(OUT, done.stdout)], NONCE, 1)) == [CompileResult(3)]
+def test_after_a_failed_compile_the_sh_launcher_ends_with_its_code_and_runs_nothing(tmp_path):
+    done = run_sh_launcher(launch.header(b"CODE", None, NONCE) + launch.halt(3) + b"input\n", True, tmp_path)
+    assert list(framing.take_marks([(OUT, done.stdout)], NONCE, 1)) == [Started()]
     assert done.returncode == 3
+
+
+def test_without_a_go_the_sh_launcher_runs_nothing(tmp_path):
+    done = run_sh_launcher(launch.header(b"CODE", None, NONCE), True, tmp_path)
+    assert list(framing.take_marks([(OUT, done.stdout)], NONCE, 1)) == [Started()]
+    assert done.returncode == 0
+
+
+def test_the_sh_launcher_neither_runs_the_compiler_nor_keeps_the_nonce():
+    script = launch.command(spec("c"))[2]
+    assert "gcc" not in script
+    [unset] = [line.split() for line in script.splitlines() if line.startswith("unset ")]
+    assert "nonce" in unset
+
+
+def test_the_compile_stage_writes_stderr_reads_nothing_and_keeps_its_files_private(tmp_path):
+    command = launch.compile_command(("sh", "-c", "echo out; echo err >&2; cat; umask"))
+    done = subprocess.run(command, input=b"stdin", capture_output=True, cwd=tmp_path, timeout=10)
+    assert (done.stdout, done.stderr, done.returncode) == (b"", b"out\nerr\n0077\n", 0)

@@ -26,7 +26,7 @@ def record(session_id: str = "s1", **fields) -> Record:
 
 
 def test_a_record_reads_back_as_written_with_its_types(store):
-    ref = SandboxRef(id="c0ffee", language="python", tty=True, nonce="n", running=True)
+    ref = SandboxRef(id="c0ffee", language="c", tty=True, compile=("gcc", "main.c"), running=True, uid=200001)
     store.write(record(sandbox=ref, cols=80, rows=24))
     back = store.read("s1")
     assert back == record(sandbox=ref, cols=80, rows=24, created_at=back.created_at)

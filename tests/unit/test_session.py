@@ -485,6 +485,17 @@ def test_a_failed_compile_finishes_with_compile_error_and_the_compilers_exit_cod
     assert (outcome.state, outcome.reason) == (State.FINISHED, "compile_error")
 
 
+def test_a_compiled_program_never_goes_unless_the_run_limits_are_in_force(make_run):
+    h = make_run(compiles=True)
+    h.sandbox.limits_error = ExecutorError("Docker could not change the sandbox's limits")
+    h.run.start(b"int main(){}")
+    h.sandbox.compiled(0)
+    outcome = h.ended()
+    assert not h.sandbox.went.is_set()
+    assert RUNNING not in h.client.messages
+    assert (outcome.state, outcome.reason) == (State.TERMINATED, "internal_error")
+
+
 def test_a_compile_that_takes_too_long_is_ended_with_timeout(make_run):
     h = make_run(compiles=True, compile_timeout=0.2, idle_timeout=0.05)
     h.run.start(b"")
