@@ -12,7 +12,7 @@ from .worker import current_worker
 
 bp = Blueprint("api", __name__)
 # What POST /session takes; anything else is refused by name.
-SESSION_FIELDS = ("language", "code", "tty", "cols", "rows")
+SESSION_FIELDS = ("language", "code", "tty", "cols", "rows", "mergeStderr")
 
 
 @bp.post("/session")
@@ -44,7 +44,10 @@ def create_session():
         raise EngineError(Kind.INVALID_REQUEST, "'code' must be a string")
     if not code.strip():
         raise EngineError(Kind.INVALID_REQUEST, "'code' is empty")
-    session_id = engine().create_session(language, code, _terminal(body))
+    merge = body.get("mergeStderr", False)
+    if not isinstance(merge, bool):
+        raise EngineError(Kind.INVALID_REQUEST, "'mergeStderr' must be true or false")
+    session_id = engine().create_session(language, code, _terminal(body), merge)
     return {"sessionId": session_id}, 201, {"Location": f"/session/{session_id}"}
 
 

@@ -77,7 +77,7 @@ class DockerSandbox(Sandbox):
         self._write_lock = threading.Lock()
         self._closed = False
 
-    def start(self, code: bytes, terminal: Terminal | None = None) -> None:
+    def start(self, code: bytes, terminal: Terminal | None = None, merge_stderr: bool = False) -> None:
         with translated("attach to the sandbox"):
             attached = self.api.attach_socket(
                 self.container, params={"stdin": 1, "stdout": 1, "stderr": 1, "stream": 1}
@@ -92,7 +92,7 @@ class DockerSandbox(Sandbox):
             if self.tty:
                 self._wait_until_ready()
         self._terminal = terminal
-        self.write(launch.header(code, terminal, self._nonce))
+        self.write(launch.header(code, terminal, self._nonce, merge_stderr))
 
     def _wait_until_ready(self) -> None:
         """A tty launcher says when its terminal is raw; what it wrote before is no one's output."""

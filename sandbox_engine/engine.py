@@ -75,7 +75,9 @@ class Engine:
         return f"p{os.getpid()}"
 
     # --- sessions ------------------------------------------------------------------------
-    def create_session(self, language: str, code: str, terminal: Terminal | None = None) -> str:
+    def create_session(
+        self, language: str, code: str, terminal: Terminal | None = None, merge_stderr: bool = False
+    ) -> str:
         spec = self.languages.get(language)
         if spec is None:
             known = ", ".join(sorted(self.languages))
@@ -95,6 +97,7 @@ class Engine:
             created_at=time.time(),
             cols=terminal.cols if terminal else None,
             rows=terminal.rows if terminal else None,
+            merge_stderr=merge_stderr,
         )
         # The record and the program first: whoever finds the container must find them too.
         if not self.records.admit(record, self.config.max_sessions):
@@ -174,7 +177,7 @@ class Engine:
         code = self.records.read_code(session_id) or b""
         terminal = Terminal(record.cols, record.rows) if record.cols and record.rows else None
         try:
-            run.start(code, terminal)
+            run.start(code, terminal, record.merge_stderr)
         except ExecutorError as exc:
             self._forget(session_id)
             self.records.end(session_id, Reason.INTERNAL_ERROR, lambda: self._remove_quietly(sandbox.remove))

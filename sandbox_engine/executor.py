@@ -177,9 +177,10 @@ class Sandbox(abc.ABC):
     compiles: bool = False
 
     @abc.abstractmethod
-    def start(self, code: bytes, terminal: Terminal | None = None) -> None:
+    def start(self, code: bytes, terminal: Terminal | None = None, merge_stderr: bool = False) -> None:
         """Connect the streams, start the sandbox (unless pooled: it runs already), and hand it
-        the program: no early output can be lost. `terminal` sizes a tty sandbox's terminal."""
+        the program: no early output can be lost. `terminal` sizes a tty sandbox's terminal;
+        `merge_stderr` gives the program one pipe for stdout and stderr, so their order holds."""
 
     @abc.abstractmethod
     def output(self) -> Iterator[Output]:

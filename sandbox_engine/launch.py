@@ -57,11 +57,11 @@ def new_nonce() -> str:
     return secrets.token_hex(8)
 
 
-def header(code: bytes, terminal: Terminal | None, nonce: str) -> bytes:
-    """What the launcher reads first: the code's size, the terminal's and the nonce of its
-    marks, then the code."""
+def header(code: bytes, terminal: Terminal | None, nonce: str, merge_stderr: bool = False) -> bytes:
+    """What the launcher reads first: the code's size, the terminal's, whether stderr goes to
+    stdout (1) or not (0), and the nonce of its marks; then the code."""
     size = terminal or Terminal()
-    return f"{len(code)} {size.cols} {size.rows} {nonce}\n".encode() + code
+    return f"{len(code)} {size.cols} {size.rows} {int(merge_stderr)} {nonce}\n".encode() + code
 
 
 # After a compile stage, the line that lets the program start.
@@ -117,7 +117,7 @@ def sh_launcher(command: tuple[str, ...], compiles: bool = False, tty: bool = Fa
         # in, and say so, because the engine must not write before.
         lines += ["stty raw -echo", f"printf '{_printf(READY)}\\n'"]
     lines += [
-        "read -r size cols rows nonce || exit 0",
+        "read -r size cols rows merge nonce || exit 0",
         # GNU head reads no byte past the count, so the program's input stays in stdin.
         f'head -c "$size" > "${ENV_SOURCE}" || exit 126',
     ]
@@ -130,6 +130,8 @@ def sh_launcher(command: tuple[str, ...], compiles: bool = False, tty: bool = Fa
         # The last mark, written before any code of the user's runs (see the module's doc).
         lines.append(f"printf '{_printf(STARTED)} %s\\n' \"$nonce\"")
     lines.append(f"unset {ENV_SOURCE} {ENV_KILL_GROUP} size cols rows nonce")
+    # One pipe for both streams: the program's writes keep their order (a terminal is one anyway).
+    lines.append('[ "$merge" != 1 ] || exec 2>&1; unset merge')
     if compiles:
         # The engine compiles meanwhile, then lowers the limits to the run's and says go (an
         # empty line), or ends the sandbox with the compiler's exit code.

@@ -44,6 +44,8 @@ class Record:
     # A tty session's terminal size; None for pipes.
     cols: int | None = None
     rows: int | None = None
+    # One pipe for the program's stdout and stderr, so that their order holds.
+    merge_stderr: bool = False
     # The sandbox as its executor made it (see Executor.create), for the worker that attaches.
     sandbox: SandboxRef | None = None
 

@@ -106,9 +106,9 @@ class SessionRun:
         self._killer: threading.Thread | None = None
 
     # --- lifecycle -----------------------------------------------------------------------
-    def start(self, code: bytes, terminal: Terminal | None = None) -> None:
+    def start(self, code: bytes, terminal: Terminal | None = None, merge_stderr: bool = False) -> None:
         """Start the sandbox with the program, and the run's threads. Raises if it cannot start."""
-        self.sandbox.start(code, terminal)
+        self.sandbox.start(code, terminal, merge_stderr)
         self.started_at = time.time()
         self._started = self._last_activity = self._clock()
         self._hard_deadline = self._started + self.limits.hard_deadline(self.sandbox.compiles)

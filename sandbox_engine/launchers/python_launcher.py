@@ -39,7 +39,7 @@ header = b""
 while not header.endswith(b"\n"):
     header += _read_exactly(1)
 *numbers, nonce = header.split()
-size, cols, rows = (int(number) for number in numbers)
+size, cols, rows, merge = (int(number) for number in numbers)
 os.umask(0o077)
 with open(source, "wb") as f:
     f.write(_read_exactly(size))
@@ -50,7 +50,10 @@ if tty:
     termios.tcsetattr(0, termios.TCSANOW, cooked)
     fcntl.ioctl(0, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
     os.write(1, MARK_STARTED + nonce + b"\n")
-del nonce, numbers, header, size, cols, rows, tty
+if merge:
+    # One pipe for both streams, so that the program's writes keep their order.
+    os.dup2(1, 2)
+del nonce, numbers, header, size, cols, rows, tty, merge
 
 
 def _main():

@@ -271,3 +271,13 @@ def test_delete_of_an_attached_running_session_always_ends_the_same(server, atte
     }
     info = server.session(session_id)
     assert (info["exitCode"], info["reason"], info["signal"]) == (137, "killed", "SIGKILL")
+
+
+def test_merged_stderr_keeps_the_order_the_program_wrote_in(server):
+    code = "import sys\nfor i in range(50):\n    print('out', i)\n    print('err', i, file=sys.stderr)\n"
+    response = server.post(code, mergeStderr=True)
+    assert response.status_code == 201, response.text
+    with server.attach(response.json()["sessionId"]) as ws:
+        transcript = ws.read_to_end(30)
+    expected = "".join(f"out {i}\nerr {i}\n" for i in range(50))
+    assert transcript.text() == expected and transcript.text("stderr") == ""

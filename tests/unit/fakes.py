@@ -107,10 +107,11 @@ class FakeSandbox(Sandbox):
         return b"".join(self.writes)
 
     # --- the interface -----------------------------------------------------------------
-    def start(self, code: bytes = b"", terminal: Terminal | None = None) -> None:
+    def start(self, code: bytes = b"", terminal: Terminal | None = None, merge_stderr: bool = False) -> None:
         if self.start_error is not None:
             raise self.start_error
         self.code = code
+        self.merge_stderr = merge_stderr
         self.terminal = terminal
         self.started = True
 

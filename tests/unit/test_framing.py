@@ -127,9 +127,9 @@ def spec(language: str = "c", tty: bool = False) -> SandboxSpec:
     )
 
 
-def test_the_header_carries_the_code_size_terminal_and_nonce():
-    assert launch.header("é".encode(), None, NONCE) == f"2 80 24 {NONCE}\n".encode() + "é".encode()
-    assert launch.header(b"x", Terminal(120, 40), NONCE) == f"1 120 40 {NONCE}\nx".encode()
+def test_the_header_carries_the_code_size_terminal_merge_and_nonce():
+    assert launch.header("é".encode(), None, NONCE) == f"2 80 24 0 {NONCE}\n".encode() + "é".encode()
+    assert launch.header(b"x", Terminal(120, 40), NONCE, True) == f"1 120 40 1 {NONCE}\nx".encode()
 
 
 def test_every_nonce_is_new():
@@ -242,3 +242,12 @@ def test_the_compile_stage_writes_stderr_reads_nothing_and_keeps_its_files_priva
     command = launch.compile_command(("sh", "-c", "echo out; echo err >&2; cat; umask"))
     done = subprocess.run(command, input=b"stdin", capture_output=True, cwd=tmp_path, timeout=10)
     assert (done.stdout, done.stderr, done.returncode) == (b"", b"out\nerr\n0077\n", 0)
+
+
+def test_the_sh_launcher_merges_stderr_into_stdout_when_asked(tmp_path):
+    argv = launch.sh_launcher(("sh", "-c", "echo one; echo two >&2; echo three"))
+    env = {"PATH": "/usr/bin:/bin", launch.ENV_SOURCE: str(tmp_path / "prog.sh")}
+    for merge, stdout, stderr in ((True, b"one\ntwo\nthree\n", b""), (False, b"one\nthree\n", b"two\n")):
+        stdin = launch.header(b"", None, NONCE, merge)
+        done = subprocess.run(argv, input=stdin, capture_output=True, cwd=tmp_path, env=env, timeout=10)
+        assert (done.stdout, done.stderr) == (stdout, stderr)
