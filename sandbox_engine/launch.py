@@ -125,7 +125,9 @@ def sh_launcher(command: tuple[str, ...], compiles: bool = False, tty: bool = Fa
         # Docker 20.10 ignores the size given at create and refuses a resize before start, so the
         # terminal gets its size here, before the program's first instruction. Input typed before
         # the terminal is sane again would be taken raw, so the engine holds it until this mark.
-        lines.append('stty sane cols "$cols" rows "$rows"')
+        # No job control in a sandbox's terminal: Ctrl-Z would stop the program with no way back,
+        # so it is a plain character (susp undef), as it is to a program in raw mode.
+        lines.append('stty sane susp undef cols "$cols" rows "$rows"')
     if marks_expected(tty, compiles):
         # The last mark, written before any code of the user's runs (see the module's doc).
         lines.append(f"printf '{_printf(STARTED)} %s\\n' \"$nonce\"")

@@ -47,6 +47,8 @@ if tty:
     import fcntl
     import struct
 
+    # No job control in a sandbox's terminal: Ctrl-Z is a plain character (see launch.py).
+    cooked[6][termios.VSUSP] = b"\0"
     termios.tcsetattr(0, termios.TCSANOW, cooked)
     fcntl.ioctl(0, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
     os.write(1, MARK_STARTED + nonce + b"\n")

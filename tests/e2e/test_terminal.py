@@ -185,3 +185,21 @@ def test_tty_request_validation(server):
         )
         assert response.status_code == 400, body
         assert json.loads(response.text)["error"]["code"] == "invalid_request"
+
+
+@pytest.mark.parametrize(
+    ("language", "code", "expected"),
+    [
+        ("python", "print(repr(input('> ')))", "'a\\x1ab'"),
+        ("bash", "read -r -p '> ' line; printf '%q\\n' \"$line\"", "$'a\\032b'"),
+    ],
+)
+def test_ctrl_z_in_a_terminal_is_a_plain_character_not_a_suspension(server, language, code, expected):
+    # Issue 10: Ctrl-Z stopped the program with no way back, then the idle timeout killed it.
+    response = server.post(code, language=language, tty=True)
+    with server.attach(response.json()["sessionId"]) as ws:
+        ws.read_stdout_until("> ")
+        ws.send({"type": "input", "data": "a\x1ab\r"})
+        transcript = ws.read_to_end(20)
+    assert expected in transcript.text()
+    assert transcript.final["reason"] == "exited" and transcript.final["exitCode"] == 0
