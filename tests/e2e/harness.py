@@ -183,8 +183,14 @@ class Attachment:
 
 
 def start_server(
-    docker_client, tmp_path_factory, workers: int = 2, instance: str | None = None, **options
+    docker_client,
+    tmp_path_factory,
+    workers: int = 2,
+    instance: str | None = None,
+    ready: bool = True,
+    **options,
 ) -> Server:
+    """A real `sandbox-engine serve`, once it is ready (or, with ready=False, once it answers)."""
     port = free_port()
     instance = instance or f"t{uuid.uuid4().hex[:10]}"
     STARTED_INSTANCES.add(instance)
@@ -202,7 +208,10 @@ def start_server(
         if process.poll() is not None:
             raise RuntimeError(f"server exited with {process.returncode}; see {log.name}")
         try:
-            if requests.get(f"{server.url}/readyz", timeout=10).status_code == 200:
+            if (
+                requests.get(f"{server.url}/{'readyz' if ready else 'healthz'}", timeout=10).status_code
+                == 200
+            ):
                 return server
         except requests.RequestException:
             pass  # not listening yet, or too slow to answer this time

@@ -107,3 +107,16 @@ def test_at_capacity_answers_429_with_retry_after(make_server):
     requests.delete(f"{server.url}/session/{first}", timeout=10)
     assert server.post("print(4)").status_code == 201
     requests.delete(f"{server.url}/session/{second}", timeout=10)
+
+
+def test_a_dead_daemon_is_said_in_words_without_python_exception_text(make_server, tmp_path):
+    # Issue 10: a 503 said "('Connection aborted.', FileNotFoundError(2, ...))".
+    server = make_server(workers=1, docker_host=f"unix://{tmp_path}/no-such-docker.sock", ready=False)
+    for response in (
+        requests.post(f"{server.url}/session", json={"language": "python", "code": "print(1)"}, timeout=30),
+        requests.get(f"{server.url}/readyz", timeout=30),
+    ):
+        assert response.status_code == 503
+        message = response.json()["error"]["message"]
+        assert "Docker does not answer" in message
+        assert not any(word in message for word in ("Error(", "Errno", "('", "Traceback")), message
