@@ -21,13 +21,18 @@ def exclusive(path: str) -> Iterator[None]:
     gevent's sleep once the worker is patched).
     """
     with open(path, "a", opener=private_opener) as lock:
-        while True:
-            try:
-                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                time.sleep(SPIN)
+        lock_polling(lock.fileno())
         try:
             yield
         finally:
             fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def lock_polling(fd: int) -> None:
+    """Take an exclusive flock on an open file, polling (see exclusive)."""
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return
+        except BlockingIOError:
+            time.sleep(SPIN)

@@ -19,12 +19,11 @@ import fcntl
 import json
 import os
 import random
-import time
 from collections.abc import Collection, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
-from .locks import SPIN, exclusive
+from .locks import exclusive, lock_polling
 
 # Releases and reclaims are serialised by this lock file (taking needs none: O_EXCL makes it
 # exact), so that neither removes a lease taken again since it was read.
@@ -175,12 +174,7 @@ class UidLeases:
 def _lock(fd: int) -> None:
     """Lock a lease just made. A reclaimer may be looking at it (it finds it empty and lets go at
     once), so this polls, never a blocking flock (see locks.exclusive)."""
-    while True:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            return
-        except BlockingIOError:
-            time.sleep(SPIN)
+    lock_polling(fd)
 
 
 def _write(fd: int, lease: Lease) -> None:

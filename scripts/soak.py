@@ -211,6 +211,18 @@ def client_loop(url: str, stop: float, tally: Tally, restart: dict, rng: random.
             time.sleep(0.5)
 
 
+def wait_ready(url: str, seconds: float) -> bool:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            if requests.get(f"{url}/readyz", timeout=10).status_code == 200:
+                return True
+        except requests.RequestException:
+            pass
+        time.sleep(0.2)
+    return False
+
+
 def restart_dockerd(restart: dict, url: str) -> dict:
     """Stop dockerd, start it again, and time how long the server takes to be ready again."""
     pid = subprocess.run(["pidof", "dockerd"], capture_output=True, text=True).stdout.split()
@@ -223,14 +235,7 @@ def restart_dockerd(restart: dict, url: str) -> dict:
         time.sleep(0.1)
     unready = requests.get(f"{url}/readyz", timeout=10).status_code
     subprocess.run([os.path.join(ROOT, "scripts", "dockerd.sh")], check=True)
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        try:
-            if requests.get(f"{url}/readyz", timeout=10).status_code == 200:
-                break
-        except requests.RequestException:
-            pass
-        time.sleep(0.2)
+    wait_ready(url, 120)
     restart["to"] = time.monotonic()
     return {"readyz while down": unready, "ready again after": f"{restart['to'] - restart['from']:.1f} s"}
 
@@ -258,13 +263,7 @@ def main(argv: list[str] | None = None) -> int:
         start_new_session=True,
     )
     try:
-        for _ in range(300):
-            try:
-                if requests.get(f"{url}/readyz", timeout=5).status_code == 200:
-                    break
-            except requests.RequestException:
-                pass
-            time.sleep(0.2)
+        wait_ready(url, 60)
         time.sleep(5)  # the pool fills
         rss_start = worker_rss(server.pid)
         tally, restart = Tally(), {"from": None, "to": None}
