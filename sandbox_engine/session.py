@@ -253,8 +253,9 @@ class SessionRun:
                         self._compile_failed = item.exit_code != 0
                     continue
                 stream, chunk = item
-                if self._reason is not None and self._reason is not Reason.CLIENT_DISCONNECTED:
-                    # The engine ended the run: nothing more is delivered, only drained.
+                if self._reason is Reason.OUTPUT_LIMIT:
+                    # Cut at the limit: nothing more is delivered, only drained. After any other
+                    # end, what the program wrote before it died still reaches the client, whole.
                     continue
                 if len(chunk) > remaining:
                     chunk = utf8_prefix(chunk, remaining)

@@ -23,6 +23,7 @@ INTERRUPTIBLE = (
     "name = input('Enter your name: ')\n"
     "print('Hello', name)\n"
     "try:\n"
+    "    print('waiting')\n"
     f"    {SLEEP_UNTIL_SIGNAL}\n"
     "except KeyboardInterrupt:\n"
     "    print('interrupted')\n"
@@ -139,7 +140,8 @@ def test_inside_a_real_terminal_with_ctrl_c(server, tmp_path):
         # The local terminal is raw: the remote terminal echoes, and Enter arrives as \r.
         assert termios.tcgetattr(slave)[3] & termios.ECHO == 0
         os.write(master, b"Ada\r")
-        read_until(master, b"Hello Ada")
+        # Ctrl-C once the program is in its try block, not still printing the greeting.
+        read_until(master, b"waiting")
         os.write(master, b"\x03")
         output = read_until(master, b"KeyboardInterrupt")
         assert b"interrupted" in output

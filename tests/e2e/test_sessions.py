@@ -168,7 +168,13 @@ def test_hostile_client_messages_get_short_errors_and_the_program_runs_on(server
         ws.send({"type": "input", "data": "still here\n"})
         transcript = ws.read_to_end(10)
     assert transcript.text() == "echo: still here\n"
-    assert transcript.final == {"type": "state", "state": "FINISHED", "exitCode": 0, "reason": "exited"}
+    assert transcript.final == {
+        "type": "state",
+        "state": "FINISHED",
+        "exitCode": 0,
+        "reason": "exited",
+        "signal": None,
+    }
 
 
 def test_delete_ends_a_running_session(server):

@@ -656,3 +656,14 @@ def test_an_end_the_engine_asked_for_reads_the_same_when_the_status_is_lost(make
     h.ended()
     assert h.client.final == final(State.TERMINATED, 137, "killed")
     assert h.client.final["signal"] == "SIGKILL"
+
+
+def test_what_the_program_wrote_before_a_kill_took_still_reaches_the_client(make_run):
+    h = make_run()
+    h.run.start(b"")
+    h.sandbox.kill_ignored = True  # the kill is under way; the program's last write is in flight
+    h.run.handle(Kill())
+    h.sandbox.stdout("\n")
+    h.sandbox.exit(137)
+    h.ended()
+    assert {"type": "stdout", "data": "\n"} in h.client.messages
