@@ -426,6 +426,22 @@ def test_every_language_has_the_mode_and_example_the_server_gives(page: Page, id
     assert page.evaluate("ide.code()") == cobol["example"]
 
 
+def test_the_bundle_comes_compressed_and_immutable(page: Page, ide_server: Server) -> None:
+    wait_ready(page)
+    with page.expect_response(re.compile(r"/static/dist/ide\.js\?v=\d+$")) as script:
+        page.reload()
+    wait_ready(page)
+    headers = script.value.all_headers()
+    # Chromium asks for brotli (over plain http too, for localhost), older browsers for gzip.
+    assert headers["content-encoding"] in ("br", "gzip")
+    assert headers["cache-control"] == "public, max-age=31536000, immutable"
+    assert headers["vary"] == "Accept-Encoding"
+    # A fraction of the bundle's size crossed the wire, and the browser ran what it decoded.
+    size = os.path.getsize(BUNDLE)
+    assert int(headers["content-length"]) < size / 2
+    assert len(script.value.body()) == size
+
+
 def test_page_without_its_bundle_says_how_to_build_it(tmp_path) -> None:
     from fakes import FakeExecutor
 
