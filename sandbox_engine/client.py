@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import signal
 import socket
 import sys
@@ -50,6 +51,10 @@ SIGNALS = {
     "SIGPIPE": "broken pipe",
     "SIGXCPU": "CPU time limit",
 }
+
+
+# Terminal escape sequences: CSI (colours, modes), OSC (to BEL or ST), two-byte ones; and bells.
+ESCAPES = re.compile(r"\x1b(?:\[[0-?]*[ -/]*[@-~]|\][^\x07\x1b]*(?:\x07|\x1b\\)|[()*+#][ -~]|[ -~])|\x07")
 
 
 class ClientError(Exception):
@@ -219,7 +224,11 @@ class Console:
         target = self.out if stream == "stdout" else self.err
         target.write(data.encode())
         target.flush()
-        self.at_line_start = data.endswith("\n")
+        # What was printed decides, not the escape sequences after it that print nothing (Mono's
+        # console ends with some: keypad mode off, the palette reset).
+        visible = ESCAPES.sub("", data)
+        if visible:
+            self.at_line_start = visible.endswith("\n")
 
     def say(self, text: str) -> None:
         """A line of ours on stderr, after the program's last line even if it left one open."""

@@ -323,6 +323,19 @@ def test_lines_of_our_own_end_as_the_terminal_needs():
         )
 
 
+def test_escape_sequences_after_the_last_line_do_not_open_another():
+    # How Mono's console ends a program on a terminal: its last line, then modes and colours reset.
+    out, err = io.BytesIO(), io.BytesIO()
+    console = Console(True, out, err)
+    console.write("stdout", "Hello Ada\r\n")
+    console.write("stdout", "\x1b[?1l\x1b>\x1b]104\x07")
+    console.say("killed by SIGTERM (terminated)")
+    assert err.getvalue() == b"sandbox-engine: killed by SIGTERM (terminated)\r\n"
+    console.write("stdout", "Enter your name: \x1b[0m")
+    console.say("again")
+    assert err.getvalue().endswith(b"\r\n\r\nsandbox-engine: again\r\n")
+
+
 def test_every_signal_the_issue_names_has_words():
     named = "SIGSEGV SIGABRT SIGFPE SIGKILL SIGILL SIGBUS SIGTERM SIGINT SIGPIPE SIGXCPU"
     assert set(SIGNALS) == set(named.split())
