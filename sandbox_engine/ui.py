@@ -38,6 +38,8 @@ def index():
         "index.html",
         bundle=bundle_version(current_app.static_folder),
         idle_timeout=f"{config.idle_timeout:g}",
+        # For the words of the endings: "no input for 5 min while waiting at a prompt".
+        input_timeout=f"{config.input_timeout:g}",
         # The terminal sizes the protocol accepts: the page sizes its terminal within them.
         max_cols=MAX_COLS,
         max_rows=MAX_ROWS,

@@ -12,7 +12,7 @@ import { Terminal } from "@xterm/xterm";
 import { basicSetup, EditorView } from "codemirror";
 
 import { loadMode, modeName } from "./languages.js";
-import { dropText, formatElapsed, reasonText, refusalText } from "./status.js";
+import { dropText, formatElapsed, outcome, refusalText } from "./status.js";
 
 const $ = (id) => document.getElementById(id);
 const picker = $("language");
@@ -21,7 +21,9 @@ const stopButton = $("stop");
 const statusLine = $("status");
 const statusText = $("status-text");
 const elapsedText = $("elapsed");
-const idleTimeout = parseFloat(document.body.dataset.idleTimeout) || null;
+const seconds = (value) => parseFloat(value) || null;
+const idleTimeout = seconds(document.body.dataset.idleTimeout);
+const inputTimeout = seconds(document.body.dataset.inputTimeout);
 
 // ---- editor -------------------------------------------------------------------------------------
 
@@ -201,7 +203,7 @@ async function run() {
   if (s.kill) {
     // Stopped before it started: nothing ran, so just let the server know.
     fetch(new URL(`session/${id}`, document.baseURI), { method: "DELETE" }).catch(() => {});
-    return finish(s, "ended", "stopped");
+    return finish(s, "ended", "stopped by you");
   }
   attach(s, id);
 }
@@ -248,11 +250,8 @@ function receive(s, message) {
         term.focus();
       } else if (message.state === "FINISHED" || message.state === "TERMINATED") {
         s.final = message;
-        const words = reasonText(message.state, message.reason, idleTimeout);
-        const exit = Number.isInteger(message.exitCode) ? `exit code ${message.exitCode}` : "";
-        let tone = message.state === "FINISHED" && message.exitCode === 0 ? "ok" : "ended";
-        if (message.reason === "compile_error" || message.reason === "internal_error") tone = "error";
-        finish(s, tone, [words, exit].filter(Boolean).join(" · "));
+        const { tone, text } = outcome(message, { idleTimeout, inputTimeout, stoppedByUser: s.kill });
+        finish(s, tone, text);
       }
       break;
     case "error":

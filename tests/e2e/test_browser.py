@@ -196,7 +196,8 @@ def test_ctrl_c_interrupts_the_program(page: Page) -> None:
     with opened.value.expect_event("framesent", lambda frame: json.loads(frame).get("data") == "\x03"):
         page.keyboard.press("Control+c")
     assert "KeyboardInterrupt" in wait_terminal(page, "KeyboardInterrupt")
-    expect(page.locator("#status-text")).to_have_text(re.compile(r"^finished · exit code \d+$"))
+    # Python ends itself by SIGINT after a KeyboardInterrupt, and says so in words.
+    expect(page.locator("#status-text")).to_have_text("killed by SIGINT (interrupted)")
 
 
 def test_ctrl_enter_runs_and_stop_kills(page: Page) -> None:
@@ -218,8 +219,9 @@ def test_ctrl_enter_runs_and_stop_kills(page: Page) -> None:
     expect(page.locator("#status-text")).to_have_text("running")
     with opened.value.expect_event("framesent", lambda frame: json.loads(frame) == {"type": "kill"}):
         page.click("#stop")
-    expect(page.locator("#status-text")).to_have_text(re.compile(r"^stopped( · exit code \d+)?$"))
+    expect(page.locator("#status-text")).to_have_text("stopped by you")
     expect(page.locator("#run")).to_be_enabled()
+    assert wait_terminal(page, "[stopped by you]").endswith("[stopped by you]")
 
 
 def test_terminal_follows_the_window_and_narrow_screens_stack(page: Page) -> None:
@@ -309,8 +311,12 @@ class ScriptedServer:
 RUNNING = {"type": "state", "state": "RUNNING"}
 
 
-def ended(state: str, reason: str, exit_code: int | None = 137) -> list[dict]:
-    return [RUNNING, {"type": "state", "state": state, "exitCode": exit_code, "reason": reason}]
+def ended(state: str, reason: str, exit_code: int | None = 137, signal: str | None = "") -> list[dict]:
+    """The final state; with the signal field when one is given (None: the field, null)."""
+    final = {"type": "state", "state": state, "exitCode": exit_code, "reason": reason}
+    if signal != "":
+        final["signal"] = signal
+    return [RUNNING, final]
 
 
 @pytest.mark.parametrize(
@@ -334,15 +340,30 @@ def ended(state: str, reason: str, exit_code: int | None = 137) -> list[dict]:
             None,
             "refused: the code is over 262144 bytes",
         ),
-        (None, ended("TERMINATED", "idle_timeout"), None, "stopped: no output for 20 s · exit code 137"),
-        (None, ended("TERMINATED", "timeout"), None, "time limit reached · exit code 137"),
-        (None, ended("TERMINATED", "output_limit"), None, "output limit reached · exit code 137"),
-        (None, ended("TERMINATED", "memory_limit"), None, "memory limit exceeded · exit code 137"),
+        (None, ended("TERMINATED", "idle_timeout"), None, "ended: no input and no output for 20 s"),
+        # The page's server has the default --input-timeout, 300 s.
+        (
+            None,
+            ended("TERMINATED", "input_timeout"),
+            None,
+            "ended: no input for 5 min while waiting at a prompt",
+        ),
+        (None, ended("TERMINATED", "timeout"), None, "time limit reached"),
+        (None, ended("TERMINATED", "output_limit"), None, "output limit reached"),
+        (None, ended("TERMINATED", "memory_limit"), None, "memory limit exceeded"),
+        # A kill this page did not ask for: a DELETE from elsewhere.
         (None, ended("TERMINATED", "killed", None), None, "stopped"),
         (None, ended("FINISHED", "compile_error", 1), None, "compile error · exit code 1"),
-        (None, ended("TERMINATED", "server_shutdown"), None, "server shutting down · exit code 137"),
+        (None, ended("TERMINATED", "server_shutdown"), None, "server shutting down"),
         (None, ended("TERMINATED", "internal_error", None), None, "internal error"),
+        (None, ended("TERMINATED", "some_new_reason"), None, "ended: some new reason"),
         (None, ended("FINISHED", "exited", 3), None, "finished · exit code 3"),
+        (None, ended("FINISHED", "exited", 0, signal=None), None, "finished · exit code 0"),
+        (None, ended("FINISHED", "exited", 139, "SIGSEGV"), None, "killed by SIGSEGV (segmentation fault)"),
+        (None, ended("FINISHED", "exited", 134, "SIGABRT"), None, "killed by SIGABRT (aborted)"),
+        (None, ended("FINISHED", "exited", 136, "SIGFPE"), None, "killed by SIGFPE (arithmetic error)"),
+        (None, ended("FINISHED", "exited", 152, "SIGXCPU"), None, "killed by SIGXCPU (CPU time limit)"),
+        (None, ended("FINISHED", "exited", 138, "SIGUSR1"), None, "killed by SIGUSR1"),
         (None, [RUNNING], {"code": 1011, "reason": "worker died"}, "connection lost: worker died"),
         (None, [RUNNING], {"code": 1001}, "connection lost (code 1001)"),
     ],
@@ -371,10 +392,10 @@ def test_without_terminal_support_resize_errors_stay_quiet(page: Page) -> None:
     page.set_viewport_size({"width": 800, "height": 600})
     page.wait_for_function("() => ide.terminal.cols < 60")
     page.click("#stop")
-    expect(page.locator("#status-text")).to_have_text("stopped · exit code 137")
+    expect(page.locator("#status-text")).to_have_text("stopped by you")
     kinds = [m["type"] for m in server.received]
     assert kinds[-1] == "kill" and set(kinds[:-1]) == {"resize"}, kinds
-    assert wait_terminal(page, "[stopped · exit code 137]") == "working\n[stopped · exit code 137]"
+    assert wait_terminal(page, "[stopped by you]") == "working\n[stopped by you]"
 
 
 def test_every_language_has_the_mode_and_example_the_server_gives(page: Page, ide_server: Server) -> None:

@@ -108,6 +108,11 @@ def test_missing_files_and_paths_outside_the_bundle_are_404(client, app):
         assert client.get(url, headers={"Accept-Encoding": "gzip, br"}).status_code == 404, url
 
 
-def test_the_page_carries_the_servers_timeouts(client):
-    page = client.get("/").get_data(as_text=True)
-    assert 'data-idle-timeout="45"' in page
+def test_the_page_carries_the_servers_timeouts(tmp_path, executor):
+    config = Config(state_dir=str(tmp_path / "state"), idle_timeout=45, input_timeout=90)
+    app = create_app(config, executor=executor)
+    try:
+        page = app.test_client().get("/").get_data(as_text=True)
+        assert 'data-idle-timeout="45" data-input-timeout="90"' in page
+    finally:
+        app.extensions[EXTENSION].shutdown()
