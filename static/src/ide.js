@@ -11,6 +11,7 @@ import { FitAddon } from "@xterm/addon-fit";
 import { Terminal } from "@xterm/xterm";
 import { basicSetup, EditorView } from "codemirror";
 
+import { stripEscapes, wrapWords } from "./ansi.js";
 import { loadMode, modeName } from "./languages.js";
 import { dropText, formatElapsed, outcome, refusalText } from "./status.js";
 
@@ -107,16 +108,33 @@ function size() {
   return { cols: clamp(term.cols, maxCols), rows: clamp(term.rows, maxRows) };
 }
 
+// Whether the cursor is at the start of a line: what the program printed last decides, not the
+// escape sequences after it (Mono's console ends with some, which print nothing).
 let atLineStart = true;
 function write(text) {
   if (!text) return;
   term.write(text);
-  atLineStart = /[\r\n]$/.test(text);
+  const visible = stripEscapes(text);
+  if (visible) atLineStart = /[\r\n]$/.test(visible);
 }
 
-// A line from the page itself (not the program), dimmed or coloured, on a line of its own.
+// A line from the page itself (not the program), dimmed or coloured, on a line of its own, broken
+// between words to fit the terminal.
 function note(text, colour = "2") {
-  write(`${atLineStart ? "" : "\r\n"}\x1b[${colour}m${text}\x1b[0m\r\n`);
+  const lines = wrapWords(text, Math.max(term.cols, 20)).join("\r\n");
+  write(`${atLineStart ? "" : "\r\n"}\x1b[${colour}m${lines}\x1b[0m\r\n`);
+}
+
+// The empty terminal says what it is for; written again when its width changes until a run.
+let hintShown = false;
+function showHint() {
+  term.reset();
+  atLineStart = true;
+  const keys = runButton.querySelector("kbd").textContent;
+  note(`Press Run (${keys}): the program's output appears here, and what you type here goes to it.`);
+  // Nothing listens until a run starts: no cursor inviting to type (a run's reset shows it).
+  term.write("\x1b[?25l");
+  hintShown = true;
 }
 
 // The terminal's text, wrapped lines joined; the cursor's line keeps its trailing blanks, so that a
@@ -173,6 +191,7 @@ async function run() {
   const s = { ws: null, opened: false, final: null, kill: false, startedAt: null, timer: null };
   session = s;
   setBusy(true);
+  hintShown = false;
   term.reset();
   atLineStart = true;
   elapsedText.textContent = "";
@@ -290,6 +309,7 @@ term.onData((data) => {
 });
 term.onResize(() => {
   if (session) send(session, { type: "resize", ...size() });
+  else if (hintShown) showHint();
 });
 
 // ---- controls -----------------------------------------------------------------------------------
@@ -333,14 +353,12 @@ async function loadLanguages() {
     picker.value = first.id;
     await selectLanguage(first.id);
     setStatus("idle", "ready");
-    const keys = runButton.querySelector("kbd").textContent;
-    note(`Press Run (${keys}): the program's output appears here, and what you type here goes to it.`);
+    showHint();
   } catch (err) {
     picker.replaceChildren();
     setStatus("error", `cannot load the languages: ${err.message}`);
+    term.write("\x1b[?25l");
   }
-  // Nothing listens until a run starts: no cursor inviting to type (a run's reset shows it).
-  term.write("\x1b[?25l");
   setBusy(false);
 }
 

@@ -447,6 +447,59 @@ def test_every_language_has_the_mode_and_example_the_server_gives(page: Page, id
     assert page.evaluate("ide.code()") == cobol["example"]
 
 
+def run_and_greet(page: Page, name: str = "Ada") -> None:
+    """Runs what the editor holds, which prompts, and answers the prompt as a user would."""
+    page.click("#run")
+    wait_terminal(page, "Enter your name: ", timeout=90_000)
+    page.click("#terminal")
+    page.keyboard.type(name)
+    page.keyboard.press("Enter")
+
+
+def test_csharp_ends_without_a_blank_line(page: Page) -> None:
+    # Mono's console ends with escape sequences that print nothing (keypad mode off, the palette
+    # reset): the page's last line follows the program's at once, as for every language.
+    wait_ready(page)
+    page.select_option("#language", "csharp")
+    run_and_greet(page)
+    expect(page.locator("#status-text")).to_have_text("finished · exit code 0", timeout=30_000)
+    assert wait_terminal(page, "[finished") == "Enter your name: Ada\nHello Ada\n[finished · exit code 0]"
+
+
+def terminal_rows(page: Page) -> list[dict]:
+    """The terminal's rows as drawn: text, and whether the terminal wrapped it onto that row."""
+    return page.evaluate(
+        """() => { const b = ide.terminal.buffer.active, rows = [];
+                   for (let i = 0; i < b.length; i++) {
+                     const line = b.getLine(i);
+                     rows.push({text: line.translateToString(true), wrapped: line.isWrapped});
+                   }
+                   return rows.filter(row => row.text); }"""
+    )
+
+
+HINT = "Press Run (Ctrl+Enter): the program's output appears here, and what you type here goes to it."
+
+
+@pytest.mark.parametrize("width", [1280, 900, 700, 480])
+def test_the_empty_terminals_hint_breaks_between_words(page: Page, width: int) -> None:
+    wait_ready(page)
+    before = page.evaluate("ide.terminal.cols")
+    page.set_viewport_size({"width": width, "height": 760})
+    if width != 1280:
+        # Written again for the terminal's new width.
+        page.wait_for_function("before => ide.terminal.cols !== before", arg=before)
+    page.wait_for_function(
+        "() => ide.terminal.buffer.active.getLine(0).translateToString(true).length <= ide.terminal.cols"
+    )
+    cols = page.evaluate("ide.terminal.cols")
+    rows = terminal_rows(page)
+    assert not any(row["wrapped"] for row in rows), rows
+    assert all(len(row["text"]) <= cols for row in rows), (cols, rows)
+    assert " ".join(row["text"].strip() for row in rows) == HINT
+    assert len(rows) > 1 or len(HINT) <= cols
+
+
 def test_the_bundle_comes_compressed_and_immutable(page: Page, ide_server: Server) -> None:
     wait_ready(page)
     with page.expect_response(re.compile(r"/static/dist/ide\.js\?v=\d+$")) as script:
