@@ -4,6 +4,7 @@ import "@xterm/xterm/css/xterm.css";
 import "./ide.css";
 
 import { indentWithTab } from "@codemirror/commands";
+import { forEachDiagnostic, lintGutter, setDiagnostics } from "@codemirror/lint";
 import { Compartment, EditorState } from "@codemirror/state";
 import { oneDark } from "@codemirror/theme-one-dark";
 import { keymap } from "@codemirror/view";
@@ -12,6 +13,7 @@ import { Terminal } from "@xterm/xterm";
 import { basicSetup, EditorView } from "codemirror";
 
 import { stripEscapes, wrapWords } from "./ansi.js";
+import { parseDiagnostics, toCodeMirror } from "./diagnostics.js";
 import { loadMode, modeName } from "./languages.js";
 import { dropText, formatElapsed, outcome, refusalText } from "./status.js";
 
@@ -32,7 +34,7 @@ const language = new Compartment();
 const editor = new EditorView({
   parent: $("editor"),
   state: EditorState.create({
-    extensions: [basicSetup, keymap.of([indentWithTab]), oneDark, language.of([])],
+    extensions: [basicSetup, keymap.of([indentWithTab]), oneDark, language.of([]), lintGutter()],
   }),
 });
 // The languages as GET /languages describes them, by id: each its editor mode and example.
@@ -48,7 +50,10 @@ async function selectLanguage(id) {
   if (currentLanguage !== null) drafts.set(currentLanguage, code());
   const previous = currentLanguage;
   currentLanguage = id;
-  if (previous !== id) setCode(drafts.get(id) ?? exampleOf(id));
+  if (previous !== id) {
+    setCode(drafts.get(id) ?? exampleOf(id));
+    clearDiagnostics();
+  }
   $("mode").textContent = modeName(modeOf(id));
   const mode = await loadMode(modeOf(id));
   // A quicker later choice wins over a slow load.
@@ -61,6 +66,32 @@ function code() {
 
 function setCode(text) {
   editor.dispatch({ changes: { from: 0, to: editor.state.doc.length, insert: text } });
+}
+
+// The compiler's errors and warnings, marked at their lines.
+function markDiagnostics(output) {
+  const found = toCodeMirror(editor.state.doc, parseDiagnostics(output));
+  editor.dispatch(setDiagnostics(editor.state, found));
+  return found.length;
+}
+
+function clearDiagnostics() {
+  editor.dispatch(setDiagnostics(editor.state, []));
+}
+
+function diagnostics() {
+  const found = [];
+  forEachDiagnostic(editor.state, (d, from, to) => {
+    const line = editor.state.doc.lineAt(from);
+    found.push({
+      line: line.number,
+      column: from - line.from + 1,
+      text: editor.state.sliceDoc(from, to),
+      severity: d.severity,
+      message: d.message,
+    });
+  });
+  return found;
 }
 
 // ---- terminal -----------------------------------------------------------------------------------
@@ -162,7 +193,7 @@ function setStatus(tone, text) {
 
 // ---- sessions -----------------------------------------------------------------------------------
 
-// The one live session, or null: { ws, opened, final, kill, startedAt, timer }.
+// The one live session, or null: { ws, opened, final, kill, startedAt, timer, compiling, compiled }.
 let session = null;
 
 function send(s, message) {
@@ -188,9 +219,20 @@ function startClock(s) {
 
 async function run() {
   if (session || !picker.value) return;
-  const s = { ws: null, opened: false, final: null, kill: false, startedAt: null, timer: null };
+  const s = {
+    ws: null,
+    opened: false,
+    final: null,
+    kill: false,
+    startedAt: null,
+    timer: null,
+    // The compiler's output, while it runs: its errors are marked in the editor.
+    compiling: false,
+    compiled: "",
+  };
   session = s;
   setBusy(true);
+  clearDiagnostics();
   hintShown = false;
   term.reset();
   atLineStart = true;
@@ -254,21 +296,29 @@ function attach(s, id) {
 function receive(s, message) {
   switch (message.type) {
     case "stdout":
+      if (s.compiling) s.compiled += message.data;
       write(message.data);
       break;
     case "stderr":
+      if (s.compiling) s.compiled += message.data;
       write(`\x1b[31m${message.data}\x1b[39m`);
       break;
     case "state":
       if (message.state === "COMPILING") {
         startClock(s);
+        s.compiling = true;
         setStatus("busy", "compiling");
       } else if (message.state === "RUNNING") {
         startClock(s);
+        // A compile that succeeded may have warned.
+        if (s.compiling) markDiagnostics(s.compiled);
+        s.compiling = false;
         setStatus("running", "running");
         term.focus();
       } else if (message.state === "FINISHED" || message.state === "TERMINATED") {
         s.final = message;
+        if (s.compiling && message.reason === "compile_error") markDiagnostics(s.compiled);
+        s.compiling = false;
         const { tone, text } = outcome(message, { idleTimeout, inputTimeout, stoppedByUser: s.kill });
         finish(s, tone, text);
       }
@@ -382,4 +432,7 @@ window.ide = {
   run,
   stop,
   status: () => statusText.textContent,
+  // The marks in the editor: [{line, column, text, severity, message}].
+  diagnostics,
+  parseDiagnostics,
 };

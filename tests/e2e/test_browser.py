@@ -500,6 +500,70 @@ def test_the_empty_terminals_hint_breaks_between_words(page: Page, width: int) -
     assert len(rows) > 1 or len(HINT) <= cols
 
 
+def test_compile_warnings_are_marked_and_the_program_runs(page: Page) -> None:
+    wait_ready(page)
+    page.select_option("#language", "c")
+    page.evaluate(
+        "code => ide.setCode(code)",
+        '#include <stdio.h>\nint main(void) {\n    int unused;\n    puts("ran");\n    return 0;\n}\n',
+    )
+    page.click("#run")
+    expect(page.locator("#status-text")).to_have_text("finished · exit code 0", timeout=60_000)
+    [mark] = page.evaluate("ide.diagnostics()")
+    assert (mark["line"], mark["column"], mark["text"], mark["severity"]) == (3, 9, "unused", "warning")
+    assert "unused variable" in mark["message"]
+    expect(page.locator(".cm-lint-marker-warning")).to_have_count(1)
+    # The next run starts without the last one's marks, and a clean compile leaves none.
+    page.evaluate("ide.setCode('#include <stdio.h>\\nint main(void) {\\n    puts(\"ran\");\\n}\\n')")
+    page.click("#run")
+    expect(page.locator("#status-text")).to_have_text("finished · exit code 0", timeout=60_000)
+    assert page.evaluate("ide.diagnostics()") == []
+    expect(page.locator(".cm-lint-marker-warning")).to_have_count(0)
+
+
+# A compile error per compiled language, at the line and on the word a user would look for.
+COMPILE_ERRORS = {
+    "c": ("int main(void) {\n    return undefined_name;\n}\n", 2, 12, "undefined_name"),
+    "cpp": ("int main() {\n    return undefined_name;\n}\n", 2, 12, "undefined_name"),
+    "go": ("package main\n\nfunc main() {\n\tundefinedName()\n}\n", 4, 2, "undefinedName"),
+    "rust": ("fn main() {\n    undefined_name();\n}\n", 2, 5, "undefined_name"),
+    "java": (
+        "public class Main {\n    public static void main(String[] args) {\n"
+        "        undefinedName();\n    }\n}\n",
+        3,
+        9,
+        "undefinedName",
+    ),
+    "csharp": (
+        "class Program {\n    static void Main() {\n        UndefinedName();\n    }\n}\n",
+        3,
+        9,
+        "UndefinedName",
+    ),
+    "haskell": ("main :: IO ()\nmain = do\n  undefinedName\n", 3, 3, "undefinedName"),
+    "typescript": ("const x: number = 1;\nundefinedName(x);\n", 2, 1, "undefinedName"),
+}
+
+
+@pytest.mark.parametrize("language", list(COMPILE_ERRORS))
+def test_compile_errors_are_marked_at_their_line(page: Page, language: str) -> None:
+    code, line, column, word = COMPILE_ERRORS[language]
+    wait_ready(page)
+    page.select_option("#language", language)
+    page.evaluate("code => ide.setCode(code)", code)
+    page.click("#run")
+    expect(page.locator("#status-text")).to_have_text(
+        re.compile(r"^compile error · exit code \d+$"), timeout=90_000
+    )
+    marks = page.evaluate("ide.diagnostics()")
+    assert [(m["line"], m["column"], m["text"], m["severity"]) for m in marks] == [
+        (line, column, word, "error")
+    ], marks
+    assert word in marks[0]["message"] or "scope" in marks[0]["message"], marks
+    expect(page.locator(".cm-lintRange-error")).to_have_text(word)
+    expect(page.locator(".cm-lint-marker-error")).to_have_count(1)
+
+
 def test_the_bundle_comes_compressed_and_immutable(page: Page, ide_server: Server) -> None:
     wait_ready(page)
     with page.expect_response(re.compile(r"/static/dist/ide\.js\?v=\d+$")) as script:
