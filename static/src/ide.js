@@ -3,7 +3,7 @@
 import "@xterm/xterm/css/xterm.css";
 import "./ide.css";
 
-import { indentWithTab } from "@codemirror/commands";
+import { indentWithTab, isolateHistory } from "@codemirror/commands";
 import { forEachDiagnostic, lintGutter, setDiagnostics } from "@codemirror/lint";
 import { Compartment, EditorState } from "@codemirror/state";
 import { oneDark } from "@codemirror/theme-one-dark";
@@ -16,6 +16,7 @@ import { stripEscapes, wrapWords } from "./ansi.js";
 import { parseDiagnostics, toCodeMirror } from "./diagnostics.js";
 import { loadMode, modeName } from "./languages.js";
 import { dropText, formatElapsed, outcome, refusalText } from "./status.js";
+import { recall, remember } from "./store.js";
 
 const $ = (id) => document.getElementById(id);
 const picker = $("language");
@@ -31,28 +32,55 @@ const inputTimeout = seconds(document.body.dataset.inputTimeout);
 // ---- editor -------------------------------------------------------------------------------------
 
 const language = new Compartment();
-const editor = new EditorView({
-  parent: $("editor"),
-  state: EditorState.create({
-    extensions: [basicSetup, keymap.of([indentWithTab]), oneDark, language.of([]), lintGutter()],
+const extensions = [
+  basicSetup,
+  keymap.of([indentWithTab]),
+  oneDark,
+  language.of([]),
+  lintGutter(),
+  EditorView.updateListener.of((update) => {
+    if (update.docChanged) scheduleSave();
   }),
-});
+];
+const editor = new EditorView({ parent: $("editor"), state: EditorState.create({ extensions }) });
 // The languages as GET /languages describes them, by id: each its editor mode and example.
 let languages = new Map();
-// Each language keeps its own draft while the page is open; a new language starts from its example.
+// Each language's draft: kept here while the page is open and in the browser across reloads.
 const drafts = new Map();
 let currentLanguage = null;
 
 const exampleOf = (id) => languages.get(id)?.example ?? "";
 const modeOf = (id) => languages.get(id)?.editorMode;
 
+function draftOf(id) {
+  return drafts.get(id) ?? recall(`code:${id}`) ?? exampleOf(id);
+}
+
+// Saved a moment after the typing stops, and at once when the language changes or the page goes.
+let saveTimer = null;
+function scheduleSave() {
+  clearTimeout(saveTimer);
+  saveTimer = setTimeout(saveDraft, 300);
+}
+
+function saveDraft() {
+  clearTimeout(saveTimer);
+  saveTimer = null;
+  if (currentLanguage === null) return;
+  const text = code();
+  drafts.set(currentLanguage, text);
+  // A draft that is the example is not kept: the page then follows the server's example.
+  remember(`code:${currentLanguage}`, text === exampleOf(currentLanguage) ? null : text);
+}
+
 async function selectLanguage(id) {
-  if (currentLanguage !== null) drafts.set(currentLanguage, code());
+  if (currentLanguage !== null) saveDraft();
   const previous = currentLanguage;
   currentLanguage = id;
+  remember("language", id);
   if (previous !== id) {
-    setCode(drafts.get(id) ?? exampleOf(id));
-    clearDiagnostics();
+    // A state of its own: no undoing into another language's code, no marks from its compile.
+    editor.setState(EditorState.create({ doc: draftOf(id), extensions }));
   }
   $("mode").textContent = modeName(modeOf(id));
   const mode = await loadMode(modeOf(id));
@@ -66,6 +94,31 @@ function code() {
 
 function setCode(text) {
   editor.dispatch({ changes: { from: 0, to: editor.state.doc.length, insert: text } });
+}
+
+// A step of its own in the history, so Ctrl+Z brings the draft back.
+function resetToExample() {
+  if (currentLanguage === null) return;
+  editor.dispatch({
+    changes: { from: 0, to: editor.state.doc.length, insert: exampleOf(currentLanguage) },
+    annotations: isolateHistory.of("full"),
+  });
+  clearDiagnostics();
+  saveDraft();
+  editor.focus();
+}
+
+// The file as it is in the editor, named as the language's source file.
+function download() {
+  const lang = languages.get(currentLanguage);
+  if (!lang) return;
+  const name = lang.sourceFile || `main${lang.extensions?.[0] ?? ".txt"}`;
+  const url = URL.createObjectURL(new Blob([code()], { type: "text/plain;charset=utf-8" }));
+  const link = Object.assign(document.createElement("a"), { href: url, download: name });
+  document.body.append(link);
+  link.click();
+  link.remove();
+  setTimeout(() => URL.revokeObjectURL(url), 10_000);
 }
 
 // The compiler's errors and warnings, marked at their lines.
@@ -232,6 +285,7 @@ async function run() {
   };
   session = s;
   setBusy(true);
+  saveDraft();
   clearDiagnostics();
   hintShown = false;
   term.reset();
@@ -375,6 +429,8 @@ $("clear").addEventListener("click", () => {
   term.clear();
   term.focus();
 });
+$("reset").addEventListener("click", resetToExample);
+$("download").addEventListener("click", download);
 // Ctrl/Cmd+Enter runs from anywhere, taken before the editor or the terminal sees the key.
 window.addEventListener(
   "keydown",
@@ -387,6 +443,11 @@ window.addEventListener(
   },
   true,
 );
+// A draft typed just before the page goes is not lost to the save's delay.
+window.addEventListener("pagehide", saveDraft);
+document.addEventListener("visibilitychange", () => {
+  if (document.visibilityState === "hidden") saveDraft();
+});
 
 async function loadLanguages() {
   setStatus("busy", "loading languages…");
@@ -398,7 +459,7 @@ async function loadLanguages() {
     picker.replaceChildren(
       ...list.map((lang) => new Option(`${lang.name} ${lang.version}`.trim(), lang.id)),
     );
-    const first = languages.get("python") || list[0];
+    const first = languages.get(recall("language")) || languages.get("python") || list[0];
     if (!first) throw new Error("the server offers no language");
     picker.value = first.id;
     await selectLanguage(first.id);

@@ -466,6 +466,50 @@ def test_csharp_ends_without_a_blank_line(page: Page) -> None:
     assert wait_terminal(page, "[finished") == "Enter your name: Ada\nHello Ada\n[finished · exit code 0]"
 
 
+def test_code_survives_a_reload_per_language_and_resets_to_the_example(page: Page) -> None:
+    wait_ready(page)
+    python = page.evaluate("ide.code()")
+    page.click(".cm-content")
+    page.keyboard.press("Control+End")
+    page.keyboard.type("print('mine')\n")
+    mine = python + "print('mine')\n"
+    assert page.evaluate("ide.code()") == mine
+    page.select_option("#language", "ruby")
+    page.evaluate("ide.setCode('puts 42\\n')")
+    page.reload()
+    wait_ready(page)
+    # The language last chosen, its draft, and the other language's draft, as they were left.
+    assert page.input_value("#language") == "ruby"
+    assert page.evaluate("ide.code()") == "puts 42\n"
+    page.select_option("#language", "python")
+    assert page.evaluate("ide.code()") == mine
+
+    page.click("#reset")
+    assert page.evaluate("ide.code()") == python
+    # One step to undo, should the reset have been a slip.
+    page.keyboard.press("Control+z")
+    assert page.evaluate("ide.code()") == mine
+    page.click("#reset")
+    page.reload()
+    wait_ready(page)
+    assert page.evaluate("ide.code()") == python
+    stored = page.evaluate("Object.keys(localStorage).filter(key => key.startsWith('sandbox-engine:code:'))")
+    # A draft that is the example is not kept: the server's example shows when it changes.
+    assert stored == ["sandbox-engine:code:ruby"]
+
+
+@pytest.mark.parametrize(("language", "name"), [("python", "main.py"), ("c", "main.c"), ("bash", "main.sh")])
+def test_download_saves_the_file_as_its_language_names_it(page: Page, language: str, name: str) -> None:
+    wait_ready(page)
+    page.select_option("#language", language)
+    page.evaluate("ide.setCode('the code\\n')")
+    with page.expect_download() as download:
+        page.click("#download")
+    assert download.value.suggested_filename == name
+    with open(download.value.path(), encoding="utf-8") as f:
+        assert f.read() == "the code\n"
+
+
 def terminal_rows(page: Page) -> list[dict]:
     """The terminal's rows as drawn: text, and whether the terminal wrapped it onto that row."""
     return page.evaluate(
@@ -562,6 +606,9 @@ def test_compile_errors_are_marked_at_their_line(page: Page, language: str) -> N
     assert word in marks[0]["message"] or "scope" in marks[0]["message"], marks
     expect(page.locator(".cm-lintRange-error")).to_have_text(word)
     expect(page.locator(".cm-lint-marker-error")).to_have_count(1)
+    # Back to the example: the marks of another program go with it.
+    page.click("#reset")
+    assert page.evaluate("ide.diagnostics()") == []
 
 
 def test_the_bundle_comes_compressed_and_immutable(page: Page, ide_server: Server) -> None:
