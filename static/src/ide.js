@@ -6,7 +6,6 @@ import "./ide.css";
 import { indentWithTab, isolateHistory } from "@codemirror/commands";
 import { forEachDiagnostic, lintGutter, setDiagnostics } from "@codemirror/lint";
 import { Compartment, EditorState } from "@codemirror/state";
-import { oneDark } from "@codemirror/theme-one-dark";
 import { keymap } from "@codemirror/view";
 import { FitAddon } from "@xterm/addon-fit";
 import { Terminal } from "@xterm/xterm";
@@ -17,6 +16,7 @@ import { parseDiagnostics, toCodeMirror } from "./diagnostics.js";
 import { loadMode, modeName } from "./languages.js";
 import { dropText, formatElapsed, outcome, refusalText } from "./status.js";
 import { recall, remember } from "./store.js";
+import { editorTheme, terminalTheme, THEMES } from "./themes.js";
 
 const $ = (id) => document.getElementById(id);
 const picker = $("language");
@@ -28,14 +28,20 @@ const elapsedText = $("elapsed");
 const seconds = (value) => parseFloat(value) || null;
 const idleTimeout = seconds(document.body.dataset.idleTimeout);
 const inputTimeout = seconds(document.body.dataset.inputTimeout);
+const mac = /Mac|iPhone|iPad/.test(navigator.platform);
+const clamp = (n, least, most) => Math.min(Math.max(n, least), most);
 
 // ---- editor -------------------------------------------------------------------------------------
 
 const language = new Compartment();
+const theme = new Compartment();
+let currentTheme = THEMES.includes(document.documentElement.dataset.theme)
+  ? document.documentElement.dataset.theme
+  : "dark";
 const extensions = [
   basicSetup,
   keymap.of([indentWithTab]),
-  oneDark,
+  theme.of(editorTheme(currentTheme)),
   language.of([]),
   lintGutter(),
   EditorView.updateListener.of((update) => {
@@ -81,6 +87,7 @@ async function selectLanguage(id) {
   if (previous !== id) {
     // A state of its own: no undoing into another language's code, no marks from its compile.
     editor.setState(EditorState.create({ doc: draftOf(id), extensions }));
+    editor.dispatch({ effects: theme.reconfigure(editorTheme(currentTheme)) });
   }
   $("mode").textContent = modeName(modeOf(id));
   const mode = await loadMode(modeOf(id));
@@ -149,19 +156,17 @@ function diagnostics() {
 
 // ---- terminal -----------------------------------------------------------------------------------
 
+const FONT_SIZE = { least: 10, most: 24, usual: 14 };
+let fontSize = clamp(parseInt(recall("font-size"), 10) || FONT_SIZE.usual, FONT_SIZE.least, FONT_SIZE.most);
+
 const term = new Terminal({
   cursorBlink: true,
   fontFamily: '"DejaVu Sans Mono", "Liberation Mono", ui-monospace, Menlo, Consolas, monospace',
-  fontSize: 14,
+  fontSize,
   // Room below the baseline: at 1.0 the DOM renderer clips underscores.
   lineHeight: 1.2,
   scrollback: 5000,
-  theme: {
-    background: "#1b1e24",
-    foreground: "#d7dae0",
-    cursor: "#528bff",
-    selectionBackground: "#3e4451",
-  },
+  theme: terminalTheme(currentTheme),
 });
 const fitAddon = new FitAddon();
 term.loadAddon(fitAddon);
@@ -188,8 +193,7 @@ fit();
 const maxCols = parseInt(document.body.dataset.maxCols, 10) || 80;
 const maxRows = parseInt(document.body.dataset.maxRows, 10) || 24;
 function size() {
-  const clamp = (n, most) => Math.min(Math.max(n, 1), most);
-  return { cols: clamp(term.cols, maxCols), rows: clamp(term.rows, maxRows) };
+  return { cols: clamp(term.cols, 1, maxCols), rows: clamp(term.rows, 1, maxRows) };
 }
 
 // Whether the cursor is at the start of a line: what the program printed last decides, not the
@@ -236,6 +240,78 @@ function terminalText() {
   }
   return lines.join("\n").replace(/\n+$/, "");
 }
+
+// ---- display: theme, text size, split -----------------------------------------------------------
+
+const themeButton = $("theme");
+function setTheme(name, keep) {
+  currentTheme = name;
+  document.documentElement.dataset.theme = name;
+  editor.dispatch({ effects: theme.reconfigure(editorTheme(name)) });
+  term.options.theme = terminalTheme(name);
+  const other = name === "dark" ? "light" : "dark";
+  themeButton.textContent = other === "light" ? "☀" : "☾";
+  themeButton.title = `${other === "light" ? "Light" : "Dark"} theme`;
+  themeButton.setAttribute("aria-label", themeButton.title);
+  if (keep) remember("theme", name);
+}
+
+function setFontSize(n) {
+  fontSize = clamp(n, FONT_SIZE.least, FONT_SIZE.most);
+  document.documentElement.style.setProperty("--code-size", `${fontSize}px`);
+  term.options.fontSize = fontSize;
+  $("font-smaller").disabled = fontSize <= FONT_SIZE.least;
+  $("font-larger").disabled = fontSize >= FONT_SIZE.most;
+  $("font-smaller").title = `Smaller text (${fontSize} px now)`;
+  $("font-larger").title = `Larger text (${fontSize} px now)`;
+  remember("font-size", fontSize === FONT_SIZE.usual ? null : fontSize);
+  editor.requestMeasure();
+  fit();
+}
+
+// The editor's share of the page in percent: of the width side by side, of the height stacked.
+const panes = $("panes");
+const splitter = $("splitter");
+const stacked = matchMedia("(max-width: 760px)");
+const SPLIT = { least: 15, most: 85, usual: 50, step: 5 };
+let split = SPLIT.usual;
+function setSplit(percent, keep) {
+  split = Math.round(clamp(percent, SPLIT.least, SPLIT.most) * 10) / 10;
+  panes.style.setProperty("--split", `${split}%`);
+  splitter.setAttribute("aria-valuenow", String(Math.round(split)));
+  splitter.setAttribute("aria-orientation", stacked.matches ? "horizontal" : "vertical");
+  if (keep) remember("split", split === SPLIT.usual ? null : split);
+}
+
+splitter.addEventListener("pointerdown", (event) => {
+  event.preventDefault();
+  splitter.setPointerCapture(event.pointerId);
+  splitter.classList.add("dragging");
+  const move = (e) => {
+    const box = panes.getBoundingClientRect();
+    const share = stacked.matches ? (e.clientY - box.top) / box.height : (e.clientX - box.left) / box.width;
+    setSplit(share * 100, false);
+  };
+  const done = () => {
+    splitter.classList.remove("dragging");
+    splitter.removeEventListener("pointermove", move);
+    splitter.removeEventListener("pointerup", done);
+    splitter.removeEventListener("pointercancel", done);
+    setSplit(split, true);
+  };
+  splitter.addEventListener("pointermove", move);
+  splitter.addEventListener("pointerup", done);
+  splitter.addEventListener("pointercancel", done);
+});
+splitter.addEventListener("keydown", (event) => {
+  const steps = { ArrowLeft: -1, ArrowUp: -1, ArrowRight: 1, ArrowDown: 1 };
+  if (event.key in steps) setSplit(split + steps[event.key] * SPLIT.step, true);
+  else if (event.key === "Home") setSplit(SPLIT.least, true);
+  else if (event.key === "End") setSplit(SPLIT.most, true);
+  else return;
+  event.preventDefault();
+});
+stacked.addEventListener("change", () => setSplit(split, false));
 
 // ---- status line --------------------------------------------------------------------------------
 
@@ -418,9 +494,10 @@ term.onResize(() => {
 
 // ---- controls -----------------------------------------------------------------------------------
 
-if (/Mac|iPhone|iPad/.test(navigator.platform)) {
+if (mac) {
   runButton.querySelector("kbd").textContent = "⌘↩";
   runButton.title = "Run (⌘+Enter)";
+  stopButton.title = "Stop the program (⌘+.)";
 }
 runButton.addEventListener("click", run);
 stopButton.addEventListener("click", stop);
@@ -431,15 +508,20 @@ $("clear").addEventListener("click", () => {
 });
 $("reset").addEventListener("click", resetToExample);
 $("download").addEventListener("click", download);
-// Ctrl/Cmd+Enter runs from anywhere, taken before the editor or the terminal sees the key.
+$("font-smaller").addEventListener("click", () => setFontSize(fontSize - 1));
+$("font-larger").addEventListener("click", () => setFontSize(fontSize + 1));
+themeButton.addEventListener("click", () => setTheme(currentTheme === "dark" ? "light" : "dark", true));
+// Ctrl/Cmd+Enter runs and Ctrl/Cmd+. stops from anywhere, taken before the editor or the terminal
+// sees the key (Ctrl-C stays the program's: it interrupts it in the terminal).
 window.addEventListener(
   "keydown",
   (event) => {
-    if (event.key === "Enter" && (event.ctrlKey || event.metaKey)) {
-      event.preventDefault();
-      event.stopPropagation();
-      run();
-    }
+    if (!(event.ctrlKey || event.metaKey)) return;
+    if (event.key === "Enter") run();
+    else if (event.key === ".") stop();
+    else return;
+    event.preventDefault();
+    event.stopPropagation();
   },
   true,
 );
@@ -473,6 +555,9 @@ async function loadLanguages() {
   setBusy(false);
 }
 
+setTheme(currentTheme, false);
+setFontSize(fontSize);
+setSplit(parseFloat(recall("split")) || SPLIT.usual, false);
 loadLanguages();
 
 // Hooks for tests and for the curious, from the browser console.
@@ -496,4 +581,5 @@ window.ide = {
   // The marks in the editor: [{line, column, text, severity, message}].
   diagnostics,
   parseDiagnostics,
+  display: () => ({ theme: currentTheme, fontSize, split }),
 };

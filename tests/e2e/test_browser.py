@@ -4,6 +4,7 @@ in words are played by a scripted server in the browser's network layer instead.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -65,10 +66,11 @@ def ide_server(docker_client, tmp_path_factory) -> Iterator[Server]:
     shutdown(server)
 
 
-@pytest.fixture
-def page(browser: Browser, ide_server: Server, request: pytest.FixtureRequest) -> Iterator[Page]:
-    """The IDE, loaded and ready; fails the test on any script error or failed load of the page."""
-    context = browser.new_context(viewport={"width": 1280, "height": 760})
+@contextlib.contextmanager
+def ide_page(browser: Browser, server: Server, request: pytest.FixtureRequest, **context) -> Iterator[Page]:
+    """The IDE in a fresh browser context (its own localStorage), loaded; fails the test on any
+    script error or failed load of the page. The dark theme unless the context says otherwise."""
+    context = browser.new_context(**{"color_scheme": "dark", **context})
     page = context.new_page()
     page.set_default_timeout(20_000)
     problems: list[str] = []
@@ -89,13 +91,19 @@ def page(browser: Browser, ide_server: Server, request: pytest.FixtureRequest) -
     page.on("response", response)
     received: list[str] = []
     page.on("websocket", lambda ws: ws.on("framereceived", lambda frame: received.append(str(frame))))
-    page.goto(ide_server.url)
+    page.goto(server.url)
     yield page
     report = getattr(request.node, "report_call", None)
     if report is not None and report.failed:
         save_failure(page, request.node.name, received)
     context.close()
     assert not problems, problems
+
+
+@pytest.fixture
+def page(browser: Browser, ide_server: Server, request: pytest.FixtureRequest) -> Iterator[Page]:
+    with ide_page(browser, ide_server, request, viewport={"width": 1280, "height": 760}) as page:
+        yield page
 
 
 def save_failure(page: Page, name: str, received: list[str]) -> None:
@@ -222,6 +230,22 @@ def test_ctrl_enter_runs_and_stop_kills(page: Page) -> None:
     expect(page.locator("#status-text")).to_have_text("stopped by you")
     expect(page.locator("#run")).to_be_enabled()
     assert wait_terminal(page, "[stopped by you]").endswith("[stopped by you]")
+
+
+def test_ctrl_period_stops_and_the_stop_button_says_so(page: Page) -> None:
+    wait_ready(page)
+    assert page.get_attribute("#stop", "title") == "Stop the program (Ctrl+.)"
+    page.evaluate(
+        "code => ide.setCode(code)", 'import time\nprint("waiting")\nwhile True:\n    time.sleep(0.1)\n'
+    )
+    with page.expect_websocket() as opened:
+        page.click("#run")
+    wait_terminal(page, "waiting")
+    # From the terminal, where the program has the keyboard: Ctrl+. is the page's, not a byte.
+    page.click("#terminal")
+    with opened.value.expect_event("framesent", lambda frame: json.loads(frame) == {"type": "kill"}):
+        page.keyboard.press("Control+.")
+    expect(page.locator("#status-text")).to_have_text("stopped by you")
 
 
 def test_terminal_follows_the_window_and_narrow_screens_stack(page: Page) -> None:
@@ -496,6 +520,59 @@ def test_code_survives_a_reload_per_language_and_resets_to_the_example(page: Pag
     stored = page.evaluate("Object.keys(localStorage).filter(key => key.startsWith('sandbox-engine:code:'))")
     # A draft that is the example is not kept: the server's example shows when it changes.
     assert stored == ["sandbox-engine:code:ruby"]
+
+
+def test_split_text_size_and_theme_are_the_users_and_kept(page: Page) -> None:
+    wait_ready(page)
+    editor = page.locator(".editor-pane").bounding_box()
+    assert abs(editor["width"] - 640) < 8
+    assert page.evaluate("ide.display()") == {"theme": "dark", "fontSize": 14, "split": 50}
+    # Dragging the splitter to a third of the width: the editor narrows, the terminal refits.
+    cols = page.evaluate("ide.terminal.cols")
+    splitter = page.locator("#splitter").bounding_box()
+    page.mouse.move(splitter["x"] + 3, splitter["y"] + 200)
+    page.mouse.down()
+    page.mouse.move(1280 / 3, splitter["y"] + 220, steps=5)
+    page.mouse.up()
+    assert abs(page.locator(".editor-pane").bounding_box()["width"] - 1280 / 3) < 8
+    page.wait_for_function("cols => ide.terminal.cols > cols", arg=cols)
+    # And from the keyboard, a step at a time.
+    page.focus("#splitter")
+    page.keyboard.press("ArrowRight")
+    split = page.evaluate("ide.display().split")
+    assert 36 < split < 40, split
+
+    page.click("#font-larger")
+    page.click("#font-larger")
+    assert page.evaluate("ide.terminal.options.fontSize") == 16
+    assert page.eval_on_selector(".cm-scroller", "e => getComputedStyle(e).fontSize") == "16px"
+    assert page.get_attribute("#font-larger", "title") == "Larger text (16 px now)"
+
+    assert page.get_attribute("#theme", "title") == "Light theme"
+    page.click("#theme")
+    assert page.get_attribute("html", "data-theme") == "light"
+    assert page.evaluate("ide.terminal.options.theme.background") == "#fafafa"
+    assert (
+        page.eval_on_selector(".cm-editor", "e => getComputedStyle(e).backgroundColor")
+        == "rgb(255, 255, 255)"
+    )
+    assert page.get_attribute("#theme", "title") == "Dark theme"
+
+    page.reload()
+    wait_ready(page)
+    assert page.evaluate("ide.display()") == {"theme": "light", "fontSize": 16, "split": split}
+    assert abs(page.locator(".editor-pane").bounding_box()["width"] - 1280 * split / 100) < 8
+    assert page.evaluate("ide.terminal.options.fontSize") == 16
+
+
+def test_the_theme_follows_the_system_until_chosen(browser: Browser, ide_server: Server, request) -> None:
+    with ide_page(browser, ide_server, request, color_scheme="light") as page:
+        wait_ready(page)
+        assert page.get_attribute("html", "data-theme") == "light"
+        page.click("#theme")
+        page.reload()
+        wait_ready(page)
+        assert page.get_attribute("html", "data-theme") == "dark"
 
 
 @pytest.mark.parametrize(("language", "name"), [("python", "main.py"), ("c", "main.c"), ("bash", "main.sh")])
