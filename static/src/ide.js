@@ -28,6 +28,8 @@ const elapsedText = $("elapsed");
 const seconds = (value) => parseFloat(value) || null;
 const idleTimeout = seconds(document.body.dataset.idleTimeout);
 const inputTimeout = seconds(document.body.dataset.inputTimeout);
+// A phone or a tablet: no keyboard shortcuts to offer.
+const touch = matchMedia("(hover: none) and (pointer: coarse)").matches;
 const mac = /Mac|iPhone|iPad/.test(navigator.platform);
 const clamp = (n, least, most) => Math.min(Math.max(n, least), most);
 
@@ -218,8 +220,8 @@ let hintShown = false;
 function showHint() {
   term.reset();
   atLineStart = true;
-  const keys = runButton.querySelector("kbd").textContent;
-  note(`Press Run (${keys}): the program's output appears here, and what you type here goes to it.`);
+  const keys = touch ? "" : ` (${runButton.querySelector("kbd").textContent})`;
+  note(`Press Run${keys}: the program's output appears here, and what you type here goes to it.`);
   // Nothing listens until a run starts: no cursor inviting to type (a run's reset shows it).
   term.write("\x1b[?25l");
   hintShown = true;

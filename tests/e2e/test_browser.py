@@ -16,7 +16,7 @@ import requests
 from harness import INTERACTIVE, ROOT, Server, shutdown, start_server
 
 try:
-    from playwright.sync_api import Browser, Page, WebSocketRoute, expect, sync_playwright
+    from playwright.sync_api import Browser, Page, Playwright, WebSocketRoute, expect, sync_playwright
 except ImportError:  # the browser fixture says so: a failure under CI=true, a skip otherwise
     sync_playwright = None
 
@@ -34,6 +34,8 @@ CHROMIUM_ARGS = [
 ]
 BUNDLE = os.path.join(ROOT, "static", "dist", "ide.js")
 ARTIFACTS = os.path.join(ROOT, "test-artifacts")
+# The phone the layout is tested on, as Playwright describes it (390x664, touch, mobile).
+PHONE = "iPhone 13"
 # The page opens on Python's example from GET /languages: the core engine issue's interactive one.
 EXAMPLE = INTERACTIVE
 
@@ -45,7 +47,7 @@ def unavailable(message: str) -> None:
 
 
 @pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
+def playwright() -> Iterator[Playwright]:
     if sync_playwright is None:
         unavailable("Playwright for Python is not installed; run `make test`")
     if not os.access(CHROMIUM, os.X_OK):
@@ -53,9 +55,14 @@ def browser() -> Iterator[Browser]:
     if not os.path.isfile(BUNDLE):
         unavailable("the IDE's JavaScript bundle is missing; run `make ui`")
     with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
-        yield browser
-        browser.close()
+        yield playwright
+
+
+@pytest.fixture(scope="module")
+def browser(playwright: Playwright) -> Iterator[Browser]:
+    browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+    yield browser
+    browser.close()
 
 
 @pytest.fixture(scope="module")
@@ -103,6 +110,14 @@ def ide_page(browser: Browser, server: Server, request: pytest.FixtureRequest, *
 @pytest.fixture
 def page(browser: Browser, ide_server: Server, request: pytest.FixtureRequest) -> Iterator[Page]:
     with ide_page(browser, ide_server, request, viewport={"width": 1280, "height": 760}) as page:
+        yield page
+
+
+@pytest.fixture
+def phone(playwright: Playwright, browser: Browser, ide_server: Server, request) -> Iterator[Page]:
+    """The IDE on a phone as Playwright emulates one: its screen, touch, no mouse to hover."""
+    device = {k: v for k, v in playwright.devices[PHONE].items() if k != "default_browser_type"}
+    with ide_page(browser, ide_server, request, **device) as page:
         yield page
 
 
@@ -686,6 +701,41 @@ def test_compile_errors_are_marked_at_their_line(page: Page, language: str) -> N
     # Back to the example: the marks of another program go with it.
     page.click("#reset")
     assert page.evaluate("ide.diagnostics()") == []
+
+
+def test_on_a_phone_editor_and_terminal_share_the_screen(phone: Page) -> None:
+    page = phone
+    wait_ready(page)
+    width, height = page.evaluate("[innerWidth, innerHeight]")
+    assert (width, height) == (390, 664)
+    # Nothing to scroll: the terminal is on the screen below the editor, both usable.
+    assert page.evaluate("document.scrollingElement.scrollHeight") <= height
+    editor = page.locator("#editor").bounding_box()
+    terminal = page.locator("#terminal").bounding_box()
+    assert editor["y"] + editor["height"] <= terminal["y"]
+    assert terminal["y"] + terminal["height"] <= height
+    assert editor["height"] > 150 and terminal["height"] > 150
+    for control in ("#language", "#run", "#stop", "#status", "#theme", "#download", "#reset", "#clear"):
+        box = page.locator(control).bounding_box()
+        assert box["x"] >= 0 and box["x"] + box["width"] <= width, control
+        assert box["y"] + box["height"] <= height, control
+    # A finger has no Ctrl+Enter: neither the Run button nor the hint offers it.
+    expect(page.locator("#run kbd")).to_be_hidden()
+    rows = terminal_rows(page)
+    assert " ".join(row["text"].strip() for row in rows) == (
+        "Press Run: the program's output appears here, and what you type here goes to it."
+    )
+    assert not any(row["wrapped"] for row in rows)
+
+    page.tap("#run")
+    wait_terminal(page, "Enter your name: ")
+    page.tap("#terminal")
+    page.keyboard.type("Ada")
+    page.keyboard.press("Enter")
+    expect(page.locator("#status-text")).to_have_text("finished · exit code 0", timeout=30_000)
+    assert "Hello Ada" in terminal_text(page)
+    os.makedirs(ARTIFACTS, exist_ok=True)
+    page.screenshot(path=os.path.join(ARTIFACTS, "ide-phone.png"))
 
 
 def test_the_bundle_comes_compressed_and_immutable(page: Page, ide_server: Server) -> None:
