@@ -34,6 +34,7 @@ WORKDIR /ui
 COPY package.json package-lock.json ./
 RUN npm ci --no-audit --no-fund
 COPY static/src static/src
+COPY scripts/compress-bundle.mjs scripts/
 RUN npm run build
 
 FROM ${BASE}

@@ -24,8 +24,9 @@ setup: ui
 setup-test: ui
 	scripts/setup.sh test
 
-# The IDE page's JavaScript bundle (static/dist/): `npm ci` when node_modules is missing or older
-# than the lock file, `npm run build` when a source is newer than the bundle.
+# The IDE page's JavaScript bundle (static/dist/, with a .br and a .gz copy of each file):
+# `npm ci` when node_modules is missing or older than the lock file, `npm run build` when a
+# source is newer than the bundle.
 ui: static/dist/ide.js
 
 node_modules: package-lock.json
@@ -34,7 +35,7 @@ node_modules: package-lock.json
 	npm ci --no-audit --no-fund
 	@touch node_modules
 
-static/dist/ide.js: node_modules package.json $(wildcard static/src/*)
+static/dist/ide.js: node_modules package.json scripts/compress-bundle.mjs $(wildcard static/src/*)
 	npm run build
 
 images:

@@ -62,13 +62,23 @@ def main(argv: list[str] | None = None) -> int:
     bench.add_argument("--markdown", default=None, help="write the results to this file (BENCHMARKS.md)")
 
     run = commands.add_parser("run", help="run a file in a sandbox, attached to this terminal")
-    run.add_argument("--server", default="http://127.0.0.1:8080", help="the server's URL")
+    run.add_argument(
+        "--server",
+        default=None,
+        help="the server's URL, http:// when it has no scheme "
+        "(default: $SANDBOX_ENGINE_SERVER, else http://127.0.0.1:8080)",
+    )
     run.add_argument("--lang", default=None, help="the language (default: from the extension)")
     run.add_argument(
         "--tty",
         action=argparse.BooleanOptionalAction,
         default=None,
         help="a terminal session (default: when stdin is a terminal)",
+    )
+    run.add_argument(
+        "--merge-stderr",
+        action="store_true",
+        help="one pipe for the program's stdout and stderr, so that their order is exact",
     )
     run.add_argument("file", help="the program to run")
 
@@ -89,7 +99,7 @@ def main(argv: list[str] | None = None) -> int:
         from .client import run as run_file
 
         try:
-            return run_file(args.server, args.file, args.lang, args.tty)
+            return run_file(args.server, args.file, args.lang, args.tty, args.merge_stderr)
         except ClientError as exc:
             print(f"sandbox-engine: {exc}", file=sys.stderr)
             return 2

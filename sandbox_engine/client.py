@@ -5,19 +5,30 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import signal
+import socket
 import sys
 import termios
 import threading
 import tty
-from collections.abc import Iterator
+import urllib.parse
+from collections.abc import Iterator, Mapping
+from typing import BinaryIO
 
 import requests
 from websockets.exceptions import ConnectionClosed, InvalidStatus, InvalidURI
 from websockets.sync.client import ClientConnection, connect
 
+# Where `sandbox-engine run` looks for the server when neither --server nor the variable says.
+DEFAULT_SERVER = "http://127.0.0.1:8080"
+SERVER_VARIABLE = "SANDBOX_ENGINE_SERVER"
+
+# How the engine ended a session, in words that follow "ended because"; the IDE has its own
+# table (static/src/status.js) with the same words.
 REASONS = {
     "idle_timeout": "no input and no output for too long",
+    "input_timeout": "no input for too long while waiting at a prompt",
     "timeout": "the time limit was reached",
     "output_limit": "the output limit was reached",
     "memory_limit": "the memory limit was exceeded",
@@ -27,33 +38,78 @@ REASONS = {
     "internal_error": "of an internal error in the server",
 }
 
+# What the signal that ended a program means, for those who do not know their numbers.
+SIGNALS = {
+    "SIGSEGV": "segmentation fault",
+    "SIGABRT": "aborted",
+    "SIGFPE": "arithmetic error",
+    "SIGKILL": "killed",
+    "SIGILL": "illegal instruction",
+    "SIGBUS": "bus error",
+    "SIGTERM": "terminated",
+    "SIGINT": "interrupted",
+    "SIGPIPE": "broken pipe",
+    "SIGXCPU": "CPU time limit",
+}
+
+
+# Terminal escape sequences: CSI (colours, modes), OSC (to BEL or ST), two-byte ones; and bells.
+ESCAPES = re.compile(r"\x1b(?:\[[0-?]*[ -/]*[@-~]|\][^\x07\x1b]*(?:\x07|\x1b\\)|[()*+#][ -~]|[ -~])|\x07")
+
 
 class ClientError(Exception):
     """Something to tell the user in one line, then exit 2."""
 
 
-def run(server: str, path: str, language: str | None, use_tty: bool | None) -> int:
+def server_url(given: str | None, environ: Mapping[str, str] | None = None) -> str:
+    """The server's base URL: --server, else $SANDBOX_ENGINE_SERVER, else the default; a URL
+    without a scheme (`127.0.0.1:8080`) is taken as http://."""
+    environ = os.environ if environ is None else environ
+    text = (given or environ.get(SERVER_VARIABLE) or DEFAULT_SERVER).strip()
+    if "://" not in text:
+        text = "http://" + text
+    parts = urllib.parse.urlsplit(text)
+    try:
+        parts.port  # noqa: B018 - raises on a port that is not a number
+    except ValueError:
+        raise ClientError(f"{text} is not a server URL: the port is not a number") from None
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ClientError(f"{text} is not a server URL: give http://HOST:PORT or https://HOST")
+    return text.rstrip("/")
+
+
+def run(
+    server: str | None,
+    path: str,
+    language: str | None,
+    use_tty: bool | None,
+    merge_stderr: bool = False,
+) -> int:
     try:
         with open(path, encoding="utf-8") as f:
             code = f.read()
     except (OSError, UnicodeDecodeError) as exc:
         raise ClientError(f"cannot read {path}: {exc}") from None
-    language = language or language_of(server.rstrip("/"), path)
+    server = server_url(server)
+    language = language or language_of(server, path)
     interactive = sys.stdin.isatty() if use_tty is None else use_tty
     body: dict = {"language": language, "code": code}
     if interactive:
         cols, rows = _terminal_size()
         body.update(tty=True, cols=cols, rows=rows)
-    session_id = _create(server.rstrip("/"), body)
-    ws_url = "ws" + server.rstrip("/")[len("http") :] + f"/ws/session/{session_id}"
+    if merge_stderr:
+        body["mergeStderr"] = True
+    session_id = _create(server, body)
+    ws_url = "ws" + server[len("http") :] + f"/ws/session/{session_id}"
+    raw = interactive and sys.stdin.isatty()
     try:
         with connect(ws_url, open_timeout=30, max_size=None) as ws:
-            with _raw_terminal(interactive and sys.stdin.isatty()):
-                return _talk(ws, interactive)
+            with _raw_terminal(raw):
+                return _talk(ws, interactive, Console(raw))
     except InvalidStatus as exc:
         raise ClientError(f"the server refused the session: {_error_message(exc.response.body)}") from None
     except (OSError, InvalidURI) as exc:
-        raise ClientError(f"cannot reach {server}: {exc}") from None
+        raise ClientError(_unreachable(server, exc)) from None
 
 
 def language_of(server: str, path: str) -> str:
@@ -64,7 +120,7 @@ def language_of(server: str, path: str) -> str:
     try:
         response = requests.get(f"{server}/languages", timeout=30)
     except requests.RequestException as exc:
-        raise ClientError(f"cannot reach {server}: {exc.__class__.__name__}") from None
+        raise ClientError(_unreachable(server, exc)) from None
     if response.status_code != 200:
         message = _error_message(response.content)
         raise ClientError(f"the server did not list its languages: {message}; give --lang")
@@ -85,6 +141,15 @@ def language_of(server: str, path: str) -> str:
     raise ClientError(f"no language of {server} takes {extension} files (it knows {known}); give --lang")
 
 
+def _unreachable(server: str, exc: Exception) -> str:
+    """One line for a server that did not answer, saying what to check rather than the exception."""
+    if isinstance(exc, (requests.Timeout, TimeoutError)):
+        return f"the server at {server} did not answer within 30 s"
+    if isinstance(exc, (requests.ConnectionError, ConnectionError, socket.gaierror)):
+        return f"cannot reach the server at {server}: is it running? (make run)"
+    return f"cannot reach the server at {server}: {exc}"
+
+
 def _terminal_size() -> tuple[int, int]:
     """This terminal's size; 80x24 where it has none (a pipe, or a pty nobody sized)."""
     try:
@@ -98,7 +163,7 @@ def _create(server: str, body: dict) -> str:
     try:
         response = requests.post(f"{server}/session", json=body, timeout=30)
     except requests.RequestException as exc:
-        raise ClientError(f"cannot reach {server}: {exc.__class__.__name__}") from None
+        raise ClientError(_unreachable(server, exc)) from None
     if response.status_code != 201:
         message = _error_message(response.content)
         if response.status_code == 429:
@@ -116,7 +181,11 @@ def _error_message(body: bytes | None) -> str:
 
 @contextlib.contextmanager
 def _raw_terminal(enabled: bool) -> Iterator[None]:
-    """The local terminal in raw mode while the session runs, restored on every way out."""
+    """The local terminal in raw mode while the session runs, restored on every way out.
+
+    Raw mode also turns off this terminal's signal keys: Ctrl-C, Ctrl-Z and Ctrl-\\ arrive as
+    bytes and go to the session's terminal, which decides what they do there.
+    """
     if not enabled:
         yield
         return
@@ -139,7 +208,37 @@ def _raw_terminal(enabled: bool) -> Iterator[None]:
             signal.signal(sig, handler)
 
 
-def _talk(ws: ClientConnection, interactive: bool) -> int:
+class Console:
+    """This side's stdout and stderr: the program's output as it comes, and our own lines, each
+    on a line of its own. Only a terminal in raw mode needs \\r\\n to end a line."""
+
+    def __init__(self, raw: bool, out: BinaryIO | None = None, err: BinaryIO | None = None) -> None:
+        self.newline = "\r\n" if raw else "\n"
+        self.out = out or sys.stdout.buffer
+        self.err = err or sys.stderr.buffer
+        self.at_line_start = True
+
+    def write(self, stream: str, data: str) -> None:
+        if not data:
+            return
+        target = self.out if stream == "stdout" else self.err
+        target.write(data.encode())
+        target.flush()
+        # What was printed decides, not the escape sequences after it that print nothing (Mono's
+        # console ends with some: keypad mode off, the palette reset).
+        visible = ESCAPES.sub("", data)
+        if visible:
+            self.at_line_start = visible.endswith("\n")
+
+    def say(self, text: str) -> None:
+        """A line of ours on stderr, after the program's last line even if it left one open."""
+        start = "" if self.at_line_start else self.newline
+        self.err.write(f"{start}sandbox-engine: {text}{self.newline}".encode())
+        self.err.flush()
+        self.at_line_start = True
+
+
+def _talk(ws: ClientConnection, interactive: bool, console: Console) -> int:
     def send(message: dict) -> None:
         with contextlib.suppress(ConnectionClosed):
             ws.send(json.dumps(message))
@@ -166,7 +265,6 @@ def _talk(ws: ClientConnection, interactive: bool) -> int:
             send({"type": "input", "data": data.decode("utf-8", "replace")})
 
     threading.Thread(target=forward_stdin, name="stdin", daemon=True).start()
-    out, err = sys.stdout.buffer, sys.stderr.buffer
     while True:
         try:
             message = json.loads(ws.recv())
@@ -178,22 +276,36 @@ def _talk(ws: ClientConnection, interactive: bool) -> int:
             raise ClientError("the connection to the server was lost") from None
         kind = message.get("type")
         if kind in ("stdout", "stderr"):
-            stream = out if kind == "stdout" else err
-            stream.write(message["data"].encode())
-            stream.flush()
+            console.write(kind, message["data"])
         elif kind == "error":
-            err.write(f"sandbox-engine: {message['message']}\r\n".encode())
-            err.flush()
+            console.say(message["message"])
         elif kind == "state" and message["state"] in ("FINISHED", "TERMINATED"):
-            return _exit_code(message)
+            words = ending(message)
+            if words:
+                console.say(words)
+            return exit_code(message)
 
 
-def _exit_code(final: dict) -> int:
-    exit_code = final.get("exitCode")
+def ending(final: dict) -> str | None:
+    """How a session ended, in words; None for a program that exited by itself without a signal,
+    whose exit code says it all."""
+    reason = final.get("reason")
+    name = final.get("signal")
+    if reason == "compile_error":
+        return "compilation failed"
+    if reason == "exited":
+        if not name:
+            return None
+        meaning = SIGNALS.get(name)
+        return f"killed by {name} ({meaning})" if meaning else f"killed by {name}"
+    if final.get("state") == "FINISHED":
+        return None
+    return f"the session was ended because {REASONS.get(reason, str(reason).replace('_', ' '))}"
+
+
+def exit_code(final: dict) -> int:
+    """The program's exit code (128+N for signal N), or 1 where the engine ended the session."""
+    code = final.get("exitCode")
     if final["state"] == "FINISHED":
-        if final["reason"] == "compile_error":
-            sys.stderr.write("sandbox-engine: compilation failed\n")
-        return exit_code if isinstance(exit_code, int) else 1
-    reason = REASONS.get(final["reason"], final["reason"])
-    sys.stderr.write(f"\r\nsandbox-engine: the session was ended because {reason}\r\n")
-    return exit_code if isinstance(exit_code, int) and exit_code != 0 else 1
+        return code if isinstance(code, int) else 1
+    return code if isinstance(code, int) and code != 0 else 1

@@ -4,7 +4,6 @@
 int main(void) {
     char name[100] = "";
     printf("Enter your name: ");
-    fflush(stdout);
     if (fgets(name, sizeof name, stdin)) name[strcspn(name, "\n")] = '\0';
     printf("Hello %s\n", name);
     return 0;

@@ -3,7 +3,7 @@
 
 int main() {
     std::string name;
-    std::cout << "Enter your name: " << std::flush;
+    std::cout << "Enter your name: ";
     std::getline(std::cin, name);
     std::cout << "Hello " << name << std::endl;
 }

@@ -1,4 +1,3 @@
 io.write("Enter your name: ")
-io.flush()
 local name = io.read("*l") or ""
 print("Hello " .. name)

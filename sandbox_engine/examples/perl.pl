@@ -1,7 +1,6 @@
 use strict;
 use warnings;
 
-$| = 1;
 print "Enter your name: ";
 my $name = <STDIN> // "";
 chomp $name;

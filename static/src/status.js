@@ -1,36 +1,76 @@
 // What the status line says: a run's outcome and the server's refusals, in words.
 
-function seconds(value) {
+// What the signal that ended a program means; the CLI has the same words (sandbox_engine/client.py).
+const SIGNALS = {
+  SIGSEGV: "segmentation fault",
+  SIGABRT: "aborted",
+  SIGFPE: "arithmetic error",
+  SIGKILL: "killed",
+  SIGILL: "illegal instruction",
+  SIGBUS: "bus error",
+  SIGTERM: "terminated",
+  SIGINT: "interrupted",
+  SIGPIPE: "broken pipe",
+  SIGXCPU: "CPU time limit",
+};
+
+/** A number of seconds as a person says it: "30 s", "2.5 s", "5 min". */
+export function duration(value) {
   const n = Number(value);
+  if (n >= 60 && n % 60 === 0) return `${n / 60} min`;
   return Number.isInteger(n) ? `${n} s` : `${n.toFixed(1)} s`;
 }
 
-/** Words for the reason of a final state; idleTimeout is the server's --idle-timeout in seconds. */
-export function reasonText(state, reason, idleTimeout) {
+/** "killed by SIGSEGV (segmentation fault)"; a signal without words here is named alone. */
+export function signalText(name) {
+  const meaning = Object.hasOwn(SIGNALS, name) ? SIGNALS[name] : null;
+  return meaning ? `killed by ${name} (${meaning})` : `killed by ${name}`;
+}
+
+const join = (...parts) => parts.filter(Boolean).join(" · ");
+
+/**
+ * The tone and the words of a final state message ({state, exitCode, reason, signal}).
+ * context: the server's idleTimeout and inputTimeout in seconds (or null), and stoppedByUser.
+ */
+export function outcome(message, context = {}) {
+  const { state, reason, exitCode, signal } = message;
+  const code = Number.isInteger(exitCode) ? `exit code ${exitCode}` : "";
+  const { idleTimeout, inputTimeout, stoppedByUser } = context;
   switch (reason) {
     case "exited":
-      return "finished";
-    case "idle_timeout":
-      return idleTimeout ? `stopped: no output for ${seconds(idleTimeout)}` : "stopped: no output for too long";
-    case "timeout":
-      return "time limit reached";
-    case "output_limit":
-      return "output limit reached";
-    case "memory_limit":
-      return "memory limit exceeded";
-    case "killed":
-      return "stopped";
+      // A program killed by a signal says which, not 128+N.
+      if (signal) return { tone: "ended", text: signalText(signal) };
+      return { tone: exitCode === 0 ? "ok" : "ended", text: join("finished", code) };
     case "compile_error":
-      return "compile error";
+      return { tone: "error", text: join("compile error", code) };
+    case "killed":
+      return { tone: "ended", text: stoppedByUser ? "stopped by you" : "stopped" };
+    case "idle_timeout":
+      return {
+        tone: "ended",
+        text: `ended: no input and no output for ${idleTimeout ? duration(idleTimeout) : "too long"}`,
+      };
+    case "input_timeout":
+      return {
+        tone: "ended",
+        text: `ended: no input for ${inputTimeout ? duration(inputTimeout) : "too long"} while waiting at a prompt`,
+      };
+    case "timeout":
+      return { tone: "ended", text: "time limit reached" };
+    case "output_limit":
+      return { tone: "ended", text: "output limit reached" };
+    case "memory_limit":
+      return { tone: "ended", text: "memory limit exceeded" };
     case "server_shutdown":
-      return "server shutting down";
+      return { tone: "ended", text: "server shutting down" };
     case "internal_error":
-      return "internal error";
+      return { tone: "error", text: "internal error" };
     case "client_disconnected":
-      return "disconnected";
+      return { tone: "ended", text: "disconnected" };
     default:
-      if (state === "FINISHED") return "finished";
-      return reason ? `ended: ${String(reason).replaceAll("_", " ")}` : "ended";
+      if (state === "FINISHED") return { tone: exitCode === 0 ? "ok" : "ended", text: join("finished", code) };
+      return { tone: "ended", text: reason ? `ended: ${String(reason).replaceAll("_", " ")}` : "ended" };
   }
 }
 

@@ -4,6 +4,7 @@ in words are played by a scripted server in the browser's network layer instead.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -15,7 +16,7 @@ import requests
 from harness import INTERACTIVE, ROOT, Server, shutdown, start_server
 
 try:
-    from playwright.sync_api import Browser, Page, WebSocketRoute, expect, sync_playwright
+    from playwright.sync_api import Browser, Page, Playwright, WebSocketRoute, expect, sync_playwright
 except ImportError:  # the browser fixture says so: a failure under CI=true, a skip otherwise
     sync_playwright = None
 
@@ -33,6 +34,8 @@ CHROMIUM_ARGS = [
 ]
 BUNDLE = os.path.join(ROOT, "static", "dist", "ide.js")
 ARTIFACTS = os.path.join(ROOT, "test-artifacts")
+# The phone the layout is tested on, as Playwright describes it (390x664, touch, mobile).
+PHONE = "iPhone 13"
 # The page opens on Python's example from GET /languages: the core engine issue's interactive one.
 EXAMPLE = INTERACTIVE
 
@@ -44,7 +47,7 @@ def unavailable(message: str) -> None:
 
 
 @pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
+def playwright() -> Iterator[Playwright]:
     if sync_playwright is None:
         unavailable("Playwright for Python is not installed; run `make test`")
     if not os.access(CHROMIUM, os.X_OK):
@@ -52,9 +55,14 @@ def browser() -> Iterator[Browser]:
     if not os.path.isfile(BUNDLE):
         unavailable("the IDE's JavaScript bundle is missing; run `make ui`")
     with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
-        yield browser
-        browser.close()
+        yield playwright
+
+
+@pytest.fixture(scope="module")
+def browser(playwright: Playwright) -> Iterator[Browser]:
+    browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+    yield browser
+    browser.close()
 
 
 @pytest.fixture(scope="module")
@@ -65,10 +73,11 @@ def ide_server(docker_client, tmp_path_factory) -> Iterator[Server]:
     shutdown(server)
 
 
-@pytest.fixture
-def page(browser: Browser, ide_server: Server, request: pytest.FixtureRequest) -> Iterator[Page]:
-    """The IDE, loaded and ready; fails the test on any script error or failed load of the page."""
-    context = browser.new_context(viewport={"width": 1280, "height": 760})
+@contextlib.contextmanager
+def ide_page(browser: Browser, server: Server, request: pytest.FixtureRequest, **context) -> Iterator[Page]:
+    """The IDE in a fresh browser context (its own localStorage), loaded; fails the test on any
+    script error or failed load of the page. The dark theme unless the context says otherwise."""
+    context = browser.new_context(**{"color_scheme": "dark", **context})
     page = context.new_page()
     page.set_default_timeout(20_000)
     problems: list[str] = []
@@ -89,13 +98,27 @@ def page(browser: Browser, ide_server: Server, request: pytest.FixtureRequest) -
     page.on("response", response)
     received: list[str] = []
     page.on("websocket", lambda ws: ws.on("framereceived", lambda frame: received.append(str(frame))))
-    page.goto(ide_server.url)
+    page.goto(server.url)
     yield page
     report = getattr(request.node, "report_call", None)
     if report is not None and report.failed:
         save_failure(page, request.node.name, received)
     context.close()
     assert not problems, problems
+
+
+@pytest.fixture
+def page(browser: Browser, ide_server: Server, request: pytest.FixtureRequest) -> Iterator[Page]:
+    with ide_page(browser, ide_server, request, viewport={"width": 1280, "height": 760}) as page:
+        yield page
+
+
+@pytest.fixture
+def phone(playwright: Playwright, browser: Browser, ide_server: Server, request) -> Iterator[Page]:
+    """The IDE on a phone as Playwright emulates one: its screen, touch, no mouse to hover."""
+    device = {k: v for k, v in playwright.devices[PHONE].items() if k != "default_browser_type"}
+    with ide_page(browser, ide_server, request, **device) as page:
+        yield page
 
 
 def save_failure(page: Page, name: str, received: list[str]) -> None:
@@ -196,7 +219,8 @@ def test_ctrl_c_interrupts_the_program(page: Page) -> None:
     with opened.value.expect_event("framesent", lambda frame: json.loads(frame).get("data") == "\x03"):
         page.keyboard.press("Control+c")
     assert "KeyboardInterrupt" in wait_terminal(page, "KeyboardInterrupt")
-    expect(page.locator("#status-text")).to_have_text(re.compile(r"^finished · exit code \d+$"))
+    # Python ends itself by SIGINT after a KeyboardInterrupt, and says so in words.
+    expect(page.locator("#status-text")).to_have_text("killed by SIGINT (interrupted)")
 
 
 def test_ctrl_enter_runs_and_stop_kills(page: Page) -> None:
@@ -218,8 +242,25 @@ def test_ctrl_enter_runs_and_stop_kills(page: Page) -> None:
     expect(page.locator("#status-text")).to_have_text("running")
     with opened.value.expect_event("framesent", lambda frame: json.loads(frame) == {"type": "kill"}):
         page.click("#stop")
-    expect(page.locator("#status-text")).to_have_text(re.compile(r"^stopped( · exit code \d+)?$"))
+    expect(page.locator("#status-text")).to_have_text("stopped by you")
     expect(page.locator("#run")).to_be_enabled()
+    assert wait_terminal(page, "[stopped by you]").endswith("[stopped by you]")
+
+
+def test_ctrl_period_stops_and_the_stop_button_says_so(page: Page) -> None:
+    wait_ready(page)
+    assert page.get_attribute("#stop", "title") == "Stop the program (Ctrl+.)"
+    page.evaluate(
+        "code => ide.setCode(code)", 'import time\nprint("waiting")\nwhile True:\n    time.sleep(0.1)\n'
+    )
+    with page.expect_websocket() as opened:
+        page.click("#run")
+    wait_terminal(page, "waiting")
+    # From the terminal, where the program has the keyboard: Ctrl+. is the page's, not a byte.
+    page.click("#terminal")
+    with opened.value.expect_event("framesent", lambda frame: json.loads(frame) == {"type": "kill"}):
+        page.keyboard.press("Control+.")
+    expect(page.locator("#status-text")).to_have_text("stopped by you")
 
 
 def test_terminal_follows_the_window_and_narrow_screens_stack(page: Page) -> None:
@@ -309,8 +350,12 @@ class ScriptedServer:
 RUNNING = {"type": "state", "state": "RUNNING"}
 
 
-def ended(state: str, reason: str, exit_code: int | None = 137) -> list[dict]:
-    return [RUNNING, {"type": "state", "state": state, "exitCode": exit_code, "reason": reason}]
+def ended(state: str, reason: str, exit_code: int | None = 137, signal: str | None = "") -> list[dict]:
+    """The final state; with the signal field when one is given (None: the field, null)."""
+    final = {"type": "state", "state": state, "exitCode": exit_code, "reason": reason}
+    if signal != "":
+        final["signal"] = signal
+    return [RUNNING, final]
 
 
 @pytest.mark.parametrize(
@@ -334,15 +379,30 @@ def ended(state: str, reason: str, exit_code: int | None = 137) -> list[dict]:
             None,
             "refused: the code is over 262144 bytes",
         ),
-        (None, ended("TERMINATED", "idle_timeout"), None, "stopped: no output for 20 s · exit code 137"),
-        (None, ended("TERMINATED", "timeout"), None, "time limit reached · exit code 137"),
-        (None, ended("TERMINATED", "output_limit"), None, "output limit reached · exit code 137"),
-        (None, ended("TERMINATED", "memory_limit"), None, "memory limit exceeded · exit code 137"),
+        (None, ended("TERMINATED", "idle_timeout"), None, "ended: no input and no output for 20 s"),
+        # The page's server has the default --input-timeout, 300 s.
+        (
+            None,
+            ended("TERMINATED", "input_timeout"),
+            None,
+            "ended: no input for 5 min while waiting at a prompt",
+        ),
+        (None, ended("TERMINATED", "timeout"), None, "time limit reached"),
+        (None, ended("TERMINATED", "output_limit"), None, "output limit reached"),
+        (None, ended("TERMINATED", "memory_limit"), None, "memory limit exceeded"),
+        # A kill this page did not ask for: a DELETE from elsewhere.
         (None, ended("TERMINATED", "killed", None), None, "stopped"),
         (None, ended("FINISHED", "compile_error", 1), None, "compile error · exit code 1"),
-        (None, ended("TERMINATED", "server_shutdown"), None, "server shutting down · exit code 137"),
+        (None, ended("TERMINATED", "server_shutdown"), None, "server shutting down"),
         (None, ended("TERMINATED", "internal_error", None), None, "internal error"),
+        (None, ended("TERMINATED", "some_new_reason"), None, "ended: some new reason"),
         (None, ended("FINISHED", "exited", 3), None, "finished · exit code 3"),
+        (None, ended("FINISHED", "exited", 0, signal=None), None, "finished · exit code 0"),
+        (None, ended("FINISHED", "exited", 139, "SIGSEGV"), None, "killed by SIGSEGV (segmentation fault)"),
+        (None, ended("FINISHED", "exited", 134, "SIGABRT"), None, "killed by SIGABRT (aborted)"),
+        (None, ended("FINISHED", "exited", 136, "SIGFPE"), None, "killed by SIGFPE (arithmetic error)"),
+        (None, ended("FINISHED", "exited", 152, "SIGXCPU"), None, "killed by SIGXCPU (CPU time limit)"),
+        (None, ended("FINISHED", "exited", 138, "SIGUSR1"), None, "killed by SIGUSR1"),
         (None, [RUNNING], {"code": 1011, "reason": "worker died"}, "connection lost: worker died"),
         (None, [RUNNING], {"code": 1001}, "connection lost (code 1001)"),
     ],
@@ -371,10 +431,10 @@ def test_without_terminal_support_resize_errors_stay_quiet(page: Page) -> None:
     page.set_viewport_size({"width": 800, "height": 600})
     page.wait_for_function("() => ide.terminal.cols < 60")
     page.click("#stop")
-    expect(page.locator("#status-text")).to_have_text("stopped · exit code 137")
+    expect(page.locator("#status-text")).to_have_text("stopped by you")
     kinds = [m["type"] for m in server.received]
     assert kinds[-1] == "kill" and set(kinds[:-1]) == {"resize"}, kinds
-    assert wait_terminal(page, "[stopped · exit code 137]") == "working\n[stopped · exit code 137]"
+    assert wait_terminal(page, "[stopped by you]") == "working\n[stopped by you]"
 
 
 def test_every_language_has_the_mode_and_example_the_server_gives(page: Page, ide_server: Server) -> None:
@@ -424,6 +484,274 @@ def test_every_language_has_the_mode_and_example_the_server_gives(page: Page, id
     page.select_option("#language", "cobol")
     expect(page.locator("#mode")).to_have_text("Plain text")
     assert page.evaluate("ide.code()") == cobol["example"]
+
+
+def run_and_greet(page: Page, name: str = "Ada") -> None:
+    """Runs what the editor holds, which prompts, and answers the prompt as a user would."""
+    page.click("#run")
+    wait_terminal(page, "Enter your name: ", timeout=90_000)
+    page.click("#terminal")
+    page.keyboard.type(name)
+    page.keyboard.press("Enter")
+
+
+def test_csharp_ends_without_a_blank_line(page: Page) -> None:
+    # Mono's console ends with escape sequences that print nothing (keypad mode off, the palette
+    # reset): the page's last line follows the program's at once, as for every language.
+    wait_ready(page)
+    page.select_option("#language", "csharp")
+    run_and_greet(page)
+    expect(page.locator("#status-text")).to_have_text("finished · exit code 0", timeout=30_000)
+    assert wait_terminal(page, "[finished") == "Enter your name: Ada\nHello Ada\n[finished · exit code 0]"
+
+
+def test_code_survives_a_reload_per_language_and_resets_to_the_example(page: Page) -> None:
+    wait_ready(page)
+    python = page.evaluate("ide.code()")
+    page.click(".cm-content")
+    page.keyboard.press("Control+End")
+    page.keyboard.type("print('mine')\n")
+    mine = python + "print('mine')\n"
+    assert page.evaluate("ide.code()") == mine
+    page.select_option("#language", "ruby")
+    page.evaluate("ide.setCode('puts 42\\n')")
+    page.reload()
+    wait_ready(page)
+    # The language last chosen, its draft, and the other language's draft, as they were left.
+    assert page.input_value("#language") == "ruby"
+    assert page.evaluate("ide.code()") == "puts 42\n"
+    page.select_option("#language", "python")
+    assert page.evaluate("ide.code()") == mine
+
+    page.click("#reset")
+    assert page.evaluate("ide.code()") == python
+    # One step to undo, should the reset have been a slip.
+    page.keyboard.press("Control+z")
+    assert page.evaluate("ide.code()") == mine
+    page.click("#reset")
+    page.reload()
+    wait_ready(page)
+    assert page.evaluate("ide.code()") == python
+    stored = page.evaluate("Object.keys(localStorage).filter(key => key.startsWith('sandbox-engine:code:'))")
+    # A draft that is the example is not kept: the server's example shows when it changes.
+    assert stored == ["sandbox-engine:code:ruby"]
+
+
+def test_split_text_size_and_theme_are_the_users_and_kept(page: Page) -> None:
+    wait_ready(page)
+    editor = page.locator(".editor-pane").bounding_box()
+    assert abs(editor["width"] - 640) < 8
+    assert page.evaluate("ide.display()") == {"theme": "dark", "fontSize": 14, "split": 50}
+    # Dragging the splitter to a third of the width: the editor narrows, the terminal refits.
+    cols = page.evaluate("ide.terminal.cols")
+    splitter = page.locator("#splitter").bounding_box()
+    page.mouse.move(splitter["x"] + 3, splitter["y"] + 200)
+    page.mouse.down()
+    page.mouse.move(1280 / 3, splitter["y"] + 220, steps=5)
+    page.mouse.up()
+    assert abs(page.locator(".editor-pane").bounding_box()["width"] - 1280 / 3) < 8
+    page.wait_for_function("cols => ide.terminal.cols > cols", arg=cols)
+    # And from the keyboard, a step at a time.
+    page.focus("#splitter")
+    page.keyboard.press("ArrowRight")
+    split = page.evaluate("ide.display().split")
+    assert 36 < split < 40, split
+
+    page.click("#font-larger")
+    page.click("#font-larger")
+    assert page.evaluate("ide.terminal.options.fontSize") == 16
+    assert page.eval_on_selector(".cm-scroller", "e => getComputedStyle(e).fontSize") == "16px"
+    assert page.get_attribute("#font-larger", "title") == "Larger text (16 px now)"
+
+    assert page.get_attribute("#theme", "title") == "Light theme"
+    page.click("#theme")
+    assert page.get_attribute("html", "data-theme") == "light"
+    assert page.evaluate("ide.terminal.options.theme.background") == "#fafafa"
+    assert (
+        page.eval_on_selector(".cm-editor", "e => getComputedStyle(e).backgroundColor")
+        == "rgb(255, 255, 255)"
+    )
+    assert page.get_attribute("#theme", "title") == "Dark theme"
+
+    page.reload()
+    wait_ready(page)
+    assert page.evaluate("ide.display()") == {"theme": "light", "fontSize": 16, "split": split}
+    assert abs(page.locator(".editor-pane").bounding_box()["width"] - 1280 * split / 100) < 8
+    assert page.evaluate("ide.terminal.options.fontSize") == 16
+
+
+def test_the_theme_follows_the_system_until_chosen(browser: Browser, ide_server: Server, request) -> None:
+    with ide_page(browser, ide_server, request, color_scheme="light") as page:
+        wait_ready(page)
+        assert page.get_attribute("html", "data-theme") == "light"
+        page.click("#theme")
+        page.reload()
+        wait_ready(page)
+        assert page.get_attribute("html", "data-theme") == "dark"
+
+
+@pytest.mark.parametrize(("language", "name"), [("python", "main.py"), ("c", "main.c"), ("bash", "main.sh")])
+def test_download_saves_the_file_as_its_language_names_it(page: Page, language: str, name: str) -> None:
+    wait_ready(page)
+    page.select_option("#language", language)
+    page.evaluate("ide.setCode('the code\\n')")
+    with page.expect_download() as download:
+        page.click("#download")
+    assert download.value.suggested_filename == name
+    with open(download.value.path(), encoding="utf-8") as f:
+        assert f.read() == "the code\n"
+
+
+def terminal_rows(page: Page) -> list[dict]:
+    """The terminal's rows as drawn: text, and whether the terminal wrapped it onto that row."""
+    return page.evaluate(
+        """() => { const b = ide.terminal.buffer.active, rows = [];
+                   for (let i = 0; i < b.length; i++) {
+                     const line = b.getLine(i);
+                     rows.push({text: line.translateToString(true), wrapped: line.isWrapped});
+                   }
+                   return rows.filter(row => row.text); }"""
+    )
+
+
+HINT = "Press Run (Ctrl+Enter): the program's output appears here, and what you type here goes to it."
+
+
+@pytest.mark.parametrize("width", [1280, 900, 700, 480])
+def test_the_empty_terminals_hint_breaks_between_words(page: Page, width: int) -> None:
+    wait_ready(page)
+    before = page.evaluate("ide.terminal.cols")
+    page.set_viewport_size({"width": width, "height": 760})
+    if width != 1280:
+        # Written again for the terminal's new width.
+        page.wait_for_function("before => ide.terminal.cols !== before", arg=before)
+    page.wait_for_function(
+        "() => ide.terminal.buffer.active.getLine(0).translateToString(true).length <= ide.terminal.cols"
+    )
+    cols = page.evaluate("ide.terminal.cols")
+    rows = terminal_rows(page)
+    assert not any(row["wrapped"] for row in rows), rows
+    assert all(len(row["text"]) <= cols for row in rows), (cols, rows)
+    assert " ".join(row["text"].strip() for row in rows) == HINT
+    assert len(rows) > 1 or len(HINT) <= cols
+
+
+def test_compile_warnings_are_marked_and_the_program_runs(page: Page) -> None:
+    wait_ready(page)
+    page.select_option("#language", "c")
+    page.evaluate(
+        "code => ide.setCode(code)",
+        '#include <stdio.h>\nint main(void) {\n    int unused;\n    puts("ran");\n    return 0;\n}\n',
+    )
+    page.click("#run")
+    expect(page.locator("#status-text")).to_have_text("finished · exit code 0", timeout=60_000)
+    [mark] = page.evaluate("ide.diagnostics()")
+    assert (mark["line"], mark["column"], mark["text"], mark["severity"]) == (3, 9, "unused", "warning")
+    assert "unused variable" in mark["message"]
+    expect(page.locator(".cm-lint-marker-warning")).to_have_count(1)
+    # The next run starts without the last one's marks, and a clean compile leaves none.
+    page.evaluate("ide.setCode('#include <stdio.h>\\nint main(void) {\\n    puts(\"ran\");\\n}\\n')")
+    page.click("#run")
+    expect(page.locator("#status-text")).to_have_text("finished · exit code 0", timeout=60_000)
+    assert page.evaluate("ide.diagnostics()") == []
+    expect(page.locator(".cm-lint-marker-warning")).to_have_count(0)
+
+
+# A compile error per compiled language, at the line and on the word a user would look for.
+COMPILE_ERRORS = {
+    "c": ("int main(void) {\n    return undefined_name;\n}\n", 2, 12, "undefined_name"),
+    "cpp": ("int main() {\n    return undefined_name;\n}\n", 2, 12, "undefined_name"),
+    "go": ("package main\n\nfunc main() {\n\tundefinedName()\n}\n", 4, 2, "undefinedName"),
+    "rust": ("fn main() {\n    undefined_name();\n}\n", 2, 5, "undefined_name"),
+    "java": (
+        "public class Main {\n    public static void main(String[] args) {\n"
+        "        undefinedName();\n    }\n}\n",
+        3,
+        9,
+        "undefinedName",
+    ),
+    "csharp": (
+        "class Program {\n    static void Main() {\n        UndefinedName();\n    }\n}\n",
+        3,
+        9,
+        "UndefinedName",
+    ),
+    "haskell": ("main :: IO ()\nmain = do\n  undefinedName\n", 3, 3, "undefinedName"),
+    "typescript": ("const x: number = 1;\nundefinedName(x);\n", 2, 1, "undefinedName"),
+}
+
+
+@pytest.mark.parametrize("language", list(COMPILE_ERRORS))
+def test_compile_errors_are_marked_at_their_line(page: Page, language: str) -> None:
+    code, line, column, word = COMPILE_ERRORS[language]
+    wait_ready(page)
+    page.select_option("#language", language)
+    page.evaluate("code => ide.setCode(code)", code)
+    page.click("#run")
+    expect(page.locator("#status-text")).to_have_text(
+        re.compile(r"^compile error · exit code \d+$"), timeout=90_000
+    )
+    marks = page.evaluate("ide.diagnostics()")
+    assert [(m["line"], m["column"], m["text"], m["severity"]) for m in marks] == [
+        (line, column, word, "error")
+    ], marks
+    assert word in marks[0]["message"] or "scope" in marks[0]["message"], marks
+    expect(page.locator(".cm-lintRange-error")).to_have_text(word)
+    expect(page.locator(".cm-lint-marker-error")).to_have_count(1)
+    # Back to the example: the marks of another program go with it.
+    page.click("#reset")
+    assert page.evaluate("ide.diagnostics()") == []
+
+
+def test_on_a_phone_editor_and_terminal_share_the_screen(phone: Page) -> None:
+    page = phone
+    wait_ready(page)
+    width, height = page.evaluate("[innerWidth, innerHeight]")
+    assert (width, height) == (390, 664)
+    # Nothing to scroll: the terminal is on the screen below the editor, both usable.
+    assert page.evaluate("document.scrollingElement.scrollHeight") <= height
+    editor = page.locator("#editor").bounding_box()
+    terminal = page.locator("#terminal").bounding_box()
+    assert editor["y"] + editor["height"] <= terminal["y"]
+    assert terminal["y"] + terminal["height"] <= height
+    assert editor["height"] > 150 and terminal["height"] > 150
+    for control in ("#language", "#run", "#stop", "#status", "#theme", "#download", "#reset", "#clear"):
+        box = page.locator(control).bounding_box()
+        assert box["x"] >= 0 and box["x"] + box["width"] <= width, control
+        assert box["y"] + box["height"] <= height, control
+    # A finger has no Ctrl+Enter: neither the Run button nor the hint offers it.
+    expect(page.locator("#run kbd")).to_be_hidden()
+    rows = terminal_rows(page)
+    assert " ".join(row["text"].strip() for row in rows) == (
+        "Press Run: the program's output appears here, and what you type here goes to it."
+    )
+    assert not any(row["wrapped"] for row in rows)
+
+    page.tap("#run")
+    wait_terminal(page, "Enter your name: ")
+    page.tap("#terminal")
+    page.keyboard.type("Ada")
+    page.keyboard.press("Enter")
+    expect(page.locator("#status-text")).to_have_text("finished · exit code 0", timeout=30_000)
+    assert "Hello Ada" in terminal_text(page)
+    os.makedirs(ARTIFACTS, exist_ok=True)
+    page.screenshot(path=os.path.join(ARTIFACTS, "ide-phone.png"))
+
+
+def test_the_bundle_comes_compressed_and_immutable(page: Page, ide_server: Server) -> None:
+    wait_ready(page)
+    with page.expect_response(re.compile(r"/static/dist/ide\.js\?v=\d+$")) as script:
+        page.reload()
+    wait_ready(page)
+    headers = script.value.all_headers()
+    # Chromium asks for brotli (over plain http too, for localhost), older browsers for gzip.
+    assert headers["content-encoding"] in ("br", "gzip")
+    assert headers["cache-control"] == "public, max-age=31536000, immutable"
+    assert headers["vary"] == "Accept-Encoding"
+    # A fraction of the bundle's size crossed the wire, and the browser ran what it decoded.
+    size = os.path.getsize(BUNDLE)
+    assert int(headers["content-length"]) < size / 2
+    assert len(script.value.body()) == size
 
 
 def test_page_without_its_bundle_says_how_to_build_it(tmp_path) -> None:

@@ -1,20 +1,41 @@
-"""`sandbox-engine run`'s choice of language: the server's GET /languages, over real HTTP."""
+"""`sandbox-engine run` against servers over real HTTP: the language from GET /languages, the
+server's URL, the session it asks for, and how it says the way a program ended.
+
+The servers are the app over a fake executor, or scripted ones that answer as a server of another
+version might; the end-to-end suite (tests/e2e/test_cli.py) runs the CLI against the real one."""
 
 from __future__ import annotations
 
 import contextlib
+import io
+import json
+import os
 import socket
+import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 
 import pytest
 from fakes import FakeExecutor
-from flask import Flask
+from flask import Flask, request
+from flask_sock import Sock
 from werkzeug.serving import make_server
 
 from sandbox_engine import create_app
-from sandbox_engine.client import ClientError, language_of
+from sandbox_engine.client import (
+    DEFAULT_SERVER,
+    SIGNALS,
+    ClientError,
+    Console,
+    ending,
+    exit_code,
+    language_of,
+    server_url,
+)
 from sandbox_engine.config import Config
+
+CLI = os.path.join(os.path.dirname(sys.executable), "sandbox-engine")
 
 
 def free_port() -> int:
@@ -83,10 +104,11 @@ def test_a_file_without_an_extension_asks_for_lang_without_asking_the_server():
         language_of(f"http://127.0.0.1:{free_port()}", "Makefile")
 
 
-def test_an_unreachable_server_is_one_line():
+def test_an_unreachable_server_says_to_start_it():
     url = f"http://127.0.0.1:{free_port()}"
-    with pytest.raises(ClientError, match=f"^cannot reach {url}: ConnectionError$"):
+    with pytest.raises(ClientError) as error:
         language_of(url, "greet.py")
+    assert str(error.value) == f"cannot reach the server at {url}: is it running? (make run)"
 
 
 def test_a_server_that_does_not_list_extensions_asks_for_lang():
@@ -102,3 +124,221 @@ def test_a_server_that_refuses_says_why():
             ClientError, match="^the server did not list its languages: Docker does not answer; give --lang$"
         ):
             language_of(url, "greet.py")
+
+
+@pytest.mark.parametrize(
+    ("given", "environ", "url"),
+    [
+        (None, {}, "http://127.0.0.1:8080"),
+        ("127.0.0.1:8080", {}, "http://127.0.0.1:8080"),
+        ("localhost:8080", {}, "http://localhost:8080"),
+        ("https://ide.example.org/sandbox/", {}, "https://ide.example.org/sandbox"),
+        (None, {"SANDBOX_ENGINE_SERVER": "10.0.0.5:9000"}, "http://10.0.0.5:9000"),
+        ("http://127.0.0.1:7000", {"SANDBOX_ENGINE_SERVER": "10.0.0.5:9000"}, "http://127.0.0.1:7000"),
+        (None, {"SANDBOX_ENGINE_SERVER": ""}, "http://127.0.0.1:8080"),
+    ],
+)
+def test_the_server_url_from_the_flag_the_variable_or_the_default(given, environ, url):
+    assert DEFAULT_SERVER == "http://127.0.0.1:8080"
+    assert server_url(given, environ) == url
+
+
+@pytest.mark.parametrize(
+    ("given", "says"),
+    [
+        (
+            "ftp://127.0.0.1:8080",
+            "ftp://127.0.0.1:8080 is not a server URL: give http://HOST:PORT or https://HOST",
+        ),
+        ("127.0.0.1:80x", "http://127.0.0.1:80x is not a server URL: the port is not a number"),
+        ("http://", "http:// is not a server URL: give http://HOST:PORT or https://HOST"),
+    ],
+)
+def test_a_server_url_that_cannot_be_one_says_what_is_wrong(given, says):
+    with pytest.raises(ClientError) as error:
+        server_url(given, {})
+    assert str(error.value) == says
+
+
+class ScriptedServer:
+    """POST /session and the WebSocket of one session, answered from a script: what a server of
+    any version, or one ending a program in any way, sends."""
+
+    def __init__(self) -> None:
+        self.bodies: list[dict] = []
+        self.refusal: tuple[int, dict] | None = None
+        self.messages: list[dict] = []
+        self.app = Flask("scripted")
+        self.app.post("/session")(self._post)
+        Sock(self.app).route("/ws/session/<session_id>")(self._socket)
+
+    def _post(self):
+        self.bodies.append(request.get_json())
+        if self.refusal is not None:
+            return self.refusal
+        return {"sessionId": "scripted"}, 201
+
+    def _socket(self, ws, session_id):
+        for message in self.messages:
+            ws.send(json.dumps(message))
+        # The client closes once it has the final state. Closing first would race with werkzeug,
+        # which drains the socket before it closes it, while the client waits for that close.
+        while ws.receive(timeout=10) is not None:
+            pass
+
+
+@pytest.fixture
+def scripted() -> Iterator[tuple[ScriptedServer, str]]:
+    server = ScriptedServer()
+    with serving(server.app) as url:
+        yield server, url
+
+
+def run_cli(url: str, path: str, *args: str) -> subprocess.CompletedProcess:
+    """The command as a user runs it with stdin not a terminal (pipe mode)."""
+    return subprocess.run(
+        [CLI, "run", "--server", url, "--lang", "python", *args, path],
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        timeout=30,
+    )
+
+
+def finished(state: str, reason: str, code: int | None, signal: str | None = None) -> dict:
+    message = {"type": "state", "state": state, "exitCode": code, "reason": reason}
+    if signal is not None:
+        message["signal"] = signal
+    return message
+
+
+def test_merge_stderr_asks_the_server_for_one_pipe(scripted, tmp_path):
+    server, url = scripted
+    path = tmp_path / "both.py"
+    path.write_text("print('hi')\n")
+    server.messages = [{"type": "state", "state": "RUNNING"}, finished("FINISHED", "exited", 0)]
+    assert run_cli(url, str(path)).returncode == 0
+    assert run_cli(url, str(path), "--merge-stderr").returncode == 0
+    code = "print('hi')\n"
+    assert server.bodies == [
+        {"language": "python", "code": code},
+        {"language": "python", "code": code, "mergeStderr": True},
+    ]
+
+
+def test_a_server_that_refuses_merge_stderr_says_so_in_one_line(scripted, tmp_path):
+    # What a server from before mergeStderr answers, should it refuse fields it does not know.
+    server, url = scripted
+    server.refusal = ({"error": {"code": "invalid_request", "message": "unknown field 'mergeStderr'"}}, 400)
+    path = tmp_path / "both.py"
+    path.write_text("print('hi')\n")
+    result = run_cli(url, str(path), "--merge-stderr")
+    assert (result.returncode, result.stdout) == (2, b"")
+    assert result.stderr == b"sandbox-engine: the server refused: unknown field 'mergeStderr'\n"
+
+
+@pytest.mark.parametrize(
+    ("final", "stderr", "code"),
+    [
+        (finished("FINISHED", "exited", 0), b"", 0),
+        (finished("FINISHED", "exited", 3), b"", 3),
+        (finished("FINISHED", "exited", 0, None) | {"signal": None}, b"", 0),
+        (
+            finished("FINISHED", "exited", 139, "SIGSEGV"),
+            b"sandbox-engine: killed by SIGSEGV (segmentation fault)\n",
+            139,
+        ),
+        (
+            finished("FINISHED", "exited", 134, "SIGABRT"),
+            b"sandbox-engine: killed by SIGABRT (aborted)\n",
+            134,
+        ),
+        (finished("FINISHED", "exited", 138, "SIGUSR1"), b"sandbox-engine: killed by SIGUSR1\n", 138),
+        (finished("FINISHED", "compile_error", 1), b"sandbox-engine: compilation failed\n", 1),
+        (
+            finished("TERMINATED", "idle_timeout", 137, "SIGKILL"),
+            b"sandbox-engine: the session was ended because no input and no output for too long\n",
+            137,
+        ),
+        (
+            finished("TERMINATED", "input_timeout", 137, "SIGKILL"),
+            b"sandbox-engine: the session was ended because no input for too long"
+            b" while waiting at a prompt\n",
+            137,
+        ),
+        (
+            finished("TERMINATED", "memory_limit", 137),
+            b"sandbox-engine: the session was ended because the memory limit was exceeded\n",
+            137,
+        ),
+        (
+            finished("TERMINATED", "killed", None),
+            b"sandbox-engine: the session was ended because it was stopped\n",
+            1,
+        ),
+        (
+            finished("TERMINATED", "some_new_reason", None),
+            b"sandbox-engine: the session was ended because some new reason\n",
+            1,
+        ),
+    ],
+    ids=lambda value: value.get("signal") or value["reason"] if isinstance(value, dict) else None,
+)
+def test_how_a_program_ended_in_words_and_in_the_exit_code(scripted, tmp_path, final, stderr, code):
+    server, url = scripted
+    path = tmp_path / "prog.py"
+    path.write_text("pass\n")
+    server.messages = [{"type": "state", "state": "RUNNING"}, {"type": "stdout", "data": "out\n"}, final]
+    result = run_cli(url, str(path))
+    # In pipe mode every line ends with \n alone: only a terminal in raw mode needs \r\n.
+    assert (result.stdout, result.stderr, result.returncode) == (b"out\n", stderr, code)
+
+
+def test_the_end_in_words_starts_a_line_of_its_own(scripted, tmp_path):
+    server, url = scripted
+    path = tmp_path / "prog.py"
+    path.write_text("pass\n")
+    server.messages = [
+        {"type": "state", "state": "RUNNING"},
+        {"type": "stdout", "data": "Enter your name: "},
+        finished("TERMINATED", "input_timeout", 137, "SIGKILL"),
+    ]
+    result = run_cli(url, str(path))
+    assert result.stdout == b"Enter your name: "
+    assert result.stderr == (
+        b"\nsandbox-engine: the session was ended because no input for too long while waiting at a prompt\n"
+    )
+
+
+def test_lines_of_our_own_end_as_the_terminal_needs():
+    for raw, newline in ((False, b"\n"), (True, b"\r\n")):
+        out, err = io.BytesIO(), io.BytesIO()
+        console = Console(raw, out, err)
+        console.say("first")
+        console.write("stdout", "Enter your name: ")
+        console.say("second")
+        assert out.getvalue() == b"Enter your name: "
+        assert (
+            err.getvalue()
+            == b"sandbox-engine: first" + newline + newline + b"sandbox-engine: second" + newline
+        )
+
+
+def test_escape_sequences_after_the_last_line_do_not_open_another():
+    # How Mono's console ends a program on a terminal: its last line, then modes and colours reset.
+    out, err = io.BytesIO(), io.BytesIO()
+    console = Console(True, out, err)
+    console.write("stdout", "Hello Ada\r\n")
+    console.write("stdout", "\x1b[?1l\x1b>\x1b]104\x07")
+    console.say("killed by SIGTERM (terminated)")
+    assert err.getvalue() == b"sandbox-engine: killed by SIGTERM (terminated)\r\n"
+    console.write("stdout", "Enter your name: \x1b[0m")
+    console.say("again")
+    assert err.getvalue().endswith(b"\r\n\r\nsandbox-engine: again\r\n")
+
+
+def test_every_signal_the_issue_names_has_words():
+    named = "SIGSEGV SIGABRT SIGFPE SIGKILL SIGILL SIGBUS SIGTERM SIGINT SIGPIPE SIGXCPU"
+    assert set(SIGNALS) == set(named.split())
+    assert ending(finished("FINISHED", "exited", 136, "SIGFPE")) == "killed by SIGFPE (arithmetic error)"
+    assert ending(finished("FINISHED", "exited", 152, "SIGXCPU")) == "killed by SIGXCPU (CPU time limit)"
+    assert exit_code(finished("TERMINATED", "timeout", 0)) == 1
