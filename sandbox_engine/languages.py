@@ -58,6 +58,8 @@ class LanguageSpec:
             "extensions": list(self.extensions),
             "editorMode": self.editor_mode,
             "example": self.example,
+            # The file the program is written to: what a download of it should be called.
+            "sourceFile": self.source_file,
         }
 
 

@@ -294,7 +294,7 @@ def test_languages(client):
     assert response.status_code == 200
     languages = response.get_json()["languages"]
     assert [language["id"] for language in languages] == list(LANGUAGES)
-    fields = ["id", "name", "version", "extensions", "editorMode", "example"]
+    fields = ["id", "name", "version", "extensions", "editorMode", "example", "sourceFile"]
     assert all(list(language) == fields for language in languages)
     # The IDE opens on Python's example, the core engine issue's interactive program.
     assert languages[0] == {
@@ -304,6 +304,7 @@ def test_languages(client):
         "extensions": [".py"],
         "editorMode": "python",
         "example": INTERACTIVE,
+        "sourceFile": "main.py",
     }
 
 
