@@ -28,6 +28,7 @@ LIMIT_FLAGS = (
     ("--state-dir", "state_dir", "directory the workers share for session records"),
     ("--allowed-origins", "allowed_origins", "comma-separated browser origins allowed to attach"),
     ("--docker-host", "docker_host", "Docker's address (DOCKER_HOST, else the local socket)"),
+    ("--runtime", "runtime", "Docker's runtime for the sandboxes: runc, or runsc for gVisor (runc)"),
 )
 
 

@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 ENV_PREFIX = "SANDBOX_ENGINE_"
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmg]?)b?\s*$", re.IGNORECASE)
 _UNITS = {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3}
+# A name Docker may know a runtime by (daemon.json's "runtimes").
+_RUNTIME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 
 
 def parse_size(text: str | int) -> int:
@@ -52,6 +54,9 @@ class Config:
     # How long a finished session's record is kept for GET /session/<id>.
     record_ttl: float = 3600.0
     docker_host: str | None = None
+    # Docker's OCI runtime for the sandboxes: runc (Docker's default) or runsc (gVisor: a kernel
+    # of its own in user space between the program and the host's).
+    runtime: str = "runc"
     # Browser origins allowed to open a WebSocket; empty allows same-origin and non-browser clients.
     allowed_origins: tuple[str, ...] = field(default_factory=tuple)
 
@@ -93,6 +98,8 @@ class Config:
             value = getattr(self, name)
             if not math.isfinite(value) or value <= 0:
                 raise ValueError(f"{name} must be a positive number, got {value}")
+        if not _RUNTIME.match(self.runtime):
+            raise ValueError(f"runtime {self.runtime!r}: the name of a Docker runtime, such as runc or runsc")
 
     def pool_sizes(self, languages: list[str]) -> dict[tuple[str, bool], int]:
         """(language, tty) -> how many warm sandboxes to keep; only those above zero."""

@@ -65,11 +65,17 @@ HALF_CLAIMED = 600.0
 
 class DockerExecutor(Executor):
     def __init__(
-        self, instance: str, docker_host: str | None = None, pool_size: int = 32, lock_dir: str | None = None
+        self,
+        instance: str,
+        docker_host: str | None = None,
+        pool_size: int = 32,
+        lock_dir: str | None = None,
+        runtime: str = "runc",
     ) -> None:
         if not _INSTANCE.match(instance):
             raise ValueError(f"instance name {instance!r}: letters, digits, '-' and '_' only")
         self.instance = instance
+        self.runtime = runtime
         self.prefix = f"se-{instance}-"
         # With lock files shared by every worker of the server, renames of one container are
         # serialised and one rename makes a claim; without, a claim takes two (see _rename).
@@ -88,6 +94,7 @@ class DockerExecutor(Executor):
         limits = spec.compile_limits if spec.compile and spec.compile_limits else spec.limits
         tmpfs_opts = f"rw,exec,nosuid,nodev,size={spec.limits.disk}"
         host_config = self.api.create_host_config(
+            runtime=self.runtime,
             read_only=True,
             tmpfs={
                 # exec: compiled programs run from here; Docker mounts tmpfs noexec otherwise.
@@ -265,6 +272,10 @@ class DockerExecutor(Executor):
         try:
             with translated("answer a ping"):
                 self.api.ping()
+            with translated("list its runtimes"):
+                runtimes = self.api.info().get("Runtimes") or {}
+            if self.runtime not in runtimes:
+                return f"Docker does not know the runtime {self.runtime}; register it in daemon.json"
             for image in images:
                 with translated(f"find the image {image}", ignore=(404,)):
                     self.api.inspect_image(image)
