@@ -13,6 +13,7 @@ only once the container runs, and the root file system is read-only, so stdin is
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import re
@@ -32,6 +33,7 @@ from .executor import (
     AlreadyClaimed,
     Executor,
     ExecutorError,
+    Limits,
     OwnerAlive,
     RuntimeUnavailable,
     Sandbox,
@@ -56,6 +58,27 @@ WORKDIR = "/workspace"
 CLAIMING = "claiming"
 TAKING = "taking"
 POOL = "pool-"
+# gVisor's runtime, as scripts/runsc.sh registers it: the program runs on a kernel of its own.
+GVISOR = "runsc"
+# The seccomp profile inside a gVisor sandbox (runsc.sh's --oci-seccomp applies it). Not Docker's
+# default: this runsc answers EPERM where that profile says ENOSYS (clone3), and glibc then starts
+# no thread. gVisor's kernel is the boundary to the host; inside it, the profile denies what would
+# free a program of the process limit: a user namespace of its own. (This runsc has no clone3.)
+CLONE_NEWUSER = 0x10000000
+GVISOR_SECCOMP = {
+    "defaultAction": "SCMP_ACT_ALLOW",
+    "syscalls": [
+        {"names": ["unshare", "setns"], "action": "SCMP_ACT_ERRNO"},
+        {
+            "names": ["clone"],
+            "action": "SCMP_ACT_ERRNO",
+            # (flags & CLONE_NEWUSER) == CLONE_NEWUSER
+            "args": [
+                {"index": 0, "op": "SCMP_CMP_MASKED_EQ", "value": CLONE_NEWUSER, "valueTwo": CLONE_NEWUSER}
+            ],
+        },
+    ],
+}
 _INSTANCE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_-]{0,40}$")
 RENAME_STRIPES = 64
 # A pooled sandbox not running, or half taken, for this long was left by someone who failed.
@@ -76,6 +99,9 @@ class DockerExecutor(Executor):
             raise ValueError(f"instance name {instance!r}: letters, digits, '-' and '_' only")
         self.instance = instance
         self.runtime = runtime
+        self.gvisor = runtime == GVISOR
+        # Docker's default seccomp profile, unless under gVisor (see GVISOR_SECCOMP).
+        self.seccomp = [f"seccomp={json.dumps(GVISOR_SECCOMP)}"] if self.gvisor else []
         self.prefix = f"se-{instance}-"
         # With lock files shared by every worker of the server, renames of one container are
         # serialised and one rename makes a claim; without, a claim takes two (see _rename).
@@ -90,8 +116,11 @@ class DockerExecutor(Executor):
 
     def create(self, spec: SandboxSpec) -> SandboxRef:
         nonce = launch.new_nonce()
-        # The container starts under the compile stage's limits when there is one.
-        limits = spec.compile_limits if spec.compile and spec.compile_limits else spec.limits
+        # The container starts under the compile stage's limits when there is one, lowered to the
+        # run's once it is over. runsc cannot change a running sandbox's limits (it has no
+        # `update`), so under gVisor the compile stage runs under the run's limits.
+        compiles_apart = spec.compile and spec.compile_limits and not self.gvisor
+        limits = spec.compile_limits if compiles_apart else spec.limits
         tmpfs_opts = f"rw,exec,nosuid,nodev,size={spec.limits.disk}"
         host_config = self.api.create_host_config(
             runtime=self.runtime,
@@ -103,14 +132,17 @@ class DockerExecutor(Executor):
             },
             network_mode="none",
             cap_drop=["ALL"],
-            security_opt=["no-new-privileges"],
+            security_opt=["no-new-privileges", *self.seccomp],
             # docker-init is tini, which passes signals to the program's whole process group.
             init=True,
-            pids_limit=limits.pids,
+            # Under gVisor the host's pids cgroup holds the sandbox's own kernel, whose threads (38
+            # at rest) a limit of 32 kills before the program starts: the nproc ulimit counts
+            # the program's processes and threads there instead (see _ulimits).
+            pids_limit=None if self.gvisor else limits.pids,
             nano_cpus=int(limits.cpus * 1e9),
             mem_limit=limits.memory,
             memswap_limit=limits.memory,
-            ulimits=[docker.types.Ulimit(name="nofile", soft=256, hard=256)],
+            ulimits=_ulimits(limits, self.gvisor),
             log_config=docker.types.LogConfig(type="none"),
         )
         pooled = spec.session_id is None
@@ -253,7 +285,7 @@ class DockerExecutor(Executor):
         if ref is None:
             details = self._inspect(f"{name}.{owner}")
             ref = _ref(details["Id"], details["Config"]["Labels"], running=details["State"]["Running"])
-        return DockerSandbox(self.api, ref, session_id, starts=self.starts)
+        return DockerSandbox(self.api, ref, session_id, starts=self.starts, fixed_limits=self.gvisor)
 
     def _inspect(self, container: str) -> dict:
         with translated("inspect the sandbox"):
@@ -275,7 +307,11 @@ class DockerExecutor(Executor):
             with translated("list its runtimes"):
                 runtimes = self.api.info().get("Runtimes") or {}
             if self.runtime not in runtimes:
-                return f"Docker does not know the runtime {self.runtime}; register it in daemon.json"
+                how = "run scripts/runsc.sh as root" if self.gvisor else "register it in daemon.json"
+                return f"Docker does not know the runtime {self.runtime}; {how}"
+            if self.gvisor and "--oci-seccomp" not in runtimes[self.runtime].get("runtimeArgs", []):
+                # Without it the sandbox's seccomp profile, and with it the process limit, is void.
+                return "Docker's runtime runsc lacks --oci-seccomp; run scripts/runsc.sh as root"
             for image in images:
                 with translated(f"find the image {image}", ignore=(404,)):
                     self.api.inspect_image(image)
@@ -297,6 +333,17 @@ class DockerExecutor(Executor):
 
     def close(self) -> None:
         self.api.close()
+
+
+def _ulimits(limits: Limits, gvisor: bool) -> list[docker.types.Ulimit]:
+    ulimits = [docker.types.Ulimit(name="nofile", soft=256, hard=256)]
+    if gvisor:
+        # gVisor's kernel counts the processes and threads of a user, in this sandbox alone (it is a
+        # kernel of its own): the pids limit, exactly. (Under runc the count is the host's, over
+        # every sandbox of the same uid.) Docker's seccomp profile, which runsc.sh has gVisor
+        # apply, keeps the program from leaving it behind in a user namespace of its own.
+        ulimits.append(docker.types.Ulimit(name="nproc", soft=limits.pids, hard=limits.pids))
+    return ulimits
 
 
 def _ref(container_id: str, labels: dict[str, str], running: bool) -> SandboxRef:

@@ -41,6 +41,7 @@ class DockerSandbox(Sandbox):
         ref: SandboxRef,
         session_id: str,
         starts: threading.BoundedSemaphore | None = None,
+        fixed_limits: bool = False,
     ) -> None:
         self.api = api
         # By id: the container's name changes as it is claimed, its id never.
@@ -51,6 +52,8 @@ class DockerSandbox(Sandbox):
         self._nonce = ref.nonce
         self._running = ref.running
         self._starts = starts or threading.BoundedSemaphore(1)
+        # Created under the run's limits, which the runtime cannot change (runsc): nothing to lower.
+        self._fixed_limits = fixed_limits
         self._early = b""
         self._sock: socket.socket | None = None
         self._write_lock = threading.Lock()
@@ -115,7 +118,8 @@ class DockerSandbox(Sandbox):
             yield data
 
     def set_limits(self, limits: Limits) -> None:
-        update_limits(self.api, self.container, limits)
+        if not self._fixed_limits:
+            update_limits(self.api, self.container, limits)
 
     def go(self) -> None:
         self.write(launch.GO)
