@@ -3,6 +3,7 @@
 # skips the interpreter's start-up. Reads stdin with os.read so that no byte of the program's
 # own input is taken. ENV_* and MARK_* are defined before this code by launch.python_launcher.
 # ruff: noqa: F821
+import io
 import os
 import runpy  # imported before the program arrives: they cost milliseconds once it has
 import signal
@@ -50,6 +51,46 @@ if tty:
     fcntl.ioctl(0, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
     os.write(1, MARK_STARTED + nonce + b"\n")
 del nonce, header, size, cols, rows, tty
+
+
+class _WholeWrites(io.RawIOBase):
+    """The program's stdout or stderr, each write written whole. python3 -u puts its text layer
+    right on the raw file and keeps only what one write(2) took, and under gVisor a write to a
+    pipe takes 64 KiB at most: the rest of a longer one was lost."""
+
+    def __init__(self, fd):
+        super().__init__()
+        self._fd = fd
+
+    def writable(self):
+        return True
+
+    def fileno(self):
+        return self._fd
+
+    def isatty(self):
+        return os.isatty(self._fd)
+
+    def write(self, data):
+        view = memoryview(data).cast("B")
+        done = 0
+        while done < len(view):
+            done += os.write(self._fd, view[done:])
+        return done
+
+
+def _whole(stream):
+    return io.TextIOWrapper(
+        _WholeWrites(stream.fileno()),
+        encoding=stream.encoding,
+        errors=stream.errors,
+        line_buffering=stream.line_buffering,
+        write_through=True,
+    )
+
+
+# sys.__stdout__ and sys.__stderr__ keep the originals, which would close the descriptors if freed.
+sys.stdout, sys.stderr = _whole(sys.stdout), _whole(sys.stderr)
 
 
 def _main():
