@@ -30,6 +30,28 @@ from .languages import LANGUAGES
 HELLO = "print('hi')"
 ECHO = "while True:\n    print(input())"
 IDLE = "input()"
+# What one system call costs a program: under gVisor every one is served by its own kernel. The
+# best of many short rounds: a round the CPU limit (0.5) held back would count the wait.
+SYSCALL = (
+    "import os, time\n"
+    "best = 1.0\n"
+    "for _ in range(50):\n"
+    "    started = time.perf_counter()\n"
+    "    for _ in range(200):\n"
+    "        os.getppid()\n"
+    "    best = min(best, (time.perf_counter() - started) / 200)\n"
+    "print(best)\n"
+)
+# Idle sessions held under gVisor, each with a kernel of its own: enough for a per-session figure.
+GVISOR_IDLE_SESSIONS = 20
+
+
+@dataclass(frozen=True)
+class Servers:
+    """A runtime's pair of servers: one with a warm pool, one without (either may be missing)."""
+
+    warm: str | None = None
+    cold: str | None = None
 
 
 @dataclass
@@ -87,6 +109,21 @@ def first_output(client: Client) -> float:
     finally:
         ws.close()
     return elapsed
+
+
+def syscall_cost(client: Client) -> float:
+    """Seconds per getppid() in a session, as the program measures it."""
+    ws = client.attach(client.create(SYSCALL))
+    stdout = ""
+    try:
+        while True:
+            message = json.loads(ws.recv(120))
+            if message["type"] == "stdout":
+                stdout += message["data"]
+            elif message["type"] == "state" and message["state"] in ("FINISHED", "TERMINATED"):
+                return float(stdout)
+    finally:
+        ws.close()
 
 
 def pool_levels(client: Client) -> list[dict]:
@@ -226,20 +263,40 @@ def _mem_available() -> int:
         return next(int(line.split()[1]) * 1024 for line in f if line.startswith("MemAvailable:"))
 
 
+def sandbox_memory(session_ids: list[str]) -> float:
+    """The median memory an idle session's container is charged (its cgroup, less the inactive
+    page cache, as `docker stats` counts it), over at most 20 of them."""
+    api = docker.APIClient(version="1.41")
+    charged = []
+    try:
+        for session_id in session_ids[:20]:
+            for row in api.containers(filters={"name": session_id}):
+                stats = api.stats(row["Id"], stream=False, one_shot=True)["memory_stats"]
+                detail = stats.get("stats", {})
+                inactive = detail.get("total_inactive_file", detail.get("inactive_file", 0))
+                charged.append(stats["usage"] - inactive)
+    finally:
+        api.close()
+    return statistics.median(charged) if charged else 0.0
+
+
 def idle_memory(client: Client, sessions: int) -> dict:
     """Hold `sessions` interactive sessions waiting in input(); what does each cost?"""
     port = int(client.server.rsplit(":", 1)[1].split("/")[0])
     pids = server_pids(port)
     rss_before, host_before = _rss(pids), _mem_available()
     sockets: list[ClientConnection] = []
+    session_ids: list[str] = []
     try:
         for _ in range(sessions):
-            ws = client.attach(client.create(IDLE))
+            session_ids.append(client.create(IDLE))
+            ws = client.attach(session_ids[-1])
             while json.loads(ws.recv(60)) != {"type": "state", "state": "RUNNING"}:
                 pass
             sockets.append(ws)
         time.sleep(1)
         rss_after, host_after = _rss(pids), _mem_available()
+        sandbox = sandbox_memory(session_ids)
     finally:
         for ws in sockets:
             ws.close()
@@ -249,6 +306,7 @@ def idle_memory(client: Client, sessions: int) -> dict:
         "server_rss_mb": rss_after / 2**20,
         "server_rss_per_session_kb": (rss_after - rss_before) / max(1, len(sockets)) / 1024,
         "host_per_session_mb": (host_before - host_after) / max(1, len(sockets)) / 2**20,
+        "sandbox_mb": sandbox / 2**20,
     }
 
 
@@ -332,9 +390,15 @@ def _ms(seconds: float) -> str:
 
 
 def run(
-    server: str, cold_server: str | None, runs: int, idle_sessions: int, out: Callable[[str], None]
+    server: str,
+    cold_server: str | None,
+    runs: int,
+    idle_sessions: int,
+    out: Callable[[str], None],
+    gvisor: Servers | None = None,
 ) -> dict:
     client = Client(server)
+    gvisor = gvisor or Servers()
     image = LANGUAGES["python"].image
     results: dict = {}
 
@@ -354,10 +418,26 @@ def run(
     rate = throughput(client, 15, 4)
     out(f"measuring: {idle_sessions} idle interactive sessions")
     memory = idle_memory(Client(cold_server or server), idle_sessions)
+    syscall = syscall_cost(client)
+    gvisor_warm = gvisor_cold = gvisor_syscall = gvisor_memory = None
+    if gvisor.warm:
+        out("measuring: gVisor, sequential first output")
+        gvisor_client = Client(gvisor.warm)
+        wait_for_pool(gvisor_client)
+        gvisor_warm = sequential(gvisor_client, runs)
+        gvisor_syscall = syscall_cost(gvisor_client)
+    if gvisor.cold:
+        out("measuring: gVisor, pool empty")
+        gvisor_cold = sequential(Client(gvisor.cold), runs)
+        gvisor_syscall = gvisor_syscall or syscall_cost(Client(gvisor.cold))
+        out(f"measuring: gVisor, {GVISOR_IDLE_SESSIONS} idle interactive sessions")
+        gvisor_memory = idle_memory(Client(gvisor.cold), GVISOR_IDLE_SESSIONS)
 
     rows = [
         ("time to first output, print('hi'), sequential (server)", warm),
         ("time to first output, pool empty (cold server)", cold),
+        ("time to first output under gVisor, sequential (gVisor server)", gvisor_warm),
+        ("time to first output under gVisor, pool empty (gVisor cold server)", gvisor_cold),
         ("20 concurrent sessions: each session's first output", burst),
         ("input echo round trip", echo),
         *((b.name, b) for b in baselines),
@@ -385,7 +465,24 @@ def run(
         f"{memory['server_rss_mb']:.0f} MB |",
         f"| server RSS per idle session | {memory['server_rss_per_session_kb']:.0f} KB |",
         f"| host memory per idle session (MemAvailable drop) | {memory['host_per_session_mb']:.1f} MB |",
+        f"| memory charged to an idle session's sandbox (its cgroup, p50) | {memory['sandbox_mb']:.1f} MB |",
+        f"| one system call in a session (getppid, best of 50 rounds) | {syscall * 1e6:.2f} µs |",
     ]
+    if gvisor_warm is not None:
+        lines.append(f"| gVisor warm p50 / runc warm p50 | {gvisor_warm.p50 / warm.p50:.2f}x |")
+    if gvisor_cold is not None and cold is not None:
+        lines.append(f"| gVisor cold p50 / runc cold p50 | {gvisor_cold.p50 / cold.p50:.2f}x |")
+    if gvisor_syscall is not None:
+        lines.append(
+            f"| one system call in a session (getppid, best of 50 rounds), gVisor | "
+            f"{gvisor_syscall * 1e6:.2f} µs ({gvisor_syscall / syscall:.0f}x) |"
+        )
+    if gvisor_memory is not None:
+        lines += [
+            f"| host memory per idle session, gVisor ({gvisor_memory['sessions']} held) | "
+            f"{gvisor_memory['host_per_session_mb']:.1f} MB |",
+            f"| memory charged to an idle session's sandbox, gVisor | {gvisor_memory['sandbox_mb']:.1f} MB |",
+        ]
 
     def verdict(ok: bool) -> str:
         return "met" if ok else "not met"
@@ -416,19 +513,33 @@ def run(
     return results
 
 
-def main(server: str, cold_server: str | None, runs: int, idle_sessions: int, markdown: str | None) -> int:
-    results = run(server, cold_server, runs, idle_sessions, lambda line: print(line, file=sys.stderr))
+def main(
+    server: str,
+    cold_server: str | None,
+    runs: int,
+    idle_sessions: int,
+    markdown: str | None,
+    gvisor: Servers | None = None,
+) -> int:
+    results = run(server, cold_server, runs, idle_sessions, lambda line: print(line, file=sys.stderr), gvisor)
     print(results["table"])
     if markdown:
         command = " ".join(["sandbox-engine", *sys.argv[1:]]) if sys.argv else "sandbox-engine bench"
         machine = (
             f"{platform.machine()}, {os.cpu_count()} cores, {_mem_total_gib():.0f} GiB, {platform.platform()}"
         )
+        api = docker.APIClient(version="1.41")
+        runsc = api.info().get("Runtimes", {}).get("runsc")
+        with_gvisor = (
+            f" and gVisor's `{runsc['path']} {' '.join(runsc.get('runtimeArgs', []))}` ({_runsc_version()})"
+            if gvisor and (gvisor.warm or gvisor.cold) and runsc
+            else ""
+        )
         with open(markdown, "w") as f:
             f.write(
                 "# Benchmarks\n\n"
                 f"Measured {date.today().isoformat()} on {machine}, Docker "
-                f"{docker.APIClient(version='1.41').version()['Version']}, with:\n\n"
+                f"{api.version()['Version']}{with_gvisor}, with:\n\n"
                 f"```sh\nmake bench   # {command}\n```\n\n"
                 "All figures are end to end over the public API (POST /session, the WebSocket, the first "
                 "`stdout` message), from a client on the same machine. Baselines ran in the same run: "
@@ -436,6 +547,14 @@ def main(server: str, cold_server: str | None, runs: int, idle_sessions: int, ma
                 f"{results['table']}\n"
             )
     return 0
+
+
+def _runsc_version() -> str:
+    try:
+        answer = subprocess.run(["runsc", "--version"], capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.TimeoutExpired):
+        return "version unknown"
+    return answer.stdout.splitlines()[0] if answer.stdout else "version unknown"
 
 
 def _mem_total_gib() -> float:
