@@ -18,13 +18,21 @@ registered() {  # dockerd answers and knows runsc with exactly this entry
   timeout 10 docker info --format '{{json .Runtimes.runsc}}' 2>/dev/null |
     python3 -c 'import json, sys; sys.exit(json.load(sys.stdin) != json.loads(sys.argv[1]))' "$entry" 2>/dev/null
 }
+in_config() {  # daemon.json holds exactly this entry, for the daemon's next start too
+  python3 -c 'import json, sys
+sys.exit(json.load(open(sys.argv[1])).get("runtimes", {}).get("runsc") != json.loads(sys.argv[2]))' \
+    "$CONFIG" "$entry" 2>/dev/null
+}
 
-registered && exit 0
+registered && in_config && exit 0
 if [ "$(id -u)" != 0 ]; then
-  echo "runsc.sh: dockerd does not know the runtime runsc, and only root can register it" >&2; exit 1
+  echo "runsc.sh: the runtime runsc is not registered with dockerd, and only root can register it" >&2
+  exit 1
 fi
-# daemon.json as it is, with this one entry added or replaced; written only when it changes.
-python3 - "$CONFIG" "$entry" <<'EOF'
+if ! in_config; then
+  echo "runsc.sh: registering runsc in $CONFIG"
+  # daemon.json as it is, with this one entry added or replaced.
+  python3 - "$CONFIG" "$entry" <<'PY'
 import json, os, sys
 
 path, entry = sys.argv[1], json.loads(sys.argv[2])
@@ -33,15 +41,15 @@ try:
         config = json.load(f)
 except FileNotFoundError:
     config = {}
-if config.get("runtimes", {}).get("runsc") != entry:
-    print(f"runsc.sh: registering runsc in {path}")
-    config.setdefault("runtimes", {})["runsc"] = entry
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    with open(path + ".tmp", "w") as f:
-        json.dump(config, f, indent=2)
-        f.write("\n")
-    os.replace(path + ".tmp", path)
-EOF
+config.setdefault("runtimes", {})["runsc"] = entry
+os.makedirs(os.path.dirname(path), exist_ok=True)
+with open(path + ".tmp", "w") as f:
+    json.dump(config, f, indent=2)
+    f.write("\n")
+os.replace(path + ".tmp", path)
+PY
+fi
+registered && exit 0
 pid=$(cat "$PIDFILE" 2>/dev/null || true)
 if [ -z "$pid" ] || ! kill -0 "$pid" 2>/dev/null; then
   exit 0  # no daemon: it reads the entry when scripts/dockerd.sh starts it
