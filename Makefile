@@ -3,7 +3,7 @@ BIND ?= 127.0.0.1:8080
 WORKERS ?= 2
 PYTEST_ARGS ?=
 
-.PHONY: run test setup setup-test ui images lint bench soak
+.PHONY: run test test-gvisor setup setup-test ui images lint bench soak
 
 run: setup
 	.venv/bin/sandbox-engine serve --bind $(BIND) --workers $(WORKERS)
@@ -17,6 +17,20 @@ test: setup-test
 	.venv/bin/ruff check .
 	.venv/bin/python -m pytest $(PYTEST_ARGS)
 	SANDBOX_ENGINE_POOL_SIZE=python=2,python/tty=2 .venv/bin/python -m pytest $(PYTEST_ARGS) $(E2E_TESTS)
+	$(MAKE) test-gvisor
+
+# The end-to-end tests that prove the sandbox under gVisor (--runtime runsc): sessions, the
+# terminal and signals, the threat table with its limits and output cap, a compiled language
+# (C: compile stage, compile error, its program in a tty); then sessions and the terminal again
+# from a warm pool, whose sandboxes are started before a session takes them.
+GVISOR_TESTS = tests/e2e/test_sessions.py tests/e2e/test_terminal.py tests/e2e/test_sandbox.py \
+	tests/e2e/test_languages.py -k 'not test_languages or [c]'
+
+test-gvisor: setup-test
+	scripts/runsc.sh
+	SANDBOX_ENGINE_RUNTIME=runsc .venv/bin/python -m pytest $(PYTEST_ARGS) $(GVISOR_TESTS)
+	SANDBOX_ENGINE_RUNTIME=runsc SANDBOX_ENGINE_POOL_SIZE=python=2,python/tty=2 \
+	  .venv/bin/python -m pytest $(PYTEST_ARGS) tests/e2e/test_sessions.py tests/e2e/test_terminal.py
 
 setup: ui
 	scripts/setup.sh

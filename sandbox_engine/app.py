@@ -56,6 +56,7 @@ def create_app(config: Config | None = None, executor=None) -> Flask:
             config.docker_host,
             pool_size=config.max_sessions + 16,
             lock_dir=records.directory,
+            runtime=config.runtime,
         )
     worker = Worker(config, executor, records)
     app.extensions[EXTENSION] = worker

@@ -10,41 +10,56 @@ from __future__ import annotations
 import json
 import os
 import platform
-import statistics
-import subprocess
 import sys
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import date
 
 import docker
 import requests
 from websockets.sync.client import ClientConnection, connect
 
-from .docker_executor import WORKDIR
-from .executor import SANDBOX_USER
+from .bench_baselines import (
+    HELLO,
+    Series,
+    docker_run,
+    mem_available,
+    mem_total_gib,
+    native_python,
+    raw_docker_api,
+    rss,
+    runsc_version,
+    sandbox_memory,
+    server_pids,
+)
 from .languages import LANGUAGES
 
-HELLO = "print('hi')"
 ECHO = "while True:\n    print(input())"
 IDLE = "input()"
+# What one system call costs a program: under gVisor every one is served by its own kernel. The
+# best of many short rounds: a round the CPU limit (0.5) held back would count the wait.
+SYSCALL = (
+    "import os, time\n"
+    "best = 1.0\n"
+    "for _ in range(50):\n"
+    "    started = time.perf_counter()\n"
+    "    for _ in range(200):\n"
+    "        os.getppid()\n"
+    "    best = min(best, (time.perf_counter() - started) / 200)\n"
+    "print(best)\n"
+)
+# Idle sessions held under gVisor, each with a kernel of its own: enough for a per-session figure.
+GVISOR_IDLE_SESSIONS = 20
 
 
-@dataclass
-class Series:
-    name: str
-    samples: list[float] = field(default_factory=list)
+@dataclass(frozen=True)
+class Servers:
+    """A runtime's pair of servers: one with a warm pool, one without (either may be missing)."""
 
-    @property
-    def p50(self) -> float:
-        return statistics.median(self.samples)
-
-    @property
-    def p99(self) -> float:
-        ordered = sorted(self.samples)
-        return ordered[min(len(ordered) - 1, round(0.99 * (len(ordered) - 1)))]
+    warm: str | None = None
+    cold: str | None = None
 
 
 class Client:
@@ -87,6 +102,21 @@ def first_output(client: Client) -> float:
     finally:
         ws.close()
     return elapsed
+
+
+def syscall_cost(client: Client) -> float:
+    """Seconds per getppid() in a session, as the program measures it."""
+    ws = client.attach(client.create(SYSCALL))
+    stdout = ""
+    try:
+        while True:
+            message = json.loads(ws.recv(120))
+            if message["type"] == "stdout":
+                stdout += message["data"]
+            elif message["type"] == "state" and message["state"] in ("FINISHED", "TERMINATED"):
+                return float(stdout)
+    finally:
+        ws.close()
 
 
 def pool_levels(client: Client) -> list[dict]:
@@ -187,59 +217,23 @@ def echo_round_trip(client: Client, rounds: int) -> Series:
     return series
 
 
-def _rss(pids: list[int]) -> int:
-    total = 0
-    for pid in pids:
-        try:
-            with open(f"/proc/{pid}/status") as f:
-                total += next(int(line.split()[1]) * 1024 for line in f if line.startswith("VmRSS:"))
-        except (OSError, StopIteration):
-            pass
-    return total
-
-
-def server_pids(port: int) -> list[int]:
-    """The processes listening on the port (gunicorn's master and workers share the socket)."""
-    inodes = set()
-    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
-        try:
-            with open(table) as f:
-                for line in list(f)[1:]:
-                    fields = line.split()
-                    if fields[3] == "0A" and int(fields[1].rsplit(":", 1)[1], 16) == port:
-                        inodes.add(fields[9])
-        except OSError:
-            pass
-    pids = []
-    for pid in filter(str.isdigit, os.listdir("/proc")):
-        try:
-            links = {os.readlink(f"/proc/{pid}/fd/{fd}") for fd in os.listdir(f"/proc/{pid}/fd")}
-        except OSError:
-            continue
-        if any(f"socket:[{inode}]" in links for inode in inodes):
-            pids.append(int(pid))
-    return pids
-
-
-def _mem_available() -> int:
-    with open("/proc/meminfo") as f:
-        return next(int(line.split()[1]) * 1024 for line in f if line.startswith("MemAvailable:"))
-
-
 def idle_memory(client: Client, sessions: int) -> dict:
     """Hold `sessions` interactive sessions waiting in input(); what does each cost?"""
     port = int(client.server.rsplit(":", 1)[1].split("/")[0])
     pids = server_pids(port)
-    rss_before, host_before = _rss(pids), _mem_available()
+    rss_before, host_before = rss(pids), mem_available()
     sockets: list[ClientConnection] = []
+    session_ids: list[str] = []
     try:
         for _ in range(sessions):
-            ws = client.attach(client.create(IDLE))
+            session_ids.append(client.create(IDLE))
+            ws = client.attach(session_ids[-1])
             while json.loads(ws.recv(60)) != {"type": "state", "state": "RUNNING"}:
                 pass
             sockets.append(ws)
         time.sleep(1)
-        rss_after, host_after = _rss(pids), _mem_available()
+        rss_after, host_after = rss(pids), mem_available()
+        sandbox = sandbox_memory(session_ids)
     finally:
         for ws in sockets:
             ws.close()
@@ -249,92 +243,24 @@ def idle_memory(client: Client, sessions: int) -> dict:
         "server_rss_mb": rss_after / 2**20,
         "server_rss_per_session_kb": (rss_after - rss_before) / max(1, len(sockets)) / 1024,
         "host_per_session_mb": (host_before - host_after) / max(1, len(sockets)) / 2**20,
+        "sandbox_mb": sandbox / 2**20,
     }
 
 
-# --- baselines -------------------------------------------------------------------------------
-def native_python(runs: int) -> Series:
-    def once() -> float:
-        started = time.perf_counter()
-        process = subprocess.Popen([sys.executable, "-I", "-S", "-c", HELLO], stdout=subprocess.PIPE)
-        process.stdout.readline()
-        elapsed = time.perf_counter() - started
-        process.wait()
-        return elapsed
-
-    once()
-    return Series("python3 started natively", [once() for _ in range(runs)])
-
-
-def docker_run(image: str, runs: int) -> Series:
-    def once() -> float:
-        started = time.perf_counter()
-        process = subprocess.Popen(
-            [
-                "docker",
-                "run",
-                "--rm",
-                "--network",
-                "none",
-                "--user",
-                SANDBOX_USER,
-                image,
-                "python3",
-                "-c",
-                HELLO,
-            ],
-            stdout=subprocess.PIPE,
-        )
-        process.stdout.readline()
-        elapsed = time.perf_counter() - started
-        process.wait()
-        return elapsed
-
-    once()
-    return Series("docker run --rm", [once() for _ in range(runs)])
-
-
-def raw_docker_api(image: str, runs: int) -> Series:
-    """create -> attach -> start -> first output frame, with docker-py's low-level client."""
-    api = docker.APIClient(version="1.41")
-
-    def once() -> float:
-        started = time.perf_counter()
-        container = api.create_container(
-            image,
-            ["python3", "-c", HELLO],
-            user=SANDBOX_USER,
-            working_dir=WORKDIR,
-            network_disabled=True,
-            host_config=api.create_host_config(network_mode="none", log_config={"Type": "none"}),
-        )["Id"]
-        try:
-            sock = api.attach_socket(container, params={"stdout": 1, "stderr": 1, "stream": 1})
-            raw = getattr(sock, "_sock", sock)
-            api.start(container)
-            raw.recv(4096)
-            elapsed = time.perf_counter() - started
-            raw.close()
-        finally:
-            api.remove_container(container, force=True)
-        return elapsed
-
-    once()
-    try:
-        return Series("raw Docker API: create, attach, start, first output", [once() for _ in range(runs)])
-    finally:
-        api.close()
-
-
-# --- the report ------------------------------------------------------------------------------
 def _ms(seconds: float) -> str:
     return f"{seconds * 1000:.1f} ms"
 
 
 def run(
-    server: str, cold_server: str | None, runs: int, idle_sessions: int, out: Callable[[str], None]
+    server: str,
+    cold_server: str | None,
+    runs: int,
+    idle_sessions: int,
+    out: Callable[[str], None],
+    gvisor: Servers | None = None,
 ) -> dict:
     client = Client(server)
+    gvisor = gvisor or Servers()
     image = LANGUAGES["python"].image
     results: dict = {}
 
@@ -354,10 +280,26 @@ def run(
     rate = throughput(client, 15, 4)
     out(f"measuring: {idle_sessions} idle interactive sessions")
     memory = idle_memory(Client(cold_server or server), idle_sessions)
+    syscall = syscall_cost(client)
+    gvisor_warm = gvisor_cold = gvisor_syscall = gvisor_memory = None
+    if gvisor.warm:
+        out("measuring: gVisor, sequential first output")
+        gvisor_client = Client(gvisor.warm)
+        wait_for_pool(gvisor_client)
+        gvisor_warm = sequential(gvisor_client, runs)
+        gvisor_syscall = syscall_cost(gvisor_client)
+    if gvisor.cold:
+        out("measuring: gVisor, pool empty")
+        gvisor_cold = sequential(Client(gvisor.cold), runs)
+        gvisor_syscall = gvisor_syscall or syscall_cost(Client(gvisor.cold))
+        out(f"measuring: gVisor, {GVISOR_IDLE_SESSIONS} idle interactive sessions")
+        gvisor_memory = idle_memory(Client(gvisor.cold), GVISOR_IDLE_SESSIONS)
 
     rows = [
         ("time to first output, print('hi'), sequential (server)", warm),
         ("time to first output, pool empty (cold server)", cold),
+        ("time to first output under gVisor, sequential (gVisor server)", gvisor_warm),
+        ("time to first output under gVisor, pool empty (gVisor cold server)", gvisor_cold),
         ("20 concurrent sessions: each session's first output", burst),
         ("input echo round trip", echo),
         *((b.name, b) for b in baselines),
@@ -385,7 +327,24 @@ def run(
         f"{memory['server_rss_mb']:.0f} MB |",
         f"| server RSS per idle session | {memory['server_rss_per_session_kb']:.0f} KB |",
         f"| host memory per idle session (MemAvailable drop) | {memory['host_per_session_mb']:.1f} MB |",
+        f"| memory charged to an idle session's sandbox (its cgroup, p50) | {memory['sandbox_mb']:.1f} MB |",
+        f"| one system call in a session (getppid, best of 50 rounds) | {syscall * 1e6:.2f} µs |",
     ]
+    if gvisor_warm is not None:
+        lines.append(f"| gVisor warm p50 / runc warm p50 | {gvisor_warm.p50 / warm.p50:.2f}x |")
+    if gvisor_cold is not None and cold is not None:
+        lines.append(f"| gVisor cold p50 / runc cold p50 | {gvisor_cold.p50 / cold.p50:.2f}x |")
+    if gvisor_syscall is not None:
+        lines.append(
+            f"| one system call in a session (getppid, best of 50 rounds), gVisor | "
+            f"{gvisor_syscall * 1e6:.2f} µs ({gvisor_syscall / syscall:.0f}x) |"
+        )
+    if gvisor_memory is not None:
+        lines += [
+            f"| host memory per idle session, gVisor ({gvisor_memory['sessions']} held) | "
+            f"{gvisor_memory['host_per_session_mb']:.1f} MB |",
+            f"| memory charged to an idle session's sandbox, gVisor | {gvisor_memory['sandbox_mb']:.1f} MB |",
+        ]
 
     def verdict(ok: bool) -> str:
         return "met" if ok else "not met"
@@ -416,19 +375,33 @@ def run(
     return results
 
 
-def main(server: str, cold_server: str | None, runs: int, idle_sessions: int, markdown: str | None) -> int:
-    results = run(server, cold_server, runs, idle_sessions, lambda line: print(line, file=sys.stderr))
+def main(
+    server: str,
+    cold_server: str | None,
+    runs: int,
+    idle_sessions: int,
+    markdown: str | None,
+    gvisor: Servers | None = None,
+) -> int:
+    results = run(server, cold_server, runs, idle_sessions, lambda line: print(line, file=sys.stderr), gvisor)
     print(results["table"])
     if markdown:
         command = " ".join(["sandbox-engine", *sys.argv[1:]]) if sys.argv else "sandbox-engine bench"
         machine = (
-            f"{platform.machine()}, {os.cpu_count()} cores, {_mem_total_gib():.0f} GiB, {platform.platform()}"
+            f"{platform.machine()}, {os.cpu_count()} cores, {mem_total_gib():.0f} GiB, {platform.platform()}"
+        )
+        api = docker.APIClient(version="1.41")
+        runsc = api.info().get("Runtimes", {}).get("runsc")
+        with_gvisor = (
+            f" and gVisor's `{runsc['path']} {' '.join(runsc.get('runtimeArgs', []))}` ({runsc_version()})"
+            if gvisor and (gvisor.warm or gvisor.cold) and runsc
+            else ""
         )
         with open(markdown, "w") as f:
             f.write(
                 "# Benchmarks\n\n"
                 f"Measured {date.today().isoformat()} on {machine}, Docker "
-                f"{docker.APIClient(version='1.41').version()['Version']}, with:\n\n"
+                f"{api.version()['Version']}{with_gvisor}, with:\n\n"
                 f"```sh\nmake bench   # {command}\n```\n\n"
                 "All figures are end to end over the public API (POST /session, the WebSocket, the first "
                 "`stdout` message), from a client on the same machine. Baselines ran in the same run: "
@@ -436,8 +409,3 @@ def main(server: str, cold_server: str | None, runs: int, idle_sessions: int, ma
                 f"{results['table']}\n"
             )
     return 0
-
-
-def _mem_total_gib() -> float:
-    with open("/proc/meminfo") as f:
-        return next(int(line.split()[1]) for line in f if line.startswith("MemTotal:")) / 2**20

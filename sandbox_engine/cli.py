@@ -39,6 +39,7 @@ LIMIT_FLAGS = (
     ("--docker-host", "docker_host", "Docker's address (DOCKER_HOST, else the local socket)"),
     ("--uid-range", "uid_range", "host uids for sandboxes, one each: FIRST-LAST (200000-265535)"),
     ("--uid-dir", "uid_dir", "the uid leases, one directory for every engine on the host"),
+    ("--runtime", "runtime", "Docker's runtime for the sandboxes: runc, or runsc for gVisor (runc)"),
 )
 
 
@@ -57,6 +58,10 @@ def main(argv: list[str] | None = None) -> int:
         "--server", default="http://127.0.0.1:8080", help="the server's URL (with a warm pool)"
     )
     bench.add_argument("--cold-server", default=None, help="a second server, without a pool, for cold starts")
+    bench.add_argument(
+        "--gvisor-server", default=None, help="a server with --runtime runsc and a pool, for gVisor's costs"
+    )
+    bench.add_argument("--gvisor-cold-server", default=None, help="a server with --runtime runsc, no pool")
     bench.add_argument("--runs", type=int, default=50, help="sequential sessions to time (50)")
     bench.add_argument("--idle-sessions", type=int, default=200, help="idle sessions to hold (200)")
     bench.add_argument("--markdown", default=None, help="write the results to this file (BENCHMARKS.md)")
@@ -108,7 +113,14 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "bench":
         from . import bench as bench_module
 
-        return bench_module.main(args.server, args.cold_server, args.runs, args.idle_sessions, args.markdown)
+        return bench_module.main(
+            args.server,
+            args.cold_server,
+            args.runs,
+            args.idle_sessions,
+            args.markdown,
+            gvisor=bench_module.Servers(args.gvisor_server, args.gvisor_cold_server),
+        )
     return 2
 
 

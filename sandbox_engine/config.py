@@ -18,6 +18,8 @@ ENV_PREFIX = "SANDBOX_ENGINE_"
 IMAGE_ID = 10001
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmg]?)b?\s*$", re.IGNORECASE)
 _UNITS = {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3}
+# A name Docker may know a runtime by (daemon.json's "runtimes").
+_RUNTIME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 
 
 def parse_size(text: str | int) -> int:
@@ -69,6 +71,9 @@ class Config:
     uid_range: str = "200000-265535"
     # Where the uid leases live: one directory for every engine on the host, whatever its instance.
     uid_dir: str = "/var/lib/sandbox-engine/uids"
+    # Docker's OCI runtime for the sandboxes: runc (Docker's default) or runsc (gVisor: a kernel
+    # of its own in user space between the program and the host's).
+    runtime: str = "runc"
     # Browser origins allowed to open a WebSocket; empty allows same-origin and non-browser clients.
     allowed_origins: tuple[str, ...] = field(default_factory=tuple)
 
@@ -114,6 +119,8 @@ class Config:
             value = getattr(self, name)
             if not math.isfinite(value) or value <= 0:
                 raise ValueError(f"{name} must be a positive number, got {value}")
+        if not _RUNTIME.match(self.runtime):
+            raise ValueError(f"runtime {self.runtime!r}: the name of a Docker runtime, such as runc or runsc")
         uids = self.uids
         if IMAGE_ID in uids:
             raise ValueError(

@@ -37,6 +37,7 @@ from .executor import (
     AlreadyClaimed,
     Executor,
     ExecutorError,
+    Limits,
     OwnerAlive,
     RuntimeUnavailable,
     Sandbox,
@@ -63,6 +64,27 @@ WORKDIR = "/workspace"
 CLAIMING = "claiming"
 TAKING = "taking"
 POOL = "pool-"
+# gVisor's runtime, as scripts/runsc.sh registers it: the program runs on a kernel of its own.
+GVISOR = "runsc"
+# The seccomp profile inside a gVisor sandbox (runsc.sh's --oci-seccomp applies it). Not Docker's
+# default: this runsc answers EPERM where that profile says ENOSYS (clone3), and glibc then starts
+# no thread. gVisor's kernel is the boundary to the host; inside it, the profile denies what would
+# free a program of the process limit: a user namespace of its own. (This runsc has no clone3.)
+CLONE_NEWUSER = 0x10000000
+GVISOR_SECCOMP = {
+    "defaultAction": "SCMP_ACT_ALLOW",
+    "syscalls": [
+        {"names": ["unshare", "setns"], "action": "SCMP_ACT_ERRNO"},
+        {
+            "names": ["clone"],
+            "action": "SCMP_ACT_ERRNO",
+            # (flags & CLONE_NEWUSER) == CLONE_NEWUSER
+            "args": [
+                {"index": 0, "op": "SCMP_CMP_MASKED_EQ", "value": CLONE_NEWUSER, "valueTwo": CLONE_NEWUSER}
+            ],
+        },
+    ],
+}
 _INSTANCE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_-]{0,40}$")
 RENAME_STRIPES = 64
 # A pooled sandbox not running, or half taken, for this long was left by someone who failed.
@@ -78,11 +100,16 @@ class DockerExecutor(Executor):
         docker_host: str | None = None,
         pool_size: int = 32,
         lock_dir: str | None = None,
+        runtime: str = "runc",
     ) -> None:
         if not _INSTANCE.match(instance):
             raise ValueError(f"instance name {instance!r}: letters, digits, '-' and '_' only")
         self.instance = instance
         self.uids = uids
+        self.runtime = runtime
+        self.gvisor = runtime == GVISOR
+        # Docker's default seccomp profile, unless under gVisor (see GVISOR_SECCOMP).
+        self.seccomp = [f"seccomp={json.dumps(GVISOR_SECCOMP)}"] if self.gvisor else []
         self.prefix = f"se-{instance}-"
         # With lock files shared by every worker of the server, renames of one container are
         # serialised and one rename makes a claim; without, a claim takes two (see _rename).
@@ -114,10 +141,14 @@ class DockerExecutor(Executor):
 
     def _create(self, spec: SandboxSpec, uid: int) -> tuple[dict, dict[str, str]]:
         """The container, not started, running as `uid`; and its labels."""
-        # The container starts under the compile stage's limits when there is one.
-        limits = spec.compile_limits if spec.compile and spec.compile_limits else spec.limits
+        # The container starts under the compile stage's limits when there is one, lowered to the
+        # run's once it is over. runsc cannot change a running sandbox's limits (it has no
+        # `update`), so under gVisor the compile stage runs under the run's limits.
+        compiles_apart = spec.compile and spec.compile_limits and not self.gvisor
+        limits = spec.compile_limits if compiles_apart else spec.limits
         tmpfs_opts = f"rw,exec,nosuid,nodev,size={spec.limits.disk}"
         host_config = self.api.create_host_config(
+            runtime=self.runtime,
             read_only=True,
             tmpfs={
                 # exec: compiled programs run from here; Docker mounts tmpfs noexec otherwise.
@@ -126,14 +157,17 @@ class DockerExecutor(Executor):
             },
             network_mode="none",
             cap_drop=["ALL"],
-            security_opt=["no-new-privileges"],
+            security_opt=["no-new-privileges", *self.seccomp],
             # docker-init is tini, which passes signals to the program's whole process group.
             init=True,
-            pids_limit=limits.pids,
+            # Under gVisor the host's pids cgroup holds the sandbox's own kernel, whose threads (38
+            # at rest) a limit of 32 kills before the program starts: the nproc ulimit counts
+            # the program's processes and threads there instead (see _ulimits).
+            pids_limit=None if self.gvisor else limits.pids,
             nano_cpus=int(limits.cpus * 1e9),
             mem_limit=limits.memory,
             memswap_limit=limits.memory,
-            ulimits=[docker.types.Ulimit(name="nofile", soft=256, hard=256)],
+            ulimits=_ulimits(limits, self.gvisor),
             log_config=docker.types.LogConfig(type="none"),
         )
         pooled = spec.session_id is None
@@ -280,7 +314,12 @@ class DockerExecutor(Executor):
     def _sandbox(self, ref: SandboxRef, session_id: str) -> DockerSandbox:
         # Its removal frees its uid, as every other removal of a container does.
         return DockerSandbox(
-            self.api, ref, session_id, starts=self.starts, remove=lambda: self._remove(ref.id, ref.uid)
+            self.api,
+            ref,
+            session_id,
+            starts=self.starts,
+            remove=lambda: self._remove(ref.id, ref.uid),
+            fixed_limits=self.gvisor,
         )
 
     def _inspect(self, container: str) -> dict:
@@ -306,6 +345,14 @@ class DockerExecutor(Executor):
         try:
             with translated("answer a ping"):
                 self.api.ping()
+            with translated("list its runtimes"):
+                runtimes = self.api.info().get("Runtimes") or {}
+            if self.runtime not in runtimes:
+                how = "run scripts/runsc.sh as root" if self.gvisor else "register it in daemon.json"
+                return f"Docker does not know the runtime {self.runtime}; {how}"
+            if self.gvisor and "--oci-seccomp" not in runtimes[self.runtime].get("runtimeArgs", []):
+                # Without it the sandbox's seccomp profile, and with it the process limit, is void.
+                return "Docker's runtime runsc lacks --oci-seccomp; run scripts/runsc.sh as root"
             for image in images:
                 with translated(f"find the image {image}", ignore=(404,)):
                     self.api.inspect_image(image)
@@ -327,6 +374,17 @@ class DockerExecutor(Executor):
 
     def close(self) -> None:
         self.api.close()
+
+
+def _ulimits(limits: Limits, gvisor: bool) -> list[docker.types.Ulimit]:
+    ulimits = [docker.types.Ulimit(name="nofile", soft=256, hard=256)]
+    if gvisor:
+        # gVisor's kernel counts the processes and threads of a user, in this sandbox alone (it is a
+        # kernel of its own): the pids limit, exactly. (Under runc the count is the host's, over
+        # every sandbox of the same uid.) Docker's seccomp profile, which runsc.sh has gVisor
+        # apply, keeps the program from leaving it behind in a user namespace of its own.
+        ulimits.append(docker.types.Ulimit(name="nproc", soft=limits.pids, hard=limits.pids))
+    return ulimits
 
 
 def _ref(container_id: str, labels: dict[str, str], running: bool) -> SandboxRef:

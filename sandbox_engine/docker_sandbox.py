@@ -53,6 +53,7 @@ class DockerSandbox(Sandbox):
         session_id: str,
         starts: threading.BoundedSemaphore | None = None,
         remove: Callable[[], None] | None = None,
+        fixed_limits: bool = False,
     ) -> None:
         self.api = api
         # By id: the container's name changes as it is claimed, its id never.
@@ -69,6 +70,8 @@ class DockerSandbox(Sandbox):
         self._starts = starts or threading.BoundedSemaphore(1)
         # The executor's removal: the container, then what it held (its uid).
         self._remove = remove or (lambda: remove_container(self.api, self.container))
+        # Created under the run's limits, which the runtime cannot change (runsc): nothing to lower.
+        self._fixed_limits = fixed_limits
         self._early = b""
         self._terminal: Terminal | None = None
         self._sock: socket.socket | None = None
@@ -196,7 +199,8 @@ class DockerSandbox(Sandbox):
             yield data
 
     def set_limits(self, limits: Limits) -> None:
-        update_limits(self.api, self.container, limits)
+        if not self._fixed_limits:
+            update_limits(self.api, self.container, limits)
 
     def go(self) -> None:
         self.write(launch.GO)

@@ -7,6 +7,8 @@ want_tests=${1:-}
 need=()
 command -v dockerd >/dev/null || need+=(docker.io)
 command -v debootstrap >/dev/null || need+=(debootstrap)
+# gVisor, for `serve --runtime runsc` (and `make test-gvisor`); scripts/runsc.sh registers it.
+command -v runsc >/dev/null || need+=(runsc)
 [ -n "$want_tests" ] && { command -v nginx >/dev/null || need+=(nginx-light); }
 # The browser test drives the IDE page in Debian's chromium, headless, through Playwright; the
 # page's fonts are DejaVu (chromium only recommends fonts).
@@ -44,4 +46,6 @@ if [ ! -f "$stamp" ] || [ setup.cfg -nt "$stamp" ] || [ setup.py -nt "$stamp" ];
 fi
 
 scripts/dockerd.sh
+# Not fatal: runc, the default, does without; `make test-gvisor` runs it again and stops there.
+scripts/runsc.sh || echo "setup: the runtime runsc (gVisor) is not available; --runtime runsc will not work" >&2
 scripts/build-images.sh

@@ -4,6 +4,7 @@
 # own input is taken. ENV_* and MARK_* are defined before this code by launch.python_launcher;
 # the nonce of the STARTED mark comes in the header (see launch).
 # ruff: noqa: F821
+import io
 import os
 import runpy  # imported before the program arrives: they cost milliseconds once it has
 import signal
@@ -56,6 +57,46 @@ if merge:
     # One pipe for both streams, so that the program's writes keep their order.
     os.dup2(1, 2)
 del nonce, numbers, header, size, cols, rows, tty, merge
+
+
+class _WholeWrites(io.RawIOBase):
+    """The program's stdout or stderr, each write written whole. python3 -u puts its text layer
+    right on the raw file and keeps only what one write(2) took, and under gVisor a write to a
+    pipe takes 64 KiB at most: the rest of a longer one was lost."""
+
+    def __init__(self, fd):
+        super().__init__()
+        self._fd = fd
+
+    def writable(self):
+        return True
+
+    def fileno(self):
+        return self._fd
+
+    def isatty(self):
+        return os.isatty(self._fd)
+
+    def write(self, data):
+        view = memoryview(data).cast("B")
+        done = 0
+        while done < len(view):
+            done += os.write(self._fd, view[done:])
+        return done
+
+
+def _whole(stream):
+    return io.TextIOWrapper(
+        _WholeWrites(stream.fileno()),
+        encoding=stream.encoding,
+        errors=stream.errors,
+        line_buffering=stream.line_buffering,
+        write_through=True,
+    )
+
+
+# sys.__stdout__ and sys.__stderr__ keep the originals, which would close the descriptors if freed.
+sys.stdout, sys.stderr = _whole(sys.stdout), _whole(sys.stderr)
 
 
 def _main():

@@ -34,6 +34,10 @@ VENV_BIN = os.path.dirname(sys.executable)
 INSTANCE_LABEL = "sandbox-engine.instance"
 # The host's uid leases, which every server of the suite shares, as engines on one host do.
 UID_DIR = Config().uid_dir
+# The Docker runtime the servers run their sandboxes on (`make test-gvisor` sets runsc), which
+# start_server hands on through the environment; where gVisor differs, the tests say how.
+RUNTIME = os.environ.get("SANDBOX_ENGINE_RUNTIME") or "runc"
+GVISOR = RUNTIME == "runsc"
 # Every instance this test run started, for the end-of-suite leak check.
 STARTED_INSTANCES: set[str] = set()
 

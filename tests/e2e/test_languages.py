@@ -10,7 +10,7 @@ import threading
 import time
 
 import pytest
-from harness import LANGUAGE_IDS, shutdown, start_server
+from harness import GVISOR, LANGUAGE_IDS, shutdown, start_server
 
 from sandbox_engine.languages import LANGUAGES
 
@@ -247,6 +247,11 @@ def test_compile_error(polyglot, language):
 
 @pytest.mark.parametrize("language", LANGUAGE_IDS)
 def test_greeting_in_tty_mode(polyglot, language):
+    if GVISOR and language in ("java", "csharp"):
+        pytest.skip(
+            "gVisor's terminal (runsc 2022) answers FIONREAD with ENOTTY: Java's System.in then "
+            "fails with 'Illegal seek', and Mono never reads the terminal's answer to its query"
+        )
     response = polyglot.post(GREETINGS[language], language=language, tty=True, cols=100, rows=30)
     assert response.status_code == 201, response.text
     with polyglot.attach(response.json()["sessionId"]) as ws:

@@ -32,6 +32,7 @@ def test_defaults_match_the_documented_limits():
     assert config.instance == "default"
     assert config.docker_host is None
     assert config.allowed_origins == ()
+    assert config.runtime == "runc"
 
 
 def test_the_class_defaults_are_the_same_as_from_an_empty_environment():
@@ -54,6 +55,7 @@ def test_environment_variables_override_the_defaults():
             "SANDBOX_ENGINE_STATE_DIR": "/srv/state",
             "SANDBOX_ENGINE_DOCKER_HOST": "tcp://docker:2375",
             "SANDBOX_ENGINE_ALLOWED_ORIGINS": "https://a.example, https://b.example,",
+            "SANDBOX_ENGINE_RUNTIME": "runsc",
         }
     )
     assert config.idle_timeout == 5.0
@@ -69,6 +71,7 @@ def test_environment_variables_override_the_defaults():
     assert config.state_dir == "/srv/state"
     assert config.docker_host == "tcp://docker:2375"
     assert config.allowed_origins == ("https://a.example", "https://b.example")
+    assert config.runtime == "runsc"
 
 
 def test_the_process_environment_is_read_by_default(monkeypatch):
@@ -147,6 +150,8 @@ def test_parse_size_refuses_what_is_not_a_size(text):
         ("MAX_RECORDS", "1e4"),
         ("RECORD_TTL", "0"),
         ("RECORD_TTL", "-1"),
+        ("RUNTIME", "run sc"),
+        ("RUNTIME", "../runsc"),
     ],
 )
 def test_invalid_environment_values_raise_value_error(name, value):
@@ -185,6 +190,7 @@ def test_to_env_round_trips_through_from_env():
         uid_range="300000-300099",
         uid_dir="/srv/uids",
         allowed_origins=("https://a.example", "https://b.example"),
+        runtime="runsc",
     )
     env = config.to_env()
     assert all(name.startswith("SANDBOX_ENGINE_") and isinstance(v, str) for name, v in env.items())

@@ -1,0 +1,182 @@
+"""The benchmark's baselines and host figures: what the same work costs without our API (a
+native interpreter, `docker run`, the raw Docker API) and what the host and its sandboxes hold.
+They run in the same process and moment as the API's figures, so that ratios between them hold
+on a noisy machine.
+"""
+
+from __future__ import annotations
+
+import os
+import statistics
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+
+import docker
+
+from .docker_executor import WORKDIR
+from .executor import SANDBOX_USER
+
+HELLO = "print('hi')"
+
+
+@dataclass
+class Series:
+    name: str
+    samples: list[float] = field(default_factory=list)
+
+    @property
+    def p50(self) -> float:
+        return statistics.median(self.samples)
+
+    @property
+    def p99(self) -> float:
+        ordered = sorted(self.samples)
+        return ordered[min(len(ordered) - 1, round(0.99 * (len(ordered) - 1)))]
+
+
+def rss(pids: list[int]) -> int:
+    total = 0
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/status") as f:
+                total += next(int(line.split()[1]) * 1024 for line in f if line.startswith("VmRSS:"))
+        except (OSError, StopIteration):
+            pass
+    return total
+
+
+def server_pids(port: int) -> list[int]:
+    """The processes listening on the port (gunicorn's master and workers share the socket)."""
+    inodes = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            with open(table) as f:
+                for line in list(f)[1:]:
+                    fields = line.split()
+                    if fields[3] == "0A" and int(fields[1].rsplit(":", 1)[1], 16) == port:
+                        inodes.add(fields[9])
+        except OSError:
+            pass
+    pids = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            links = {os.readlink(f"/proc/{pid}/fd/{fd}") for fd in os.listdir(f"/proc/{pid}/fd")}
+        except OSError:
+            continue
+        if any(f"socket:[{inode}]" in links for inode in inodes):
+            pids.append(int(pid))
+    return pids
+
+
+def mem_available() -> int:
+    with open("/proc/meminfo") as f:
+        return next(int(line.split()[1]) * 1024 for line in f if line.startswith("MemAvailable:"))
+
+
+def sandbox_memory(session_ids: list[str]) -> float:
+    """The median memory an idle session's container is charged (its cgroup, less the inactive
+    page cache, as `docker stats` counts it), over at most 20 of them."""
+    api = docker.APIClient(version="1.41")
+    charged = []
+    try:
+        for session_id in session_ids[:20]:
+            for row in api.containers(filters={"name": session_id}):
+                stats = api.stats(row["Id"], stream=False, one_shot=True)["memory_stats"]
+                detail = stats.get("stats", {})
+                inactive = detail.get("total_inactive_file", detail.get("inactive_file", 0))
+                charged.append(stats["usage"] - inactive)
+    finally:
+        api.close()
+    return statistics.median(charged) if charged else 0.0
+
+
+# --- baselines -------------------------------------------------------------------------------
+def native_python(runs: int) -> Series:
+    def once() -> float:
+        started = time.perf_counter()
+        process = subprocess.Popen([sys.executable, "-I", "-S", "-c", HELLO], stdout=subprocess.PIPE)
+        process.stdout.readline()
+        elapsed = time.perf_counter() - started
+        process.wait()
+        return elapsed
+
+    once()
+    return Series("python3 started natively", [once() for _ in range(runs)])
+
+
+def docker_run(image: str, runs: int) -> Series:
+    def once() -> float:
+        started = time.perf_counter()
+        process = subprocess.Popen(
+            [
+                "docker",
+                "run",
+                "--rm",
+                "--network",
+                "none",
+                "--user",
+                SANDBOX_USER,
+                image,
+                "python3",
+                "-c",
+                HELLO,
+            ],
+            stdout=subprocess.PIPE,
+        )
+        process.stdout.readline()
+        elapsed = time.perf_counter() - started
+        process.wait()
+        return elapsed
+
+    once()
+    return Series("docker run --rm", [once() for _ in range(runs)])
+
+
+def raw_docker_api(image: str, runs: int) -> Series:
+    """create -> attach -> start -> first output frame, with docker-py's low-level client."""
+    api = docker.APIClient(version="1.41")
+
+    def once() -> float:
+        started = time.perf_counter()
+        container = api.create_container(
+            image,
+            ["python3", "-c", HELLO],
+            user=SANDBOX_USER,
+            working_dir=WORKDIR,
+            network_disabled=True,
+            host_config=api.create_host_config(network_mode="none", log_config={"Type": "none"}),
+        )["Id"]
+        try:
+            sock = api.attach_socket(container, params={"stdout": 1, "stderr": 1, "stream": 1})
+            raw = getattr(sock, "_sock", sock)
+            api.start(container)
+            raw.recv(4096)
+            elapsed = time.perf_counter() - started
+            raw.close()
+        finally:
+            api.remove_container(container, force=True)
+        return elapsed
+
+    once()
+    try:
+        return Series("raw Docker API: create, attach, start, first output", [once() for _ in range(runs)])
+    finally:
+        api.close()
+
+
+# --- the report ------------------------------------------------------------------------------
+
+
+def runsc_version() -> str:
+    try:
+        answer = subprocess.run(["runsc", "--version"], capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.TimeoutExpired):
+        return "version unknown"
+    return answer.stdout.splitlines()[0] if answer.stdout else "version unknown"
+
+
+def mem_total_gib() -> float:
+    with open("/proc/meminfo") as f:
+        return next(int(line.split()[1]) for line in f if line.startswith("MemTotal:")) / 2**20
