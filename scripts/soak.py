@@ -229,7 +229,8 @@ def restart_dockerd(restart: dict, url: str) -> dict:
     restart["from"] = time.monotonic()
     for p in pid:
         os.kill(int(p), signal.SIGTERM)
-    for _ in range(300):
+    # A daemon stopping kills its containers first: with 50 sessions that takes a while.
+    for _ in range(1200):
         if not subprocess.run(["pidof", "dockerd"], capture_output=True).stdout:
             break
         time.sleep(0.1)
