@@ -13,7 +13,8 @@ fi
 for pidfile in /var/run/docker.pid /var/run/docker/containerd/containerd.pid; do
   if [ -f "$pidfile" ] && ! kill -0 "$(cat "$pidfile")" 2>/dev/null; then rm -f "$pidfile"; fi
 done
-if ! pgrep -x dockerd >/dev/null; then
+# pidof, not pgrep: a daemon that exited but is not yet reaped (a zombie) must not count.
+if ! pidof dockerd >/dev/null; then
   rm -f /var/run/docker.sock
   nohup dockerd >>"$LOG" 2>&1 </dev/null &
 fi
