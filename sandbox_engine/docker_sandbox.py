@@ -253,9 +253,10 @@ class DockerSandbox(Sandbox):
                 top = self.api.top(self.container)
         except ExecutorError:
             return False
-        column = (top.get("Titles") or []).index("PID") if "PID" in (top.get("Titles") or []) else None
-        if column is None:
+        titles = top.get("Titles") or []
+        if "PID" not in titles:
             return False
+        column = titles.index("PID")
         return procfs.waiting_on_stdin(int(row[column]) for row in top.get("Processes") or [])
 
     def remove(self) -> None:

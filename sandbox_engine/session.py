@@ -98,7 +98,8 @@ class SessionRun:
         # Input waits while compiling, or until a terminal is ready for it.
         self._stdin = Stdin(sandbox, limits.input_limit, held=self._compiling or not self._terminal_ready)
         self._controls = Controls(sandbox, clock, self._wake.set)
-        self._hard_deadline = clock() + limits.hard_deadline(sandbox.compiles)
+        # Set when the run starts (see start).
+        self._hard_deadline = float("inf")
         self.outcome: Outcome | None = None
         self.started_at = time.time()
         self._pump_thread: threading.Thread | None = None

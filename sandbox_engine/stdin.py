@@ -61,11 +61,6 @@ class Stdin:
             self._held = False
             self._cond.notify()
 
-    @property
-    def waiting(self) -> int:
-        with self._cond:
-            return self._waiting
-
     def close(self) -> None:
         """Write nothing more. A write under way ends when the sandbox's streams close."""
         with self._cond:
