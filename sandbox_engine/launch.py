@@ -35,7 +35,7 @@ from __future__ import annotations
 import os
 import re
 import secrets
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 from .executor import SandboxSpec, Terminal
 
@@ -43,10 +43,29 @@ from .executor import SandboxSpec, Terminal
 ENV_SOURCE = "SANDBOX_SOURCE"
 # docker-init (tini) and the like: pass signals to the program's whole process group.
 ENV_KILL_GROUP = "TINI_KILL_PROCESS_GROUP"
+# How the sh launcher hands the nonce to se-run as it execs it (never the program's environment).
+ENV_NONCE = "SANDBOX_NONCE"
+# The runtime layer's launcher of programs (images/runtime/se-run.c): runs the program as its
+# child, once or per test frame, and writes its EXIT mark; `se-run once|tests -- command...`.
+SE_RUN = "/usr/local/bin/se-run"
 
 MARK_START = b"\x1eSANDBOX-"
 READY = "READY"
 STARTED = "STARTED"
+# Written by the launcher once the program (one test's run, in TESTS mode) has ended and every
+# other process of the sandbox's user is gone, on stdout:
+#   EXIT <nonce> <code> <signal> <cpu us> <max rss KiB> <wall us> <flag>
+# code: its exit status (-1 when a signal ended it); signal: that signal's number (0: none);
+# cpu: user plus system time of it and its waited-for children (wait4's rusage); max rss: the
+# largest resident set among them; wall: from its start to its end; flag: `-`, `timeout` (the
+# launcher killed it at the frame's timeout) or `abort` (killed on SIGUSR2, see ABORT_SIGNAL).
+# In TESTS mode, when stderr is a stream of its own (no tty, not merged), END <nonce> follows on
+# stderr, so that each stream's share of a test is known. The nonce makes them unforgeable: the
+# launcher holds it in a process the program cannot read (not dumpable; see the module's doc).
+EXIT = "EXIT"
+END = "END"
+# Sent to the launcher's process group (the runtime's signal), it kills the current test's run.
+ABORT_SIGNAL = "SIGUSR2"
 # A mark is a short line: a \x1e further back than this in the output begins none.
 MARK_MAX = 64
 
@@ -57,11 +76,38 @@ def new_nonce() -> str:
     return secrets.token_hex(8)
 
 
-def header(code: bytes, terminal: Terminal | None, nonce: str, merge_stderr: bool = False) -> bytes:
+def header(
+    code: bytes,
+    terminal: Terminal | None,
+    nonce: str,
+    merge_stderr: bool = False,
+    files: Sequence[tuple[str, bytes]] = (),
+    tests: bool = False,
+) -> bytes:
     """What the launcher reads first: the code's size, the terminal's, whether stderr goes to
-    stdout (1) or not (0), and the nonce of its marks; then the code."""
+    stdout (1) or not (0), the nonce of its marks, how many more files follow the code, and the
+    mode (ONCE: the program runs once on the sandbox's stdin; TESTS: once per test frame); then
+    the code, then each further file as `<bytes> <name>\n` and its bytes."""
     size = terminal or Terminal()
-    return f"{len(code)} {size.cols} {size.rows} {int(merge_stderr)} {nonce}\n".encode() + code
+    mode = TESTS if tests else ONCE
+    line = f"{len(code)} {size.cols} {size.rows} {int(merge_stderr)} {nonce} {len(files)} {mode}\n"
+    extra = b"".join(f"{len(content)} {name}\n".encode() + content for name, content in files)
+    return line.encode() + code + extra
+
+
+# The modes of a header: one run on the sandbox's own stdin (a session, interactive), or one run
+# per test frame (a batch run), each a fresh process with the frame's stdin and arguments.
+ONCE = "once"
+TESTS = "tests"
+
+
+def test_frame(stdin: bytes, timeout_ms: int, args: Sequence[str] = ()) -> bytes:
+    """In TESTS mode, one run of the program: `<stdin bytes> <timeout ms> <args bytes>\n`, then
+    the arguments, each ended by NUL, then its stdin (which the program gets, then EOF). The
+    launcher kills the run after the timeout (flag `timeout` in its EXIT mark). EOF on the
+    sandbox's stdin where a frame would begin ends the launcher (exit 0)."""
+    argv = b"".join(arg.encode() + b"\0" for arg in args)
+    return f"{len(stdin)} {timeout_ms} {len(argv)}\n".encode() + argv + stdin
 
 
 # After a compile stage, the line that lets the program start.

@@ -1,0 +1,187 @@
+"""Batch runs in our own terms: what a request asks for and what its result says.
+
+Pure data, shared by every API that runs code in one request (ours, POST /run; Piston's and
+Judge0's, which translate their requests into a RunRequest and a RunResult into their answers),
+and by `runs`, which carries them out. No Flask, no executor here.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from typing import Protocol
+
+
+class Status(enum.StrEnum):
+    """How a stage (the compile, the run, or one test case) ended."""
+
+    OK = "ok"
+    RUNTIME_ERROR = "runtime_error"
+    TIMEOUT = "timeout"
+    MEMORY_LIMIT = "memory_limit"
+    OUTPUT_LIMIT = "output_limit"
+    COMPILE_ERROR = "compile_error"
+    INTERNAL_ERROR = "internal_error"
+
+
+class Verdict(enum.StrEnum):
+    """A test case's verdict: its output against the expected one, or why it has none."""
+
+    ACCEPTED = "accepted"
+    WRONG_ANSWER = "wrong_answer"
+    RUNTIME_ERROR = "runtime_error"
+    TIMEOUT = "timeout"
+    MEMORY_LIMIT = "memory_limit"
+    OUTPUT_LIMIT = "output_limit"
+    COMPILE_ERROR = "compile_error"
+    INTERNAL_ERROR = "internal_error"
+
+
+class Compare(enum.StrEnum):
+    EXACT = "exact"
+    # Trailing whitespace of each line and trailing empty lines do not count.
+    TRIM = "trim"
+
+
+class RunState(enum.StrEnum):
+    QUEUED = "queued"
+    RUNNING = "running"
+    FINISHED = "finished"
+
+
+@dataclass(frozen=True)
+class SourceFile:
+    name: str
+    content: bytes
+
+
+@dataclass(frozen=True)
+class TestCase:
+    id: str
+    stdin: bytes = b""
+    # None: run it, judge nothing (verdict accepted when it ran ok).
+    expected_output: bytes | None = None
+
+
+@dataclass(frozen=True)
+class RequestLimits:
+    """What the request asks for, each capped by the server's own (None: the server's)."""
+
+    timeout_ms: int | None = None
+    memory_bytes: int | None = None
+    output_bytes: int | None = None
+    compile_timeout_ms: int | None = None
+    compile_memory_bytes: int | None = None
+
+
+@dataclass(frozen=True)
+class RunRequest:
+    language: str
+    # The first file is the entry point: the language's source file.
+    files: tuple[SourceFile, ...]
+    stdin: bytes = b""
+    args: tuple[str, ...] = ()
+    limits: RequestLimits = field(default_factory=RequestLimits)
+    # None: one run with `stdin`; else one run of the (once compiled) program per test case.
+    tests: tuple[TestCase, ...] | None = None
+    compare: Compare = Compare.EXACT
+
+
+@dataclass(frozen=True)
+class Usage:
+    cpu_time_ms: float
+    wall_time_ms: float
+    memory_peak_bytes: int
+
+    def public(self) -> dict:
+        return {
+            "cpuTimeMs": round(self.cpu_time_ms, 3),
+            "wallTimeMs": round(self.wall_time_ms, 3),
+            "memoryPeakBytes": self.memory_peak_bytes,
+        }
+
+
+@dataclass(frozen=True)
+class Stage:
+    status: Status
+    exit_code: int | None = None
+    # The signal that ended the program ("SIGKILL"), None when it exited by itself.
+    signal: str | None = None
+    stdout: bytes = b""
+    stderr: bytes = b""
+    # stdout and stderr as they came, interleaved (Piston's `output`).
+    output: bytes = b""
+    truncated_stdout: bool = False
+    truncated_stderr: bool = False
+    usage: Usage | None = None
+    # Why, for a person, when the status alone does not say (internal_error, a limit).
+    message: str | None = None
+
+
+@dataclass(frozen=True)
+class TestResult:
+    id: str
+    stage: Stage
+    verdict: Verdict
+
+
+@dataclass(frozen=True)
+class RunResult:
+    language: str
+    version: str
+    compile: Stage | None
+    # The run of a request without tests; None with tests, or when the compile stage failed.
+    run: Stage | None
+    tests: tuple[TestResult, ...] | None = None
+
+
+@dataclass(frozen=True)
+class RunView:
+    """A run as GET /run/<id> sees it: its state, and once finished its result (or its error)."""
+
+    run_id: str
+    state: RunState
+    language: str
+    created_at: float
+    result: RunResult | None = None
+    # An EngineError's (code, message) when the run could not be carried out at all.
+    error: tuple[str, str] | None = None
+
+
+class Runner(Protocol):
+    """What an API needs of the batch runs (see runs.Runs, and the unit tests' fake). Each
+    raises EngineError for a request it refuses (unknown language, at capacity, no such run)."""
+
+    def run(self, request: RunRequest) -> RunResult:
+        """Carry the request out and return its result (bounded by the run's timeouts)."""
+
+    def submit(self, request: RunRequest) -> str:
+        """Start the request in the background; its run id at once."""
+
+    def get(self, run_id: str) -> RunView:
+        """A run as it stands, from any worker of the server."""
+
+    def version(self, language: str) -> str:
+        """The version of a language as its image recorded it."""
+
+
+def verdict(stage: Stage, expected: bytes | None, compare: Compare) -> Verdict:
+    """A test case's verdict: its stage's status, or its output against the expected."""
+    if stage.status is not Status.OK:
+        return Verdict(stage.status.value)
+    if expected is None or same_output(stage.stdout, expected, compare):
+        return Verdict.ACCEPTED
+    return Verdict.WRONG_ANSWER
+
+
+def same_output(actual: bytes, expected: bytes, compare: Compare) -> bool:
+    if compare is Compare.EXACT:
+        return actual == expected
+    return _trimmed(actual) == _trimmed(expected)
+
+
+def _trimmed(text: bytes) -> list[bytes]:
+    lines = [line.rstrip() for line in text.replace(b"\r\n", b"\n").split(b"\n")]
+    while lines and not lines[-1]:
+        lines.pop()
+    return lines
