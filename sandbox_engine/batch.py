@@ -11,6 +11,9 @@ import enum
 from dataclasses import dataclass, field
 from typing import Protocol
 
+# The model's usage figures are the executor's own, re-exported for the APIs.
+from .executor import Usage as Usage
+
 
 class Status(enum.StrEnum):
     """How a stage (the compile, the run, or one test case) ended."""
@@ -85,20 +88,6 @@ class RunRequest:
     # None: one run with `stdin`; else one run of the (once compiled) program per test case.
     tests: tuple[TestCase, ...] | None = None
     compare: Compare = Compare.EXACT
-
-
-@dataclass(frozen=True)
-class Usage:
-    cpu_time_ms: float
-    wall_time_ms: float
-    memory_peak_bytes: int
-
-    def public(self) -> dict:
-        return {
-            "cpuTimeMs": round(self.cpu_time_ms, 3),
-            "wallTimeMs": round(self.wall_time_ms, 3),
-            "memoryPeakBytes": self.memory_peak_bytes,
-        }
 
 
 @dataclass(frozen=True)

@@ -137,8 +137,45 @@ class CompileResult:
     exit_code: int
 
 
+@dataclass(frozen=True)
+class Usage:
+    """What a program used, by the kernel's accounting of its process (see launch's EXIT mark)."""
+
+    cpu_time_ms: float
+    wall_time_ms: float
+    memory_peak_bytes: int
+
+    def public(self) -> dict:
+        return {
+            "cpuTimeMs": round(self.cpu_time_ms, 3),
+            "wallTimeMs": round(self.wall_time_ms, 3),
+            "memoryPeakBytes": self.memory_peak_bytes,
+        }
+
+
+@dataclass(frozen=True)
+class ProgramEnd:
+    """The program (in a batch, one test's run of it) has ended, as its launcher saw it; in a
+    batch, its stdout is complete here (and its stderr at the StderrEnd that follows)."""
+
+    # Its exit status, None when a signal ended it.
+    exit_code: int | None
+    # The signal's number that ended it, 0 for none.
+    signal: int
+    usage: Usage
+    # The launcher killed it at its frame's timeout.
+    timed_out: bool = False
+    # The launcher killed it when asked to (Sandbox.abort).
+    aborted: bool = False
+
+
+@dataclass(frozen=True)
+class StderrEnd:
+    """In a batch with stderr of its own, the current test's stderr is complete."""
+
+
 # What a sandbox's output() yields: the program's bytes, and its stages' ends between them.
-Output = tuple[Stream, bytes] | Started | CompileResult
+Output = tuple[Stream, bytes] | Started | CompileResult | ProgramEnd | StderrEnd
 
 
 @dataclass(frozen=True)
