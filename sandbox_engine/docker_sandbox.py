@@ -14,7 +14,7 @@ import logging
 import socket
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 
 import docker
 
@@ -73,6 +73,7 @@ class DockerSandbox(Sandbox):
         # Created under the run's limits, which the runtime cannot change (runsc): nothing to lower.
         self._fixed_limits = fixed_limits
         self._early = b""
+        self._stderr_ends = False
         self._terminal: Terminal | None = None
         self._sock: socket.socket | None = None
         # The compile stage's connection while it runs.
@@ -80,7 +81,14 @@ class DockerSandbox(Sandbox):
         self._write_lock = threading.Lock()
         self._closed = False
 
-    def start(self, code: bytes, terminal: Terminal | None = None, merge_stderr: bool = False) -> None:
+    def start(
+        self,
+        code: bytes,
+        terminal: Terminal | None = None,
+        merge_stderr: bool = False,
+        files: Sequence[tuple[str, bytes]] = (),
+        tests: bool = False,
+    ) -> None:
         with translated("attach to the sandbox"):
             attached = self.api.attach_socket(
                 self.container, params={"stdin": 1, "stdout": 1, "stderr": 1, "stream": 1}
@@ -95,7 +103,15 @@ class DockerSandbox(Sandbox):
             if self.tty:
                 self._wait_until_ready()
         self._terminal = terminal
-        self.write(launch.header(code, terminal, self._nonce, merge_stderr))
+        # Each test's stderr ends with a mark of its own where stderr is a stream of its own.
+        self._stderr_ends = tests and not self.tty and not merge_stderr
+        self.write(launch.header(code, terminal, self._nonce, merge_stderr, files, tests))
+
+    def test(self, stdin: bytes, timeout_ms: int, args: Sequence[str] = ()) -> None:
+        self.write(launch.test_frame(stdin, timeout_ms, args))
+
+    def abort(self) -> None:
+        self.signal(launch.ABORT_SIGNAL)
 
     def _wait_until_ready(self) -> None:
         """A tty launcher says when its terminal is raw; what it wrote before is no one's output."""
@@ -117,7 +133,8 @@ class DockerSandbox(Sandbox):
 
     def output(self) -> Iterator[Output]:
         items = self._raw() if self.tty else framing.demultiplex(self._chunks(self._sock))
-        for item in framing.take_marks(items, self._nonce, launch.marks_expected(self.tty, self.compiles)):
+        items = framing.take_marks(items, self._nonce, launch.marks_expected(self.tty, self.compiles))
+        for item in framing.take_ends(items, self._nonce, self._stderr_ends):
             if not isinstance(item, Started):
                 yield item
                 continue

@@ -230,8 +230,9 @@ class Engine:
                     del self._claiming[session_id]
 
     def _ended(self, record: Record, outcome: Outcome) -> None:
+        usage = outcome.usage.public() if outcome.usage is not None else None
         self.records.finish(
-            record.session_id, outcome.reason, outcome.exit_code, outcome.started_at, outcome.ended_at
+            record.session_id, outcome.reason, outcome.exit_code, outcome.started_at, outcome.ended_at, usage
         )
 
     def _release(self, run: SessionRun) -> None:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import abc
 import enum
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
 from .config import IMAGE_ID
@@ -214,10 +214,27 @@ class Sandbox(abc.ABC):
     compiles: bool = False
 
     @abc.abstractmethod
-    def start(self, code: bytes, terminal: Terminal | None = None, merge_stderr: bool = False) -> None:
+    def start(
+        self,
+        code: bytes,
+        terminal: Terminal | None = None,
+        merge_stderr: bool = False,
+        files: Sequence[tuple[str, bytes]] = (),
+        tests: bool = False,
+    ) -> None:
         """Connect the streams, start the sandbox (unless pooled: it runs already), and hand it
         the program: no early output can be lost. `terminal` sizes a tty sandbox's terminal;
-        `merge_stderr` gives the program one pipe for stdout and stderr, so their order holds."""
+        `merge_stderr` gives the program one pipe for stdout and stderr, so their order holds;
+        `files` go beside the program. With `tests` the program runs once per test() instead of
+        once on the sandbox's stdin, each run ending with a ProgramEnd (and StderrEnd)."""
+
+    def test(self, stdin: bytes, timeout_ms: int, args: Sequence[str] = ()) -> None:
+        """In a `tests` sandbox, run the program once more: a fresh process with this stdin."""
+        raise NotImplementedError
+
+    def abort(self) -> None:
+        """In a `tests` sandbox, kill the current test's run (its ProgramEnd says aborted)."""
+        raise NotImplementedError
 
     @abc.abstractmethod
     def output(self) -> Iterator[Output]:

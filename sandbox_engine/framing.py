@@ -6,10 +6,11 @@ so an executor feeds them from its socket and a test from a list.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Iterator
 
 from . import launch
-from .executor import Output, Started, Stream
+from .executor import Output, ProgramEnd, Started, StderrEnd, Stream, Usage
 
 _STREAMS = {1: Stream.STDOUT, 2: Stream.STDERR}
 HEADER = 8
@@ -66,3 +67,86 @@ def take_marks(items: Iterable[tuple[Stream, bytes]], nonce: str, expected: int)
             pending = pending[cut:]
     if pending:
         yield Stream.STDOUT, pending
+
+
+# An EXIT mark's line is short: a \x1e further back than this begins none.
+END_MARK_MAX = 160
+
+
+def take_ends(items: Iterable[Output], nonce: str, stderr_ends: bool = False) -> Iterator[Output]:
+    """Output with the launcher's EXIT marks of this nonce (on stdout) turned into ProgramEnd
+    and, with `stderr_ends`, its END marks (on stderr) into StderrEnd, in order.
+
+    Unlike the STARTED mark these come after the user's code has run, anywhere in its output and
+    any number of times (once per test): the nonce, which that code cannot learn, is what makes
+    them the launcher's (see launch). A stream's bytes that could begin a mark are held back
+    until the mark is whole or cannot be one; all else goes on at once.
+    """
+    exits = _Marks(launch.mark(launch.EXIT, nonce)[:-1] + b" ", _EXIT_FIELDS)
+    ends = _Marks(launch.mark(launch.END, nonce)[:-1], rb"\r?\n") if stderr_ends else None
+    for item in items:
+        if not isinstance(item, tuple):
+            yield item
+            continue
+        stream, data = item
+        marks = exits if stream is Stream.STDOUT else ends
+        if marks is None:
+            yield item
+            continue
+        for piece in marks.feed(data):
+            yield (stream, piece) if isinstance(piece, bytes) else piece
+    for stream, marks in ((Stream.STDOUT, exits), (Stream.STDERR, ends)):
+        if marks is not None and marks.pending:
+            yield stream, marks.pending
+
+
+_EXIT_FIELDS = rb"(-?\d+) (\d+) (\d+) (\d+) (\d+) (\S+)\r?\n"
+
+
+class _Marks:
+    """One stream's marks of one kind: a fixed prefix (with the nonce), then fields to a newline."""
+
+    def __init__(self, prefix: bytes, fields: bytes) -> None:
+        self.prefix = prefix
+        self.pattern = re.compile(re.escape(prefix) + fields)
+        self.pending = b""
+
+    def feed(self, data: bytes) -> Iterator[bytes | ProgramEnd | StderrEnd]:
+        pending = self.pending + data
+        while found := self.pattern.search(pending):
+            if found.start():
+                yield pending[: found.start()]
+            yield _end(found)
+            pending = pending[found.end() :]
+        cut = self._cut(pending)
+        if cut:
+            yield pending[:cut]
+        self.pending = pending[cut:]
+
+    def _cut(self, pending: bytes) -> int:
+        """Where the bytes that may still become a mark begin (the length: none may)."""
+        start = pending.rfind(self.prefix[:1])
+        if start < 0 or len(pending) - start > END_MARK_MAX:
+            return len(pending)
+        tail = pending[start:]
+        if self.prefix.startswith(tail) or (tail.startswith(self.prefix) and b"\n" not in tail):
+            return start
+        return len(pending)
+
+
+def _end(found: re.Match[bytes]) -> ProgramEnd | StderrEnd:
+    if not found.groups():
+        return StderrEnd()
+    code, signal, cpu_us, rss_kib, wall_us, flag = found.groups()
+    exit_code = int(code)
+    return ProgramEnd(
+        exit_code=exit_code if exit_code >= 0 else None,
+        signal=int(signal),
+        usage=Usage(
+            cpu_time_ms=int(cpu_us) / 1000,
+            wall_time_ms=int(wall_us) / 1000,
+            memory_peak_bytes=int(rss_kib) * 1024,
+        ),
+        timed_out=flag == b"timeout",
+        aborted=flag == b"abort",
+    )

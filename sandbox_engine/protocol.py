@@ -6,6 +6,7 @@ import codecs
 import json
 from dataclasses import dataclass
 
+from .executor import Usage
 from .states import Reason, State, signal_name
 
 
@@ -143,12 +144,15 @@ def encode(message: dict) -> str:
     return json.dumps(message, ensure_ascii=False, separators=(",", ":"))
 
 
-def state_message(state: State, exit_code: int | None = None, reason: Reason | None = None) -> dict:
+def state_message(
+    state: State, exit_code: int | None = None, reason: Reason | None = None, usage: Usage | None = None
+) -> dict:
     message: dict = {"type": "state", "state": state}
     if state.final:
         message["exitCode"] = exit_code
         message["reason"] = reason
         message["signal"] = signal_name(exit_code)
+        message["usage"] = usage.public() if usage is not None else None
     return message
 
 

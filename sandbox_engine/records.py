@@ -48,6 +48,8 @@ class Record:
     merge_stderr: bool = False
     # The sandbox as its executor made it (see Executor.create), for the worker that attaches.
     sandbox: SandboxRef | None = None
+    # What the program used (Usage.public()), once it ended by itself.
+    usage: dict | None = None
 
     def __post_init__(self) -> None:
         # As read back from JSON: words and a dict, made our types again.
@@ -72,6 +74,7 @@ class Record:
             "createdAt": iso(self.created_at),
             "startedAt": iso(self.started_at),
             "endedAt": iso(self.ended_at),
+            "usage": self.usage,
         }
 
     def ended(
@@ -80,6 +83,7 @@ class Record:
         exit_code: int | None = None,
         started_at: float | None = None,
         ended_at: float | None = None,
+        usage: dict | None = None,
     ) -> Record:
         return replace(
             self,
@@ -88,6 +92,7 @@ class Record:
             exit_code=exit_code,
             started_at=started_at or self.started_at,
             ended_at=ended_at or time.time(),
+            usage=usage,
         )
 
 
@@ -188,6 +193,7 @@ class RecordStore:
         exit_code: int | None = None,
         started_at: float | None = None,
         ended_at: float | None = None,
+        usage: dict | None = None,
     ) -> bool:
         """Mark a session ended unless it already is: the first ending is the true one, also
         when two workers end one session at the same moment. Whether this one was first."""
@@ -196,7 +202,7 @@ class RecordStore:
             record = self.read(session_id)
             if record is None or record.final:
                 return False
-            self.write(record.ended(reason, exit_code, started_at, ended_at))
+            self.write(record.ended(reason, exit_code, started_at, ended_at, usage))
             return True
 
     def end(self, session_id: str, reason: Reason, remove: Callable[[], None] | None = None) -> None:

@@ -16,7 +16,17 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from .errors import EngineError, Kind
-from .executor import CompileResult, ExecutorError, Sandbox, Started, Stream, Terminal
+from .executor import (
+    CompileResult,
+    ExecutorError,
+    ProgramEnd,
+    Sandbox,
+    Started,
+    StderrEnd,
+    Stream,
+    Terminal,
+    Usage,
+)
 from .pacing import Controls
 from .protocol import (
     ClientMessage,
@@ -43,6 +53,9 @@ class Outcome:
     reason: Reason
     started_at: float
     ended_at: float
+    # What the program used, as its launcher measured it; None when it never ended by itself
+    # (a kill ends the launcher with it).
+    usage: Usage | None = None
 
     @property
     def state(self) -> State:
@@ -95,6 +108,7 @@ class SessionRun:
         # A tty's input waits until the terminal is ready for it (see Started).
         self._terminal_ready = not sandbox.tty
         self._compile_failed = False
+        self._usage: Usage | None = None
         # Input waits while compiling, or until a terminal is ready for it.
         self._stdin = Stdin(sandbox, limits.input_limit, held=self._compiling or not self._terminal_ready)
         self._controls = Controls(sandbox, clock, self._wake.set)
@@ -247,6 +261,11 @@ class SessionRun:
                     self._terminal_ready = True
                     self._release_input()
                     continue
+                if isinstance(item, ProgramEnd):
+                    self._usage = item.usage
+                    continue
+                if isinstance(item, StderrEnd):
+                    continue
                 if isinstance(item, CompileResult):
                     if item.exit_code == 0 and self._reason is None:
                         self._begin_running()
@@ -320,11 +339,11 @@ class SessionRun:
             asked = self._reason or self._external_reason()
             reason, exit_code = decide_end(asked, exit_code, oom, lost, self._compile_failed)
             self._reason = reason
-        self.outcome = Outcome(exit_code, reason, self.started_at, time.time())
+        self.outcome = Outcome(exit_code, reason, self.started_at, time.time(), self._usage)
         try:
             # Recorded before the client hears of it, so a GET right after sees the same ending.
             self._on_end(self.outcome)
-            self._send(state_message(reason.state, exit_code, reason))
+            self._send(state_message(reason.state, exit_code, reason, self._usage))
             self._close_client()
         finally:
             try:

@@ -107,10 +107,19 @@ class FakeSandbox(Sandbox):
         return b"".join(self.writes)
 
     # --- the interface -----------------------------------------------------------------
-    def start(self, code: bytes = b"", terminal: Terminal | None = None, merge_stderr: bool = False) -> None:
+    def start(
+        self,
+        code: bytes = b"",
+        terminal: Terminal | None = None,
+        merge_stderr: bool = False,
+        files=(),
+        tests: bool = False,
+    ) -> None:
         if self.start_error is not None:
             raise self.start_error
         self.code = code
+        self.files = tuple(files)
+        self.tests = tests
         self.merge_stderr = merge_stderr
         self.terminal = terminal
         self.started = True

@@ -39,6 +39,7 @@ SESSION_FIELDS = [
     "createdAt",
     "startedAt",
     "endedAt",
+    "usage",
 ]
 
 

@@ -188,7 +188,14 @@ def test_attach_runs_the_program_and_records_how_it_ended(engine, executor):
     assert client.messages == [
         {"type": "state", "state": "RUNNING"},
         {"type": "stdout", "data": "name? "},
-        {"type": "state", "state": "FINISHED", "exitCode": 0, "reason": "exited", "signal": None},
+        {
+            "type": "state",
+            "state": "FINISHED",
+            "exitCode": 0,
+            "reason": "exited",
+            "signal": None,
+            "usage": None,
+        },
     ]
     described = engine.describe(session_id)
     assert (described["state"], described["exitCode"], described["reason"]) == ("FINISHED", 0, "exited")

@@ -197,6 +197,7 @@ def test_final_states_always_carry_exit_code_and_reason(state):
         "exitCode": 3,
         "reason": "exited",
         "signal": None,
+        "usage": None,
     }
     assert state_message(state) == {
         "type": "state",
@@ -204,13 +205,14 @@ def test_final_states_always_carry_exit_code_and_reason(state):
         "exitCode": None,
         "reason": None,
         "signal": None,
+        "usage": None,
     }
     assert state_message(state, 139, Reason.EXITED)["signal"] == "SIGSEGV"
 
 
 def test_states_and_reasons_are_their_own_json():
     assert encode(state_message(State.TERMINATED, None, Reason.IDLE_TIMEOUT)) == (
-        '{"type":"state","state":"TERMINATED","exitCode":null,"reason":"idle_timeout","signal":null}'
+        '{"type":"state","state":"TERMINATED","exitCode":null,"reason":"idle_timeout","signal":null,"usage":null}'
     )
     assert {reason.state for reason in Reason} == {State.FINISHED, State.TERMINATED}
 

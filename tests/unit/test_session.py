@@ -32,6 +32,7 @@ def final(state: str, exit_code: int | None, reason: str) -> dict:
         "exitCode": exit_code,
         "reason": reason,
         "signal": signal_name(exit_code),
+        "usage": None,
     }
 
 
@@ -667,3 +668,15 @@ def test_what_the_program_wrote_before_a_kill_took_still_reaches_the_client(make
     h.sandbox.exit(137)
     h.ended()
     assert {"type": "stdout", "data": "\n"} in h.client.messages
+
+
+def test_the_programs_usage_reaches_the_final_state_and_its_record(make_run):
+    from sandbox_engine.executor import ProgramEnd, Usage
+
+    h = make_run()
+    h.run.start(b"code")
+    h.sandbox._chunks.put(ProgramEnd(0, 0, Usage(12.5, 40.0, 9 << 20)))
+    h.sandbox.exit(0)
+    assert h.run.wait(END)
+    assert h.client.final["usage"] == {"cpuTimeMs": 12.5, "wallTimeMs": 40.0, "memoryPeakBytes": 9 << 20}
+    assert h.run.outcome.usage == Usage(12.5, 40.0, 9 << 20)

@@ -59,6 +59,7 @@ def test_each_hostile_message_is_answered_and_the_program_still_gets_its_input(r
         "exitCode": 0,
         "reason": "exited",
         "signal": None,
+        "usage": None,
     }
 
 
