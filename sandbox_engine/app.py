@@ -27,7 +27,7 @@ ROOT = _ui_root()
 
 def create_app(config: Config | None = None, executor=None) -> Flask:
     """The application factory. `config` defaults to the environment; `executor` to Docker."""
-    from . import api, ui, ws
+    from . import api, runs_api, ui, ws
     from .records import RecordStore
     from .statedir import instance_directory
     from .worker import EXTENSION, Worker
@@ -62,6 +62,7 @@ def create_app(config: Config | None = None, executor=None) -> Flask:
     app.extensions[EXTENSION] = worker
 
     app.register_blueprint(api.bp)
+    app.register_blueprint(runs_api.bp)
     app.register_blueprint(ws.bp)
     app.register_blueprint(ui.bp)
 

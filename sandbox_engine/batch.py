@@ -7,8 +7,9 @@ and by `runs`, which carries them out. No Flask, no executor here.
 
 from __future__ import annotations
 
+import base64
 import enum
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Protocol
 
 # The model's usage figures are the executor's own, re-exported for the APIs.
@@ -174,3 +175,55 @@ def _trimmed(text: bytes) -> list[bytes]:
     while lines and not lines[-1]:
         lines.pop()
     return lines
+
+
+# --- storage: a result as JSON, losslessly (bytes as base64), for any worker to read back ----
+
+
+def dump_result(result: RunResult) -> dict:
+    return {
+        "language": result.language,
+        "version": result.version,
+        "compile": _dump_stage(result.compile),
+        "run": _dump_stage(result.run),
+        "tests": None
+        if result.tests is None
+        else [{"id": t.id, "verdict": t.verdict, "stage": _dump_stage(t.stage)} for t in result.tests],
+    }
+
+
+def load_result(data: dict) -> RunResult:
+    tests = data.get("tests")
+    return RunResult(
+        language=data["language"],
+        version=data["version"],
+        compile=_load_stage(data.get("compile")),
+        run=_load_stage(data.get("run")),
+        tests=None
+        if tests is None
+        else tuple(TestResult(t["id"], _load_stage(t["stage"]), Verdict(t["verdict"])) for t in tests),
+    )
+
+
+_BYTES = ("stdout", "stderr", "output")
+
+
+def _dump_stage(stage: Stage | None) -> dict | None:
+    if stage is None:
+        return None
+    data = {name: getattr(stage, name) for name in stage.__dataclass_fields__}
+    for name in _BYTES:
+        data[name] = base64.b64encode(data[name]).decode()
+    data["usage"] = None if stage.usage is None else asdict(stage.usage)
+    return data
+
+
+def _load_stage(data: dict | None) -> Stage:
+    if data is None:
+        return None  # type: ignore[return-value]
+    data = dict(data)
+    for name in _BYTES:
+        data[name] = base64.b64decode(data[name])
+    data["status"] = Status(data["status"])
+    data["usage"] = None if data.get("usage") is None else Usage(**data["usage"])
+    return Stage(**data)

@@ -16,7 +16,7 @@ class Catalog:
     def public(self) -> list[dict]:
         """Every language, with the version its image's build recorded (else the one expected)."""
         return [
-            spec.public(self._image_labels(spec.image).get(VERSION_LABEL + spec.id))
+            spec.public(self.labels(spec.image).get(VERSION_LABEL + spec.id))
             for spec in self.languages.values()
         ]
 
@@ -24,7 +24,7 @@ class Catalog:
         """None when sessions can be served; else the reason they cannot."""
         return self.executor.check(sorted({spec.image for spec in self.languages.values()}))
 
-    def _image_labels(self, image: str) -> dict[str, str]:
+    def labels(self, image: str) -> dict[str, str]:
         labels = self._labels.get(image)
         if labels is None:
             labels = self.executor.image_labels(image)

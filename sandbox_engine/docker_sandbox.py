@@ -27,6 +27,7 @@ from .executor import (
     ExitStatus,
     Limits,
     Output,
+    ProgramEnd,
     RuntimeUnavailable,
     Sandbox,
     SandboxRef,
@@ -151,9 +152,16 @@ class DockerSandbox(Sandbox):
             raise ExecutorError("the sandbox has no uid of its own to compile as")
         # The sandbox's uid in another group than the launcher's: see launch on who can forge what.
         user = f"{self._uid}:{COMPILE_GID}"
+        # Its EXIT mark's nonce: its own, so that nothing it runs learns the launcher's.
+        nonce = launch.new_nonce()
         with translated("start the compile stage"):
             exec_id = self.api.exec_create(
-                self.container, launch.compile_command(command), stdin=False, tty=self.tty, user=user
+                self.container,
+                launch.compile_command(command),
+                stdin=False,
+                tty=self.tty,
+                user=user,
+                environment={launch.ENV_NONCE: nonce},
             )["Id"]
             started = self.api.exec_start(exec_id, tty=self.tty, socket=True)
         if self.tty:
@@ -166,18 +174,24 @@ class DockerSandbox(Sandbox):
                 # A quick compiler may be done already; its output is what matters.
                 log.debug("compile stage of %s not resized: %s", self.session_id, exc)
         sock = self._compile_sock = getattr(started, "_sock", started)
+        # All its output is one stream (stderr, or a tty's), its EXIT mark last: parsed as stdout.
+        stream = Stream.STDOUT if self.tty else Stream.STDERR
+        if self.tty:
+            items = ((Stream.STDOUT, data) for data in self._chunks(sock))
+        else:
+            items = ((Stream.STDOUT, data) for _, data in framing.demultiplex(self._chunks(sock)))
+        usage = None
         try:
-            if self.tty:
-                for data in self._chunks(sock):
-                    yield Stream.STDOUT, data
-            else:
-                for _, data in framing.demultiplex(self._chunks(sock)):
-                    yield Stream.STDERR, data
+            for item in framing.take_ends(items, nonce):
+                if isinstance(item, ProgramEnd):
+                    usage = item.usage
+                elif isinstance(item, tuple):
+                    yield stream, item[1]
         finally:
             self._compile_sock = None
             sock.close()
         exit_code = self._exit_code(exec_id)
-        yield CompileResult(exit_code)
+        yield CompileResult(exit_code, usage)
         if exit_code != 0:
             self.write(launch.halt(exit_code))
 

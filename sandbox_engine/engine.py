@@ -25,7 +25,6 @@ from .executor import (
     Executor,
     ExecutorError,
     Sandbox,
-    SandboxInfo,
     SandboxNotFound,
     SandboxSpec,
     Terminal,
@@ -34,9 +33,8 @@ from .languages import LANGUAGES, LanguageSpec
 from .protocol import shown
 from .records import Record, RecordStore
 from .session import Outcome, SessionRun
-from .specs import run_limits, sandbox_spec
+from .specs import sandbox_spec, session_limits
 from .states import Reason, State
-from .timeouts import RunLimits
 from .warm import WarmListing
 
 log = logging.getLogger(__name__)
@@ -76,16 +74,16 @@ class Engine:
 
     # --- sessions ------------------------------------------------------------------------
     def create_session(
-        self, language: str, code: str, terminal: Terminal | None = None, merge_stderr: bool = False
+        self,
+        language: str,
+        code: str | bytes,
+        terminal: Terminal | None = None,
+        merge_stderr: bool = False,
+        batch: bool = False,
     ) -> str:
-        spec = self.languages.get(language)
-        if spec is None:
-            known = ", ".join(sorted(self.languages))
-            raise EngineError(Kind.UNKNOWN_LANGUAGE, f"unknown language {shown(language)}; known: {known}")
-        if len(code.encode("utf-8", "surrogatepass")) > self.config.max_code_size:
-            raise EngineError(Kind.TOO_LARGE, f"code is over the limit of {self.config.max_code_size} bytes")
-        if "\x00" in code:
-            raise EngineError(Kind.INVALID_REQUEST, "code must not contain NUL characters")
+        """A new session and its sandbox (from the pool when one is warm). A `batch` session is
+        a batch run's (see runs), which no client may attach to."""
+        spec, source = _checked(self.languages, self.config.max_code_size, language, code)
         if self._shutting_down:
             raise EngineError(Kind.RUNTIME_UNAVAILABLE, "the server is shutting down")
         session_id = str(uuid.uuid4())
@@ -98,6 +96,7 @@ class Engine:
             cols=terminal.cols if terminal else None,
             rows=terminal.rows if terminal else None,
             merge_stderr=merge_stderr,
+            batch=batch,
         )
         # The record and the program first: whoever finds the container must find them too.
         if not self.records.admit(record, self.config.max_sessions):
@@ -108,7 +107,7 @@ class Engine:
                 f"{busy} in use; try again shortly",
                 retry_after=max(1, int(self.config.idle_timeout // 6)),
             )
-        self.records.write_code(session_id, code.encode("utf-8", "surrogatepass"))
+        self.records.write_code(session_id, source)
         try:
             warm = self._call(self._warm.candidates, spec.id, tty)
             ref = self._call(self.executor.take_pooled, session_id, warm) if warm else None
@@ -133,9 +132,32 @@ class Engine:
 
     def _record(self, session_id: str) -> Record:
         record = self.records.read(session_id) if _is_uuid(session_id) else None
-        if record is None:
+        # A batch run's session is the run's alone: no client attaches to it, deletes it or asks
+        # about it as a session (GET /run/<id> tells of it).
+        if record is None or record.batch:
             raise EngineError(Kind.NOT_FOUND, f"no session {shown(session_id)}")
         return record
+
+    @contextmanager
+    def batch_sandbox(self, session_id: str) -> Iterator[Sandbox]:
+        """A batch run's sandbox, claimed by this worker for as long as the run uses it, then
+        removed. Its record says RUNNING meanwhile; the run records its own end."""
+        record = self.records.read(session_id)
+        if record is None or not record.batch:
+            raise EngineError(Kind.NOT_FOUND, f"no run {shown(session_id)}")
+        with self._claim(session_id):
+            try:
+                sandbox = self._call(self.executor.claim, session_id, self.owner, record.sandbox)
+            except (AlreadyClaimed, SandboxNotFound):
+                raise EngineError(Kind.SESSION_ENDED, f"run {session_id} has ended") from None
+            self.records.write(replace(record, state=State.RUNNING, started_at=time.time()))
+            try:
+                yield sandbox
+            except ExecutorError as exc:
+                raise runtime_error(exc) from exc
+            finally:
+                self._remove_quietly(sandbox.remove)
+                self.records.forget_code(session_id)
 
     def check_attachable(self, session_id: str) -> None:
         """Refuse, before the WebSocket handshake, what can be refused: unknown, taken, over."""
@@ -194,19 +216,9 @@ class Engine:
         close: Callable[[], None],
         abort: Callable[[], None],
     ) -> SessionRun:
-        c = self.config
-        limits = RunLimits(
-            c.idle_timeout,
-            c.run_timeout,
-            c.output_limit,
-            compile_timeout=c.compile_timeout,
-            sandbox=run_limits(c),
-            input_limit=c.input_limit,
-            input_timeout=c.input_timeout,
-        )
         run = SessionRun(
             sandbox,
-            limits,
+            session_limits(self.config),
             emit,
             close,
             on_end=lambda outcome: self._ended(record, outcome),
@@ -323,15 +335,28 @@ class Engine:
         except ExecutorError as exc:
             raise runtime_error(exc) from exc
 
-    def _remover(self, info: SandboxInfo) -> Callable[[], None]:
-        return lambda: self.executor.remove_sandbox(info)
-
     @staticmethod
     def _remove_quietly(remove: Callable[[], None]) -> None:
         try:
             remove()
         except ExecutorError as exc:
             log.warning("removal deferred to the reaper: %s", exc)
+
+
+def _checked(
+    languages: dict[str, LanguageSpec], max_size: int, language: str, code: str | bytes
+) -> tuple[LanguageSpec, bytes]:
+    """The language's spec and the code as bytes, or why a session cannot have them."""
+    spec = languages.get(language)
+    if spec is None:
+        known = ", ".join(sorted(languages))
+        raise EngineError(Kind.UNKNOWN_LANGUAGE, f"unknown language {shown(language)}; known: {known}")
+    source = code.encode("utf-8", "surrogatepass") if isinstance(code, str) else code
+    if len(source) > max_size:
+        raise EngineError(Kind.TOO_LARGE, f"code is over the limit of {max_size} bytes")
+    if b"\x00" in source:
+        raise EngineError(Kind.INVALID_REQUEST, "code must not contain NUL characters")
+    return spec, source
 
 
 def _is_uuid(text: str) -> bool:

@@ -131,13 +131,6 @@ class Started:
 
 
 @dataclass(frozen=True)
-class CompileResult:
-    """The compile stage's end, reported in order with the output."""
-
-    exit_code: int
-
-
-@dataclass(frozen=True)
 class Usage:
     """What a program used, by the kernel's accounting of its process (see launch's EXIT mark)."""
 
@@ -151,6 +144,15 @@ class Usage:
             "wallTimeMs": round(self.wall_time_ms, 3),
             "memoryPeakBytes": self.memory_peak_bytes,
         }
+
+
+@dataclass(frozen=True)
+class CompileResult:
+    """The compile stage's end, reported in order with the output."""
+
+    exit_code: int
+    # What the compiler used, as its launcher measured it; None if it could not say.
+    usage: Usage | None = None
 
 
 @dataclass(frozen=True)

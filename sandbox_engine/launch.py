@@ -197,8 +197,10 @@ def _printf(name: str) -> str:
 def compile_command(compile: tuple[str, ...]) -> list[str]:
     """The compile stage, as the executor runs it beside the launcher, in /workspace: the files
     it writes are private to the sandbox's uid as the launcher's are; its output is all stderr;
-    it gets no stdin."""
-    return ["/bin/sh", "-c", 'umask 077; exec "$@" </dev/null 1>&2', "compile", *compile]
+    it gets no stdin. se-run measures it and writes its EXIT mark last, after the compiler's
+    output, with the nonce the executor gives it in ENV_NONCE (its own, not the launcher's)."""
+    script = f'umask 077; exec {SE_RUN} {ONCE} -- "$@" </dev/null 1>&2'
+    return ["/bin/sh", "-c", script, "compile", *compile]
 
 
 def python_launcher() -> str:

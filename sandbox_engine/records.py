@@ -16,11 +16,14 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime
 
+from .batch import dump_result, load_result
 from .executor import SandboxRef
 from .locks import exclusive
 from .statedir import private_directory, private_opener, touch
 from .states import Reason, State, signal_name
 
+# A session's files: its record, its program until it starts, word of its end, a run's result.
+_SUFFIXES = (".json", ".code", ".end", ".result")
 # How long the ended index must stand unchanged before prune trusts its mtime to show a change.
 SETTLED_NS = 1_000_000_000
 
@@ -50,6 +53,8 @@ class Record:
     sandbox: SandboxRef | None = None
     # What the program used (Usage.public()), once it ended by itself.
     usage: dict | None = None
+    # A batch run's (see runs), not a session a client attaches to.
+    batch: bool = False
 
     def __post_init__(self) -> None:
         # As read back from JSON: words and a dict, made our types again.
@@ -173,6 +178,26 @@ class RecordStore:
         except FileNotFoundError:
             return None
 
+    def write_result(self, run_id: str, result: dict) -> None:
+        """A batch run's result, or why it has none: {"result": RunResult} or {"error": (code,
+        message)}, read back by any worker (see runs)."""
+        if "result" in result:
+            result = {"result": dump_result(result["result"])}
+        fd, tmp = tempfile.mkstemp(dir=self.directory, prefix=".tmp-")
+        with os.fdopen(fd, "w") as f:
+            json.dump(result, f)
+        os.replace(tmp, self._path(run_id, ".result"))
+
+    def read_result(self, run_id: str) -> dict | None:
+        try:
+            with open(self._path(run_id, ".result")) as f:
+                data = json.load(f)
+        except (FileNotFoundError, ValueError):
+            return None
+        if "result" in data:
+            return {"result": load_result(data["result"])}
+        return {"error": tuple(data["error"])}
+
     def forget_code(self, session_id: str) -> None:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(self._path(session_id, ".code"))
@@ -180,7 +205,7 @@ class RecordStore:
     def forget(self, session_id: str) -> None:
         """A session that never came to be: no record, no program."""
         for path in (
-            *(self._path(session_id, suffix) for suffix in (".json", ".code", ".end")),
+            *(self._path(session_id, suffix) for suffix in _SUFFIXES),
             os.path.join(self.live_directory, session_id),
         ):
             with contextlib.suppress(FileNotFoundError):
@@ -268,7 +293,7 @@ class RecordStore:
         # Live again only if a writer raced an ending; its record stays until it ends for good,
         # which marks it anew.
         if session_id and not os.path.exists(os.path.join(self.live_directory, session_id)):
-            for suffix in (".json", ".code", ".end"):
+            for suffix in _SUFFIXES:
                 with contextlib.suppress(FileNotFoundError):
                     os.unlink(self._path(session_id, suffix))
         with contextlib.suppress(FileNotFoundError):
@@ -285,7 +310,7 @@ class RecordStore:
         for entry in os.scandir(self.directory):
             session_id, _, suffix = entry.name.rpartition(".")
             dead_writers = entry.name.startswith(".tmp-")
-            ended_session = not entry.name.startswith(".") and suffix in ("json", "code", "end")
+            ended_session = not entry.name.startswith(".") and "." + suffix in _SUFFIXES
             if not dead_writers and not (ended_session and session_id not in live):
                 continue
             with contextlib.suppress(FileNotFoundError):

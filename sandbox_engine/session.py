@@ -261,10 +261,9 @@ class SessionRun:
                     self._terminal_ready = True
                     self._release_input()
                     continue
-                if isinstance(item, ProgramEnd):
-                    self._usage = item.usage
-                    continue
-                if isinstance(item, StderrEnd):
+                if isinstance(item, ProgramEnd | StderrEnd):
+                    # A session's program ends once: what it used goes with its final state.
+                    self._usage = item.usage if isinstance(item, ProgramEnd) else self._usage
                     continue
                 if isinstance(item, CompileResult):
                     if item.exit_code == 0 and self._reason is None:
@@ -359,11 +358,13 @@ class SessionRun:
         """The watchdog returns once woken; stdin's writer and a kill return once the sandbox
         is gone (removed just now), or are given up on after KILL_WAIT."""
         if not self._stdin.join(KILL_WAIT):
-            log.warning(
-                "stdin's writer of %s did not return within %.0f s", self.sandbox.session_id, KILL_WAIT
-            )
-        for thread in (self._watchdog_thread, self._killer):
-            if thread is not None:
-                thread.join(KILL_WAIT)
-                if thread.is_alive():
-                    log.warning("%s did not return within %.0f s", thread.name, KILL_WAIT)
+            log.warning("stdin's writer of %s did not return in time", self.sandbox.session_id)
+        _join((self._watchdog_thread, self._killer))
+
+
+def _join(threads: tuple[threading.Thread | None, ...]) -> None:
+    for thread in threads:
+        if thread is not None:
+            thread.join(KILL_WAIT)
+            if thread.is_alive():
+                log.warning("%s did not return within %.0f s", thread.name, KILL_WAIT)

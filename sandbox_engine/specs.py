@@ -5,11 +5,26 @@ from __future__ import annotations
 from .config import Config
 from .executor import Limits, SandboxSpec
 from .languages import LanguageSpec
+from .timeouts import RunLimits
 
 
 def run_limits(config: Config) -> Limits:
     """What a program may use while it runs."""
     return Limits(memory=config.memory, cpus=config.cpus, pids=config.pids, disk=config.disk)
+
+
+def session_limits(config: Config) -> RunLimits:
+    """A session's timeouts and limits, its sandbox's for the run stage included."""
+    c = config
+    return RunLimits(
+        c.idle_timeout,
+        c.run_timeout,
+        c.output_limit,
+        compile_timeout=c.compile_timeout,
+        sandbox=run_limits(c),
+        input_limit=c.input_limit,
+        input_timeout=c.input_timeout,
+    )
 
 
 def compile_limits(config: Config) -> Limits:

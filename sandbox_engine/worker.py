@@ -12,13 +12,15 @@ import threading
 
 from flask import current_app
 
+from .batch import Runner
 from .config import Config
-from .engine import Engine
+from .engine import SHUTDOWN_GRACE, Engine
 from .executor import Executor
 from .languages import LANGUAGES, LanguageSpec
 from .pool import Pool
 from .reaper import Reaper
 from .records import RecordStore
+from .runs import Runs
 from .timeouts import DEADLINE_GRACE
 
 EXTENSION = "sandbox_engine"
@@ -33,6 +35,8 @@ class Worker:
         languages: dict[str, LanguageSpec] | None = None,
     ) -> None:
         self.engine = Engine(config, executor, records, languages if languages is not None else LANGUAGES)
+        # Batch runs share the engine's sandboxes, pool, capacity and records.
+        self.runs: Runner = Runs(self.engine)
         self.pool: Pool | None = None
         if self.engine.pool_sizes:
             self.pool = Pool(
@@ -76,6 +80,8 @@ class Worker:
             self.pool.stop()
         self.reaper.stop()
         self.engine.shutdown()
+        if isinstance(self.runs, Runs):
+            self.runs.shutdown(SHUTDOWN_GRACE)
 
 
 def max_session_age(config: Config) -> float:
@@ -86,6 +92,11 @@ def max_session_age(config: Config) -> float:
 
 def current_worker() -> Worker:
     return current_app.extensions[EXTENSION]
+
+
+def current_runs() -> Runner:
+    """The batch runs of the app handling this request, for the blueprints."""
+    return current_worker().runs
 
 
 def current_engine() -> Engine:

@@ -1,0 +1,417 @@
+"""Batch runs: a request carried out on the same sandboxes, pool, limits and records as sessions.
+
+A run is a session no client attaches to: admitted against the same capacity, given a sandbox
+the same way (warm or created), recorded the same way, found by the same reaper if its worker
+dies. The difference is the launcher's TESTS mode: the program is compiled once, then run as a
+fresh process per test case with that case's stdin, each run ending with the launcher's EXIT mark,
+which carries its exit status and what it used (see launch). `Runs` implements batch.Runner.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import signal
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, replace
+
+from .batch import (
+    RunRequest,
+    RunResult,
+    RunState,
+    RunView,
+    Stage,
+    Status,
+    TestCase,
+    TestResult,
+    verdict,
+)
+from .engine import Engine
+from .errors import EngineError, Kind
+from .executor import (
+    CompileResult,
+    ExecutorError,
+    Limits,
+    ProgramEnd,
+    Sandbox,
+    StderrEnd,
+    Stream,
+    Usage,
+)
+from .languages import VERSION_LABEL
+from .protocol import shown, utf8_prefix
+from .specs import run_limits
+from .states import Reason
+
+log = logging.getLogger(__name__)
+
+# What one request may carry.
+MAX_TESTS = 64
+MAX_FILES = 32
+MAX_ARGS = 64
+MAX_ARG_BYTES = 4096
+# Every test's stdin and expected output together.
+MAX_TEST_BYTES = 8 << 20
+# How long past its last deadline a batch waits for its sandbox before giving it up.
+BATCH_GRACE = 10.0
+
+
+@dataclass(frozen=True)
+class Plan:
+    """A validated request under this server's limits."""
+
+    request: RunRequest
+    timeout: float
+    memory: int
+    output: int
+    compile_timeout: float
+    compile_memory: int | None
+    tests: tuple[TestCase, ...]
+
+
+class Runs:
+    """The batch runs of one worker (batch.Runner)."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self.records = engine.records
+        self._threads: dict[str, threading.Thread] = {}
+        self._lock = threading.Lock()
+
+    # --- batch.Runner --------------------------------------------------------------------
+    def run(self, request: RunRequest) -> RunResult:
+        plan = self.plan(request)
+        run_id = self._admit(plan)
+        return self._carry_out(run_id, plan)
+
+    def submit(self, request: RunRequest) -> str:
+        plan = self.plan(request)
+        run_id = self._admit(plan)
+        thread = threading.Thread(
+            target=self._in_background, args=(run_id, plan), name=f"se-batch-{run_id}", daemon=True
+        )
+        with self._lock:
+            self._threads[run_id] = thread
+        thread.start()
+        return run_id
+
+    def get(self, run_id: str) -> RunView:
+        record = self.records.read(run_id) if _is_id(run_id) else None
+        if record is None or not record.batch:
+            raise EngineError(Kind.NOT_FOUND, f"no run {shown(run_id)}")
+        stored = self.records.read_result(run_id)
+        base = RunView(run_id, RunState.QUEUED, record.language, record.created_at)
+        if stored is not None:
+            return replace(base, state=RunState.FINISHED, **stored)
+        if record.final:
+            # Ended without a result: its worker died, or the reaper ended it.
+            reason = record.reason or Reason.INTERNAL_ERROR
+            return replace(
+                base, state=RunState.FINISHED, error=("internal_error", f"the run ended: {reason}")
+            )
+        return replace(base, state=RunState.RUNNING if record.started_at else RunState.QUEUED)
+
+    def version(self, language: str) -> str:
+        spec = self.engine.languages[language]
+        return self.engine.catalog.labels(spec.image).get(VERSION_LABEL + spec.id) or spec.version
+
+    def shutdown(self, timeout: float) -> None:
+        """Wait for this worker's background runs (their sandboxes are ended by the engine's)."""
+        deadline = time.monotonic() + timeout
+        with self._lock:
+            threads = list(self._threads.values())
+        for thread in threads:
+            thread.join(max(0.0, deadline - time.monotonic()))
+
+    # --- admission -----------------------------------------------------------------------
+    def plan(self, request: RunRequest) -> Plan:
+        """The request under this server's limits, or EngineError saying what is wrong with it."""
+        c = self.engine.config
+        spec = self.engine.languages.get(request.language)
+        if spec is None:
+            known = ", ".join(sorted(self.engine.languages))
+            raise EngineError(
+                Kind.UNKNOWN_LANGUAGE, f"unknown language {shown(request.language)}; known: {known}"
+            )
+        _check_files(request, c.max_code_size)
+        tests = request.tests if request.tests is not None else (TestCase("run", request.stdin),)
+        if request.tests is not None and not request.tests:
+            raise EngineError(Kind.INVALID_REQUEST, "'tests' is empty")
+        if len(tests) > MAX_TESTS:
+            raise EngineError(Kind.INVALID_REQUEST, f"{len(tests)} tests; at most {MAX_TESTS} per request")
+        if len({test.id for test in tests}) != len(tests):
+            raise EngineError(Kind.INVALID_REQUEST, "every test needs an id of its own")
+        given = sum(len(t.stdin) + len(t.expected_output or b"") for t in tests)
+        if given > MAX_TEST_BYTES:
+            raise EngineError(Kind.TOO_LARGE, f"stdin and expected output are over {MAX_TEST_BYTES} bytes")
+        if len(request.args) > MAX_ARGS or any(len(a.encode()) > MAX_ARG_BYTES for a in request.args):
+            raise EngineError(
+                Kind.INVALID_REQUEST, f"at most {MAX_ARGS} args of at most {MAX_ARG_BYTES} bytes each"
+            )
+        if any("\x00" in arg for arg in request.args):
+            raise EngineError(Kind.INVALID_REQUEST, "args must not contain NUL characters")
+        lim = request.limits
+        compile_memory = _capped("compileMemoryBytes", lim.compile_memory_bytes, c.compile_memory)
+        return Plan(
+            request=request,
+            timeout=_capped("timeoutMs", lim.timeout_ms, c.run_timeout * 1000) / 1000,
+            memory=_capped("memoryBytes", lim.memory_bytes, c.memory),
+            output=_capped("outputBytes", lim.output_bytes, c.output_limit),
+            compile_timeout=_capped("compileTimeoutMs", lim.compile_timeout_ms, c.compile_timeout * 1000)
+            / 1000,
+            compile_memory=compile_memory if lim.compile_memory_bytes is not None else None,
+            tests=tests,
+        )
+
+    def _admit(self, plan: Plan) -> str:
+        request = plan.request
+        return self.engine.create_session(request.language, request.files[0].content, batch=True)
+
+    # --- carrying out ----------------------------------------------------------------------
+    def _in_background(self, run_id: str, plan: Plan) -> None:
+        try:
+            self._carry_out(run_id, plan)
+        except EngineError as exc:
+            self.records.write_result(run_id, {"error": (exc.kind.code, exc.message)})
+        except Exception:
+            log.exception("batch run %s failed", run_id)
+            self.records.write_result(run_id, {"error": ("internal_error", "internal error")})
+        finally:
+            with self._lock:
+                self._threads.pop(run_id, None)
+
+    def _carry_out(self, run_id: str, plan: Plan) -> RunResult:
+        request = plan.request
+        reason, result = Reason.INTERNAL_ERROR, None
+        try:
+            with self.engine.batch_sandbox(run_id) as sandbox:
+                compile_stage, stages = Batch(sandbox, plan, run_limits(self.engine.config)).carry_out()
+            result = _result(request, self.version(request.language), plan, compile_stage, stages)
+            reason = (
+                Reason.COMPILE_ERROR
+                if compile_stage and compile_stage.status is not Status.OK
+                else Reason.EXITED
+            )
+            self.records.write_result(run_id, {"result": result})
+            return result
+        finally:
+            self.records.finish(run_id, reason)
+
+
+class Batch:
+    """One request's sandbox driven through its compile stage and its tests, in this thread."""
+
+    def __init__(self, sandbox: Sandbox, plan: Plan, server_limits: Limits) -> None:
+        self.sandbox = sandbox
+        self.plan = plan
+        self.limits = replace(server_limits, memory=plan.memory)
+        self._deadline = time.monotonic() + plan.compile_timeout + plan.timeout * len(plan.tests)
+        self._timer: threading.Timer | None = None
+        self._cut_off = False
+
+    def carry_out(self) -> tuple[Stage | None, list[Stage]]:
+        request = self.plan.request
+        files = [(f.name, f.content) for f in request.files[1:]]
+        # Past every deadline the sandbox is removed, which ends its output: nothing waits longer.
+        budget = self._deadline - time.monotonic() + BATCH_GRACE
+        self._timer = threading.Timer(budget, self._give_up)
+        self._timer.name = f"se-batchtimer-{self.sandbox.session_id}"
+        self._timer.start()
+        try:
+            if not self.sandbox.compiles:
+                self.sandbox.set_limits(self.limits)
+            self.sandbox.start(request.files[0].content, None, False, files, tests=True)
+            output = self.sandbox.output()
+            compile_stage = self._compile(output) if self.sandbox.compiles else None
+            if compile_stage is not None and compile_stage.status is not Status.OK:
+                return compile_stage, []
+            stages = [self._test(output, test) for test in self.plan.tests]
+            self.sandbox.close_stdin()
+            for _ in output:
+                pass
+            return compile_stage, stages
+        finally:
+            self._timer.cancel()
+            self._timer.join()
+
+    def _give_up(self) -> None:
+        self._cut_off = True
+        log.warning("batch %s passed its deadline; removing its sandbox", self.sandbox.session_id)
+        try:
+            self.sandbox.remove()
+        except ExecutorError as exc:
+            log.warning("could not remove the sandbox of %s: %s", self.sandbox.session_id, exc)
+
+    def _compile(self, output: Iterator) -> Stage:
+        collected = _Collected(self.plan.output)
+        started = time.monotonic()
+        for item in output:
+            if isinstance(item, CompileResult):
+                wall = (time.monotonic() - started) * 1000
+                usage = item.usage or Usage(0.0, wall, 0)
+                if item.exit_code != 0:
+                    status = Status.TIMEOUT if self._cut_off else Status.COMPILE_ERROR
+                    return collected.stage(status, item.exit_code, None, usage)
+                self.sandbox.set_limits(self.limits)
+                self.sandbox.go()
+                return collected.stage(Status.OK, 0, None, usage)
+            if isinstance(item, tuple):
+                collected.add(*item)
+        return collected.stage(
+            Status.INTERNAL_ERROR, None, None, None, "the sandbox ended during the compile"
+        )
+
+    def _test(self, output: Iterator, test: TestCase) -> Stage:
+        remaining = self._deadline - time.monotonic()
+        if self._cut_off or remaining <= 0:
+            return Stage(Status.TIMEOUT, message="the run's time was used up by earlier tests")
+        timeout = min(self.plan.timeout, remaining)
+        self.sandbox.test(test.stdin, max(1, int(timeout * 1000)), self.plan.request.args)
+        collected = _Collected(self.plan.output)
+        end: ProgramEnd | None = None
+        stderr_done = not self._stderr_ends()
+        for item in output:
+            if isinstance(item, ProgramEnd):
+                end = item
+            elif isinstance(item, StderrEnd):
+                stderr_done = True
+            elif isinstance(item, tuple):
+                if collected.add(*item) and not collected.aborted:
+                    collected.aborted = True
+                    self.sandbox.abort()
+            if end is not None and stderr_done:
+                return _stage(collected, end)
+        why = "its time was up" if self._cut_off else "the sandbox ended"
+        return collected.stage(
+            Status.TIMEOUT if self._cut_off else Status.INTERNAL_ERROR, None, None, None, why
+        )
+
+    def _stderr_ends(self) -> bool:
+        return not self.sandbox.tty
+
+
+class _Collected:
+    """One stage's output, cut at the output limit (stdout and stderr together)."""
+
+    def __init__(self, limit: int) -> None:
+        self.remaining = limit
+        self.parts: dict[Stream, list[bytes]] = {Stream.STDOUT: [], Stream.STDERR: []}
+        self.both: list[bytes] = []
+        self.truncated = {Stream.STDOUT: False, Stream.STDERR: False}
+        self.aborted = False
+
+    def add(self, stream: Stream, data: bytes) -> bool:
+        """Keep what fits; whether the limit was passed."""
+        if len(data) > self.remaining:
+            self.truncated[stream] = True
+            data = utf8_prefix(data, self.remaining)
+        self.remaining -= len(data)
+        if data:
+            self.parts[stream].append(data)
+            self.both.append(data)
+        return any(self.truncated.values())
+
+    def stage(
+        self,
+        status: Status,
+        exit_code: int | None,
+        signal: str | None,
+        usage: Usage | None,
+        message: str | None = None,
+    ) -> Stage:
+        return Stage(
+            status=status,
+            exit_code=exit_code,
+            signal=signal,
+            stdout=b"".join(self.parts[Stream.STDOUT]),
+            stderr=b"".join(self.parts[Stream.STDERR]),
+            output=b"".join(self.both),
+            truncated_stdout=self.truncated[Stream.STDOUT],
+            truncated_stderr=self.truncated[Stream.STDERR],
+            usage=usage,
+            message=message,
+        )
+
+
+def _stage(collected: _Collected, end: ProgramEnd) -> Stage:
+    signal = _signal_name(end.signal)
+    if collected.aborted:
+        status, message = Status.OUTPUT_LIMIT, "the output limit was reached"
+    elif end.timed_out:
+        status, message = Status.TIMEOUT, "the time limit was reached"
+    elif end.signal == 9:
+        # Inside a sandbox nothing but the kernel's OOM killer sends a program SIGKILL, unless
+        # the program does so itself: that one reads as a memory limit too.
+        status, message = Status.MEMORY_LIMIT, "the memory limit was reached"
+    elif end.exit_code == 0:
+        status, message = Status.OK, None
+    else:
+        status, message = Status.RUNTIME_ERROR, None
+    return collected.stage(status, end.exit_code, signal, end.usage, message)
+
+
+def _result(
+    request: RunRequest, version: str, plan: Plan, compile_stage: Stage | None, stages: list[Stage]
+) -> RunResult:
+    if request.tests is None:
+        return RunResult(request.language, version, compile_stage, stages[0] if stages else None)
+    tests = tuple(
+        TestResult(test.id, stage, verdict(stage, test.expected_output, request.compare))
+        for test, stage in zip(plan.tests, stages, strict=False)
+    )
+    return RunResult(request.language, version, compile_stage, None, tests)
+
+
+def _capped(name: str, asked: float | None, server: float) -> int:
+    if asked is None:
+        return int(server)
+    if isinstance(asked, bool) or not isinstance(asked, int) or asked <= 0:
+        raise EngineError(Kind.INVALID_REQUEST, f"limits.{name} must be a positive integer")
+    if asked > server:
+        raise EngineError(
+            Kind.INVALID_REQUEST, f"limits.{name} {asked} is above this server's limit of {int(server)}"
+        )
+    return asked
+
+
+def _check_files(request: RunRequest, max_size: int) -> None:
+    if not request.files:
+        raise EngineError(Kind.INVALID_REQUEST, "a run needs code: 'code' or at least one file")
+    if len(request.files) > MAX_FILES:
+        raise EngineError(Kind.INVALID_REQUEST, f"{len(request.files)} files; at most {MAX_FILES}")
+    if sum(len(f.content) for f in request.files) > max_size:
+        raise EngineError(Kind.TOO_LARGE, f"the files are over the limit of {max_size} bytes")
+    if not request.files[0].content.strip():
+        raise EngineError(Kind.INVALID_REQUEST, "the entry file is empty")
+    names = set()
+    for f in request.files[1:]:
+        if not _FILE_NAME.fullmatch(f.name) or ".." in f.name.split("/") or len(f.name) > 255:
+            raise EngineError(
+                Kind.INVALID_REQUEST,
+                f"file name {shown(f.name)}: use a relative path of letters, digits, '.', '_', '-' and '/'",
+            )
+        if f.name in names:
+            raise EngineError(Kind.INVALID_REQUEST, f"file {shown(f.name)} is given twice")
+        names.add(f.name)
+
+
+_FILE_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*(/[A-Za-z0-9_][A-Za-z0-9_.-]*){0,7}")
+
+
+def _signal_name(number: int) -> str | None:
+    if not number:
+        return None
+    try:
+        return signal.Signals(number).name
+    except ValueError:
+        return f"SIG{number}"
+
+
+def _is_id(text: str) -> bool:
+    try:
+        return str(uuid.UUID(text)) == text
+    except ValueError:
+        return False
