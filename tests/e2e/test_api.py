@@ -37,6 +37,7 @@ def test_session_shape_after_create(server):
         "createdAt",
         "startedAt",
         "endedAt",
+        "usage",
     ]
     assert info["state"] == "CREATED" and info["startedAt"] is None and info["exitCode"] is None
     requests.delete(f"{server.url}/session/{session_id}", timeout=10)
