@@ -12,6 +12,7 @@ import threading
 
 from flask import current_app
 
+from .batch import Runner
 from .config import Config
 from .engine import Engine
 from .executor import Executor
@@ -54,6 +55,9 @@ class Worker:
             max_records=config.max_records,
             max_age=max_session_age(config),
         )
+        # The batch runs (POST /run, Piston's and Judge0's APIs): a batch.Runner, wired here once
+        # runs.Runs lands; until then the APIs that need it answer 503.
+        self.runs: Runner | None = None
         self._started_pid: int | None = None
         self._lock = threading.Lock()
 
@@ -91,3 +95,8 @@ def current_worker() -> Worker:
 def current_engine() -> Engine:
     """The engine of the app handling this request, for the blueprints."""
     return current_worker().engine
+
+
+def current_runs() -> Runner | None:
+    """The batch runs of the app handling this request, for the blueprints (None: not offered)."""
+    return current_worker().runs
