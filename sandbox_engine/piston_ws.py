@@ -17,6 +17,7 @@ from flask import Blueprint, request
 from flask_sock import Sock
 from simple_websocket import ConnectionClosed
 
+from . import piston
 from .errors import EngineError, Kind
 from .executor import ExecutorError
 from .piston import PREFIX, available_runtimes, error_answer, server_limits
@@ -31,6 +32,9 @@ from .ws import LINGER, Channel, WholeFrameSocket, origin_allowed
 log = logging.getLogger(__name__)
 
 bp = Blueprint("piston_ws", __name__, url_prefix=PREFIX)
+# Refusals before the upgrade are answered as Piston's HTTP API answers its errors.
+bp.register_error_handler(EngineError, piston.engine_error)
+bp.register_error_handler(Exception, piston.unexpected)
 sock = Sock()
 # How long a client has, once connected, to send its init. Piston gives one second; a few more
 # cost nothing and spare a client on a slow link.
