@@ -6,7 +6,7 @@ import logging
 import os
 import sys
 
-from flask import Flask
+from flask import Flask, request
 from werkzeug.exceptions import HTTPException
 
 from .config import Config
@@ -27,7 +27,7 @@ ROOT = _ui_root()
 
 def create_app(config: Config | None = None, executor=None) -> Flask:
     """The application factory. `config` defaults to the environment; `executor` to Docker."""
-    from . import api, runs_api, ui, ws
+    from . import api, piston, piston_ws, runs_api, ui, ws
     from .records import RecordStore
     from .statedir import instance_directory
     from .worker import EXTENSION, Worker
@@ -65,6 +65,8 @@ def create_app(config: Config | None = None, executor=None) -> Flask:
     app.register_blueprint(runs_api.bp)
     app.register_blueprint(ws.bp)
     app.register_blueprint(ui.bp)
+    app.register_blueprint(piston.bp)
+    app.register_blueprint(piston_ws.bp)
 
     @app.before_request
     def start_worker() -> None:
@@ -83,6 +85,9 @@ def create_app(config: Config | None = None, executor=None) -> Flask:
 
     @app.errorhandler(HTTPException)
     def http_error(exc: HTTPException):
+        if piston.owns(request.path):
+            # Routing's own errors (404, 405) reach no blueprint's handler: Piston's shape here.
+            return piston.http_error(exc)
         kind = kind_for_status(exc.code or 500)
         return {"error": {"code": kind.code, "message": exc.description}}, exc.code
 

@@ -15,10 +15,15 @@ class Catalog:
 
     def public(self) -> list[dict]:
         """Every language, with the version its image's build recorded (else the one expected)."""
-        return [
-            spec.public(self.labels(spec.image).get(VERSION_LABEL + spec.id))
+        versions = self.versions()
+        return [spec.public(versions[spec.id]) for spec in self.languages.values()]
+
+    def versions(self) -> dict[str, str]:
+        """Each language's version, as its image's build recorded it (else the one expected)."""
+        return {
+            spec.id: self.labels(spec.image).get(VERSION_LABEL + spec.id) or spec.version
             for spec in self.languages.values()
-        ]
+        }
 
     def readiness(self) -> str | None:
         """None when sessions can be served; else the reason they cannot."""

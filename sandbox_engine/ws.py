@@ -104,7 +104,7 @@ class Channel:
 def refuse_before_upgrade():
     """flask-sock completes the handshake before the handler runs, so refusals happen here."""
     origin = request.headers.get("Origin")
-    if origin and not _origin_allowed(origin):
+    if origin and not origin_allowed(origin):
         raise EngineError(Kind.FORBIDDEN, f"origin {shown(origin)} may not open sessions here")
     engine().check_attachable(request.view_args["session_id"])
     for key in ("gunicorn.socket", "werkzeug.socket"):
@@ -112,7 +112,7 @@ def refuse_before_upgrade():
             request.environ[key] = WholeFrameSocket(request.environ[key])
 
 
-def _origin_allowed(origin: str) -> bool:
+def origin_allowed(origin: str) -> bool:
     allowed = current_app.config["SANDBOX"].allowed_origins
     if "*" in allowed or origin in allowed:
         return True

@@ -2,6 +2,7 @@
 
 A test feeds a FakeSandbox's output over time (`stdout`, `stderr`), then ends the program
 (`exit`, `fail`); every write, close_stdin, kill and remove is recorded for the test to check.
+FakeRunner stands for the batch runs (batch.Runner) the same way: scripted results, recorded requests.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 
+from sandbox_engine.batch import RunRequest, RunResult, RunView, Stage, Status, Usage
 from sandbox_engine.executor import (
     AlreadyClaimed,
     CompileResult,
@@ -373,3 +375,34 @@ class FakeClient:
     @property
     def final(self) -> dict:
         return self.messages[-1]
+
+
+class FakeRunner:
+    """A scripted batch.Runner: records every request, answers each run with the next scripted
+    result (else one that exited 0 and said nothing), or raises the scripted error."""
+
+    def __init__(self, *results: RunResult, versions: dict[str, str] | None = None) -> None:
+        self.requests: list[RunRequest] = []
+        self.results: list[RunResult] = list(results)
+        self.versions = versions or {}
+        # Raised by run() and submit() while set, as a runner that refuses (at capacity, say).
+        self.error: Exception | None = None
+
+    def run(self, request: RunRequest) -> RunResult:
+        self.requests.append(request)
+        if self.error is not None:
+            raise self.error
+        if self.results:
+            return self.results.pop(0)
+        ran = Stage(Status.OK, exit_code=0, usage=Usage(1.0, 2.0, 1024))
+        return RunResult(request.language, self.version(request.language), compile=None, run=ran)
+
+    def submit(self, request: RunRequest) -> str:
+        self.run(request)
+        return f"run-{len(self.requests)}"
+
+    def get(self, run_id: str) -> RunView:
+        raise NotImplementedError("FakeRunner.get: script it in the test that needs it")
+
+    def version(self, language: str) -> str:
+        return self.versions.get(language, "1.0.0")

@@ -319,6 +319,7 @@ def test_delete_of_a_running_session_tells_its_client(engine, executor):
         "exitCode": KILLED.exit_code,
         "reason": "killed",
         "signal": "SIGKILL",
+        "usage": None,
     }
     assert client.closed.is_set()
     assert engine.describe(session_id)["reason"] == "killed"
