@@ -85,6 +85,8 @@ class RunRequest:
     # None: one run with `stdin`; else one run of the (once compiled) program per test case.
     tests: tuple[TestCase, ...] | None = None
     compare: Compare = Compare.EXACT
+    # One stream for stdout and stderr, as `"mergeStderr": true` (Judge0's redirect_stderr_to_stdout).
+    merge_stderr: bool = False
 
 
 @dataclass(frozen=True)
@@ -146,6 +148,9 @@ class RunView:
     result: RunResult | None = None
     # An EngineError's (code, message) when the run could not be carried out at all.
     error: tuple[str, str] | None = None
+    # When it finished, and the request it carries out (Judge0 answers with both), if kept.
+    finished_at: float | None = None
+    request: RunRequest | None = None
 
 
 class Runner(Protocol):

@@ -12,6 +12,7 @@ import threading
 
 from flask import current_app
 
+from .batch import Runner
 from .config import Config
 from .engine import Engine
 from .executor import Executor
@@ -54,6 +55,9 @@ class Worker:
             max_records=config.max_records,
             max_age=max_session_age(config),
         )
+        # The batch runs (runs.Runs), which the APIs that run code in one request use; None until
+        # it is wired here.
+        self.runs: Runner | None = None
         self._started_pid: int | None = None
         self._lock = threading.Lock()
 
@@ -86,6 +90,11 @@ def max_session_age(config: Config) -> float:
 
 def current_worker() -> Worker:
     return current_app.extensions[EXTENSION]
+
+
+def current_runs() -> Runner | None:
+    """The batch runs of the app handling this request, for the blueprints (None: not offered)."""
+    return current_worker().runs
 
 
 def current_engine() -> Engine:
