@@ -6,7 +6,7 @@ import logging
 import os
 import sys
 
-from flask import Flask
+from flask import Flask, request
 from werkzeug.exceptions import HTTPException
 
 from .config import Config
@@ -27,7 +27,7 @@ ROOT = _ui_root()
 
 def create_app(config: Config | None = None, executor=None) -> Flask:
     """The application factory. `config` defaults to the environment; `executor` to Docker."""
-    from . import api, ui, ws
+    from . import api, judge0, ui, ws
     from .records import RecordStore
     from .statedir import instance_directory
     from .worker import EXTENSION, Worker
@@ -64,6 +64,7 @@ def create_app(config: Config | None = None, executor=None) -> Flask:
     app.register_blueprint(api.bp)
     app.register_blueprint(ws.bp)
     app.register_blueprint(ui.bp)
+    app.register_blueprint(judge0.bp)
 
     @app.before_request
     def start_worker() -> None:
@@ -82,6 +83,9 @@ def create_app(config: Config | None = None, executor=None) -> Flask:
 
     @app.errorhandler(HTTPException)
     def http_error(exc: HTTPException):
+        if request.path == judge0.PREFIX or request.path.startswith(judge0.PREFIX + "/"):
+            # Routing failed before any blueprint was chosen: an unknown path or method of Judge0's.
+            return judge0.http_error(exc)
         kind = kind_for_status(exc.code or 500)
         return {"error": {"code": kind.code, "message": exc.description}}, exc.code
 
