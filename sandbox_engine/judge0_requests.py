@@ -101,7 +101,8 @@ def _language(value: object, specs: Mapping[str, LanguageSpec], fail: Callable) 
     number = _integer(value)
     entry = BY_ID.get(number) if number is not None else None
     if entry is None or entry.language not in specs:
-        fail("language_id", f"language with id {number if number is not None else value} doesn't exist")
+        shown = number if number is not None else str(value)[:40]
+        fail("language_id", f"language with id {shown} doesn't exist")
         return None
     return specs[entry.language]
 

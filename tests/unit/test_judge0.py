@@ -8,6 +8,7 @@ from __future__ import annotations
 import base64
 import functools
 import io
+import json
 import uuid
 import zipfile
 from collections.abc import Iterator
@@ -429,6 +430,45 @@ def test_a_form_body_is_taken_as_rails_takes_it(client, runner):
 def test_a_submission_judge0_would_refuse_is_422_with_every_fields_errors(client, runner, fields, errors):
     body = {"language_id": 71, "source_code": "print(1)", **fields}
     assert refused(client, runner, {k: v for k, v in body.items() if v is not None}) == errors
+
+
+REQUEST_FIELDS = [
+    "source_code",
+    "language_id",
+    "stdin",
+    "expected_output",
+    "cpu_time_limit",
+    "cpu_extra_time",
+    "wall_time_limit",
+    "memory_limit",
+    "stack_limit",
+    "max_processes_and_or_threads",
+    "enable_per_process_and_thread_time_limit",
+    "enable_per_process_and_thread_memory_limit",
+    "max_file_size",
+    "number_of_runs",
+    "compiler_options",
+    "command_line_arguments",
+    "redirect_stderr_to_stdout",
+    "callback_url",
+    "additional_files",
+    "enable_network",
+    "not_a_field",
+]
+ODD_VALUES = [None, True, False, 0, -1, 1.5, 1e308, "", "abc", "71", "1e3", [], {}, "\ud800", "x" * 5000]
+
+
+@pytest.mark.parametrize("encoded", ["", "?base64_encoded=true"])
+@pytest.mark.parametrize("name", REQUEST_FIELDS)
+def test_any_value_of_any_field_is_taken_or_refused_never_a_crash(client, name, encoded):
+    for value in ODD_VALUES:
+        body = {"language_id": 71, "source_code": "cHJpbnQoMSk=", name: value}
+        response = client.post(
+            f"/judge0/submissions{encoded}", data=json.dumps(body), content_type="application/json"
+        )
+        assert response.status_code in (201, 422), (value, response.get_data(as_text=True))
+        answer = response.get_json()
+        assert isinstance(answer, dict) and all(isinstance(key, str) for key in answer)
 
 
 def test_a_zip_bomb_is_read_no_further_than_the_size_allowed(client, runner):
