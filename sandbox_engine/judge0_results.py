@@ -166,7 +166,8 @@ def status_of(stage: Stage, wrong_answer: bool = False) -> int:
 def _message(stage: Stage, status: int) -> str | None:
     """isolate's words, which Judge0 passes on; ours where isolate would not say which limit."""
     if stage.status is Status.TIMEOUT:
-        return "Time limit exceeded"
+        # isolate's words for its wall clock, the one clock a run here is bounded by.
+        return "Time limit exceeded (wall clock)"
     if stage.status is Status.MEMORY_LIMIT:
         return stage.message or "Memory limit exceeded"
     if stage.status is Status.OUTPUT_LIMIT:
@@ -271,7 +272,6 @@ def _zipped(files: tuple[SourceFile, ...]) -> str:
 def _shown(name: str, value: object, encoded: bool) -> object:
     if name not in TEXT or value is None:
         return value
-    assert isinstance(value, bytes)
     if encoded:
         return base64.b64encode(value).decode()
     try:

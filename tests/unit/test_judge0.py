@@ -618,7 +618,7 @@ def test_fields_asked_for_come_in_judge0s_order(client, runner):
         (stage(Status.RUNTIME_ERROR, signal="SIGFPE"), 9, "Caught fatal signal 8", 0, 8),
         (stage(Status.RUNTIME_ERROR, signal="SIGABRT"), 10, "Caught fatal signal 6", 0, 6),
         (stage(Status.RUNTIME_ERROR, signal="SIGTERM"), 12, "Caught fatal signal 15", 0, 15),
-        (stage(Status.TIMEOUT, exit_code=137, signal="SIGKILL"), 5, "Time limit exceeded", 0, 9),
+        (stage(Status.TIMEOUT, exit_code=137, signal="SIGKILL"), 5, "Time limit exceeded (wall clock)", 0, 9),
         (stage(Status.MEMORY_LIMIT, exit_code=137, signal="SIGKILL"), 12, "Memory limit exceeded", 0, 9),
         (stage(Status.OUTPUT_LIMIT, exit_code=137, signal="SIGKILL"), 8, "Output limit exceeded", 0, 9),
         (stage(Status.OUTPUT_LIMIT, exit_code=None, message="over 97 KB"), 8, "over 97 KB", 0, None),
