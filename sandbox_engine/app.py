@@ -27,7 +27,7 @@ ROOT = _ui_root()
 
 def create_app(config: Config | None = None, executor=None) -> Flask:
     """The application factory. `config` defaults to the environment; `executor` to Docker."""
-    from . import api, piston, piston_ws, runs_api, ui, ws
+    from . import api, judge0, piston, piston_ws, runs_api, ui, ws
     from .records import RecordStore
     from .statedir import instance_directory
     from .worker import EXTENSION, Worker
@@ -67,6 +67,7 @@ def create_app(config: Config | None = None, executor=None) -> Flask:
     app.register_blueprint(ui.bp)
     app.register_blueprint(piston.bp)
     app.register_blueprint(piston_ws.bp)
+    app.register_blueprint(judge0.bp)
 
     @app.before_request
     def start_worker() -> None:
@@ -88,6 +89,9 @@ def create_app(config: Config | None = None, executor=None) -> Flask:
         if piston.owns(request.path):
             # Routing's own errors (404, 405) reach no blueprint's handler: Piston's shape here.
             return piston.http_error(exc)
+        if request.path == judge0.PREFIX or request.path.startswith(judge0.PREFIX + "/"):
+            # Routing failed before any blueprint was chosen: an unknown path or method of Judge0's.
+            return judge0.http_error(exc)
         kind = kind_for_status(exc.code or 500)
         return {"error": {"code": kind.code, "message": exc.description}}, exc.code
 

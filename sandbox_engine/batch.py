@@ -89,6 +89,8 @@ class RunRequest:
     # None: one run with `stdin`; else one run of the (once compiled) program per test case.
     tests: tuple[TestCase, ...] | None = None
     compare: Compare = Compare.EXACT
+    # One stream for stdout and stderr, as `"mergeStderr": true` (Judge0's redirect_stderr_to_stdout).
+    merge_stderr: bool = False
 
 
 @dataclass(frozen=True)
@@ -136,6 +138,9 @@ class RunView:
     result: RunResult | None = None
     # An EngineError's (code, message) when the run could not be carried out at all.
     error: tuple[str, str] | None = None
+    # When it finished, and the request it carries out (Judge0 answers with both), if kept.
+    finished_at: float | None = None
+    request: RunRequest | None = None
 
 
 class Runner(Protocol):
@@ -178,6 +183,47 @@ def _trimmed(text: bytes) -> list[bytes]:
 
 
 # --- storage: a result as JSON, losslessly (bytes as base64), for any worker to read back ----
+
+
+def dump_request(request: RunRequest) -> dict:
+    data = asdict(request)
+    data["files"] = [{"name": f.name, "content": base64.b64encode(f.content).decode()} for f in request.files]
+    data["stdin"] = base64.b64encode(request.stdin).decode()
+    if request.tests is not None:
+        data["tests"] = [
+            {
+                "id": t.id,
+                "stdin": base64.b64encode(t.stdin).decode(),
+                "expected_output": None
+                if t.expected_output is None
+                else base64.b64encode(t.expected_output).decode(),
+            }
+            for t in request.tests
+        ]
+    return data
+
+
+def load_request(data: dict) -> RunRequest:
+    tests = data.get("tests")
+    return RunRequest(
+        language=data["language"],
+        files=tuple(SourceFile(f["name"], base64.b64decode(f["content"])) for f in data["files"]),
+        stdin=base64.b64decode(data["stdin"]),
+        args=tuple(data["args"]),
+        limits=RequestLimits(**data["limits"]),
+        tests=None
+        if tests is None
+        else tuple(
+            TestCase(
+                t["id"],
+                base64.b64decode(t["stdin"]),
+                None if t["expected_output"] is None else base64.b64decode(t["expected_output"]),
+            )
+            for t in tests
+        ),
+        compare=Compare(data["compare"]),
+        merge_stderr=data.get("merge_stderr", False),
+    )
 
 
 def dump_result(result: RunResult) -> dict:

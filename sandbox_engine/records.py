@@ -16,14 +16,14 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime
 
-from .batch import dump_result, load_result
+from .batch import RunRequest, dump_request, dump_result, load_request, load_result
 from .executor import SandboxRef
 from .locks import exclusive
 from .statedir import private_directory, private_opener, touch
 from .states import Reason, State, signal_name
 
 # A session's files: its record, its program until it starts, word of its end, a run's result.
-_SUFFIXES = (".json", ".code", ".end", ".result")
+_SUFFIXES = (".json", ".code", ".end", ".result", ".request")
 # How long the ended index must stand unchanged before prune trusts its mtime to show a change.
 SETTLED_NS = 1_000_000_000
 
@@ -197,6 +197,18 @@ class RecordStore:
         if "result" in data:
             return {"result": load_result(data["result"])}
         return {"error": tuple(data["error"])}
+
+    def write_request(self, run_id: str, request: RunRequest) -> None:
+        """A batch run's request, for whoever reads the run back (Judge0 echoes it)."""
+        with open(self._path(run_id, ".request"), "w", opener=private_opener) as f:
+            json.dump(dump_request(request), f)
+
+    def read_request(self, run_id: str) -> RunRequest | None:
+        try:
+            with open(self._path(run_id, ".request")) as f:
+                return load_request(json.load(f))
+        except (FileNotFoundError, ValueError, KeyError, TypeError):
+            return None
 
     def forget_code(self, session_id: str) -> None:
         with contextlib.suppress(FileNotFoundError):

@@ -90,6 +90,7 @@ class Runs:
     def submit(self, request: RunRequest) -> str:
         plan = self.plan(request)
         run_id = self._admit(plan)
+        self.records.write_request(run_id, request)
         thread = threading.Thread(
             target=self._in_background, args=(run_id, plan), name=f"se-batch-{run_id}", daemon=True
         )
@@ -103,7 +104,14 @@ class Runs:
         if record is None or not record.batch:
             raise EngineError(Kind.NOT_FOUND, f"no run {shown(run_id)}")
         stored = self.records.read_result(run_id)
-        base = RunView(run_id, RunState.QUEUED, record.language, record.created_at)
+        base = RunView(
+            run_id,
+            RunState.QUEUED,
+            record.language,
+            record.created_at,
+            finished_at=record.ended_at,
+            request=self.records.read_request(run_id),
+        )
         if stored is not None:
             return replace(base, state=RunState.FINISHED, **stored)
         if record.final:
@@ -223,7 +231,7 @@ class Batch:
         try:
             if not self.sandbox.compiles:
                 self.sandbox.set_limits(self.limits)
-            self.sandbox.start(request.files[0].content, None, False, files, tests=True)
+            self.sandbox.start(request.files[0].content, None, request.merge_stderr, files, tests=True)
             output = self.sandbox.output()
             compile_stage = self._compile(output) if self.sandbox.compiles else None
             if compile_stage is not None and compile_stage.status is not Status.OK:
@@ -290,7 +298,7 @@ class Batch:
         )
 
     def _stderr_ends(self) -> bool:
-        return not self.sandbox.tty
+        return not self.sandbox.tty and not self.plan.request.merge_stderr
 
 
 class _Collected:
