@@ -156,6 +156,9 @@ class Runner(Protocol):
     def get(self, run_id: str) -> RunView:
         """A run as it stands, from any worker of the server."""
 
+    def wait(self, run_id: str, timeout: float) -> RunView:
+        """The run once finished, or as it stands after timeout seconds."""
+
     def version(self, language: str) -> str:
         """The version of a language as its image recorded it."""
 

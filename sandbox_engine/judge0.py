@@ -7,14 +7,13 @@ judge0_results translate; the runs are the batch runs' (batch.Runner).
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Mapping
 
 from flask import Blueprint, current_app, request
 from werkzeug.exceptions import HTTPException
 
 from . import judge0_catalog as catalog
-from .batch import Runner, RunRequest, RunState, RunView
+from .batch import Runner, RunRequest, RunView
 from .config import Config
 from .errors import EngineError, Kind
 from .executor import ExecutorError
@@ -28,9 +27,6 @@ PREFIX = "/judge0"
 bp = Blueprint("judge0", __name__, url_prefix=PREFIX)
 # Rails' answer for a record it cannot find: Judge0's for an unknown token or language.
 NOT_FOUND = {"status": 404, "error": "Not Found"}
-# A waiting request reads its run's view soon at first, then every LOOK_EVERY seconds.
-FIRST_LOOK = 0.02
-LOOK_EVERY = 0.25
 
 
 @bp.post("/submissions")
@@ -213,16 +209,11 @@ def _view(runner: Runner, token: str) -> RunView:
 
 
 def _await(runner: Runner, token: str) -> RunView:
-    """The run once finished, for wait=true. A Runner has no wait of its own, so its view is read
-    again until it is, for at most as long as a run can last."""
-    deadline = time.monotonic() + max_session_age(_config())
-    delay = FIRST_LOOK
-    while True:
-        view = _view(runner, token)
-        if view.state is RunState.FINISHED or time.monotonic() >= deadline:
-            return view
-        time.sleep(delay)
-        delay = min(delay * 2, LOOK_EVERY)
+    """The run once finished, for wait=true, for at most as long as a run can last."""
+    try:
+        return runner.wait(token, max_session_age(_config()))
+    except EngineError as exc:
+        raise _translated(exc) from None
 
 
 def _render(

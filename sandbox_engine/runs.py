@@ -122,6 +122,20 @@ class Runs:
             )
         return replace(base, state=RunState.RUNNING if record.started_at else RunState.QUEUED)
 
+    def wait(self, run_id: str, timeout: float) -> RunView:
+        deadline = time.monotonic() + timeout
+        with self._lock:
+            thread = self._threads.get(run_id)
+        if thread is not None:
+            # Run by this worker: its thread's end is the run's.
+            thread.join(timeout)
+        pause = 0.01
+        while (view := self.get(run_id)).state is not RunState.FINISHED and time.monotonic() < deadline:
+            # Run by another worker: its record tells.
+            time.sleep(min(pause, max(0.0, deadline - time.monotonic())))
+            pause = min(pause * 2, 0.2)
+        return view
+
     def version(self, language: str) -> str:
         spec = self.engine.languages[language]
         return self.engine.catalog.labels(spec.image).get(VERSION_LABEL + spec.id) or spec.version

@@ -404,5 +404,8 @@ class FakeRunner:
     def get(self, run_id: str) -> RunView:
         raise NotImplementedError("FakeRunner.get: script it in the test that needs it")
 
+    def wait(self, run_id: str, timeout: float) -> RunView:
+        raise NotImplementedError("FakeRunner.wait: script it in the test that needs it")
+
     def version(self, language: str) -> str:
         return self.versions.get(language, "1.0.0")

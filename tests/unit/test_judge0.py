@@ -110,6 +110,11 @@ class FakeRunner:
             raise EngineError(Kind.NOT_FOUND, f"no run {run_id}")
         return views.pop(0) if len(views) > 1 else views[0]
 
+    def wait(self, run_id: str, timeout: float) -> RunView:
+        while (view := self.get(run_id)).state is not RunState.FINISHED:
+            pass
+        return view
+
     def run(self, request: RunRequest) -> RunResult:
         self.requests.append(request)
         return self.result
