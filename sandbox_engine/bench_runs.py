@@ -1,0 +1,158 @@
+"""The batch runs' part of `sandbox-engine bench`: POST /run's latency, rate, tests and memory.
+
+Measured from the client's side of POST /run on the same server (and warm pool) as the
+interactive figures, so the two compare within one run.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from urllib.parse import urlparse
+
+import requests
+
+from .bench_baselines import HELLO, Series, rss, server_pids
+
+CPP_SUM = "#include <iostream>\nint main() { long a, b; std::cin >> a >> b; std::cout << a + b << '\\n'; }\n"
+TESTS = 10
+# Requests held open at once while the server's memory is read.
+WAITING = 50
+
+
+def _post(http: requests.Session, server: str, body: dict) -> dict:
+    response = http.post(f"{server}/run", json=body, timeout=300)
+    response.raise_for_status()
+    return response.json()
+
+
+def hello_latency(server: str, runs: int) -> Series:
+    """Seconds from POST /run to its answer, for print('hi'), one after another."""
+    http = requests.Session()
+    series = Series("POST /run, print('hi'), sequential (server)")
+    for _ in range(runs):
+        started = time.perf_counter()
+        result = _post(http, server, {"language": "python", "code": HELLO})
+        series.samples.append(time.perf_counter() - started)
+        assert result["run"]["status"] == "ok", result
+    return series
+
+
+def rate(server: str, seconds: float, parallel: int) -> float:
+    """Complete hello-world runs per second, `parallel` clients each posting one after another."""
+    done = [0] * parallel
+    deadline = time.monotonic() + seconds
+
+    def loop(index: int) -> None:
+        http = requests.Session()
+        while time.monotonic() < deadline:
+            _post(http, server, {"language": "python", "code": HELLO})
+            done[index] += 1
+
+    threads = [threading.Thread(target=loop, args=(i,)) for i in range(parallel)]
+    started = time.monotonic()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return sum(done) / (time.monotonic() - started)
+
+
+def compile_once(server: str) -> dict:
+    """One C++ request with TESTS test cases against TESTS separate requests of one run each."""
+    http = requests.Session()
+    tests = [{"id": str(i), "stdin": f"{i} {i}", "expectedOutput": f"{2 * i}\n"} for i in range(TESTS)]
+    started = time.perf_counter()
+    batch = _post(http, server, {"language": "cpp", "code": CPP_SUM, "tests": tests})
+    together = time.perf_counter() - started
+    assert all(t["verdict"] == "accepted" for t in batch["tests"]), batch
+    started = time.perf_counter()
+    for test in tests:
+        single = _post(http, server, {"language": "cpp", "code": CPP_SUM, "stdin": test["stdin"]})
+        assert single["run"]["stdout"] == test["expectedOutput"], single
+    apart = time.perf_counter() - started
+    return {
+        "together": together,
+        "apart": apart,
+        "compile_ms": batch["compile"]["usage"]["wallTimeMs"],
+        "runs_ms": sum(t["usage"]["wallTimeMs"] for t in batch["tests"]),
+    }
+
+
+def memory_while_waiting(server: str) -> dict:
+    """The server's RSS before, while WAITING requests wait on sleeping programs, and after."""
+    pids = server_pids(urlparse(server).port or 80)
+    before = rss(pids)
+    peak = [before]
+    results: list[str] = []
+    code = "import time\ntime.sleep(3)\nprint('done')\n"
+
+    def one() -> None:
+        try:
+            results.append(
+                _post(requests.Session(), server, {"language": "python", "code": code})["run"]["status"]
+            )
+        except requests.RequestException as exc:
+            results.append(f"error: {exc}")
+
+    threads = [threading.Thread(target=one) for _ in range(WAITING)]
+    for thread in threads:
+        thread.start()
+    while any(thread.is_alive() for thread in threads):
+        peak.append(rss(pids))
+        time.sleep(0.2)
+    for thread in threads:
+        thread.join()
+    return {
+        "before_mb": before / 2**20,
+        "peak_mb": max(peak) / 2**20,
+        "after_mb": rss(pids) / 2**20,
+        "ok": results.count("ok"),
+        "answers": len(results),
+    }
+
+
+def measure(server: str, runs: int, session_rate: float, out: Callable[[str], None]) -> tuple[list, list]:
+    """Rows (name, Series) and figures/targets (name, value, ok or None) for the bench's tables."""
+    out("measuring: batch runs, sequential")
+    latency = hello_latency(server, runs)
+    out("measuring: batch runs, sustained")
+    per_second = rate(server, 15, 4)
+    out(f"measuring: batch runs, C++ with {TESTS} tests")
+    cpp = compile_once(server)
+    out(f"measuring: batch runs, {WAITING} waiting at once")
+    memory = memory_while_waiting(server)
+    figures = [
+        ("complete hello-world runs per second, sustained (4 clients)", f"{per_second:.1f}", None),
+        (
+            f"C++, {TESTS} tests in one request / {TESTS} requests",
+            f"{cpp['together'] * 1000:.0f} ms / {cpp['apart'] * 1000:.0f} ms "
+            f"(its compile {cpp['compile_ms']:.0f} ms, its {TESTS} runs {cpp['runs_ms']:.0f} ms)",
+            None,
+        ),
+        (
+            f"server RSS before / while {WAITING} runs wait / after",
+            f"{memory['before_mb']:.0f} / {memory['peak_mb']:.0f} / {memory['after_mb']:.0f} MB "
+            f"({memory['ok']} of {memory['answers']} ok)",
+            None,
+        ),
+    ]
+    targets = [
+        (
+            "runs per second >= interactive sessions per second",
+            f"{per_second:.1f} vs {session_rate:.1f}",
+            per_second >= session_rate,
+        ),
+        (
+            f"{TESTS} tests compile once: one request < {TESTS} requests / 2",
+            f"{cpp['together'] / cpp['apart']:.2f}x",
+            cpp["together"] < cpp["apart"] / 2,
+        ),
+        (
+            f"{WAITING} waiting runs: all answered, server RSS grows < 100 MB",
+            f"{memory['answers']} answered, +{memory['peak_mb'] - memory['before_mb']:.0f} MB",
+            memory["answers"] == WAITING and memory["peak_mb"] - memory["before_mb"] < 100,
+        ),
+    ]
+    return [("POST /run hello world (warm pool)", latency)], figures + targets
