@@ -30,6 +30,7 @@ from .executor import (
     Terminal,
 )
 from .languages import LANGUAGES, LanguageSpec
+from .metrics import Metrics
 from .protocol import shown
 from .records import Record, RecordStore
 from .session import Outcome, SessionRun
@@ -50,10 +51,12 @@ class Engine:
         executor: Executor,
         records: RecordStore,
         languages: dict[str, LanguageSpec] | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
         self.config = config
         self.executor = executor
         self.records = records
+        self.metrics = metrics if metrics is not None else Metrics()
         self.languages = languages if languages is not None else LANGUAGES
         self._runs: dict[str, SessionRun] = {}
         # Claims in progress, counted per session (two attachments may race in one worker):
@@ -120,6 +123,7 @@ class Engine:
             self.records.forget(session_id)
             raise
         self.records.write(replace(record, sandbox=ref))
+        self.metrics.started(spec.id, batch, warm=ref.running)
         return session_id
 
     def sandbox_spec(self, language: str, tty: bool) -> SandboxSpec:
@@ -145,7 +149,7 @@ class Engine:
         record = self.records.read(session_id)
         if record is None or not record.batch:
             raise EngineError(Kind.NOT_FOUND, f"no run {shown(session_id)}")
-        with self._claim(session_id):
+        with self._claim(session_id), self.metrics.run_active():
             try:
                 sandbox = self._call(self.executor.claim, session_id, self.owner, record.sandbox)
             except (AlreadyClaimed, SandboxNotFound):
@@ -156,7 +160,7 @@ class Engine:
             except ExecutorError as exc:
                 raise runtime_error(exc) from exc
             finally:
-                self._remove_quietly(sandbox.remove)
+                _remove_quietly(sandbox.remove)
                 self.records.forget_code(session_id)
 
     def check_attachable(self, session_id: str) -> None:
@@ -192,6 +196,7 @@ class Engine:
             run = self._run(record, sandbox, emit, close, abort)
             with self._lock:
                 self._runs[session_id] = run
+                self.metrics.sessions_active(len(self._runs))
         # The new state is recorded before the program starts: a program that ends at once must
         # not have its FINISHED record overwritten by a late RUNNING.
         state = State.COMPILING if sandbox.compiles else State.RUNNING
@@ -202,7 +207,7 @@ class Engine:
             run.start(code, terminal, record.merge_stderr)
         except ExecutorError as exc:
             self._forget(session_id)
-            self.records.end(session_id, Reason.INTERNAL_ERROR, lambda: self._remove_quietly(sandbox.remove))
+            self.records.end(session_id, Reason.INTERNAL_ERROR, lambda: _remove_quietly(sandbox.remove))
             raise EngineError(Kind.RUNTIME_UNAVAILABLE, f"the sandbox could not start: {exc}") from None
         if self._shutting_down:
             run.end(Reason.SERVER_SHUTDOWN)
@@ -219,7 +224,7 @@ class Engine:
         run = SessionRun(
             sandbox,
             session_limits(self.config),
-            emit,
+            _first_output_timed(emit, record, self.metrics),
             close,
             on_end=lambda outcome: self._ended(record, outcome),
             release=lambda: self._release(run),
@@ -241,15 +246,15 @@ class Engine:
                 if self._claiming[session_id] <= 0:
                     del self._claiming[session_id]
 
-    def _ended(self, record: Record, outcome: Outcome) -> None:
-        usage = outcome.usage.public() if outcome.usage is not None else None
+    def _ended(self, record: Record, o: Outcome) -> None:
+        usage = o.usage.public() if o.usage is not None else None
         self.records.finish(
-            record.session_id, outcome.reason, outcome.exit_code, outcome.started_at, outcome.ended_at, usage
+            record.session_id, o.reason, o.exit_code, o.started_at, o.ended_at, usage, o.output_bytes
         )
 
     def _release(self, run: SessionRun) -> None:
         # If Docker is gone this fails; the reaper removes the container once Docker is back.
-        self._remove_quietly(run.sandbox.remove)
+        _remove_quietly(run.sandbox.remove)
         self._forget(run.sandbox.session_id)
         self.records.forget_code(run.sandbox.session_id)
 
@@ -301,6 +306,7 @@ class Engine:
     def _forget(self, session_id: str) -> None:
         with self._lock:
             self._runs.pop(session_id, None)
+            self.metrics.sessions_active(len(self._runs))
 
     # --- health and shutdown -------------------------------------------------------------
     def shutdown(self) -> None:
@@ -335,12 +341,29 @@ class Engine:
         except ExecutorError as exc:
             raise runtime_error(exc) from exc
 
-    @staticmethod
-    def _remove_quietly(remove: Callable[[], None]) -> None:
-        try:
-            remove()
-        except ExecutorError as exc:
-            log.warning("removal deferred to the reaper: %s", exc)
+
+def _remove_quietly(remove: Callable[[], None]) -> None:
+    try:
+        remove()
+    except ExecutorError as exc:
+        log.warning("removal deferred to the reaper: %s", exc)
+
+
+def _first_output_timed(
+    emit: Callable[[dict], None], record: Record, metrics: Metrics
+) -> Callable[[dict], None]:
+    """`emit`, timing the session's first output from its POST (the record's creation)."""
+    warm = record.sandbox is not None and record.sandbox.running
+    timed = False
+
+    def emit_timed(message: dict) -> None:
+        nonlocal timed
+        if not timed and message.get("type") in ("stdout", "stderr"):
+            timed = True
+            metrics.first_output(warm, time.time() - record.created_at)
+        emit(message)
+
+    return emit_timed
 
 
 def _checked(

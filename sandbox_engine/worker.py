@@ -7,23 +7,30 @@ handed over here.
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
 
 from flask import current_app
 
+from . import logs
 from .batch import Runner
 from .config import Config
 from .engine import SHUTDOWN_GRACE, Engine
 from .executor import Executor
 from .languages import LANGUAGES, LanguageSpec
+from .metrics import Metrics
 from .pool import Pool
 from .reaper import Reaper
-from .records import RecordStore
+from .records import Record, RecordStore
 from .runs import Runs
 from .timeouts import DEADLINE_GRACE
 
 EXTENSION = "sandbox_engine"
+
+log = logging.getLogger(__name__)
+# Each session's and run's end, one line (see Record.log_fields).
+ends_log = logging.getLogger("sandbox_engine.ends")
 
 
 class Worker:
@@ -33,8 +40,14 @@ class Worker:
         executor: Executor,
         records: RecordStore,
         languages: dict[str, LanguageSpec] | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
-        self.engine = Engine(config, executor, records, languages if languages is not None else LANGUAGES)
+        # One per process (its counts are the process's; see metrics).
+        self.metrics = metrics if metrics is not None else Metrics()
+        languages = languages if languages is not None else LANGUAGES
+        self.engine = Engine(config, executor, records, languages, self.metrics)
+        # Every end is told once, by the worker whose record of it came first.
+        records.on_end = self._ended
         # Batch runs share the engine's sandboxes, pool, capacity and records.
         self.runs: Runner = Runs(self.engine)
         self.pool: Pool | None = None
@@ -47,6 +60,7 @@ class Worker:
                 # size: the server's containers never pass the two together.
                 capacity=config.max_sessions + sum(self.engine.pool_sizes.values()),
                 state_dir=records.directory,
+                on_level=self.metrics.pool_level,
             )
             self.engine.on_take = self.pool.wake
         self.reaper = Reaper(
@@ -73,6 +87,14 @@ class Worker:
             self.reaper.start()
             if self.pool is not None:
                 self.pool.start()
+
+    def _ended(self, record: Record) -> None:
+        try:
+            self.metrics.ended(record.language, record.batch, record.reason or "", record.output_bytes or 0)
+            logs.event(ends_log, "run ended" if record.batch else "session ended", **record.log_fields())
+        except Exception:
+            # Counting and logging never stand in the way of an end.
+            log.exception("could not count the end of %s", record.session_id)
 
     def shutdown(self) -> None:
         """Stop refilling and reaping, then end every run of this worker (see Engine.shutdown)."""
