@@ -27,7 +27,8 @@ ROOT = _ui_root()
 
 def create_app(config: Config | None = None, executor=None) -> Flask:
     """The application factory. `config` defaults to the environment; `executor` to Docker."""
-    from . import api, judge0, piston, piston_ws, runs_api, ui, ws
+    from . import access, api, judge0, metrics_api, piston, piston_ws, runs_api, ui, ws
+    from .metrics import Metrics
     from .records import RecordStore
     from .statedir import instance_directory
     from .worker import EXTENSION, Worker
@@ -45,6 +46,7 @@ def create_app(config: Config | None = None, executor=None) -> Flask:
     app.json.sort_keys = False
 
     records = RecordStore(instance_directory(config.state_dir, config.instance))
+    metrics = Metrics()
     if executor is None:
         # Imported here: an app given another executor (the unit tests' fake) never loads docker-py.
         from .docker_executor import DockerExecutor
@@ -57,8 +59,9 @@ def create_app(config: Config | None = None, executor=None) -> Flask:
             pool_size=config.max_sessions + 16,
             lock_dir=records.directory,
             runtime=config.runtime,
+            failed=metrics.docker_failed,
         )
-    worker = Worker(config, executor, records)
+    worker = Worker(config, executor, records, metrics=metrics)
     app.extensions[EXTENSION] = worker
 
     app.register_blueprint(api.bp)
@@ -68,6 +71,18 @@ def create_app(config: Config | None = None, executor=None) -> Flask:
     app.register_blueprint(piston.bp)
     app.register_blueprint(piston_ws.bp)
     app.register_blueprint(judge0.bp)
+    app.register_blueprint(metrics_api.bp)
+
+    def api_of(path: str) -> str:
+        """Which API a path is under: its errors are answered, and counted, in that API's terms."""
+        if piston.owns(path):
+            return "piston"
+        if path == judge0.PREFIX or path.startswith(judge0.PREFIX + "/"):
+            return "judge0"
+        return "sandbox"
+
+    # First: every other hook may count on the request's id.
+    access.install(app, metrics, api_of)
 
     @app.before_request
     def start_worker() -> None:
@@ -76,6 +91,7 @@ def create_app(config: Config | None = None, executor=None) -> Flask:
 
     @app.errorhandler(EngineError)
     def engine_error(exc: EngineError):
+        access.refused(exc.kind.code)
         headers = {"Retry-After": str(exc.retry_after)} if exc.retry_after else {}
         return exc.to_json(), exc.kind.http_status, headers
 
@@ -86,10 +102,11 @@ def create_app(config: Config | None = None, executor=None) -> Flask:
 
     @app.errorhandler(HTTPException)
     def http_error(exc: HTTPException):
-        if piston.owns(request.path):
+        api = api_of(request.path)
+        if api == "piston":
             # Routing's own errors (404, 405) reach no blueprint's handler: Piston's shape here.
             return piston.http_error(exc)
-        if request.path == judge0.PREFIX or request.path.startswith(judge0.PREFIX + "/"):
+        if api == "judge0":
             # Routing failed before any blueprint was chosen: an unknown path or method of Judge0's.
             return judge0.http_error(exc)
         kind = kind_for_status(exc.code or 500)

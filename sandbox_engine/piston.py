@@ -12,6 +12,7 @@ import logging
 from flask import Blueprint, current_app, request
 from werkzeug.exceptions import HTTPException
 
+from . import access
 from .errors import EngineError, Kind, runtime_error
 from .executor import ExecutorError
 from .piston_answers import execute_answer
@@ -69,6 +70,7 @@ def piston_error(exc: PistonError):
 
 @bp.errorhandler(EngineError)
 def engine_error(exc: EngineError):
+    access.refused(exc.kind.code)
     headers = {"Retry-After": str(exc.retry_after)} if exc.retry_after else None
     return error_answer(exc.kind.http_status, exc.message, headers)
 
