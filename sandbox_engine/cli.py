@@ -40,6 +40,11 @@ LIMIT_FLAGS = (
     ("--uid-range", "uid_range", "host uids for sandboxes, one each: FIRST-LAST (200000-265535)"),
     ("--uid-dir", "uid_dir", "the uid leases, one directory for every engine on the host"),
     ("--runtime", "runtime", "Docker's runtime for the sandboxes: runc, or runsc for gVisor (runc)"),
+    (
+        "--log-format",
+        "log_format",
+        "the log on stderr: json (a JSON object a line), text, or auto (text at a terminal, else json)",
+    ),
 )
 
 
@@ -146,6 +151,9 @@ def reap_command(reason: Reason) -> int:
 
 
 def serve_command(args: argparse.Namespace) -> int:
+    from .logs import resolve
+    from .metrics import MULTIPROCESS_ENV, prepare_directory
+
     overrides = {name: getattr(args, name) for _, name, _ in LIMIT_FLAGS}
     try:
         config = Config.from_env(**overrides)
@@ -154,7 +162,9 @@ def serve_command(args: argparse.Namespace) -> int:
         return 2
     # Refused here, in words, rather than as workers that fail to boot.
     try:
-        instance_directory(config.state_dir, config.instance)
+        directory = instance_directory(config.state_dir, config.instance)
+        # Every worker counts in files of its own there; emptied, so that this server counts from 0.
+        metrics_directory = prepare_directory(os.path.join(directory, ".metrics"))
     except (StateDirectoryError, OSError) as exc:
         print(f"sandbox-engine: {exc}", file=sys.stderr)
         return 2
@@ -168,6 +178,9 @@ def serve_command(args: argparse.Namespace) -> int:
         return 2
     # The workers build their config from the environment; this hands them the flags' values.
     os.environ.update(config.to_env())
+    # Decided here, where stderr is the operator's: gunicorn's master and workers write to it.
+    os.environ["SANDBOX_ENGINE_LOG_FORMAT"] = resolve(config.log_format)
+    os.environ[MULTIPROCESS_ENV] = metrics_directory
     conf = os.path.join(os.path.dirname(os.path.abspath(__file__)), "gunicorn_conf.py")
     argv = [
         sys.executable,

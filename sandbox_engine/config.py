@@ -10,6 +10,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from .languages import LANGUAGES
+from .logs import FORMATS as LOG_FORMATS
 
 ENV_PREFIX = "SANDBOX_ENGINE_"
 # The images' own user and group (images/runtime/): sandboxes run as uids of the uid range instead,
@@ -76,6 +77,8 @@ class Config:
     runtime: str = "runc"
     # Browser origins allowed to open a WebSocket; empty allows same-origin and non-browser clients.
     allowed_origins: tuple[str, ...] = field(default_factory=tuple)
+    # The log's lines: json, text, or auto (text at a terminal, else JSON; see logs).
+    log_format: str = "auto"
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: object) -> Config:
@@ -119,6 +122,8 @@ class Config:
             value = getattr(self, name)
             if not math.isfinite(value) or value <= 0:
                 raise ValueError(f"{name} must be a positive number, got {value}")
+        if self.log_format not in LOG_FORMATS:
+            raise ValueError(f"log_format {self.log_format!r}: one of {', '.join(LOG_FORMATS)}")
         if not _RUNTIME.match(self.runtime):
             raise ValueError(f"runtime {self.runtime!r}: the name of a Docker runtime, such as runc or runsc")
         uids = self.uids
