@@ -352,7 +352,8 @@ static void take_nonce(void) {
     if (size == 0 || size > MAX_NONCE || strspn(value, "0123456789abcdefABCDEF") != size)
         fail("SANDBOX_NONCE must hold the nonce of the marks (hexadecimal)");
     memcpy(nonce, value, size + 1);
-    /* Cleared where /proc/<pid>/environ would show it too, then out of what children inherit. */
+    /* Overwritten in place, where /proc/<pid>/environ reads: gVisor shows that file even of a
+     * process that is not dumpable (its mem it refuses). Then out of what children inherit. */
     memset(value, 'x', size);
     unsetenv("SANDBOX_NONCE");
 }
