@@ -87,10 +87,10 @@ def run(docker_client, language: str, stdin: bytes) -> tuple[bytes, bytes, int]:
 
 
 # Every process's environment and command line, and the launcher's (its parent's) memory, as the
-# program can read them: the nonce is in none. (It holds the nonce reversed, so that its own
-# source does not.)
+# program can read them, through /proc or ptrace: the nonce is in none. (It holds the nonce
+# reversed, so that its own source does not.)
 SNOOP = """
-import os
+import ctypes, os
 def read(path):
     try:
         with open(path, "rb") as f:
@@ -99,7 +99,8 @@ def read(path):
         return b""
 pids = [p for p in os.listdir("/proc") if p.isdigit()]
 seen = b"".join(read(f"/proc/{p}/{name}") for p in pids for name in ("environ", "cmdline"))
-print(REVERSED[::-1] in seen, read(f"/proc/{os.getppid()}/mem") == b"", os.environ.get("SANDBOX_NONCE"))
+traced = ctypes.CDLL(None, use_errno=True).ptrace(16, os.getppid(), 0, 0) == 0  # PTRACE_ATTACH
+print(REVERSED[::-1] in seen, read(f"/proc/{os.getppid()}/mem"), traced, os.environ.get("SANDBOX_NONCE"))
 """.replace("REVERSED", repr(NONCE[::-1].encode()))
 
 
@@ -118,7 +119,7 @@ def test_no_program_reads_the_nonce(docker_client, tests):
         stdin += launch.test_frame(b"", 10000)
     stdout, stderr, _ = run(docker_client, "python", stdin)
     [output, _], _ = exits(stdout)
-    assert output == b"False True None\n", stderr
+    assert output == b"False b'' False None\n", stderr
 
 
 def test_the_python_launcher_runs_each_test_in_a_fresh_interpreter(docker_client):
