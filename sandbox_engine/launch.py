@@ -107,6 +107,9 @@ def header(
 # per test frame (a batch run), each a fresh process with the frame's stdin and arguments.
 ONCE = "once"
 TESTS = "tests"
+# se-run's mode for the compile stage: measured as ONCE, but beside the waiting launcher, which it
+# must not kill (see images/runtime/se-run.c).
+COMPILE = "compile"
 
 
 def test_frame(stdin: bytes, timeout_ms: int, args: Sequence[str] = ()) -> bytes:
@@ -218,12 +221,12 @@ def _printf(name: str) -> str:
     return "\\036" + MARK_START[1:].decode() + name
 
 
-def compile_command(compile: tuple[str, ...]) -> list[str]:
+def compile_command(compile: tuple[str, ...], se_run: str = SE_RUN) -> list[str]:
     """The compile stage, as the executor runs it beside the launcher, in /workspace: the files
     it writes are private to the sandbox's uid as the launcher's are; its output is all stderr;
     it gets no stdin. se-run measures it and writes its EXIT mark last, after the compiler's
     output, with the nonce the executor gives it in ENV_NONCE (its own, not the launcher's)."""
-    script = f'umask 077; exec {SE_RUN} {ONCE} -- "$@" </dev/null 1>&2'
+    script = f'umask 077; exec {se_run} {COMPILE} -- "$@" </dev/null 1>&2'
     return ["/bin/sh", "-c", script, "compile", *compile]
 
 

@@ -6,6 +6,10 @@
  *   se-run tests -- command args...   the program once per test frame read from stdin:
  *                                     `<stdin bytes> <timeout ms> <args bytes>\n`, the
  *                                     arguments (each ended by NUL), then the test's stdin
+ *   se-run compile -- command args... the compile stage once, beside the launcher waiting for
+ *                                     its go: as `once`, but it kills no other process (the
+ *                                     launcher is one; what the compiler leaves behind is
+ *                                     killed by the program's se-run before it starts)
  *
  * After each run, on stdout, one write():
  *   \x1eSANDBOX-EXIT <nonce> <code> <signal> <cpu us> <max rss KiB> <wall us> <flag>\n
@@ -13,8 +17,8 @@
  * The nonce comes in the environment (SANDBOX_NONCE), which se-run clears before anything else
  * runs; it is not dumpable, so no process of the same uid can read its memory or environment.
  *
- * Every other process of the user is killed (kill(-1)) before a mark is written, so nothing
- * left behind by one run writes after its mark, or into the next test.
+ * Every other process of the user is killed (kill(-1)) before a mark is written (but in
+ * compile mode), so nothing left behind by one run writes after its mark, or into the next test.
  */
 #define _GNU_SOURCE
 #include <dirent.h>
@@ -363,12 +367,13 @@ int main(int argc, char **argv) {
     prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
     take_nonce();
     if (argc < 4 || strcmp(argv[2], "--") != 0 ||
-        (strcmp(argv[1], "once") != 0 && strcmp(argv[1], "tests") != 0))
-        fail("usage: se-run once|tests -- command [args...]");
+        (strcmp(argv[1], "once") != 0 && strcmp(argv[1], "tests") != 0 && strcmp(argv[1], "compile") != 0))
+        fail("usage: se-run once|tests|compile -- command [args...]");
     /* kill(-1) as root would reach every process of the machine, were it run outside a sandbox. */
     if (geteuid() == 0)
         fail("refusing to run as root: it kills every other process of its user");
     int tests = strcmp(argv[1], "tests") == 0;
+    int compiling = strcmp(argv[1], "compile") == 0;
 
     /* Handlers, not SIG_IGN: the client's signals, sent to the whole process group, reach the
      * program (an exec resets handlers to the default) and leave se-run be. */
@@ -388,14 +393,16 @@ int main(int argc, char **argv) {
     char **command = argv + 3;
     int ncommand = argc - 3;
     /* What the compile stage may have left running does not run beside the program. */
-    end_the_others();
+    if (!compiling)
+        end_the_others();
     if (tests) {
         int end_on_stderr = stderr_apart();
         for (;;)
             run_test(command, ncommand, end_on_stderr);
     }
     struct run run = run_program(command, -1, 0, 0);
-    end_the_others();
+    if (!compiling)
+        end_the_others();
     report(&run, 0);
     return WIFEXITED(run.status) ? WEXITSTATUS(run.status) : 128 + WTERMSIG(run.status);
 }

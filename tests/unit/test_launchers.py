@@ -420,3 +420,15 @@ def test_the_python_launcher_runs_tests_through_se_run(hostbox):
     assert outputs == [b"['a'] one\n", b"[] two\n", b""], done.stderr
     assert [m.code for m in marks] == [0, 0] and done.returncode == 0
     assert done.stderr == END + END
+
+
+def test_the_compile_stage_writes_stderr_reads_nothing_is_measured_and_kills_nothing_else(hostbox):
+    compiler = launch.compile_command(("sh", "-c", "echo out; echo err >&2; cat; umask"), hostbox.se_run)
+    # The launcher waits beside the compile stage, as a process of the same user: it must live on.
+    script = 'sleep 30 & waiting=$!; "$@"; echo "rc=$?" >&2; kill -0 "$waiting" && echo "launcher alive" >&2'
+    done = hostbox.run(["sh", "-c", script, "box", *compiler], b"stdin", SANDBOX_NONCE=NONCE)
+    assert done.stdout == b""
+    (output, after), [mark] = exits(done.stderr)
+    assert output == b"out\nerr\n0077\n"
+    assert (mark.code, mark.signal, mark.flag) == (0, 0, "-") and mark.wall_us > 0
+    assert after == b"rc=0\nlauncher alive\n"
