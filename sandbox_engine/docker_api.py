@@ -40,15 +40,20 @@ def client(docker_host: str | None, pool_size: int) -> docker.APIClient:
 
 @contextmanager
 def translated(
-    doing: str, ignore: tuple[int, ...] = (), failed: Failed = uncounted, operation: str | None = None
+    doing: str,
+    ignore: tuple[int, ...] = (),
+    failed: Failed = uncounted,
+    operation: str | None = None,
+    expected: tuple[int, ...] = (),
 ) -> Iterator[None]:
     """Turn docker-py's failures into the executor's errors, in the one place that knows them,
     and tell `failed` of each.
 
     `doing` completes "Docker could not ..."; `operation` names it for the metrics when `doing`
     names a particular image or signal. Statuses in `ignore` are outcomes the caller wants
-    anyway (a 404 on a removal), not failures. The cause is kept, for the log; the message is for
-    a person.
+    anyway (a 404 on a removal); those in `expected` are raised for the caller to act on (a name
+    another worker took or removed first, in a race it is made to lose): neither is a failure.
+    The cause is kept, for the log; the message is for a person.
     """
     operation = operation or doing
     try:
@@ -61,7 +66,8 @@ def translated(
     except docker.errors.APIError as exc:
         if exc.status_code in ignore:
             return
-        failed(operation, str(exc.status_code))
+        if exc.status_code not in expected:
+            failed(operation, str(exc.status_code))
         raise ExecutorError(f"Docker could not {doing}: {exc.explanation}") from exc
     except _UNREACHABLE as exc:
         failed(operation, "unreachable")
@@ -77,7 +83,7 @@ def remove_container(api: docker.APIClient, container: str, failed: Failed = unc
     """Remove a container, killing what runs in it; whether it is gone now (404: gone already).
     False when someone else's removal of it is under way (409): that one sees it gone."""
     try:
-        with translated("remove the sandbox", ignore=(404,), failed=failed):
+        with translated("remove the sandbox", ignore=(404,), failed=failed, expected=(409,)):
             api.remove_container(container, force=True)
     except ExecutorError as exc:
         if status_of(exc) == 409:

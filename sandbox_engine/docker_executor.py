@@ -88,6 +88,8 @@ GVISOR_SECCOMP = {
 }
 _INSTANCE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_-]{0,40}$")
 RENAME_STRIPES = 64
+# A rename's refusals when another worker took, claimed or removed the container first.
+RACE_LOST = (400, 404, 409)
 # A pooled sandbox not running, or half taken, for this long was left by someone who failed.
 STUCK = 60.0
 HALF_CLAIMED = 600.0
@@ -288,7 +290,7 @@ class DockerExecutor(Executor):
         listed under is the take: once another session took it, that name is gone."""
         for info in candidates:
             try:
-                with self._translated("take a pool sandbox"):
+                with self._translated("take a pool sandbox", expected=RACE_LOST):
                     self._rename(info.name, self._name(session_id), f"{info.name}.{TAKING}")
             except RuntimeUnavailable:
                 raise
@@ -300,7 +302,7 @@ class DockerExecutor(Executor):
     def claim(self, session_id: str, owner: str, ref: SandboxRef | None = None) -> Sandbox:
         name = self._name(session_id)
         try:
-            with self._translated("claim the sandbox"):
+            with self._translated("claim the sandbox", expected=RACE_LOST):
                 self._rename(name, f"{name}.{owner}", f"{name}.{CLAIMING}")
         except RuntimeUnavailable:
             raise
@@ -308,7 +310,7 @@ class DockerExecutor(Executor):
             status = status_of(exc)
             if status == 404 and self._find(session_id) is None:
                 raise SandboxNotFound(session_id) from exc
-            if status in (400, 404, 409):
+            if status in RACE_LOST:
                 raise AlreadyClaimed(session_id) from exc
             raise
         if ref is None:

@@ -63,6 +63,8 @@ class Server:
     process: subprocess.Popen
     docker: docker.DockerClient
     options: dict = field(default_factory=dict)
+    # The server's stdout and stderr: its log.
+    log_path: str = ""
 
     @property
     def ws_url(self) -> str:
@@ -205,7 +207,7 @@ def start_server(
         args += [f"--{name.replace('_', '-')}", str(value)]
     log = open(tmp_path_factory.mktemp("log") / "server.log", "w")
     process = subprocess.Popen(args, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    server = Server(f"http://127.0.0.1:{port}", instance, process, docker_client, options)
+    server = Server(f"http://127.0.0.1:{port}", instance, process, docker_client, options, log.name)
     # Generous: on a loaded machine a worker's first /readyz (it lists the images) can take seconds.
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:

@@ -44,3 +44,10 @@ def test_what_the_caller_ignores_is_no_failure(failures):
     with translated("remove the sandbox", ignore=(404,), failed=lambda *failure: failures.append(failure)):
         raise refusal(404)
     assert failures == []
+
+
+def test_a_race_lost_is_raised_for_the_caller_but_no_failure(failures):
+    with pytest.raises(ExecutorError):
+        with translated("claim the sandbox", failed=lambda *f: failures.append(f), expected=(404, 409)):
+            raise refusal(409)
+    assert failures == []
