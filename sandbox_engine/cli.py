@@ -7,7 +7,7 @@ import os
 import sys
 
 from .config import Config
-from .statedir import StateDirectoryError, instance_directory
+from .statedir import StateDirectoryError, instance_directory, private_directory
 from .states import Reason
 
 LIMIT_FLAGS = (
@@ -152,7 +152,7 @@ def reap_command(reason: Reason) -> int:
 
 def serve_command(args: argparse.Namespace) -> int:
     from .logs import resolve
-    from .metrics import MULTIPROCESS_ENV, prepare_directory
+    from .metrics import MULTIPROCESS_ENV, clear_directory
 
     overrides = {name: getattr(args, name) for _, name, _ in LIMIT_FLAGS}
     try:
@@ -164,7 +164,9 @@ def serve_command(args: argparse.Namespace) -> int:
     try:
         directory = instance_directory(config.state_dir, config.instance)
         # Every worker counts in files of its own there; emptied, so that this server counts from 0.
-        metrics_directory = prepare_directory(os.path.join(directory, ".metrics"))
+        metrics_directory = os.path.join(directory, ".metrics")
+        private_directory(metrics_directory)
+        clear_directory(metrics_directory)
     except (StateDirectoryError, OSError) as exc:
         print(f"sandbox-engine: {exc}", file=sys.stderr)
         return 2

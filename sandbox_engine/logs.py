@@ -48,7 +48,7 @@ def _fields(record: logging.LogRecord) -> dict:
 
 
 class JsonFormatter(logging.Formatter):
-    """One JSON object a line: time (UTC), level, logger, message, then the event's fields."""
+    """One JSON object a line: time (UTC), level, logger, message, pid, then the event's fields."""
 
     def format(self, record: logging.LogRecord) -> str:
         line = {
@@ -56,6 +56,8 @@ class JsonFormatter(logging.Formatter):
             "level": record.levelname,
             "logger": record.name,
             "message": record.getMessage(),
+            # Which worker: under gunicorn each writes its own lines.
+            "pid": record.process,
         }
         for key, value in _fields(record).items():
             line.setdefault(key, value)
@@ -65,11 +67,12 @@ class JsonFormatter(logging.Formatter):
 
 
 class TextFormatter(logging.Formatter):
-    """`time level logger: message key=value ...`, a traceback below when there is one."""
+    """`time [pid] level logger: message key=value ...`, a traceback below when there is one."""
 
     def format(self, record: logging.LogRecord) -> str:
         pairs = "".join(f" {key}={_text(value)}" for key, value in _fields(record).items())
-        line = f"{_time(record)} {record.levelname} {record.name}: {record.getMessage()}{pairs}"
+        where = f"{_time(record)} [{record.process}] {record.levelname} {record.name}"
+        line = f"{where}: {record.getMessage()}{pairs}"
         if record.exc_info:
             line += "\n" + self.formatException(record.exc_info)
         return line

@@ -21,8 +21,6 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, gene
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
-from .statedir import private_directory
-
 MULTIPROCESS_ENV = "PROMETHEUS_MULTIPROC_DIR"
 CONTENT_TYPE = CONTENT_TYPE_LATEST
 PREFIX = "sandbox_engine_"
@@ -164,14 +162,12 @@ def gauge(name: str, documentation: str, value: float | None = None, labels: Ite
     return family
 
 
-def prepare_directory(path: str) -> str:
-    """The multiprocess mode's directory, private and emptied: at server start, before any
-    worker, so that no count of an earlier server's is added to this one's. Returns the path."""
-    private_directory(path)
+def clear_directory(path: str) -> None:
+    """Empty the multiprocess mode's directory: at server start, before any worker, so that no
+    count of an earlier server's is added to this one's."""
     for entry in os.scandir(path):
         if entry.is_file(follow_symlinks=False):
             os.unlink(entry.path)
-    return path
 
 
 def mark_dead(pid: int) -> None:

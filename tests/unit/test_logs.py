@@ -209,7 +209,10 @@ def test_an_exception_stays_on_its_json_line():
 
 def test_a_text_line_is_for_a_person():
     text = logs.TextFormatter().format(record(status=201, key=None, usage={"cpuTimeMs": 1.5}))
-    assert text.endswith(' INFO sandbox_engine.access: request status=201 key=- usage={"cpuTimeMs":1.5}')
+    expected = (
+        f' [{os.getpid()}] INFO sandbox_engine.access: request status=201 key=- usage={{"cpuTimeMs":1.5}}'
+    )
+    assert text.endswith(expected) and text[:24].endswith("Z")
 
 
 def test_auto_is_text_at_a_terminal_and_json_elsewhere():

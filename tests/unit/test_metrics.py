@@ -16,7 +16,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from sandbox_engine import create_app
 from sandbox_engine.config import Config
-from sandbox_engine.metrics import CONTENT_TYPE, prepare_directory
+from sandbox_engine.metrics import CONTENT_TYPE, clear_directory
 from sandbox_engine.states import Reason
 from sandbox_engine.worker import EXTENSION, Worker
 
@@ -263,19 +263,19 @@ def test_a_runtime_that_is_down_is_counted_by_its_code(client, executor):
     )
 
 
-def test_the_multiprocess_directory_is_private_and_emptied(tmp_path):
+def test_the_multiprocess_directory_is_emptied_at_start(tmp_path):
     path = tmp_path / "metrics"
-    path.mkdir(mode=0o755)
+    path.mkdir()
     (path / "counter_123.db").write_bytes(b"old")
-    assert prepare_directory(str(path)) == str(path)
+    (path / "gauge_livesum_123.db").write_bytes(b"old")
+    clear_directory(str(path))
     assert os.listdir(path) == []
-    assert os.stat(path).st_mode & 0o777 == 0o700
 
 
 def test_across_processes_counts_add_up_and_a_dead_processs_gauges_go(tmp_path):
     """prometheus_client's multiprocess mode as the server uses it, in processes of their own:
     two workers count, one dies and is marked dead, a third scrapes."""
-    directory = prepare_directory(str(tmp_path / "metrics"))
+    directory = str(tmp_path)
     count = textwrap.dedent(
         """
         import os, sys
