@@ -183,6 +183,9 @@ def serve_command(args: argparse.Namespace) -> int:
     # Decided here, where stderr is the operator's: gunicorn's master and workers write to it.
     os.environ["SANDBOX_ENGINE_LOG_FORMAT"] = resolve(config.log_format)
     os.environ[MULTIPROCESS_ENV] = metrics_directory
+    # Every file the server makes is its user's alone: ours say so as they are made (0600), and
+    # prometheus_client's, made with the default mode, are then 0600 too.
+    os.umask(0o077)
     conf = os.path.join(os.path.dirname(os.path.abspath(__file__)), "gunicorn_conf.py")
     argv = [
         sys.executable,

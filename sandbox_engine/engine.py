@@ -123,7 +123,7 @@ class Engine:
             self.records.forget(session_id)
             raise
         self.records.write(replace(record, sandbox=ref))
-        self.metrics.started(spec.id, batch, warm=ref.running)
+        self.metrics.started(spec.id, batch, ref.running)
         return session_id
 
     def sandbox_spec(self, language: str, tty: bool) -> SandboxSpec:

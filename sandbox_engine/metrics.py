@@ -13,8 +13,10 @@ network, so the engine counts as it goes.
 
 from __future__ import annotations
 
+import functools
+import logging
 import os
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
@@ -29,8 +31,27 @@ PREFIX = "sandbox_engine_"
 FIRST_OUTPUT_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 
 
+log = logging.getLogger(__name__)
+
+
 def _start(warm: bool) -> str:
     return "warm" if warm else "cold"
+
+
+def _never_in_the_way(count: Callable[..., None]) -> Callable[..., None]:
+    """A count that fails (a full disk under the multiprocess mode's files) is lost, and said
+    once, but never fails the session, request or end it was counting."""
+
+    @functools.wraps(count)
+    def counting(self: Metrics, *args: object) -> None:
+        try:
+            count(self, *args)
+        except Exception:
+            if not self.failed:
+                self.failed = True
+                log.exception("a metric could not be counted; counts may fall short from now on")
+
+    return counting
 
 
 class Metrics:
@@ -38,6 +59,8 @@ class Metrics:
 
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry if registry is not None else CollectorRegistry(auto_describe=True)
+        # Set once a count failed (see _never_in_the_way).
+        self.failed = False
         r = self.registry
         self._started = {
             batch: Counter(
@@ -100,16 +123,20 @@ class Metrics:
         )
 
     # --- what the engine, the pool, the executor and the app count ----------------------------
+    @_never_in_the_way
     def started(self, language: str, batch: bool, warm: bool) -> None:
         self._started[batch].labels(language, _start(warm)).inc()
 
+    @_never_in_the_way
     def ended(self, language: str, batch: bool, reason: str, output_bytes: int) -> None:
         self._ended[batch].labels(language, reason).inc()
         self._output.labels("run" if batch else "session", language).inc(output_bytes)
 
+    @_never_in_the_way
     def first_output(self, warm: bool, seconds: float) -> None:
         self._first_output.labels(_start(warm)).observe(max(0.0, seconds))
 
+    @_never_in_the_way
     def sessions_active(self, count: int) -> None:
         """This worker's running sessions (every worker reports its own; a scrape adds them)."""
         self._active[False].set(count)
@@ -117,15 +144,25 @@ class Metrics:
     @contextmanager
     def run_active(self) -> Iterator[None]:
         """Counts a batch run as active while its program runs."""
-        with self._active[True].track_inprogress():
+        self._runs_active(1)
+        try:
             yield
+        finally:
+            self._runs_active(-1)
 
+    @_never_in_the_way
+    def _runs_active(self, change: int) -> None:
+        self._active[True].inc(change)
+
+    @_never_in_the_way
     def pool_level(self, language: str, tty: bool, warm: int) -> None:
         self._pool.labels(language, "true" if tty else "false").set(warm)
 
+    @_never_in_the_way
     def docker_failed(self, operation: str, error: str) -> None:
         self._docker.labels(operation, error).inc()
 
+    @_never_in_the_way
     def refused(self, api: str, code: str) -> None:
         self._refused.labels(api, code).inc()
 

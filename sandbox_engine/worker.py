@@ -28,7 +28,6 @@ from .timeouts import DEADLINE_GRACE
 
 EXTENSION = "sandbox_engine"
 
-log = logging.getLogger(__name__)
 # Each session's and run's end, one line (see Record.log_fields).
 ends_log = logging.getLogger("sandbox_engine.ends")
 
@@ -89,12 +88,8 @@ class Worker:
                 self.pool.start()
 
     def _ended(self, record: Record) -> None:
-        try:
-            self.metrics.ended(record.language, record.batch, record.reason or "", record.output_bytes or 0)
-            logs.event(ends_log, "run ended" if record.batch else "session ended", **record.log_fields())
-        except Exception:
-            # Counting and logging never stand in the way of an end.
-            log.exception("could not count the end of %s", record.session_id)
+        self.metrics.ended(record.language, record.batch, record.reason or "", record.output_bytes or 0)
+        logs.event(ends_log, "run ended" if record.batch else "session ended", **record.log_fields())
 
     def shutdown(self) -> None:
         """Stop refilling and reaping, then end every run of this worker (see Engine.shutdown)."""

@@ -263,6 +263,26 @@ def test_a_runtime_that_is_down_is_counted_by_its_code(client, executor):
     )
 
 
+class Broken:
+    """A metric whose file cannot grow (a full disk)."""
+
+    def labels(self, *values: str):
+        raise OSError(28, "No space left on device")
+
+
+def test_a_count_that_fails_never_fails_what_it_counts(app, client, executor, caplog):
+    metrics = worker_of(app).metrics
+    metrics._started = {False: Broken(), True: Broken()}
+    metrics._first_output = metrics._output = Broken()
+    session_id = create(client).get_json()["sessionId"]
+    final = run_to_end(app, executor, session_id, "hi\n")
+    assert (final["state"], final["reason"]) == ("FINISHED", "exited")
+    said = [r for r in caplog.records if "could not be counted" in r.getMessage()]
+    assert len(said) == 1
+    ended = value(scrape(client), "sandbox_engine_sessions_ended_total", language="python", reason="exited")
+    assert ended == 1
+
+
 def test_the_multiprocess_directory_is_emptied_at_start(tmp_path):
     path = tmp_path / "metrics"
     path.mkdir()
@@ -281,7 +301,7 @@ def test_across_processes_counts_add_up_and_a_dead_processs_gauges_go(tmp_path):
         import os, sys
         from sandbox_engine.metrics import Metrics
         metrics = Metrics()
-        metrics.started("python", False, warm=False)
+        metrics.started("python", False, False)
         metrics.ended("python", False, "exited", 5)
         metrics.sessions_active(int(sys.argv[1]))
         metrics.pool_level("python", False, int(sys.argv[1]))
