@@ -41,6 +41,7 @@ from .executor import (
     Stream,
     Usage,
 )
+from .keys import Key
 from .languages import VERSION_LABEL
 from .protocol import shown, utf8_prefix
 from .specs import run_limits
@@ -82,14 +83,14 @@ class Runs:
         self._lock = threading.Lock()
 
     # --- batch.Runner --------------------------------------------------------------------
-    def run(self, request: RunRequest) -> RunResult:
+    def run(self, request: RunRequest, key: Key | None = None) -> RunResult:
         plan = self.plan(request)
-        run_id = self._admit(plan)
+        run_id = self._admit(plan, key)
         return self._carry_out(run_id, plan)
 
-    def submit(self, request: RunRequest) -> str:
+    def submit(self, request: RunRequest, key: Key | None = None) -> str:
         plan = self.plan(request)
-        run_id = self._admit(plan)
+        run_id = self._admit(plan, key)
         self.records.write_request(run_id, request)
         thread = threading.Thread(
             target=self._in_background, args=(run_id, plan), name=f"se-batch-{run_id}", daemon=True
@@ -99,9 +100,10 @@ class Runs:
         thread.start()
         return run_id
 
-    def get(self, run_id: str) -> RunView:
+    def get(self, run_id: str, key: Key | None = None) -> RunView:
         record = self.records.read(run_id) if _is_id(run_id) else None
-        if record is None or not record.batch:
+        # Another key's run is no run at all to this one.
+        if record is None or not record.batch or record.key != (key.name if key is not None else None):
             raise EngineError(Kind.NOT_FOUND, f"no run {shown(run_id)}")
         stored = self.records.read_result(run_id)
         base = RunView(
@@ -122,15 +124,16 @@ class Runs:
             )
         return replace(base, state=RunState.RUNNING if record.started_at else RunState.QUEUED)
 
-    def wait(self, run_id: str, timeout: float) -> RunView:
+    def wait(self, run_id: str, timeout: float, key: Key | None = None) -> RunView:
         deadline = time.monotonic() + timeout
+        self.get(run_id, key)  # another key's run is not waited for
         with self._lock:
             thread = self._threads.get(run_id)
         if thread is not None:
             # Run by this worker: its thread's end is the run's.
             thread.join(timeout)
         pause = 0.01
-        while (view := self.get(run_id)).state is not RunState.FINISHED and time.monotonic() < deadline:
+        while (view := self.get(run_id, key)).state is not RunState.FINISHED and time.monotonic() < deadline:
             # Run by another worker: its record tells.
             time.sleep(min(pause, max(0.0, deadline - time.monotonic())))
             pause = min(pause * 2, 0.2)
@@ -188,9 +191,9 @@ class Runs:
             tests=tests,
         )
 
-    def _admit(self, plan: Plan) -> str:
+    def _admit(self, plan: Plan, key: Key | None) -> str:
         request = plan.request
-        return self.engine.create_session(request.language, request.files[0].content, batch=True)
+        return self.engine.create_session(request.language, request.files[0].content, batch=True, key=key)
 
     # --- carrying out ----------------------------------------------------------------------
     def _in_background(self, run_id: str, plan: Plan) -> None:

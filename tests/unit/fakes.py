@@ -30,6 +30,7 @@ from sandbox_engine.executor import (
     Stream,
     Terminal,
 )
+from sandbox_engine.keys import Key
 
 # How a killed or removed program reports its end, as Docker reports SIGKILL.
 KILLED = ExitStatus(137)
@@ -383,13 +384,16 @@ class FakeRunner:
 
     def __init__(self, *results: RunResult, versions: dict[str, str] | None = None) -> None:
         self.requests: list[RunRequest] = []
+        # The API key each request came with (None: none).
+        self.keys: list[Key | None] = []
         self.results: list[RunResult] = list(results)
         self.versions = versions or {}
         # Raised by run() and submit() while set, as a runner that refuses (at capacity, say).
         self.error: Exception | None = None
 
-    def run(self, request: RunRequest) -> RunResult:
+    def run(self, request: RunRequest, key: Key | None = None) -> RunResult:
         self.requests.append(request)
+        self.keys.append(key)
         if self.error is not None:
             raise self.error
         if self.results:
@@ -397,14 +401,14 @@ class FakeRunner:
         ran = Stage(Status.OK, exit_code=0, usage=Usage(1.0, 2.0, 1024))
         return RunResult(request.language, self.version(request.language), compile=None, run=ran)
 
-    def submit(self, request: RunRequest) -> str:
-        self.run(request)
+    def submit(self, request: RunRequest, key: Key | None = None) -> str:
+        self.run(request, key)
         return f"run-{len(self.requests)}"
 
-    def get(self, run_id: str) -> RunView:
+    def get(self, run_id: str, key: Key | None = None) -> RunView:
         raise NotImplementedError("FakeRunner.get: script it in the test that needs it")
 
-    def wait(self, run_id: str, timeout: float) -> RunView:
+    def wait(self, run_id: str, timeout: float, key: Key | None = None) -> RunView:
         raise NotImplementedError("FakeRunner.wait: script it in the test that needs it")
 
     def version(self, language: str) -> str:
