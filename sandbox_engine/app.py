@@ -27,7 +27,9 @@ ROOT = _ui_root()
 
 def create_app(config: Config | None = None, executor=None) -> Flask:
     """The application factory. `config` defaults to the environment; `executor` to Docker."""
-    from . import api, judge0, piston, piston_ws, runs_api, ui, ws
+    from . import api, auth, judge0, piston, piston_ws, runs_api, ui, ws
+    from .keys import KeyStore
+    from .rates import RateLimits
     from .records import RecordStore
     from .statedir import instance_directory
     from .worker import EXTENSION, Worker
@@ -74,10 +76,17 @@ def create_app(config: Config | None = None, executor=None) -> Flask:
         # Started on first use in each process: threads started before gunicorn forks are lost.
         worker.ensure_started()
 
+    keys = KeyStore.for_config(config)
+    auth.install(app, auth.Auth(keys, RateLimits(keys.rates_directory), config.auth == "required"))
+
     @app.errorhandler(EngineError)
     def engine_error(exc: EngineError):
-        headers = {"Retry-After": str(exc.retry_after)} if exc.retry_after else {}
-        return exc.to_json(), exc.kind.http_status, headers
+        if request.blueprint is None and piston.owns(request.path):
+            # Refused before routing chose a blueprint (no key for an unknown path): Piston's shape.
+            return piston.engine_error(exc)
+        if request.blueprint is None and _judge0_path(request.path):
+            return judge0.engine_error(exc)
+        return exc.to_json(), exc.kind.http_status, exc.headers
 
     @app.errorhandler(ExecutorError)
     def executor_error(exc: ExecutorError):
@@ -89,7 +98,7 @@ def create_app(config: Config | None = None, executor=None) -> Flask:
         if piston.owns(request.path):
             # Routing's own errors (404, 405) reach no blueprint's handler: Piston's shape here.
             return piston.http_error(exc)
-        if request.path == judge0.PREFIX or request.path.startswith(judge0.PREFIX + "/"):
+        if _judge0_path(request.path):
             # Routing failed before any blueprint was chosen: an unknown path or method of Judge0's.
             return judge0.http_error(exc)
         kind = kind_for_status(exc.code or 500)
@@ -99,5 +108,8 @@ def create_app(config: Config | None = None, executor=None) -> Flask:
     def unexpected(exc: Exception):
         logging.getLogger(__name__).exception("unhandled error")
         return {"error": {"code": "internal_error", "message": "internal error"}}, 500
+
+    def _judge0_path(path: str) -> bool:
+        return path == judge0.PREFIX or path.startswith(judge0.PREFIX + "/")
 
     return app

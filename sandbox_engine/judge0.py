@@ -13,6 +13,7 @@ from flask import Blueprint, current_app, request
 from werkzeug.exceptions import HTTPException
 
 from . import judge0_catalog as catalog
+from .auth import current_key
 from .batch import Runner, RunRequest, RunView
 from .config import Config
 from .errors import EngineError, Kind
@@ -187,23 +188,23 @@ def _translated(exc: EngineError) -> Judge0Error:
     if exc.kind is Kind.NOT_FOUND:
         return Judge0Error(404, NOT_FOUND)
     if exc.kind is Kind.AT_CAPACITY:
-        retry = {"Retry-After": str(exc.retry_after)} if exc.retry_after else {}
-        return Judge0Error(503, {"error": "queue is full"}, retry)
+        return Judge0Error(503, {"error": "queue is full"}, exc.headers)
     if exc.kind is Kind.UNKNOWN_LANGUAGE:
         return Judge0Error(422, {"language_id": [exc.message]})
-    return Judge0Error(exc.kind.http_status, {"error": exc.message})
+    # Ours, Judge0 having none: a key's refusals (401, 403, 429), with their headers.
+    return Judge0Error(exc.kind.http_status, {"error": exc.message}, exc.headers)
 
 
 def _submit(runner: Runner, run_request: RunRequest) -> str:
     try:
-        return runner.submit(run_request)
+        return runner.submit(run_request, current_key())
     except EngineError as exc:
         raise _translated(exc) from None
 
 
 def _view(runner: Runner, token: str) -> RunView:
     try:
-        return runner.get(token)
+        return runner.get(token, current_key())
     except EngineError as exc:
         raise _translated(exc) from None
 
@@ -211,7 +212,7 @@ def _view(runner: Runner, token: str) -> RunView:
 def _await(runner: Runner, token: str) -> RunView:
     """The run once finished, for wait=true, for at most as long as a run can last."""
     try:
-        return runner.wait(token, max_session_age(_config()))
+        return runner.wait(token, max_session_age(_config()), current_key())
     except EngineError as exc:
         raise _translated(exc) from None
 

@@ -147,6 +147,12 @@ class KeyStore:
         except OSError as exc:
             log.warning("could not note the use of key %s: %s", key.name, exc)
 
+    def reload(self) -> None:
+        """Read the file again at the next look, however recent the last."""
+        with self._lock:
+            self._next_check = float("-inf")
+            self._seen = None
+
     def _current(self) -> list[tuple[bytes, Key]]:
         with self._lock:
             now = self._clock()
