@@ -5,13 +5,17 @@ launcher in `launchers/`, which gets these constants prepended) and the stream p
 `framing` use it; no executor knows its details, so any runtime that can start a process with
 stdin and stdout, and run a second process in the same sandbox, reuses it as it is.
 
-In, on the sandbox's stdin: a header line `<bytes> <cols> <rows> <nonce>`, then exactly <bytes>
-of code; with a compile stage, one line after it: empty to let the program start (the go), or
-the compiler's exit code to end the sandbox with it; then the program's input.
+In, on the sandbox's stdin: a header line `<bytes> <cols> <rows> <merge> <nonce> <files> <mode>`,
+then exactly <bytes> of code, then <files> further files, each `<bytes> <name>\\n` and its bytes;
+with a compile stage, one line after them: empty to let the program start (the go), or the
+compiler's exit code to end the sandbox with it; then the program's input (ONCE), or one test
+frame per run (TESTS, see test_frame).
 Out, on its stdout: marks `\\x1eSANDBOX-<NAME>[ <nonce>]`, each a line of its own: READY (a tty is
 raw and may take the header; written before the header, so without the nonce), STARTED <nonce>
 (the source is in place and a tty is sane again: the compile stage may start, the program's
-input may come).
+input may come), and after each run EXIT <nonce> (and END <nonce> on stderr; see EXIT below).
+The program runs as a child of se-run (images/runtime/se-run.c), or of the Python launcher, which
+reports its end and its usage in those marks.
 
 Who can forge what. Anything in the sandbox can write to its stdout (through /proc/1/fd/1, or a
 tty) and read what every process of its own uid and gid holds (/proc/<pid>/environ, mem, fd/*).
@@ -27,7 +31,11 @@ into: TIOCSTI needs the terminal to be its own; being the same uid, it can signa
 only ends its own session). Its exit code comes from the runtime, not from a mark; the program
 starts only on the go, a line on stdin that only the engine can write, after it lowered the
 limits to the run's. The nonce comes in the header, never in the environment (which
-/proc/1/environ shows) or the runtime's labels, so no mark can be written ahead of time.
+/proc/1/environ shows) or the runtime's labels, so no mark can be written ahead of time. The marks
+written after the program started (EXIT, END) come from a process that holds the nonce and is not
+dumpable (prctl PR_SET_DUMPABLE 0: its /proc files are root's), which the program never was: the
+sh launcher hands the nonce to se-run as it execs it, which clears it before it forks the program;
+the Python launcher forks the program's process before it reads the header.
 """
 
 from __future__ import annotations
@@ -99,12 +107,15 @@ def header(
 # per test frame (a batch run), each a fresh process with the frame's stdin and arguments.
 ONCE = "once"
 TESTS = "tests"
+# se-run's mode for the compile stage: measured as ONCE, but beside the waiting launcher, which it
+# must not kill (see images/runtime/se-run.c).
+COMPILE = "compile"
 
 
 def test_frame(stdin: bytes, timeout_ms: int, args: Sequence[str] = ()) -> bytes:
     """In TESTS mode, one run of the program: `<stdin bytes> <timeout ms> <args bytes>\n`, then
     the arguments, each ended by NUL, then its stdin (which the program gets, then EOF). The
-    launcher kills the run after the timeout (flag `timeout` in its EXIT mark). EOF on the
+    launcher kills the run after the timeout (flag `timeout` in its EXIT mark; 0: none). EOF on the
     sandbox's stdin where a frame would begin ends the launcher (exit 0)."""
     argv = b"".join(arg.encode() + b"\0" for arg in args)
     return f"{len(stdin)} {timeout_ms} {len(argv)}\n".encode() + argv + stdin
@@ -154,18 +165,33 @@ def command(spec: SandboxSpec) -> list[str]:
     return sh_launcher(spec.command, spec.compile is not None, spec.tty)
 
 
-def sh_launcher(command: tuple[str, ...], compiles: bool = False, tty: bool = False) -> list[str]:
-    """A POSIX sh script that takes the program from stdin and execs it; with a compile stage,
-    once the engine's go came (the engine runs the compile stage, see compile_command)."""
+def sh_launcher(
+    command: tuple[str, ...], compiles: bool = False, tty: bool = False, se_run: str = SE_RUN
+) -> list[str]:
+    """A POSIX sh script that takes the program and its files from stdin and execs se-run on it
+    (once, or per test frame: the header's mode); with a compile stage, once the engine's go came
+    (the engine runs the compile stage, see compile_command)."""
     lines = ["umask 077"]
     if tty:
         # A terminal would echo the code and act on control characters in it: raw until it is
         # in, and say so, because the engine must not write before.
         lines += ["stty raw -echo", f"printf '{_printf(READY)}\\n'"]
     lines += [
-        "read -r size cols rows merge nonce || exit 0",
-        # GNU head reads no byte past the count, so the program's input stays in stdin.
+        "read -r size cols rows merge nonce files mode || exit 0",
+        # GNU head reads no byte past the count, so what follows stays in stdin; at EOF it
+        # stops short without failing, hence the count.
         f'head -c "$size" > "${ENV_SOURCE}" || exit 126',
+        f'[ "$(wc -c < "${ENV_SOURCE}")" -eq "$size" ] || exit 126',
+        # The further files, each `<bytes> <name>`: the server checked the names (relative, no
+        # `..`); they are refused here too, as nothing would be written where they point.
+        'while [ "${files:-0}" -gt 0 ]; do',
+        "  read -r size name || exit 126",
+        "  case /$name/ in //* | */../*) exit 126 ;; esac",
+        '  case $name in */*) mkdir -p "${name%/*}" || exit 126 ;; esac',
+        '  head -c "$size" > "$name" || exit 126',
+        '  [ "$(wc -c < "$name")" -eq "$size" ] || exit 126',
+        "  files=$((files - 1))",
+        "done",
     ]
     if tty:
         # Docker 20.10 ignores the size given at create and refuses a resize before start, so the
@@ -177,7 +203,7 @@ def sh_launcher(command: tuple[str, ...], compiles: bool = False, tty: bool = Fa
     if marks_expected(tty, compiles):
         # The last mark, written before any code of the user's runs (see the module's doc).
         lines.append(f"printf '{_printf(STARTED)} %s\\n' \"$nonce\"")
-    lines.append(f"unset {ENV_SOURCE} {ENV_KILL_GROUP} size cols rows nonce")
+    lines.append(f"unset {ENV_SOURCE} {ENV_KILL_GROUP} size cols rows files name")
     # One pipe for both streams: the program's writes keep their order (a terminal is one anyway).
     lines.append('[ "$merge" != 1 ] || exec 2>&1; unset merge')
     if compiles:
@@ -185,7 +211,8 @@ def sh_launcher(command: tuple[str, ...], compiles: bool = False, tty: bool = Fa
         # empty line), or ends the sandbox with the compiler's exit code.
         read = 'read -r rc || exit 0; [ -z "$rc" ] || exit "$rc"'
         lines.append(f"stty -echo; {read}; stty echo" if tty else read)
-    lines.append('exec "$@"')
+    # The nonce goes to se-run alone, which clears it before the program starts (see se-run.c).
+    lines.append(f'{ENV_NONCE}=$nonce exec {se_run} "$mode" -- "$@"')
     return ["/bin/sh", "-c", "\n".join(lines), "launch", *command]
 
 
@@ -194,24 +221,28 @@ def _printf(name: str) -> str:
     return "\\036" + MARK_START[1:].decode() + name
 
 
-def compile_command(compile: tuple[str, ...]) -> list[str]:
+def compile_command(compile: tuple[str, ...], se_run: str = SE_RUN) -> list[str]:
     """The compile stage, as the executor runs it beside the launcher, in /workspace: the files
     it writes are private to the sandbox's uid as the launcher's are; its output is all stderr;
     it gets no stdin. se-run measures it and writes its EXIT mark last, after the compiler's
     output, with the nonce the executor gives it in ENV_NONCE (its own, not the launcher's)."""
-    script = f'umask 077; exec {SE_RUN} {ONCE} -- "$@" </dev/null 1>&2'
+    script = f'umask 077; exec {se_run} {COMPILE} -- "$@" </dev/null 1>&2'
     return ["/bin/sh", "-c", script, "compile", *compile]
 
 
-def python_launcher() -> str:
+def python_launcher(se_run: str = SE_RUN) -> str:
     """The Python launcher's source, with this protocol's constants defined before its code."""
     with open(os.path.join(_LAUNCHERS, "python_launcher.py"), encoding="utf-8") as f:
         body = f.read()
     constants = {
         "ENV_SOURCE": ENV_SOURCE,
         "ENV_KILL_GROUP": ENV_KILL_GROUP,
+        "ENV_NONCE": ENV_NONCE,
+        "SE_RUN": se_run,
+        "TESTS": TESTS,
         "MARK_READY": mark(READY),
         "MARK_STARTED": MARK_START + STARTED.encode() + b" ",
+        "MARK_EXIT": MARK_START + EXIT.encode() + b" ",
     }
     return _definitions(constants) + body
 

@@ -11,12 +11,10 @@ from __future__ import annotations
 
 import logging
 import re
-import signal
 import threading
 import time
 import uuid
-from collections.abc import Iterator
-from dataclasses import dataclass, replace
+from dataclasses import replace
 
 from .batch import (
     RunRequest,
@@ -29,21 +27,12 @@ from .batch import (
     TestResult,
     verdict,
 )
+from .batch_driver import Batch, Plan
 from .engine import Engine
 from .errors import EngineError, Kind
-from .executor import (
-    CompileResult,
-    ExecutorError,
-    Limits,
-    ProgramEnd,
-    Sandbox,
-    StderrEnd,
-    Stream,
-    Usage,
-)
 from .keys import Key
 from .languages import VERSION_LABEL
-from .protocol import shown, utf8_prefix
+from .protocol import shown
 from .specs import run_limits
 from .states import Reason
 
@@ -56,21 +45,6 @@ MAX_ARGS = 64
 MAX_ARG_BYTES = 4096
 # Every test's stdin and expected output together.
 MAX_TEST_BYTES = 8 << 20
-# How long past its last deadline a batch waits for its sandbox before giving it up.
-BATCH_GRACE = 10.0
-
-
-@dataclass(frozen=True)
-class Plan:
-    """A validated request under this server's limits."""
-
-    request: RunRequest
-    timeout: float
-    memory: int
-    output: int
-    compile_timeout: float
-    compile_memory: int | None
-    tests: tuple[TestCase, ...]
 
 
 class Runs:
@@ -189,6 +163,7 @@ class Runs:
             / 1000,
             compile_memory=compile_memory if lim.compile_memory_bytes is not None else None,
             tests=tests,
+            budget=c.run_timeout,
         )
 
     def _admit(self, plan: Plan, key: Key | None) -> str:
@@ -224,158 +199,6 @@ class Runs:
             return result
         finally:
             self.records.finish(run_id, reason)
-
-
-class Batch:
-    """One request's sandbox driven through its compile stage and its tests, in this thread."""
-
-    def __init__(self, sandbox: Sandbox, plan: Plan, server_limits: Limits) -> None:
-        self.sandbox = sandbox
-        self.plan = plan
-        self.limits = replace(server_limits, memory=plan.memory)
-        self._deadline = time.monotonic() + plan.compile_timeout + plan.timeout * len(plan.tests)
-        self._timer: threading.Timer | None = None
-        self._cut_off = False
-
-    def carry_out(self) -> tuple[Stage | None, list[Stage]]:
-        request = self.plan.request
-        files = [(f.name, f.content) for f in request.files[1:]]
-        # Past every deadline the sandbox is removed, which ends its output: nothing waits longer.
-        budget = self._deadline - time.monotonic() + BATCH_GRACE
-        self._timer = threading.Timer(budget, self._give_up)
-        self._timer.name = f"se-batchtimer-{self.sandbox.session_id}"
-        self._timer.start()
-        try:
-            if not self.sandbox.compiles:
-                self.sandbox.set_limits(self.limits)
-            self.sandbox.start(request.files[0].content, None, request.merge_stderr, files, tests=True)
-            output = self.sandbox.output()
-            compile_stage = self._compile(output) if self.sandbox.compiles else None
-            if compile_stage is not None and compile_stage.status is not Status.OK:
-                return compile_stage, []
-            stages = [self._test(output, test) for test in self.plan.tests]
-            self.sandbox.close_stdin()
-            for _ in output:
-                pass
-            return compile_stage, stages
-        finally:
-            self._timer.cancel()
-            self._timer.join()
-
-    def _give_up(self) -> None:
-        self._cut_off = True
-        log.warning("batch %s passed its deadline; removing its sandbox", self.sandbox.session_id)
-        try:
-            self.sandbox.remove()
-        except ExecutorError as exc:
-            log.warning("could not remove the sandbox of %s: %s", self.sandbox.session_id, exc)
-
-    def _compile(self, output: Iterator) -> Stage:
-        collected = _Collected(self.plan.output)
-        started = time.monotonic()
-        for item in output:
-            if isinstance(item, CompileResult):
-                wall = (time.monotonic() - started) * 1000
-                usage = item.usage or Usage(0.0, wall, 0)
-                if item.exit_code != 0:
-                    status = Status.TIMEOUT if self._cut_off else Status.COMPILE_ERROR
-                    return collected.stage(status, item.exit_code, None, usage)
-                self.sandbox.set_limits(self.limits)
-                self.sandbox.go()
-                return collected.stage(Status.OK, 0, None, usage)
-            if isinstance(item, tuple):
-                collected.add(*item)
-        return collected.stage(
-            Status.INTERNAL_ERROR, None, None, None, "the sandbox ended during the compile"
-        )
-
-    def _test(self, output: Iterator, test: TestCase) -> Stage:
-        remaining = self._deadline - time.monotonic()
-        if self._cut_off or remaining <= 0:
-            return Stage(Status.TIMEOUT, message="the run's time was used up by earlier tests")
-        timeout = min(self.plan.timeout, remaining)
-        self.sandbox.test(test.stdin, max(1, int(timeout * 1000)), self.plan.request.args)
-        collected = _Collected(self.plan.output)
-        end: ProgramEnd | None = None
-        stderr_done = not self._stderr_ends()
-        for item in output:
-            if isinstance(item, ProgramEnd):
-                end = item
-            elif isinstance(item, StderrEnd):
-                stderr_done = True
-            elif isinstance(item, tuple):
-                if collected.add(*item) and not collected.aborted:
-                    collected.aborted = True
-                    self.sandbox.abort()
-            if end is not None and stderr_done:
-                return _stage(collected, end)
-        why = "its time was up" if self._cut_off else "the sandbox ended"
-        return collected.stage(
-            Status.TIMEOUT if self._cut_off else Status.INTERNAL_ERROR, None, None, None, why
-        )
-
-    def _stderr_ends(self) -> bool:
-        return not self.sandbox.tty and not self.plan.request.merge_stderr
-
-
-class _Collected:
-    """One stage's output, cut at the output limit (stdout and stderr together)."""
-
-    def __init__(self, limit: int) -> None:
-        self.remaining = limit
-        self.parts: dict[Stream, list[bytes]] = {Stream.STDOUT: [], Stream.STDERR: []}
-        self.both: list[bytes] = []
-        self.truncated = {Stream.STDOUT: False, Stream.STDERR: False}
-        self.aborted = False
-
-    def add(self, stream: Stream, data: bytes) -> bool:
-        """Keep what fits; whether the limit was passed."""
-        if len(data) > self.remaining:
-            self.truncated[stream] = True
-            data = utf8_prefix(data, self.remaining)
-        self.remaining -= len(data)
-        if data:
-            self.parts[stream].append(data)
-            self.both.append(data)
-        return any(self.truncated.values())
-
-    def stage(
-        self,
-        status: Status,
-        exit_code: int | None,
-        signal: str | None,
-        usage: Usage | None,
-        message: str | None = None,
-    ) -> Stage:
-        return Stage(
-            status=status,
-            exit_code=exit_code,
-            signal=signal,
-            stdout=b"".join(self.parts[Stream.STDOUT]),
-            stderr=b"".join(self.parts[Stream.STDERR]),
-            output=b"".join(self.both),
-            truncated_stdout=self.truncated[Stream.STDOUT],
-            truncated_stderr=self.truncated[Stream.STDERR],
-            usage=usage,
-            message=message,
-        )
-
-
-def _stage(collected: _Collected, end: ProgramEnd) -> Stage:
-    signal = _signal_name(end.signal)
-    if collected.aborted:
-        status, message = Status.OUTPUT_LIMIT, "the output limit was reached"
-    elif end.timed_out:
-        status, message = Status.TIMEOUT, "the time limit was reached"
-    elif end.signal == 9:
-        # Inside a sandbox nothing but the kernel's OOM killer sends a program SIGKILL, unless
-        # the program does so itself: that one reads as a memory limit too.
-        status, message = Status.MEMORY_LIMIT, "the memory limit was reached"
-    elif end.exit_code == 0:
-        status, message = Status.OK, None
-    else:
-        status, message = Status.RUNTIME_ERROR, None
-    return collected.stage(status, end.exit_code, signal, end.usage, message)
 
 
 def _result(
@@ -424,15 +247,6 @@ def _check_files(request: RunRequest, max_size: int) -> None:
 
 
 _FILE_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*(/[A-Za-z0-9_][A-Za-z0-9_.-]*){0,7}")
-
-
-def _signal_name(number: int) -> str | None:
-    if not number:
-        return None
-    try:
-        return signal.Signals(number).name
-    except ValueError:
-        return f"SIG{number}"
 
 
 def _is_id(text: str) -> bool:

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Builds the sandbox images: a Debian base (pulled where a registry answers, else made with
 # debootstrap and loaded with `docker import`); on it the runtime layer (images/runtime/: the
-# sandbox user, /workspace, install-packages), which every language image builds on; then the
+# sandbox user, /workspace, install-packages, se-run), which every language image builds on; then the
 # image of every language, from the images/<name>/ folder its spec in sandbox_engine/languages.py
 # names, a few at a time. Each language's version command (its spec's version_command) is run in
 # the new image; its output becomes the image's `sandbox-engine.version.<language>` label.
@@ -74,6 +74,8 @@ if [ "$(label "$RUNTIME" sandbox-engine.source)" != "$runtime_sum" ]; then
   start=$SECONDS
   docker build --force-rm --label "sandbox-engine.source=$runtime_sum" -t "$RUNTIME" images/runtime \
     >"$work/runtime.log" 2>&1 || { failed_log "$RUNTIME" "$work/runtime.log"; exit 1; }
+  # The image of its build stage (a compiler, for se-run) is left untagged: not kept.
+  docker image prune -f --filter label=sandbox-engine.stage=build >/dev/null || true
   echo "build-images: built $RUNTIME in $((SECONDS - start))s"
 fi
 runtime_id=$(docker image inspect -f '{{ .Id }}' "$RUNTIME")

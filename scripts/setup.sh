@@ -13,6 +13,8 @@ command -v runsc >/dev/null || need+=(runsc)
 # The browser test drives the IDE page in Debian's chromium, headless, through Playwright; the
 # page's fonts are DejaVu (chromium only recommends fonts).
 [ -n "$want_tests" ] && { command -v chromium >/dev/null || need+=(chromium fonts-dejavu-core); }
+# The launchers' unit tests build se-run (images/runtime/se-run.c) on the host, static as in its image.
+[ -n "$want_tests" ] && { { command -v gcc >/dev/null && dpkg -s libc6-dev >/dev/null 2>&1; } || need+=(gcc libc6-dev); }
 python3 -c 'import venv, ensurepip' 2>/dev/null || need+=(python3-venv)
 if [ ${#need[@]} -gt 0 ]; then
   echo "setup: installing ${need[*]}"

@@ -7,6 +7,7 @@ from collections.abc import Iterator
 
 import pytest
 from fakes import FakeExecutor
+from hostbox import hostbox, se_run_binary  # noqa: F401 - fixtures for the launchers' tests
 
 # Every thread the package starts is named se-<role>: the reaper, the pool's refiller, and each
 # run's pump, watchdog and killer.

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import subprocess
-
 import pytest
 
 from sandbox_engine import framing, launch
@@ -127,9 +125,18 @@ def spec(language: str = "c", tty: bool = False) -> SandboxSpec:
     )
 
 
-def test_the_header_carries_the_code_size_terminal_merge_and_nonce():
-    assert launch.header("é".encode(), None, NONCE) == f"2 80 24 0 {NONCE}\n".encode() + "é".encode()
-    assert launch.header(b"x", Terminal(120, 40), NONCE, True) == f"1 120 40 1 {NONCE}\nx".encode()
+def test_the_header_carries_the_code_size_terminal_merge_nonce_files_and_mode():
+    assert launch.header("é".encode(), None, NONCE) == f"2 80 24 0 {NONCE} 0 once\n".encode() + "é".encode()
+    assert launch.header(b"x", Terminal(120, 40), NONCE, True) == f"1 120 40 1 {NONCE} 0 once\nx".encode()
+    files = [("lib/a.py", b"A"), ("b", b"")]
+    assert launch.header(b"x", None, NONCE, files=files, tests=True) == (
+        f"1 80 24 0 {NONCE} 2 tests\nx".encode() + b"1 lib/a.py\nA" + b"0 b\n"
+    )
+
+
+def test_a_test_frame_carries_its_stdin_timeout_and_arguments():
+    assert launch.test_frame(b"in", 1500, ["a", "b c"]) == b"2 1500 6\na\0b c\0in"
+    assert launch.test_frame(b"", 0) == b"0 0 0\n"
 
 
 def test_every_nonce_is_new():
@@ -157,97 +164,14 @@ def test_the_python_launcher_gets_the_protocol_constants():
     assert command[:3] == ["python3", "-u", "-c"]
     source = command[3]
     assert f"ENV_SOURCE = {launch.ENV_SOURCE!r}" in source
-    assert "NONCE" not in source
+    assert f"SE_RUN = {launch.SE_RUN!r}" in source
     compile(source, "launcher", "exec")
 
 
-def test_the_python_launcher_takes_the_header_then_runs_the_program(tmp_path):
-    env = {"PATH": "/usr/bin:/bin", launch.ENV_SOURCE: str(tmp_path / "main.py")}
-    code = b"import os\nprint('ran', input(), sorted(k for k in os.environ if k.startswith('SANDBOX')))"
-    stdin = launch.header(code, None, NONCE) + b"input\n"
-    done = subprocess.run(
-        launch.command(spec("python")), input=stdin, capture_output=True, cwd=tmp_path, env=env, timeout=10
-    )
-    assert done.stdout == b"ran input []\n", done.stderr
-
-
-# The program the sh launcher runs in these tests: its own source, then its input.
-PROGRAM = ("sh", "-c", 'echo "ran $(cat prog.sh)"; cat')
-
-
-def sh_launcher_env(tmp_path) -> dict[str, str]:
-    return {"PATH": "/usr/bin:/bin", launch.ENV_SOURCE: str(tmp_path / "prog.sh")}
-
-
-def run_sh_launcher(stdin: bytes, compiles: bool, tmp_path) -> subprocess.CompletedProcess:
-    """The sh launcher, run here by a real sh: the protocol end to end without a container."""
-    argv = launch.sh_launcher(PROGRAM, compiles)
-    return subprocess.run(
-        argv, input=stdin, capture_output=True, cwd=tmp_path, env=sh_launcher_env(tmp_path), timeout=10
-    )
-
-
-def test_the_sh_launcher_takes_the_code_then_leaves_the_input_to_the_program(tmp_path):
-    done = run_sh_launcher(launch.header(b"CODE", None, NONCE) + b"input\n", False, tmp_path)
-    assert done.stdout == b"ran CODE\ninput\n"
-    assert (tmp_path / "prog.sh").read_bytes() == b"CODE"
-
-
-def test_with_a_compile_stage_the_sh_launcher_marks_the_source_in_place_and_waits_for_the_go(tmp_path):
-    launcher = subprocess.Popen(
-        launch.sh_launcher(PROGRAM, compiles=True),
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        cwd=tmp_path,
-        env=sh_launcher_env(tmp_path),
-    )
-    try:
-        launcher.stdin.write(launch.header(b"CODE", None, NONCE))
-        launcher.stdin.flush()
-        started = launch.mark(launch.STARTED, NONCE)
-        assert launcher.stdout.read(len(started)) == started
-        # The compile stage's turn: the source is there, and nothing runs until the go.
-        assert (tmp_path / "prog.sh").read_bytes() == b"CODE"
-        with pytest.raises(subprocess.TimeoutExpired):
-            launcher.wait(0.3)
-        launcher.stdin.write(launch.GO + b"input\n")
-        launcher.stdin.close()
-        assert launcher.stdout.read() == b"ran CODE\ninput\n"
-        assert launcher.wait(10) == 0
-    finally:
-        launcher.kill()
-        launcher.wait()
-
-
-def test_after_a_failed_compile_the_sh_launcher_ends_with_its_code_and_runs_nothing(tmp_path):
-    done = run_sh_launcher(launch.header(b"CODE", None, NONCE) + launch.halt(3) + b"input\n", True, tmp_path)
-    assert list(framing.take_marks([(OUT, done.stdout)], NONCE, 1)) == [Started()]
-    assert done.returncode == 3
-
-
-def test_without_a_go_the_sh_launcher_runs_nothing(tmp_path):
-    done = run_sh_launcher(launch.header(b"CODE", None, NONCE), True, tmp_path)
-    assert list(framing.take_marks([(OUT, done.stdout)], NONCE, 1)) == [Started()]
-    assert done.returncode == 0
-
-
-def test_the_sh_launcher_neither_runs_the_compiler_nor_keeps_the_nonce():
+def test_the_sh_launcher_neither_runs_the_compiler_nor_exports_the_nonce():
     script = launch.command(spec("c"))[2]
     assert "gcc" not in script
-    [unset] = [line.split() for line in script.splitlines() if line.startswith("unset ")]
-    assert "nonce" in unset
-
-
-def test_the_compile_stage_writes_stderr_reads_nothing_and_keeps_its_files_private(tmp_path):
-    command = launch.compile_command(("sh", "-c", "echo out; echo err >&2; cat; umask"))
-    done = subprocess.run(command, input=b"stdin", capture_output=True, cwd=tmp_path, timeout=10)
-    assert (done.stdout, done.stderr, done.returncode) == (b"", b"out\nerr\n0077\n", 0)
-
-
-def test_the_sh_launcher_merges_stderr_into_stdout_when_asked(tmp_path):
-    argv = launch.sh_launcher(("sh", "-c", "echo one; echo two >&2; echo three"))
-    env = {"PATH": "/usr/bin:/bin", launch.ENV_SOURCE: str(tmp_path / "prog.sh")}
-    for merge, stdout, stderr in ((True, b"one\ntwo\nthree\n", b""), (False, b"one\nthree\n", b"two\n")):
-        stdin = launch.header(b"", None, NONCE, merge)
-        done = subprocess.run(argv, input=stdin, capture_output=True, cwd=tmp_path, env=env, timeout=10)
-        assert (done.stdout, done.stderr) == (stdout, stderr)
+    # The nonce goes into se-run's environment alone, as it replaces the shell (see se-run.c).
+    [handed] = [line for line in script.splitlines() if "$nonce" in line and "exec" in line]
+    assert handed.startswith(f"{launch.ENV_NONCE}=$nonce exec {launch.SE_RUN} ")
+    assert "export" not in script

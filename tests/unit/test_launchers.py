@@ -1,0 +1,434 @@
+"""The launchers and se-run, run for real on the host in a sandbox-shaped box (see hostbox): the
+protocol end to end without a container, as the engine's side of it reads it."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import time
+from dataclasses import dataclass
+
+import pytest
+from hostbox import HostBox
+
+from sandbox_engine import framing, launch
+from sandbox_engine.executor import Started, Stream
+
+NONCE = "0123456789abcdef"
+OUT = Stream.STDOUT
+EXIT = re.compile(
+    rb"\x1eSANDBOX-EXIT " + NONCE.encode() + rb" (-?\d+) (\d+) (\d+) (\d+) (\d+) (-|timeout|abort)\n"
+)
+END = launch.mark(launch.END, NONCE)
+
+
+@dataclass(frozen=True)
+class Exit:
+    code: int
+    signal: int
+    cpu_us: int
+    maxrss_kib: int
+    wall_us: int
+    flag: str
+
+
+def exits(stdout: bytes) -> tuple[list[bytes], list[Exit]]:
+    """The output of each run (what precedes its EXIT mark, then what follows the last), and the
+    runs' EXIT marks."""
+    parts = EXIT.split(stdout)
+    outputs, fields = parts[::7], [parts[i : i + 6] for i in range(1, len(parts), 7)]
+    marks = [Exit(*(int(f) for f in run[:5]), run[5].decode()) for run in fields]
+    return outputs, marks
+
+
+def one_run(stdout: bytes) -> tuple[bytes, Exit]:
+    (output, rest), [mark] = exits(stdout)
+    assert rest == b"", "nothing comes after the EXIT mark"
+    return output, mark
+
+
+def sh(box: HostBox, program: str, compiles: bool = False, tty: bool = False) -> list[str]:
+    """The sh launcher of a program given as a shell script (in `sh -c`)."""
+    return launch.sh_launcher(("sh", "-c", program, "prog"), compiles, tty, se_run=box.se_run)
+
+
+# The program most tests run: its own source (the file the launcher wrote), then its input.
+ECHO = 'echo "ran $(cat main)"; cat'
+
+
+def test_the_sh_launcher_takes_the_code_then_leaves_the_input_to_the_program(hostbox):
+    done = hostbox.run(sh(hostbox, ECHO), launch.header(b"CODE", None, NONCE) + b"input\n")
+    output, mark = one_run(done.stdout)
+    assert output == b"ran CODE\ninput\n"
+    assert (mark.code, mark.signal, mark.flag, done.returncode) == (0, 0, "-", 0)
+    assert (hostbox.workdir / "main").read_bytes() == b"CODE"
+    assert (hostbox.workdir / "main").stat().st_mode & 0o777 == 0o600
+
+
+def test_the_sh_launcher_writes_the_further_files_privately(hostbox):
+    files = [("lib/deep/a.txt", b"A\n"), ("b.txt", b""), ("c", b"x" * 100000)]
+    program = "cat lib/deep/a.txt; wc -c < b.txt; wc -c < c; cat"
+    stdin = launch.header(b"CODE", None, NONCE, files=files) + b"input\n"
+    output, mark = one_run(hostbox.run(sh(hostbox, program), stdin).stdout)
+    assert (output, mark.code) == (b"A\n0\n100000\ninput\n", 0)
+    assert (hostbox.workdir / "lib").stat().st_mode & 0o777 == 0o700
+    assert (hostbox.workdir / "lib/deep/a.txt").stat().st_mode & 0o777 == 0o600
+
+
+@pytest.mark.parametrize(
+    "stdin",
+    [
+        launch.header(b"CODE", None, NONCE)[:-2],
+        launch.header(b"CODE", None, NONCE, files=[("a", b"AAA")])[:-1],
+        launch.header(b"CODE", None, NONCE, files=[("../a", b"A")]),
+        launch.header(b"CODE", None, NONCE, files=[("/tmp/a", b"A")]),
+    ],
+    ids=["code", "file", "dotdot", "absolute"],
+)
+def test_a_short_code_or_file_or_a_name_outside_ends_the_sh_launcher_with_126(hostbox, stdin):
+    done = hostbox.run(sh(hostbox, ECHO), stdin)
+    assert (done.returncode, done.stdout) == (126, b"")
+
+
+def test_without_a_header_the_sh_launcher_ends_with_0(hostbox):
+    done = hostbox.run(sh(hostbox, ECHO), b"")
+    assert (done.returncode, done.stdout) == (0, b"")
+
+
+def test_with_a_compile_stage_the_sh_launcher_marks_the_source_in_place_and_waits_for_the_go(hostbox):
+    launcher = hostbox.popen(sh(hostbox, ECHO, compiles=True))
+    try:
+        launcher.stdin.write(launch.header(b"CODE", None, NONCE))
+        launcher.stdin.flush()
+        started = launch.mark(launch.STARTED, NONCE)
+        assert launcher.stdout.read(len(started)) == started
+        # The compile stage's turn: the source is there, and nothing runs until the go.
+        assert (hostbox.workdir / "main").read_bytes() == b"CODE"
+        with pytest.raises(TimeoutError):
+            wait(launcher, 0.3)
+        launcher.stdin.write(launch.GO + b"input\n")
+        launcher.stdin.close()
+        output, mark = one_run(launcher.stdout.read())
+        assert (output, mark.code) == (b"ran CODE\ninput\n", 0)
+        assert launcher.wait(10) == 0
+    finally:
+        stop(launcher)
+
+
+def stop(process) -> None:
+    process.kill()
+    process.wait()
+    for stream in (process.stdin, process.stdout, process.stderr):
+        stream.close()
+
+
+def wait(process, timeout: float) -> int:
+    deadline = time.monotonic() + timeout
+    while process.poll() is None:
+        if time.monotonic() > deadline:
+            raise TimeoutError
+        time.sleep(0.01)
+    return process.returncode
+
+
+def test_after_a_failed_compile_the_sh_launcher_ends_with_its_code_and_runs_nothing(hostbox):
+    stdin = launch.header(b"CODE", None, NONCE) + launch.halt(3) + b"input\n"
+    done = hostbox.run(sh(hostbox, ECHO, compiles=True), stdin)
+    assert list(framing.take_marks([(OUT, done.stdout)], NONCE, 1)) == [Started()]
+    assert done.returncode == 3
+
+
+def test_without_a_go_the_sh_launcher_runs_nothing(hostbox):
+    done = hostbox.run(sh(hostbox, ECHO, compiles=True), launch.header(b"CODE", None, NONCE))
+    assert list(framing.take_marks([(OUT, done.stdout)], NONCE, 1)) == [Started()]
+    assert done.returncode == 0
+
+
+def test_the_sh_launcher_merges_stderr_into_stdout_when_asked(hostbox):
+    argv = sh(hostbox, "echo one; echo two >&2; echo three")
+    for merge, stdout, stderr in ((True, b"one\ntwo\nthree\n", b""), (False, b"one\nthree\n", b"two\n")):
+        done = hostbox.run(argv, launch.header(b"", None, NONCE, merge))
+        output, _ = one_run(done.stdout)
+        assert (output, done.stderr) == (stdout, stderr)
+
+
+# --- se-run once: the EXIT mark and the exit status --------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("program", "code", "sig", "status"),
+    [("exit 3", 3, 0, 3), ("kill -TERM $$", -1, 15, 143), ("kill -KILL $$", -1, 9, 137)],
+)
+def test_the_exit_mark_and_the_exit_status_say_how_the_program_ended(hostbox, program, code, sig, status):
+    done = hostbox.run(sh(hostbox, program), launch.header(b"", None, NONCE))
+    _, mark = one_run(done.stdout)
+    assert (mark.code, mark.signal, done.returncode) == (code, sig, status)
+
+
+def test_a_command_that_cannot_run_is_reported_as_a_shell_would(hostbox):
+    argv = launch.sh_launcher(("no-such-command",), se_run=hostbox.se_run)
+    done = hostbox.run(argv, launch.header(b"", None, NONCE))
+    _, mark = one_run(done.stdout)
+    assert (mark.code, done.returncode) == (127, 127)
+    assert done.stderr == b"se-run: no-such-command: No such file or directory\n"
+
+
+SPIN = "import time\nend = time.process_time() + 0.3\nwhile time.process_time() < end: pass"
+
+
+@pytest.mark.parametrize(
+    ("argv", "check"),
+    [
+        (("python3", "-c", SPIN), lambda m: m.cpu_us >= 250_000 and m.wall_us >= m.cpu_us * 0.9),
+        (("sleep", "0.3"), lambda m: m.cpu_us < 50_000 and m.wall_us >= 300_000),
+        (("python3", "-c", "b = b'x' * (50 << 20)"), lambda m: m.maxrss_kib >= 50 << 10),
+        (("true",), lambda m: m.maxrss_kib < 10 << 10 and m.cpu_us < 50_000),
+    ],
+    ids=["cpu", "sleep", "memory", "true"],
+)
+def test_the_exit_mark_says_what_the_program_used(hostbox, argv, check):
+    done = hostbox.run(launch.sh_launcher(argv, se_run=hostbox.se_run), launch.header(b"", None, NONCE))
+    _, mark = one_run(done.stdout)
+    assert mark.code == 0 and check(mark), mark
+
+
+def tini_pid(launcher) -> int:
+    """The host's pid of the box's PID 1 (docker-init), which the runtime signals."""
+    path = f"/proc/{launcher.pid}/task/{launcher.pid}/children"
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        with open(path) as f:
+            children = f.read().split()
+        if children:
+            return int(children[0])
+        time.sleep(0.01)
+    raise TimeoutError("the box did not start")
+
+
+def test_the_clients_signals_reach_the_program_and_not_se_run(hostbox):
+    program = 'trap "echo caught; exit 5" INT; echo ready; while :; do sleep 0.05; done'
+    launcher = hostbox.popen(sh(hostbox, program))
+    try:
+        launcher.stdin.write(launch.header(b"", None, NONCE))
+        launcher.stdin.flush()
+        assert launcher.stdout.readline() == b"ready\n"
+        os.kill(tini_pid(launcher), signal.SIGINT)
+        output, mark = one_run(launcher.stdout.read())
+        assert (output, mark.code, launcher.wait(10)) == (b"caught\n", 5, 5)
+    finally:
+        stop(launcher)
+
+
+# What a program of the sandbox's uid can read of its parent (the launcher or se-run, holding the
+# nonce) and of every process: the nonce must be in none of it. (The program holds it reversed, so
+# that its own command line does not.)
+SNOOP = r"""
+import os
+def read(path):
+    try:
+        with open(path, "rb") as f:
+            return f.read()
+    except OSError as e:
+        return e.strerror.encode()
+parent = os.getppid()
+print("environ", read(f"/proc/{parent}/environ")[:40])
+print("mem", read(f"/proc/{parent}/mem")[:40])
+pids = [p for p in os.listdir("/proc") if p.isdigit()]
+seen = b"".join(read(f"/proc/{p}/{name}") for p in pids for name in ("environ", "cmdline"))
+print("nonce", REVERSED[::-1] in seen, "SANDBOX_NONCE" in os.environ)
+""".replace("REVERSED", repr(NONCE[::-1].encode()))
+
+
+@pytest.mark.parametrize("mode", [launch.ONCE, launch.TESTS])
+def test_the_program_cannot_read_the_nonce(hostbox, mode):
+    argv = launch.sh_launcher(("python3", "-c", SNOOP), se_run=hostbox.se_run)
+    stdin = launch.header(b"", None, NONCE, tests=mode == launch.TESTS)
+    if mode == launch.TESTS:
+        stdin += launch.test_frame(b"", 5000)
+    output, _ = one_run(hostbox.run(argv, stdin).stdout)
+    assert output == b"environ b'Permission denied'\nmem b'Permission denied'\nnonce False False\n"
+
+
+# --- se-run tests: one run per frame -------------------------------------------------------------
+
+# The test program: its arguments and its stdin; `sleep`: stays past its timeout; `background`:
+# leaves a child that would write into the next test; `ignore`: reads nothing.
+TESTS_PROGRAM = """
+case $1 in
+sleep) sleep 10 ;;
+background) (sleep 0.3; echo leaked) & echo "started"; echo "to stderr" >&2 ;;
+ignore) exit 0 ;;
+*) printf '%s|' "$@"; cat; echo "err $1" >&2 ;;
+esac
+"""
+
+
+def run_tests(box: HostBox, frames: bytes, merge: bool = False):
+    stdin = launch.header(b"", None, NONCE, merge, tests=True) + frames
+    return box.run(sh(box, TESTS_PROGRAM), stdin)
+
+
+def test_each_frame_is_a_run_of_its_own(hostbox):
+    frames = (
+        launch.test_frame(b"one\n", 5000, ["a", "b c"])
+        + launch.test_frame(b"", 200, ["sleep"])
+        + launch.test_frame(b"", 5000, ["background"])
+        + launch.test_frame(b"three\n", 5000, ["last"])
+    )
+    done = run_tests(hostbox, frames)
+    outputs, marks = exits(done.stdout)
+    assert outputs == [b"a|b c|one\n", b"", b"started\n", b"last|three\n", b""]
+    ended = [(m.code, m.signal, m.flag) for m in marks]
+    assert ended == [(0, 0, "-"), (-1, 9, "timeout"), (0, 0, "-"), (0, 0, "-")]
+    assert 200_000 <= marks[1].wall_us < 2_000_000
+    # The background child was killed with its run: it wrote nothing into the next one.
+    assert b"leaked" not in done.stdout + done.stderr
+    # stderr, a stream of its own: each run's share of it ends with an END mark.
+    assert done.stderr == b"err a\n" + END + END + b"to stderr\n" + END + b"err last\n" + END
+    assert done.returncode == 0
+
+
+def test_merged_the_runs_have_no_end_mark(hostbox):
+    frames = launch.test_frame(b"x\n", 5000, ["one"]) + launch.test_frame(b"y\n", 5000, ["two"])
+    done = run_tests(hostbox, frames, merge=True)
+    outputs, marks = exits(done.stdout)
+    assert outputs == [b"one|x\nerr one\n", b"two|y\nerr two\n", b""]
+    assert len(marks) == 2 and done.stderr == b""
+
+
+def test_a_big_stdin_unread_blocks_nothing_and_counts_in_no_figure(hostbox):
+    frames = launch.test_frame(b"x" * (20 << 20), 5000, ["ignore"]) + launch.test_frame(b"y\n", 5000, ["z"])
+    done = run_tests(hostbox, frames)
+    outputs, [ignored, after] = exits(done.stdout)
+    assert (ignored.code, ignored.flag, outputs[1]) == (0, "-", b"z|y\n")
+    # The frame's stdin was held by se-run: none of it is in the program's resident set.
+    assert ignored.maxrss_kib < 10 << 10
+
+
+def test_an_abort_ends_the_current_run_and_the_next_runs(hostbox):
+    launcher = hostbox.popen(sh(hostbox, TESTS_PROGRAM))
+    try:
+        launcher.stdin.write(launch.header(b"", None, NONCE, tests=True))
+        launcher.stdin.write(launch.test_frame(b"", 20000, ["sleep"]))
+        launcher.stdin.flush()
+        # The program is running once its sleep is: the abort is then for it.
+        deadline = time.monotonic() + 10
+        while b"sleep\x0010\x00" not in cmdlines(launcher):
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+        os.kill(tini_pid(launcher), getattr(signal, launch.ABORT_SIGNAL))
+        launcher.stdin.write(launch.test_frame(b"after\n", 5000, ["next"]))
+        launcher.stdin.close()
+        outputs, marks = exits(launcher.stdout.read())
+        assert [m.flag for m in marks] == ["abort", "-"]
+        assert outputs[1] == b"next|after\n"
+        assert launcher.wait(10) == 0
+    finally:
+        stop(launcher)
+
+
+def cmdlines(launcher) -> list[bytes]:
+    """The command line of every process in the box, from the host's /proc."""
+    found, todo = [], [launcher.pid]
+    while todo:
+        pid = todo.pop()
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                found.append(f.read())
+            with open(f"/proc/{pid}/task/{pid}/children") as f:
+                todo += [int(child) for child in f.read().split()]
+        except OSError:
+            continue
+    return found
+
+
+@pytest.mark.parametrize(
+    ("frames", "message"),
+    [
+        (b"1 2\n", b"se-run: a test frame's header is not"),
+        (b"5 100 0\nab", b"se-run: the input ended inside a test frame"),
+        (b"0 100 1\nx", b"se-run: a test's arguments must each end with NUL"),
+        (f"{(64 << 20) + 1} 100 0\n".encode(), b"se-run: a test's stdin holds more than"),
+    ],
+    ids=["header", "short", "args", "big"],
+)
+def test_a_bad_frame_ends_se_run_with_125(hostbox, frames, message):
+    done = run_tests(hostbox, frames)
+    assert done.returncode == 125
+    assert done.stderr.startswith(message)
+
+
+# --- the Python launcher -------------------------------------------------------------------------
+
+
+def python(box: HostBox) -> list[str]:
+    return ["python3", "-u", "-c", launch.python_launcher(se_run=box.se_run)]
+
+
+def test_the_python_launcher_takes_the_header_then_runs_the_program(hostbox):
+    code = b"import os, sys\nprint('ran', input(), sys.argv, sorted(k for k in os.environ if 'SANDBOX' in k))"
+    files = [("pkg/mod.py", b"X = 1\n")]
+    stdin = launch.header(code, None, NONCE, files=files) + b"input\n"
+    done = hostbox.run(python(hostbox), stdin, SANDBOX_SOURCE="main.py")
+    output, mark = one_run(done.stdout)
+    assert output == f"ran input {[str(hostbox.workdir / 'main.py')]} []\n".encode(), done.stderr
+    assert (mark.code, done.returncode) == (0, 0)
+    assert (hostbox.workdir / "pkg/mod.py").read_bytes() == b"X = 1\n"
+
+
+# What python3 main.py prints: from the program's own frame on, none of the launcher's.
+TRACEBACK = b'Traceback (most recent call last):\n  File "MAIN", line 1, in <module>\n'
+TRACEBACK += b"    raise ValueError('no')\nValueError: no\n"
+
+
+@pytest.mark.parametrize(
+    ("code", "status", "sig", "stderr"),
+    [
+        (b"import sys\nsys.exit(3)", 3, 0, b""),
+        (b"raise ValueError('no')", 1, 0, TRACEBACK),
+        (b"raise KeyboardInterrupt", 130, 2, b"KeyboardInterrupt\n"),
+    ],
+    ids=["exit", "error", "interrupt"],
+)
+def test_the_python_launcher_ends_as_python3_would(hostbox, code, status, sig, stderr):
+    done = hostbox.run(python(hostbox), launch.header(code, None, NONCE), SANDBOX_SOURCE="main.py")
+    _, mark = one_run(done.stdout)
+    assert (done.returncode, mark.signal) == (status, sig)
+    assert done.stderr.endswith(stderr.replace(b"MAIN", str(hostbox.workdir / "main.py").encode()))
+
+
+def test_the_python_launcher_measures_the_program_alone(hostbox):
+    done = hostbox.run(python(hostbox), launch.header(SPIN.encode(), None, NONCE), SANDBOX_SOURCE="main.py")
+    _, mark = one_run(done.stdout)
+    # The interpreter's start was before the header: its time is not the program's.
+    assert 250_000 <= mark.cpu_us < 450_000, mark
+
+
+def test_the_python_launcher_keeps_the_nonce_from_the_program(hostbox):
+    done = hostbox.run(python(hostbox), launch.header(SNOOP.encode(), None, NONCE), SANDBOX_SOURCE="main.py")
+    output, _ = one_run(done.stdout)
+    assert output == b"environ b'Permission denied'\nmem b'Permission denied'\nnonce False False\n"
+
+
+def test_the_python_launcher_runs_tests_through_se_run(hostbox):
+    code = b"import sys\nprint(sys.argv[1:], input())"
+    stdin = launch.header(code, None, NONCE, tests=True)
+    stdin += launch.test_frame(b"one\n", 5000, ["a"]) + launch.test_frame(b"two\n", 5000)
+    done = hostbox.run(python(hostbox), stdin, SANDBOX_SOURCE="main.py")
+    outputs, marks = exits(done.stdout)
+    assert outputs == [b"['a'] one\n", b"[] two\n", b""], done.stderr
+    assert [m.code for m in marks] == [0, 0] and done.returncode == 0
+    assert done.stderr == END + END
+
+
+def test_the_compile_stage_writes_stderr_reads_nothing_is_measured_and_kills_nothing_else(hostbox):
+    compiler = launch.compile_command(("sh", "-c", "echo out; echo err >&2; cat; umask"), hostbox.se_run)
+    # The launcher waits beside the compile stage, as a process of the same user: it must live on.
+    script = 'sleep 30 & waiting=$!; "$@"; echo "rc=$?" >&2; kill -0 "$waiting" && echo "launcher alive" >&2'
+    done = hostbox.run(["sh", "-c", script, "box", *compiler], b"stdin", SANDBOX_NONCE=NONCE)
+    assert done.stdout == b""
+    (output, after), [mark] = exits(done.stderr)
+    assert output == b"out\nerr\n0077\n"
+    assert (mark.code, mark.signal, mark.flag) == (0, 0, "-") and mark.wall_us > 0
+    assert after == b"rc=0\nlauncher alive\n"
