@@ -45,6 +45,20 @@ def on_starting(server) -> None:
     count = _reap(Reason.INTERNAL_ERROR)
     if count:
         server.log.info("removed %d container(s) left by an earlier server", count)
+    warn_if_open(server.log)
+
+
+def warn_if_open(logger) -> None:
+    """Say once, at start, that a server without any API key lets anyone run code."""
+    from sandbox_engine.config import Config
+    from sandbox_engine.keys import KeyStore
+
+    config = Config.from_env()
+    if config.auth != "required" and not KeyStore.for_config(config).required():
+        logger.warning(
+            "no API key exists: anyone who reaches this server runs code on it; "
+            "make one with `sandbox-engine keys create NAME` (see README: Operating it)"
+        )
 
 
 def on_exit(server) -> None:
