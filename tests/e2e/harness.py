@@ -63,6 +63,9 @@ class Server:
     process: subprocess.Popen
     docker: docker.DockerClient
     options: dict = field(default_factory=dict)
+    # Its state directory (records, API keys) and the file its output goes to.
+    state_dir: str = ""
+    log: str = ""
 
     @property
     def ws_url(self) -> str:
@@ -192,20 +195,24 @@ def start_server(
     workers: int = 2,
     instance: str | None = None,
     ready: bool = True,
+    state_dir: str | None = None,
     **options,
 ) -> Server:
     """A real `sandbox-engine serve`, once it is ready (or, with ready=False, once it answers)."""
     port = free_port()
     instance = instance or f"t{uuid.uuid4().hex[:10]}"
     STARTED_INSTANCES.add(instance)
-    env = {**os.environ, "SANDBOX_ENGINE_STATE_DIR": str(tmp_path_factory.mktemp("state"))}
+    state_dir = state_dir or str(tmp_path_factory.mktemp("state"))
+    env = {**os.environ, "SANDBOX_ENGINE_STATE_DIR": state_dir}
     args = [os.path.join(VENV_BIN, "sandbox-engine"), "serve", "--bind", f"127.0.0.1:{port}"]
     args += ["--workers", str(workers), "--instance", instance]
     for name, value in options.items():
         args += [f"--{name.replace('_', '-')}", str(value)]
     log = open(tmp_path_factory.mktemp("log") / "server.log", "w")
     process = subprocess.Popen(args, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    server = Server(f"http://127.0.0.1:{port}", instance, process, docker_client, options)
+    server = Server(
+        f"http://127.0.0.1:{port}", instance, process, docker_client, options, state_dir, log.name
+    )
     # Generous: on a loaded machine a worker's first /readyz (it lists the images) can take seconds.
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
