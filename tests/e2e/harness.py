@@ -38,6 +38,8 @@ UID_DIR = Config().uid_dir
 # start_server hands on through the environment; where gVisor differs, the tests say how.
 RUNTIME = os.environ.get("SANDBOX_ENGINE_RUNTIME") or "runc"
 GVISOR = RUNTIME == "runsc"
+# How soon every worker of a server sees a change of its API keys.
+KEYS_SEEN_WITHIN = 1.0
 # Every instance this test run started, for the end-of-suite leak check.
 STARTED_INSTANCES: set[str] = set()
 
@@ -129,6 +131,25 @@ class Server:
         while (left := listing()) and time.monotonic() < deadline:
             time.sleep(0.1)
         return left
+
+    def keys(self, *args: str) -> subprocess.CompletedProcess:
+        """`sandbox-engine keys ...` as the operator runs it beside the server."""
+        return subprocess.run(
+            [os.path.join(VENV_BIN, "sandbox-engine"), "keys", *args]
+            + ["--state-dir", self.state_dir, "--instance", self.instance],
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+
+    def make_key(self, name: str, *options: str) -> str:
+        """A new API key's secret, once every worker knows it: within a second of the change
+        (keys.CHECK_INTERVAL). Not awaited by asking: a request on a worker that knows it already
+        would count against the key's rate."""
+        done = self.keys("create", name, *options)
+        assert done.returncode == 0, done.stderr
+        time.sleep(KEYS_SEEN_WITHIN)
+        return done.stdout.strip()
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 30) -> int:
         if self.process.poll() is None:

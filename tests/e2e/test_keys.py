@@ -24,27 +24,6 @@ pytestmark = [pytest.mark.docker, pytest.mark.slow]
 CLI = os.path.join(VENV_BIN, "sandbox-engine")
 HELLO = {"language": "python", "code": "print('hello')\n"}
 OPEN_WARNING = "no API key exists: anyone who reaches this server runs code on it"
-# How soon every worker sees a change of the keys file (see keys.CHECK_INTERVAL).
-KEYS_SEEN_WITHIN = 1.0
-
-
-def keys_cli(server: Server, *args: str) -> subprocess.CompletedProcess:
-    """`sandbox-engine keys ...` as the operator runs it beside the server."""
-    return subprocess.run(
-        [CLI, "keys", *args, "--state-dir", server.state_dir, "--instance", server.instance],
-        capture_output=True,
-        text=True,
-        timeout=30,
-    )
-
-
-def make_key(server: Server, name: str, *options: str) -> str:
-    """A new key, once every worker knows it: within a second of the change, as a revoke. Not
-    awaited by asking: a request on a worker that knows it already would count against a rate."""
-    done = keys_cli(server, "create", name, *options)
-    assert done.returncode == 0, done.stderr
-    time.sleep(KEYS_SEEN_WITHIN)
-    return done.stdout.strip()
 
 
 def bearer(secret: str) -> dict[str, str]:
@@ -73,9 +52,9 @@ def keyed(docker_client, tmp_path_factory) -> Iterator[tuple[Server, dict[str, s
     """A two-worker server, open at start; then keys made by the CLI close it."""
     server = start_server(docker_client, tmp_path_factory, workers=2, idle_timeout=10, max_sessions=30)
     secrets = {
-        "alice": make_key(server, "alice"),
-        "bob": make_key(server, "bob"),
-        "runner": make_key(server, "runner", "--scopes", "run"),
+        "alice": server.make_key("alice"),
+        "bob": server.make_key("bob"),
+        "runner": server.make_key("runner", "--scopes", "run"),
     }
     # Within a second every worker requires a key.
     assert [fresh_get(f"{server.url}/languages").status_code for _ in range(8)] == [401] * 8
@@ -134,15 +113,15 @@ def test_a_key_without_the_scope_is_403_in_each_apis_shape(keyed):
 
 def test_a_revoke_holds_on_every_worker_within_a_second(keyed):
     server, _ = keyed
-    secret = make_key(server, "short-lived")
+    secret = server.make_key("short-lived")
     url = f"{server.url}/languages"
     # Both workers have read the key: many requests, each on a connection of its own, at once.
     with ThreadPoolExecutor(8) as pool:
         assert set(pool.map(lambda _: fresh_get(url, headers=bearer(secret)).status_code, range(16))) == {200}
-        done = keys_cli(server, "revoke", "short-lived")
+        done = server.keys("revoke", "short-lived")
         revoked = time.monotonic()
         assert done.returncode == 0, done.stderr
-        assert "short-lived" not in keys_cli(server, "list").stdout
+        assert "short-lived" not in server.keys("list").stdout
         time.sleep(max(0.0, 1.0 - (time.monotonic() - revoked)))
         statuses = list(pool.map(lambda _: fresh_get(url, headers=bearer(secret)).status_code, range(24)))
     assert statuses == [401] * 24
@@ -150,7 +129,7 @@ def test_a_revoke_holds_on_every_worker_within_a_second(keyed):
 
 def test_a_keys_limit_is_exact_under_a_burst_of_sessions_and_runs_across_workers(keyed):
     server, _ = keyed
-    secret = make_key(server, "burst", "--max-sessions", "3")
+    secret = server.make_key("burst", "--max-sessions", "3")
     headers = bearer(secret)
     barrier = threading.Barrier(16)
     sleeper = {"language": "python", "code": "import time\ntime.sleep(4)\n"}
@@ -195,7 +174,7 @@ def test_a_keys_limit_is_exact_under_a_burst_of_sessions_and_runs_across_workers
 
 def test_a_keys_rate_is_429_rate_limited_with_retry_after_across_workers(keyed):
     server, _ = keyed
-    secret = make_key(server, "paced", "--rate", "6")
+    secret = server.make_key("paced", "--rate", "6")
     headers = bearer(secret)
     statuses = [fresh_get(f"{server.url}/languages", headers=headers) for _ in range(8)]
     assert [r.status_code for r in statuses] == [200] * 6 + [429] * 2
