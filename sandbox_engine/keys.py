@@ -51,8 +51,9 @@ class Scope(enum.StrEnum):
 DEFAULT_SCOPES = frozenset({Scope.SESSION, Scope.RUN})
 
 
-class KeysError(Exception):
-    """A key that cannot be made or found, in words for the operator."""
+class KeysError(ValueError):
+    """A key that cannot be made or found, or a keys file that cannot be read, in words for the
+    operator."""
 
 
 @dataclass(frozen=True)
@@ -252,9 +253,9 @@ class KeyStore:
                 data = json.load(f)
         except FileNotFoundError:
             return []
-        entries = data["keys"]
-        if not isinstance(entries, list):
-            raise ValueError("'keys' is not a list")
+        entries = data.get("keys") if isinstance(data, dict) else None
+        if not isinstance(entries, list) or not all(isinstance(e, dict) for e in entries):
+            raise KeysError(f"{self.path} is not a keys file: it holds no list of keys")
         return entries
 
     # --- hashing ---------------------------------------------------------------------------

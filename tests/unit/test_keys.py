@@ -292,3 +292,17 @@ def test_a_rate_is_exact_across_processes(tmp_path):
     for p in processes:
         p.join(10)
     assert sum(taken) == 50, taken
+
+
+@pytest.mark.parametrize(
+    "text",
+    ['{"keys": {}}', "[]", '{"keys": [1]}', '{"keys": [{"name": "a", "hash": "00", "scopes": ["root"]}]}'],
+)
+def test_a_keys_file_of_another_shape_refuses_every_key_and_the_cli_says_why(store, text):
+    secret = store.create("alice")
+    with open(store.path, "w") as f:
+        f.write(text)
+    other = KeyStore(store.directory)
+    assert other.required() and other.find(secret) is None
+    with pytest.raises(KeysError):
+        store.list()
