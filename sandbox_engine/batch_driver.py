@@ -19,6 +19,8 @@ log = logging.getLogger(__name__)
 
 # How long past its last deadline a batch waits for its sandbox before giving it up.
 BATCH_GRACE = 10.0
+# How long a sandbox that ended under a batch may take to say how.
+EXIT_WAIT = 5.0
 
 
 @dataclass(frozen=True)
@@ -50,6 +52,8 @@ class Batch:
         # which ends its output: nothing waits longer.
         self._watch = Deadline(self._give_up, f"se-batchwatch-{sandbox.session_id}")
         self._cut_off = False
+        # The sandbox ended under a test: the tests after it cannot run.
+        self._gone = False
 
     def carry_out(self) -> tuple[Stage | None, list[Stage]]:
         request = self.plan.request
@@ -112,6 +116,8 @@ class Batch:
 
     def _test(self, output: Iterator, test: TestCase) -> Stage:
         remaining = self._run_deadline - time.monotonic()
+        if self._gone:
+            return Stage(Status.INTERNAL_ERROR, message="the sandbox ended in an earlier test")
         if self._cut_off or remaining <= 0:
             return Stage(Status.TIMEOUT, message="the run's time was used up by earlier tests")
         timeout = min(self.plan.timeout, remaining)
@@ -130,10 +136,19 @@ class Batch:
                     self.sandbox.abort()
             if end is not None and stderr_done:
                 return _stage(collected, end)
-        why = "its time was up" if self._cut_off else "the sandbox ended"
-        return collected.stage(
-            Status.TIMEOUT if self._cut_off else Status.INTERNAL_ERROR, None, None, None, why
-        )
+        self._gone = True
+        if self._cut_off:
+            return collected.stage(Status.TIMEOUT, None, None, None, "its time was up")
+        if self._out_of_memory():
+            # The whole sandbox went (gVisor's kernel is one process to the host's OOM killer).
+            return collected.stage(Status.MEMORY_LIMIT, None, "SIGKILL", None, "the memory limit was reached")
+        return collected.stage(Status.INTERNAL_ERROR, None, None, None, "the sandbox ended")
+
+    def _out_of_memory(self) -> bool:
+        try:
+            return self.sandbox.wait(EXIT_WAIT).oom_killed
+        except ExecutorError:
+            return False
 
     def _stderr_ends(self) -> bool:
         return not self.sandbox.tty and not self.plan.request.merge_stderr
