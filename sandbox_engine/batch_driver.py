@@ -41,10 +41,18 @@ class Plan:
 class Batch:
     """One request's sandbox driven through its compile stage and its tests, in this thread."""
 
-    def __init__(self, sandbox: Sandbox, plan: Plan, server_limits: Limits) -> None:
+    def __init__(
+        self, sandbox: Sandbox, plan: Plan, server_limits: Limits, compile_limits: Limits | None = None
+    ) -> None:
         self.sandbox = sandbox
         self.plan = plan
         self.limits = replace(server_limits, memory=plan.memory)
+        # The compile stage's, lowered when the request asks.
+        self._compile_limits = (
+            replace(compile_limits, memory=plan.compile_memory)
+            if compile_limits is not None and plan.compile_memory is not None
+            else None
+        )
         self._lowered = plan.memory < server_limits.memory
         # The tests' shared time (the server's run timeout), counted from the program's go.
         self._run_deadline = float("inf")
@@ -61,6 +69,8 @@ class Batch:
         try:
             if self.sandbox.compiles:
                 self._watch.set(time.monotonic() + self.plan.compile_timeout)
+                if self._compile_limits is not None:
+                    self.sandbox.set_limits(self._compile_limits)
             else:
                 self._begin_running()
                 if self._lowered:
@@ -116,10 +126,10 @@ class Batch:
 
     def _test(self, output: Iterator, test: TestCase) -> Stage:
         remaining = self._run_deadline - time.monotonic()
-        if self._gone:
-            return Stage(Status.INTERNAL_ERROR, message="the sandbox ended in an earlier test")
         if self._cut_off or remaining <= 0:
             return Stage(Status.TIMEOUT, message="the run's time was used up by earlier tests")
+        if self._gone:
+            return Stage(Status.INTERNAL_ERROR, message="the sandbox ended in an earlier test")
         timeout = min(self.plan.timeout, remaining)
         self.sandbox.test(test.stdin, max(1, int(timeout * 1000)), self.plan.request.args)
         collected = _Collected(self.plan.output)
