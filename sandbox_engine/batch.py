@@ -64,6 +64,7 @@ class SourceFile:
 
 @dataclass(frozen=True)
 class TestCase:
+    __test__ = False  # not a test of pytest's, whatever its name says
     id: str
     stdin: bytes = b""
     # None: run it, judge nothing (verdict accepted when it ran ok).

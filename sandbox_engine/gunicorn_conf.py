@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import ctypes
 import logging
+import os
 
 # Light: the package's __init__ loads nothing (see create_app there).
 from sandbox_engine.states import Reason
@@ -20,6 +22,13 @@ accesslog = "-"
 access_log_format = '%(h)s "%(r)s" %(s)s %(b)s %(M)sms'
 
 log = logging.getLogger("sandbox_engine")
+
+# How often a worker hands the memory glibc holds free back to the system (malloc_trim), in
+# seconds; SANDBOX_ENGINE_MALLOC_TRIM=0 never. A worker is one thread, so one heap, and what a
+# burst of sessions allocates and frees (64 KiB reads, their text, their frames) stays there as
+# free memory between what is still in use: without this its RSS stays at the burst's high-water
+# mark (BENCHMARKS.md, soak).
+TRIM_EVERY = float(os.environ.get("SANDBOX_ENGINE_MALLOC_TRIM", "30"))
 
 
 def _reap(reason: Reason) -> int:
@@ -74,8 +83,12 @@ def _machinery(worker):
 def post_worker_init(worker) -> None:
     import gevent
 
+    from sandbox_engine import memprobe
+
     machinery = _machinery(worker)
     machinery.ensure_started()
+    # Off unless SANDBOX_ENGINE_MEMPROBE names a directory (see memprobe).
+    memprobe.install(machinery.engine)
 
     def watch_for_exit() -> None:
         # SIGTERM only clears worker.alive; end the sessions at once rather than wait them out.
@@ -84,6 +97,23 @@ def post_worker_init(worker) -> None:
         machinery.shutdown()
 
     gevent.spawn(watch_for_exit)
+    trim = _malloc_trim()
+    if trim is not None and TRIM_EVERY > 0:
+
+        def give_back_memory() -> None:
+            while worker.alive:
+                gevent.sleep(TRIM_EVERY)
+                trim(0)
+
+        gevent.spawn(give_back_memory)
+
+
+def _malloc_trim():
+    """glibc's malloc_trim, or None under another C library."""
+    try:
+        return ctypes.CDLL(None).malloc_trim
+    except (OSError, AttributeError):
+        return None
 
 
 def worker_int(worker) -> None:

@@ -67,8 +67,11 @@ def delete_submission(token: str):
 
 @bp.post("/submissions/batch")
 def create_batch():
-    """Each submission is taken or refused on its own: a token, or its errors. As in Judge0,
-    wait and fields do not apply: a batch is always answered with its tokens."""
+    """Each submission is taken or refused on its own: a token, or its errors. A batch is always
+    answered with its tokens: where Judge0 ignores `wait=true` here, we say it cannot apply."""
+    if request.args.get("wait") == "true":
+        why = "wait=true is not allowed for a batch; read its tokens back with GET /submissions/batch"
+        raise Judge0Error(400, {"error": why})
     encoded = _encoded()
     items = _body().get("submissions")
     _check_batch_size(len(items) if isinstance(items, list) else 0)

@@ -33,7 +33,7 @@ from .errors import EngineError, Kind
 from .keys import Key
 from .languages import VERSION_LABEL
 from .protocol import shown
-from .specs import run_limits
+from .specs import compile_limits, run_limits
 from .states import Reason
 
 log = logging.getLogger(__name__)
@@ -184,11 +184,11 @@ class Runs:
                 self._threads.pop(run_id, None)
 
     def _carry_out(self, run_id: str, plan: Plan) -> RunResult:
-        request = plan.request
-        reason, result = Reason.INTERNAL_ERROR, None
+        request, c = plan.request, self.engine.config
+        reason = Reason.INTERNAL_ERROR
         try:
             with self.engine.batch_sandbox(run_id) as sandbox:
-                compile_stage, stages = Batch(sandbox, plan, run_limits(self.engine.config)).carry_out()
+                compile_stage, stages = Batch(sandbox, plan, run_limits(c), compile_limits(c)).carry_out()
             result = _result(request, self.version(request.language), plan, compile_stage, stages)
             reason = (
                 Reason.COMPILE_ERROR

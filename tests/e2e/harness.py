@@ -165,6 +165,17 @@ class Transcript:
     def final(self) -> dict:
         return self.messages[-1][1]
 
+    @property
+    def ending(self) -> dict:
+        """The final state message without its usage figures (which vary from run to run), once
+        they are checked: measured for a program that ended by itself, else null."""
+        final = dict(self.final)
+        usage = final.pop("usage")
+        if final["reason"] == "exited":
+            assert set(usage) == {"cpuTimeMs", "wallTimeMs", "memoryPeakBytes"}, usage
+            assert usage["wallTimeMs"] > 0 and usage["memoryPeakBytes"] > 0, usage
+        return final
+
     def text(self, stream: str = "stdout") -> str:
         return "".join(m["data"] for _, m in self.messages if m["type"] == stream)
 

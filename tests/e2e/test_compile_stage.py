@@ -103,7 +103,7 @@ def test_code_run_at_compile_time_reaches_nothing_of_the_launcher(executor, tty)
                 break
             if not isinstance(item, Started):
                 compiled += item[1]
-        assert items[-1] == CompileResult(0), compiled
+        assert isinstance(items[-1], CompileResult) and items[-1].exit_code == 0, compiled
         sandbox.set_limits(RUN)
         sandbox.go()
         ran = b"".join(item[1] for item in output if isinstance(item, tuple))

@@ -171,7 +171,7 @@ def test_greeting_prompt_arrives_before_input(polyglot, language):
         ws.send({"type": "input", "data": "Ada\n"})
         transcript = ws.read_to_end(30)
     assert transcript.text() == "Enter your name: Hello, Ada!\n", transcript.text("stderr")
-    assert transcript.final == {
+    assert transcript.ending == {
         "type": "state",
         "state": "FINISHED",
         "exitCode": 0,
@@ -202,7 +202,7 @@ def test_the_ides_example_prompts_reads_and_greets(polyglot, language, tty):
         assert "Hello Ada\r\n" in transcript.text(), transcript.text()
     else:
         assert "Enter your name: Hello Ada\n" in transcript.text(), transcript.text("stderr")
-    assert transcript.final == {
+    assert transcript.ending == {
         "type": "state",
         "state": "FINISHED",
         "exitCode": 0,

@@ -170,10 +170,13 @@ def test_a_compiled_program_runs_per_test_after_its_compile_stage(docker_client)
         # The compile stage, as the executor runs it: beside the launcher, in the compile group.
         compile_argv = launch.compile_command(LANGUAGES["c"].compile)
         user = f"--user={UID}:{COMPILE_GID}"
+        nonce = f"--env={launch.ENV_NONCE}={launch.new_nonce()}"
         compiled = subprocess.run(
-            ["docker", "exec", user, name, *compile_argv], capture_output=True, timeout=60
+            ["docker", "exec", user, nonce, name, *compile_argv], capture_output=True, timeout=60
         )
         assert compiled.returncode == 0, compiled.stderr
+        # Measured beside the launcher, which it left waiting: the program still runs below.
+        assert b"SANDBOX-EXIT" in compiled.stderr
         frames = [launch.test_frame(b"0 first\n", 10000), launch.test_frame(b"3\n", 10000, ["x"])]
         frames.append(launch.test_frame(b"", 10000, ["memory"]))
         stdout, stderr = process.communicate(launch.GO + b"".join(frames), timeout=60)

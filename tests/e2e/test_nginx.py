@@ -141,7 +141,7 @@ def test_interactive_session_streams_live_through_nginx(proxied):
     assert transcript.messages[0][1] == {"type": "state", "state": "RUNNING"}
     assert transcript.text() == "Program started\nEnter your name: Hello Ada\n0\n1\n2\n3\n4\n"
     assert transcript.text("stderr") == ""
-    assert transcript.final == FINISHED
+    assert transcript.ending == FINISHED
     arrivals = line_arrivals(transcript.messages, "Enter your name: ")
     times = [arrivals[line] for line in ("Hello Ada", "0", "1", "2", "3", "4")]
     gaps = [round(b - a, 2) for a, b in pairwise(times)]
@@ -157,7 +157,7 @@ def test_large_output_arrives_whole_through_nginx(proxied):
     text = transcript.text()
     assert len(text) == 200001
     assert text == "x" * 200000 + "\n"
-    assert transcript.final == FINISHED
+    assert transcript.ending == FINISHED
 
 
 def test_largest_code_passes_nginx(proxied):

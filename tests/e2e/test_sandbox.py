@@ -138,7 +138,7 @@ def test_cpu_spin_is_throttled_and_ended_by_the_timeout(strict):
         ws.read_stdout_until("cpu share")
         host_share = _host_cpu_share(strict, session_id)
         transcript = ws.read_to_end(30)
-    assert transcript.final == {
+    assert transcript.ending == {
         "type": "state",
         "state": "TERMINATED",
         "exitCode": 137,
@@ -167,7 +167,7 @@ def _host_cpu_share(server, session_id: str) -> float:
 def test_memory_bomb_ends_with_memory_limit(strict):
     code = "hog = []\nwhile True:\n    hog.append(b'x' * 10_000_000)"
     transcript = strict.run(code, timeout=30)
-    assert transcript.final == {
+    assert transcript.ending == {
         "type": "state",
         "state": "TERMINATED",
         "exitCode": 137,
@@ -265,7 +265,7 @@ def test_zombies_are_reaped_by_init(strict):
 
 def test_silent_infinite_loop_ends_with_idle_timeout(strict):
     transcript = strict.run("while True:\n    pass", timeout=30)
-    assert transcript.final == {
+    assert transcript.ending == {
         "type": "state",
         "state": "TERMINATED",
         "exitCode": 137,

@@ -19,7 +19,7 @@ def test_hello_world(server):
     transcript = server.run('print("Hello, world!")')
     assert transcript.messages[0][1] == {"type": "state", "state": "RUNNING"}
     assert transcript.text() == "Hello, world!\n"
-    assert transcript.final == {
+    assert transcript.ending == {
         "type": "state",
         "state": "FINISHED",
         "exitCode": 0,
@@ -61,7 +61,7 @@ def test_stderr_apart_from_stdout(server):
 
 def test_non_zero_exit_code(server):
     transcript = server.run("import sys\nsys.exit(3)")
-    assert transcript.final == {
+    assert transcript.ending == {
         "type": "state",
         "state": "FINISHED",
         "exitCode": 3,
@@ -168,7 +168,7 @@ def test_hostile_client_messages_get_short_errors_and_the_program_runs_on(server
         ws.send({"type": "input", "data": "still here\n"})
         transcript = ws.read_to_end(10)
     assert transcript.text() == "echo: still here\n"
-    assert transcript.final == {
+    assert transcript.ending == {
         "type": "state",
         "state": "FINISHED",
         "exitCode": 0,
@@ -268,7 +268,7 @@ def test_delete_of_an_attached_running_session_always_ends_the_same(server, atte
         assert requests.delete(f"{server.url}/session/{session_id}", timeout=30).status_code == 204
         transcript = ws.read_to_end(30)
     assert transcript.text() == "up\n"
-    assert transcript.final == {
+    assert transcript.ending == {
         "type": "state",
         "state": "TERMINATED",
         "exitCode": 137,

@@ -107,7 +107,7 @@ def test_unhandled_sigterm_ends_the_program_with_128_plus_n(server):
     with server.attach(server.create("import time\nprint('up', flush=True)\ntime.sleep(60)")) as ws:
         ws.read_stdout_until("up")
         ws.send({"type": "signal", "signal": "SIGTERM"})
-        final = ws.read_to_end(20).final
+        final = ws.read_to_end(20).ending
     assert final == {
         "type": "state",
         "state": "FINISHED",

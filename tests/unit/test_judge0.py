@@ -764,13 +764,14 @@ def test_a_batch_of_only_refusals_is_422(client, runner):
     assert response.get_json() == [{"source_code": ["can't be blank"]}]
 
 
-def test_a_batch_is_never_waited_for_as_in_judge0(client, runner):
+def test_a_batch_is_never_waited_for_and_asking_to_is_a_clear_error(client, runner):
     runner.before = [RunState.QUEUED]
-    response = client.post(
-        "/judge0/submissions/batch?wait=true", json={"submissions": [{"language_id": 71, "source_code": "1"}]}
-    )
+    body = {"submissions": [{"language_id": 71, "source_code": "1"}]}
+    response = client.post("/judge0/submissions/batch?wait=true", json=body)
+    assert response.status_code == 400 and "not allowed for a batch" in response.get_json()["error"]
+    assert runner.requests == [] and runner.looks == 0
+    response = client.post("/judge0/submissions/batch?wait=false", json=body)
     assert response.status_code == 201 and list(response.get_json()[0]) == ["token"]
-    assert runner.looks == 0
 
 
 def test_a_batch_refused_by_a_full_server_says_so_for_each_submission(client, runner):
