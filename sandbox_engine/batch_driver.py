@@ -80,11 +80,9 @@ class Batch:
             compile_stage = self._compile(output) if self.sandbox.compiles else None
             if compile_stage is not None and compile_stage.status is not Status.OK:
                 return compile_stage, []
-            stages = [self._test(output, test) for test in self.plan.tests]
-            self.sandbox.close_stdin()
-            for _ in output:
-                pass
-            return compile_stage, stages
+            # The last test's end is the batch's: the sandbox is removed without waiting for its
+            # launcher to exit.
+            return compile_stage, [self._test(output, test) for test in self.plan.tests]
         finally:
             self._watch.stop()
 

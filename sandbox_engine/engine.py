@@ -140,8 +140,9 @@ class Engine:
 
     @contextmanager
     def batch_sandbox(self, session_id: str) -> Iterator[Sandbox]:
-        """A batch run's sandbox, claimed by this worker for as long as the run uses it, then
-        removed. Its record says RUNNING meanwhile; the run records its own end."""
+        """A batch run's sandbox, claimed by this worker for as long as the run uses it. Its
+        record says RUNNING meanwhile; the run records its own end, and removes the sandbox
+        (off its client's path: see runs), or the reaper does once the claim is let go."""
         record = self.records.read(session_id)
         if record is None or not record.batch:
             raise EngineError(Kind.NOT_FOUND, f"no run {shown(session_id)}")
@@ -156,7 +157,6 @@ class Engine:
             except ExecutorError as exc:
                 raise runtime_error(exc) from exc
             finally:
-                self._remove_quietly(sandbox.remove)
                 self.records.forget_code(session_id)
 
     def check_attachable(self, session_id: str) -> None:

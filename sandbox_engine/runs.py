@@ -30,6 +30,7 @@ from .batch import (
 from .batch_driver import Batch, Plan
 from .engine import Engine
 from .errors import EngineError, Kind
+from .executor import ExecutorError, Sandbox
 from .keys import Key
 from .languages import VERSION_LABEL
 from .protocol import shown
@@ -54,6 +55,7 @@ class Runs:
         self.engine = engine
         self.records = engine.records
         self._threads: dict[str, threading.Thread] = {}
+        self._removals: dict[str, threading.Thread] = {}
         self._lock = threading.Lock()
 
     # --- batch.Runner --------------------------------------------------------------------
@@ -117,11 +119,30 @@ class Runs:
         spec = self.engine.languages[language]
         return self.engine.catalog.labels(spec.image).get(VERSION_LABEL + spec.id) or spec.version
 
+    def _remove_later(self, run_id: str, sandbox: Sandbox) -> None:
+        """Remove the sandbox after the answer: its client need not wait for Docker's removal
+        (a hundred milliseconds and more), as a session's does not after its final state."""
+
+        def remove() -> None:
+            try:
+                sandbox.remove()
+            except ExecutorError as exc:
+                log.warning("removal of run %s deferred to the reaper: %s", run_id, exc)
+            finally:
+                with self._lock:
+                    self._removals.pop(run_id, None)
+
+        thread = threading.Thread(target=remove, name=f"se-remove-{run_id}", daemon=True)
+        with self._lock:
+            self._removals[run_id] = thread
+        thread.start()
+
     def shutdown(self, timeout: float) -> None:
-        """Wait for this worker's background runs (their sandboxes are ended by the engine's)."""
+        """Wait for this worker's background runs (their sandboxes are ended by the engine's)
+        and removals."""
         deadline = time.monotonic() + timeout
         with self._lock:
-            threads = list(self._threads.values())
+            threads = [*self._threads.values(), *self._removals.values()]
         for thread in threads:
             thread.join(max(0.0, deadline - time.monotonic()))
 
@@ -188,7 +209,10 @@ class Runs:
         reason = Reason.INTERNAL_ERROR
         try:
             with self.engine.batch_sandbox(run_id) as sandbox:
-                compile_stage, stages = Batch(sandbox, plan, run_limits(c), compile_limits(c)).carry_out()
+                try:
+                    compile_stage, stages = Batch(sandbox, plan, run_limits(c), compile_limits(c)).carry_out()
+                finally:
+                    self._remove_later(run_id, sandbox)
             result = _result(request, self.version(request.language), plan, compile_stage, stages)
             reason = (
                 Reason.COMPILE_ERROR
