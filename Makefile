@@ -11,7 +11,8 @@ run: setup
 # Every test, pool off; then the end-to-end tests again with a warm pool, which must not change
 # what any of them sees.
 E2E_TESTS = tests/e2e/test_sessions.py tests/e2e/test_sandbox.py tests/e2e/test_terminal.py \
-	tests/e2e/test_api.py tests/e2e/test_cli.py tests/e2e/test_lifecycle.py tests/e2e/test_nginx.py
+	tests/e2e/test_api.py tests/e2e/test_cli.py tests/e2e/test_lifecycle.py tests/e2e/test_nginx.py \
+	tests/e2e/test_runs.py tests/e2e/test_piston.py tests/e2e/test_judge0.py
 
 test: setup-test
 	.venv/bin/ruff check .
@@ -20,11 +21,12 @@ test: setup-test
 	$(MAKE) test-gvisor
 
 # The end-to-end tests that prove the sandbox under gVisor (--runtime runsc): sessions, the
-# terminal and signals, the threat table with its limits and output cap, a compiled language
+# terminal and signals, the threat table with its limits and output cap, batch runs and their
+# usage figures, the launchers, a compiled language
 # (C: compile stage, compile error, its program in a tty); then sessions and the terminal again
 # from a warm pool, whose sandboxes are started before a session takes them.
 GVISOR_TESTS = tests/e2e/test_sessions.py tests/e2e/test_terminal.py tests/e2e/test_sandbox.py \
-	tests/e2e/test_languages.py -k 'not test_languages or [c]'
+	tests/e2e/test_runs.py tests/e2e/test_launchers.py tests/e2e/test_languages.py -k 'not test_languages or [c]'
 
 test-gvisor: setup-test
 	scripts/runsc.sh

@@ -17,6 +17,7 @@ from collections.abc import Callable
 from flask import Flask, Response, g, request
 
 from . import logs
+from .auth import current_key
 from .errors import kind_for_status
 from .metrics import Metrics
 
@@ -60,12 +61,13 @@ def _answered(response: Response, metrics: Metrics, api_of: Callable[[str], str]
         metrics.refused(api_of(request.path), code)
     started = g.get("request_started")
     rid = g.get("request_id") or uuid.uuid4().hex
+    key = current_key()
     response.headers[HEADER] = rid
     logs.event(
         log,
         "request",
         requestId=rid,
-        key=g.get("key_name"),
+        key=key.name if key is not None else None,
         method=request.method,
         route=rule.rule if rule is not None else None,
         status=status,

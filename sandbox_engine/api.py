@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from flask import Blueprint, request
 
+from .auth import current_key
 from .errors import EngineError, Kind
 from .executor import Terminal
 from .protocol import ProtocolError, check_size, parse_json, shown
@@ -47,18 +48,18 @@ def create_session():
     merge = body.get("mergeStderr", False)
     if not isinstance(merge, bool):
         raise EngineError(Kind.INVALID_REQUEST, "'mergeStderr' must be true or false")
-    session_id = engine().create_session(language, code, _terminal(body), merge)
+    session_id = engine().create_session(language, code, _terminal(body), merge, key=current_key())
     return {"sessionId": session_id}, 201, {"Location": f"/session/{session_id}"}
 
 
 @bp.get("/session/<session_id>")
 def get_session(session_id: str):
-    return engine().describe(session_id)
+    return engine().describe(session_id, current_key())
 
 
 @bp.delete("/session/<session_id>")
 def delete_session(session_id: str):
-    engine().delete(session_id)
+    engine().delete(session_id, current_key())
     return "", 204
 
 

@@ -27,8 +27,10 @@ ROOT = _ui_root()
 
 def create_app(config: Config | None = None, executor=None) -> Flask:
     """The application factory. `config` defaults to the environment; `executor` to Docker."""
-    from . import access, api, judge0, metrics_api, piston, piston_ws, runs_api, ui, ws
+    from . import access, api, auth, judge0, metrics_api, piston, piston_ws, runs_api, ui, ws
+    from .keys import KeyStore
     from .metrics import Metrics
+    from .rates import RateLimits
     from .records import RecordStore
     from .statedir import instance_directory
     from .worker import EXTENSION, Worker
@@ -73,13 +75,14 @@ def create_app(config: Config | None = None, executor=None) -> Flask:
     app.register_blueprint(judge0.bp)
     app.register_blueprint(metrics_api.bp)
 
+    def _judge0_path(path: str) -> bool:
+        return path == judge0.PREFIX or path.startswith(judge0.PREFIX + "/")
+
     def api_of(path: str) -> str:
         """Which API a path is under: its errors are answered, and counted, in that API's terms."""
         if piston.owns(path):
             return "piston"
-        if path == judge0.PREFIX or path.startswith(judge0.PREFIX + "/"):
-            return "judge0"
-        return "sandbox"
+        return "judge0" if _judge0_path(path) else "sandbox"
 
     # First: every other hook may count on the request's id.
     access.install(app, metrics, api_of)
@@ -89,11 +92,18 @@ def create_app(config: Config | None = None, executor=None) -> Flask:
         # Started on first use in each process: threads started before gunicorn forks are lost.
         worker.ensure_started()
 
+    keys = KeyStore.for_config(config)
+    auth.install(app, auth.Auth(keys, RateLimits(keys.rates_directory), config.auth == "required"))
+
     @app.errorhandler(EngineError)
     def engine_error(exc: EngineError):
         access.refused(exc.kind.code)
-        headers = {"Retry-After": str(exc.retry_after)} if exc.retry_after else {}
-        return exc.to_json(), exc.kind.http_status, headers
+        if request.blueprint is None and piston.owns(request.path):
+            # Refused before routing chose a blueprint (no key for an unknown path): Piston's shape.
+            return piston.engine_error(exc)
+        if request.blueprint is None and _judge0_path(request.path):
+            return judge0.engine_error(exc)
+        return exc.to_json(), exc.kind.http_status, exc.headers
 
     @app.errorhandler(ExecutorError)
     def executor_error(exc: ExecutorError):

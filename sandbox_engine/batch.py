@@ -10,10 +10,13 @@ from __future__ import annotations
 import base64
 import enum
 from dataclasses import asdict, dataclass, field
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 # The model's usage figures are the executor's own, re-exported for the APIs.
 from .executor import Usage as Usage
+
+if TYPE_CHECKING:
+    from .keys import Key
 
 
 class Status(enum.StrEnum):
@@ -61,6 +64,7 @@ class SourceFile:
 
 @dataclass(frozen=True)
 class TestCase:
+    __test__ = False  # not a test of pytest's, whatever its name says
     id: str
     stdin: bytes = b""
     # None: run it, judge nothing (verdict accepted when it ran ok).
@@ -156,18 +160,19 @@ class RunView:
 
 class Runner(Protocol):
     """What an API needs of the batch runs (see runs.Runs, and the unit tests' fake). Each
-    raises EngineError for a request it refuses (unknown language, at capacity, no such run)."""
+    raises EngineError for a request it refuses (unknown language, at capacity, no such run).
+    A run belongs to the API key that asked for it (None: no key): no other key finds it."""
 
-    def run(self, request: RunRequest) -> RunResult:
+    def run(self, request: RunRequest, key: Key | None = None) -> RunResult:
         """Carry the request out and return its result (bounded by the run's timeouts)."""
 
-    def submit(self, request: RunRequest) -> str:
+    def submit(self, request: RunRequest, key: Key | None = None) -> str:
         """Start the request in the background; its run id at once."""
 
-    def get(self, run_id: str) -> RunView:
+    def get(self, run_id: str, key: Key | None = None) -> RunView:
         """A run as it stands, from any worker of the server."""
 
-    def wait(self, run_id: str, timeout: float) -> RunView:
+    def wait(self, run_id: str, timeout: float, key: Key | None = None) -> RunView:
         """The run once finished, or as it stands after timeout seconds."""
 
     def version(self, language: str) -> str:

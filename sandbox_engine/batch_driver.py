@@ -19,6 +19,8 @@ log = logging.getLogger(__name__)
 
 # How long past its last deadline a batch waits for its sandbox before giving it up.
 BATCH_GRACE = 10.0
+# How long a sandbox that ended under a batch may take to say how.
+EXIT_WAIT = 5.0
 
 
 @dataclass(frozen=True)
@@ -39,10 +41,18 @@ class Plan:
 class Batch:
     """One request's sandbox driven through its compile stage and its tests, in this thread."""
 
-    def __init__(self, sandbox: Sandbox, plan: Plan, server_limits: Limits) -> None:
+    def __init__(
+        self, sandbox: Sandbox, plan: Plan, server_limits: Limits, compile_limits: Limits | None = None
+    ) -> None:
         self.sandbox = sandbox
         self.plan = plan
         self.limits = replace(server_limits, memory=plan.memory)
+        # The compile stage's, lowered when the request asks.
+        self._compile_limits = (
+            replace(compile_limits, memory=plan.compile_memory)
+            if compile_limits is not None and plan.compile_memory is not None
+            else None
+        )
         self._lowered = plan.memory < server_limits.memory
         # The tests' shared time (the server's run timeout), counted from the program's go.
         self._run_deadline = float("inf")
@@ -50,6 +60,8 @@ class Batch:
         # which ends its output: nothing waits longer.
         self._watch = Deadline(self._give_up, f"se-batchwatch-{sandbox.session_id}")
         self._cut_off = False
+        # The sandbox ended under a test: the tests after it cannot run.
+        self._gone = False
 
     def carry_out(self) -> tuple[Stage | None, list[Stage]]:
         request = self.plan.request
@@ -57,6 +69,8 @@ class Batch:
         try:
             if self.sandbox.compiles:
                 self._watch.set(time.monotonic() + self.plan.compile_timeout)
+                if self._compile_limits is not None:
+                    self.sandbox.set_limits(self._compile_limits)
             else:
                 self._begin_running()
                 if self._lowered:
@@ -66,11 +80,9 @@ class Batch:
             compile_stage = self._compile(output) if self.sandbox.compiles else None
             if compile_stage is not None and compile_stage.status is not Status.OK:
                 return compile_stage, []
-            stages = [self._test(output, test) for test in self.plan.tests]
-            self.sandbox.close_stdin()
-            for _ in output:
-                pass
-            return compile_stage, stages
+            # The last test's end is the batch's: the sandbox is removed without waiting for its
+            # launcher to exit.
+            return compile_stage, [self._test(output, test) for test in self.plan.tests]
         finally:
             self._watch.stop()
 
@@ -114,6 +126,8 @@ class Batch:
         remaining = self._run_deadline - time.monotonic()
         if self._cut_off or remaining <= 0:
             return Stage(Status.TIMEOUT, message="the run's time was used up by earlier tests")
+        if self._gone:
+            return Stage(Status.INTERNAL_ERROR, message="the sandbox ended in an earlier test")
         timeout = min(self.plan.timeout, remaining)
         self.sandbox.test(test.stdin, max(1, int(timeout * 1000)), self.plan.request.args)
         collected = _Collected(self.plan.output)
@@ -130,10 +144,19 @@ class Batch:
                     self.sandbox.abort()
             if end is not None and stderr_done:
                 return _stage(collected, end)
-        why = "its time was up" if self._cut_off else "the sandbox ended"
-        return collected.stage(
-            Status.TIMEOUT if self._cut_off else Status.INTERNAL_ERROR, None, None, None, why
-        )
+        self._gone = True
+        if self._cut_off:
+            return collected.stage(Status.TIMEOUT, None, None, None, "its time was up")
+        if self._out_of_memory():
+            # The whole sandbox went (gVisor's kernel is one process to the host's OOM killer).
+            return collected.stage(Status.MEMORY_LIMIT, None, "SIGKILL", None, "the memory limit was reached")
+        return collected.stage(Status.INTERNAL_ERROR, None, None, None, "the sandbox ended")
+
+    def _out_of_memory(self) -> bool:
+        try:
+            return self.sandbox.wait(EXIT_WAIT).oom_killed
+        except ExecutorError:
+            return False
 
     def _stderr_ends(self) -> bool:
         return not self.sandbox.tty and not self.plan.request.merge_stderr

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
+from datetime import UTC, datetime
 
 from .config import Config
 from .statedir import StateDirectoryError, instance_directory, private_directory
@@ -33,6 +35,8 @@ LIMIT_FLAGS = (
     ("--pool-size", "pool_size", "warm sandboxes per language: N, or python=4,python/tty=2 (0: none)"),
     ("--instance", "instance", "name of this server's containers; one per Docker daemon (default)"),
     ("--state-dir", "state_dir", "directory the workers share for session records"),
+    ("--keys-file", "keys_file", "the API keys (default: keys/keys.json in the instance's state directory)"),
+    ("--auth", "auth", "auto: an API key is needed once one exists; required: always (auto)"),
     ("--record-ttl", "record_ttl", "seconds an ended session's record is kept for GET /session (3600)"),
     ("--max-records", "max_records", "ended sessions' records kept, the oldest forgotten first (10000)"),
     ("--allowed-origins", "allowed_origins", "comma-separated browser origins allowed to attach"),
@@ -90,7 +94,13 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="one pipe for the program's stdout and stderr, so that their order is exact",
     )
+    run.add_argument(
+        "--key", default=None, help="the API key, if the server needs one (default: $SANDBOX_ENGINE_KEY)"
+    )
     run.add_argument("file", help="the program to run")
+
+    keys = commands.add_parser("keys", help="make, list and revoke the server's API keys")
+    add_keys_commands(keys)
 
     reap = commands.add_parser("reap", help="remove every container of this instance (the server does this)")
     reap.add_argument(
@@ -109,12 +119,14 @@ def main(argv: list[str] | None = None) -> int:
         from .client import run as run_file
 
         try:
-            return run_file(args.server, args.file, args.lang, args.tty, args.merge_stderr)
+            return run_file(args.server, args.file, args.lang, args.tty, args.merge_stderr, args.key)
         except ClientError as exc:
             print(f"sandbox-engine: {exc}", file=sys.stderr)
             return 2
     if args.command == "serve":
         return serve_command(args)
+    if args.command == "keys":
+        return keys_command(args)
     if args.command == "bench":
         from . import bench as bench_module
 
@@ -148,6 +160,87 @@ def reap_command(reason: Reason) -> int:
     finally:
         executor.close()
     return 0
+
+
+def add_keys_commands(parser: argparse.ArgumentParser) -> None:
+    verbs = parser.add_subparsers(dest="verb", required=True)
+    create = verbs.add_parser("create", help="make a key and print its secret, which is shown only once")
+    create.add_argument("name", help="the key's name: letters, digits, '.', '_', '-'")
+    create.add_argument(
+        "--max-sessions",
+        type=int,
+        default=None,
+        help="its sessions plus runs live at once (default: no limit of its own)",
+    )
+    create.add_argument(
+        "--rate", type=int, default=None, help="its requests in any minute (default: no limit)"
+    )
+    create.add_argument(
+        "--scopes",
+        default="session,run",
+        help="what it may use: session, run, admin, comma-separated (session,run)",
+    )
+    listing = verbs.add_parser("list", help="the keys, their scopes, limits and last use (never a secret)")
+    listing.add_argument("--json", action="store_true", help="as JSON")
+    revoke = verbs.add_parser("revoke", help="revoke a key: every worker refuses it within a second")
+    revoke.add_argument("name")
+    for verb in (create, listing, revoke):
+        for flag, name in (
+            ("--state-dir", "state_dir"),
+            ("--instance", "instance"),
+            ("--keys-file", "keys_file"),
+        ):
+            verb.add_argument(
+                flag, dest=name, default=None, help=f"as `serve` has it; env SANDBOX_ENGINE_{name.upper()}"
+            )
+
+
+def keys_command(args: argparse.Namespace) -> int:
+    """The keys of the instance that `serve` with the same --state-dir and --instance runs."""
+    from .keys import KeysError, KeyStore, parse_scopes
+
+    try:
+        config = Config.from_env(state_dir=args.state_dir, instance=args.instance, keys_file=args.keys_file)
+        store = KeyStore.for_config(config)
+        if args.verb == "create":
+            scopes = parse_scopes(args.scopes)
+            secret = store.create(args.name, scopes, args.max_sessions, args.rate)
+            print(f"key {args.name!r} made; its secret, shown only this once:", file=sys.stderr)
+            print(secret)
+        elif args.verb == "revoke":
+            store.revoke(args.name)
+            print(f"key {args.name!r} revoked", file=sys.stderr)
+        elif args.json:
+            print(json.dumps([key.public() for key in store.list()], indent=1))
+        else:
+            print(keys_table(store.list()))
+    except (KeysError, ValueError, StateDirectoryError, OSError) as exc:
+        print(f"sandbox-engine: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def keys_table(keys: list) -> str:
+    rows = [("NAME", "SCOPES", "MAX-SESSIONS", "RATE/MIN", "CREATED", "LAST USED")]
+    for key in keys:
+        rows.append(
+            (
+                key.name,
+                ",".join(sorted(key.scopes)),
+                str(key.max_sessions or "-"),
+                str(key.rate or "-"),
+                _when(key.created_at),
+                _when(key.last_used) if key.last_used else "never",
+            )
+        )
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    return "\n".join(
+        "  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip() for row in rows
+    )
+
+
+def _when(ts: float) -> str:
+    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d %H:%M:%SZ")
 
 
 def serve_command(args: argparse.Namespace) -> int:

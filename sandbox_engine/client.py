@@ -23,6 +23,8 @@ from websockets.sync.client import ClientConnection, connect
 # Where `sandbox-engine run` looks for the server when neither --server nor the variable says.
 DEFAULT_SERVER = "http://127.0.0.1:8080"
 SERVER_VARIABLE = "SANDBOX_ENGINE_SERVER"
+# The API key, when --key does not give one.
+KEY_VARIABLE = "SANDBOX_ENGINE_KEY"
 
 # How the engine ended a session, in words that follow "ended because"; the IDE has its own
 # table (static/src/status.js) with the same words.
@@ -78,12 +80,20 @@ def server_url(given: str | None, environ: Mapping[str, str] | None = None) -> s
     return text.rstrip("/")
 
 
+def auth_headers(key: str | None, environ: Mapping[str, str] | None = None) -> dict[str, str]:
+    """`Authorization: Bearer` with --key, else $SANDBOX_ENGINE_KEY; none without either."""
+    environ = os.environ if environ is None else environ
+    key = (key or environ.get(KEY_VARIABLE) or "").strip()
+    return {"Authorization": f"Bearer {key}"} if key else {}
+
+
 def run(
     server: str | None,
     path: str,
     language: str | None,
     use_tty: bool | None,
     merge_stderr: bool = False,
+    key: str | None = None,
 ) -> int:
     try:
         with open(path, encoding="utf-8") as f:
@@ -91,7 +101,8 @@ def run(
     except (OSError, UnicodeDecodeError) as exc:
         raise ClientError(f"cannot read {path}: {exc}") from None
     server = server_url(server)
-    language = language or language_of(server, path)
+    headers = auth_headers(key)
+    language = language or language_of(server, path, headers)
     interactive = sys.stdin.isatty() if use_tty is None else use_tty
     body: dict = {"language": language, "code": code}
     if interactive:
@@ -99,7 +110,8 @@ def run(
         body.update(tty=True, cols=cols, rows=rows)
     if merge_stderr:
         body["mergeStderr"] = True
-    session_id = _create(server, body)
+    session_id = _create(server, body, headers)
+    # The session's id is its WebSocket's capability: no key goes with it.
     ws_url = "ws" + server[len("http") :] + f"/ws/session/{session_id}"
     raw = interactive and sys.stdin.isatty()
     try:
@@ -112,15 +124,17 @@ def run(
         raise ClientError(_unreachable(server, exc)) from None
 
 
-def language_of(server: str, path: str) -> str:
+def language_of(server: str, path: str, headers: Mapping[str, str] | None = None) -> str:
     """The language of a file by its extension, as the server's GET /languages maps them."""
     extension = os.path.splitext(path)[1].lower()
     if not extension:
         raise ClientError(f"cannot tell the language of {path} without an extension; give --lang")
     try:
-        response = requests.get(f"{server}/languages", timeout=30)
+        response = requests.get(f"{server}/languages", headers=headers, timeout=30)
     except requests.RequestException as exc:
         raise ClientError(_unreachable(server, exc)) from None
+    if response.status_code in (401, 403):
+        raise ClientError(_refused_key(response))
     if response.status_code != 200:
         message = _error_message(response.content)
         raise ClientError(f"the server did not list its languages: {message}; give --lang")
@@ -159,17 +173,27 @@ def _terminal_size() -> tuple[int, int]:
     return size.columns or 80, size.lines or 24
 
 
-def _create(server: str, body: dict) -> str:
+def _create(server: str, body: dict, headers: Mapping[str, str] | None = None) -> str:
     try:
-        response = requests.post(f"{server}/session", json=body, timeout=30)
+        response = requests.post(f"{server}/session", json=body, headers=headers, timeout=30)
     except requests.RequestException as exc:
         raise ClientError(_unreachable(server, exc)) from None
+    if response.status_code in (401, 403):
+        raise ClientError(_refused_key(response))
     if response.status_code != 201:
         message = _error_message(response.content)
         if response.status_code == 429:
             message += f" (retry in {response.headers.get('Retry-After', 'a few')} s)"
         raise ClientError(f"the server refused: {message}")
     return response.json()["sessionId"]
+
+
+def _refused_key(response: requests.Response) -> str:
+    """A refusal of the key, in words, with what to do about it."""
+    message = _error_message(response.content)
+    if response.status_code == 401:
+        return f"the server refused: {message} (give --key, or set {KEY_VARIABLE})"
+    return f"the server refused: {message}"
 
 
 def _error_message(body: bytes | None) -> str:

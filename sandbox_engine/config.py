@@ -21,6 +21,7 @@ _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmg]?)b?\s*$", re.IGNORECASE)
 _UNITS = {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3}
 # A name Docker may know a runtime by (daemon.json's "runtimes").
 _RUNTIME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+AUTH_MODES = ("auto", "required")
 
 
 def parse_size(text: str | int) -> int:
@@ -77,6 +78,10 @@ class Config:
     runtime: str = "runc"
     # Browser origins allowed to open a WebSocket; empty allows same-origin and non-browser clients.
     allowed_origins: tuple[str, ...] = field(default_factory=tuple)
+    # The API keys (see keys): empty for keys.json in the instance's state directory.
+    keys_file: str = ""
+    # "auto": a key is needed once any exists; "required": always, even before the first.
+    auth: str = "auto"
     # The log's lines: json, text, or auto (text at a terminal, else JSON; see logs).
     log_format: str = "auto"
 
@@ -122,6 +127,8 @@ class Config:
             value = getattr(self, name)
             if not math.isfinite(value) or value <= 0:
                 raise ValueError(f"{name} must be a positive number, got {value}")
+        if self.auth not in AUTH_MODES:
+            raise ValueError(f"auth {self.auth!r}: one of {', '.join(AUTH_MODES)}")
         if self.log_format not in LOG_FORMATS:
             raise ValueError(f"log_format {self.log_format!r}: one of {', '.join(LOG_FORMATS)}")
         if not _RUNTIME.match(self.runtime):

@@ -29,10 +29,11 @@ from .executor import (
     SandboxSpec,
     Terminal,
 )
+from .keys import Key
 from .languages import LANGUAGES, LanguageSpec
 from .metrics import Metrics
 from .protocol import shown
-from .records import Record, RecordStore
+from .records import Admission, Record, RecordStore
 from .session import Outcome, SessionRun
 from .specs import sandbox_spec, session_limits
 from .states import Reason, State
@@ -83,9 +84,11 @@ class Engine:
         terminal: Terminal | None = None,
         merge_stderr: bool = False,
         batch: bool = False,
+        key: Key | None = None,
     ) -> str:
         """A new session and its sandbox (from the pool when one is warm). A `batch` session is
-        a batch run's (see runs), which no client may attach to."""
+        a batch run's (see runs), which no client may attach to. The API key that asks for it
+        owns it, within the key's own limit of live sessions and runs."""
         spec, source = _checked(self.languages, self.config.max_code_size, language, code)
         if self._shutting_down:
             raise EngineError(Kind.RUNTIME_UNAVAILABLE, "the server is shutting down")
@@ -100,16 +103,14 @@ class Engine:
             rows=terminal.rows if terminal else None,
             merge_stderr=merge_stderr,
             batch=batch,
+            key=key.name if key is not None else None,
         )
         # The record and the program first: whoever finds the container must find them too.
-        if not self.records.admit(record, self.config.max_sessions):
-            n = self.config.max_sessions
-            busy = "the server's one session is" if n == 1 else f"all {n} of the server's sessions are"
-            raise EngineError(
-                Kind.AT_CAPACITY,
-                f"{busy} in use; try again shortly",
-                retry_after=max(1, int(self.config.idle_timeout // 6)),
-            )
+        admission = self.records.admit(
+            record, self.config.max_sessions, key.max_sessions if key is not None else None
+        )
+        if admission is not Admission.ADMITTED:
+            raise _refusal(admission, key, self.config)
         self.records.write_code(session_id, source)
         try:
             warm = self._call(self._warm.candidates, spec.id, tty)
@@ -130,9 +131,8 @@ class Engine:
         """A warm pool's sandbox of this language (see specs.sandbox_spec)."""
         return sandbox_spec(self.config, self.languages[language], None, tty)
 
-    def describe(self, session_id: str) -> dict:
-        record = self._record(session_id)
-        return record.public()
+    def describe(self, session_id: str, key: Key | None = None) -> dict:
+        return _owned(self._record(session_id), key).public()
 
     def _record(self, session_id: str) -> Record:
         record = self.records.read(session_id) if _is_uuid(session_id) else None
@@ -144,8 +144,9 @@ class Engine:
 
     @contextmanager
     def batch_sandbox(self, session_id: str) -> Iterator[Sandbox]:
-        """A batch run's sandbox, claimed by this worker for as long as the run uses it, then
-        removed. Its record says RUNNING meanwhile; the run records its own end."""
+        """A batch run's sandbox, claimed by this worker for as long as the run uses it. Its
+        record says RUNNING meanwhile; the run records its own end, and removes the sandbox
+        (off its client's path: see runs), or the reaper does once the claim is let go."""
         record = self.records.read(session_id)
         if record is None or not record.batch:
             raise EngineError(Kind.NOT_FOUND, f"no run {shown(session_id)}")
@@ -160,7 +161,6 @@ class Engine:
             except ExecutorError as exc:
                 raise runtime_error(exc) from exc
             finally:
-                _remove_quietly(sandbox.remove)
                 self.records.forget_code(session_id)
 
     def check_attachable(self, session_id: str) -> None:
@@ -258,8 +258,8 @@ class Engine:
         self._forget(run.sandbox.session_id)
         self.records.forget_code(run.sandbox.session_id)
 
-    def delete(self, session_id: str) -> None:
-        record = self._record(session_id)
+    def delete(self, session_id: str, key: Key | None = None) -> None:
+        record = _owned(self._record(session_id), key)
         if record.final:
             return
         with self._lock:
@@ -380,6 +380,28 @@ def _checked(
     if b"\x00" in source:
         raise EngineError(Kind.INVALID_REQUEST, "code must not contain NUL characters")
     return spec, source
+
+
+def _owned(record: Record, key: Key | None) -> Record:
+    """The session's record, if `key` made it (or neither a key did); to any other, no session."""
+    if record.key != (key.name if key is not None else None):
+        raise EngineError(Kind.NOT_FOUND, f"no session {shown(record.session_id)}")
+    return record
+
+
+def _refusal(admission: Admission, key: Key | None, config: Config) -> EngineError:
+    """Why a session or run was not admitted: its key's limit, or the server's."""
+    retry_after = max(1, int(config.idle_timeout // 6))
+    if admission is Admission.OVER_QUOTA and key is not None:
+        return EngineError(
+            Kind.QUOTA_EXCEEDED,
+            f"key {key.name!r} is at its limit of {key.max_sessions} live sessions and runs; "
+            "end one, or try again shortly",
+            retry_after=retry_after,
+        )
+    n = config.max_sessions
+    busy = "the server's one session is" if n == 1 else f"all {n} of the server's sessions are"
+    return EngineError(Kind.AT_CAPACITY, f"{busy} in use; try again shortly", retry_after=retry_after)
 
 
 def _is_uuid(text: str) -> bool:

@@ -12,6 +12,9 @@ class Kind(enum.Enum):
     INVALID_JSON = ("invalid_json", 400, 1007)
     INVALID_REQUEST = ("invalid_request", 400, 1008)
     UNKNOWN_LANGUAGE = ("unknown_language", 400, 1008)
+    # No API key, or one the server does not know (unknown or revoked).
+    UNAUTHORIZED = ("unauthorized", 401, 1008)
+    # A browser page of another origin, or an API key without the route's scope.
     FORBIDDEN = ("forbidden", 403, 1008)
     NOT_FOUND = ("not_found", 404, 4404)
     METHOD_NOT_ALLOWED = ("method_not_allowed", 405, 1008)
@@ -21,6 +24,9 @@ class Kind(enum.Enum):
     UNSUPPORTED_MEDIA_TYPE = ("unsupported_media_type", 415, 1003)
     UPGRADE_REQUIRED = ("upgrade_required", 426, 1002)
     AT_CAPACITY = ("at_capacity", 429, 1013)
+    # An API key's own limits: its sessions and runs live at once, its requests a minute.
+    QUOTA_EXCEEDED = ("quota_exceeded", 429, 1013)
+    RATE_LIMITED = ("rate_limited", 429, 1013)
     # A client sending input faster than its program reads it, past the limit.
     INPUT_LIMIT = ("input_limit", 429, 1013)
     RUNTIME_UNAVAILABLE = ("runtime_unavailable", 503, 1011)
@@ -42,11 +48,22 @@ class Kind(enum.Enum):
 class EngineError(Exception):
     """An error a client can be told about: what went wrong (kind) and a sentence for a person."""
 
-    def __init__(self, kind: Kind, message: str, *, retry_after: int | None = None) -> None:
+    def __init__(
+        self,
+        kind: Kind,
+        message: str,
+        *,
+        retry_after: int | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
         super().__init__(message)
         self.kind = kind
         self.message = message
         self.retry_after = retry_after
+        # The answer's headers, in every API's shape: Retry-After, WWW-Authenticate.
+        self.headers = dict(headers or {})
+        if retry_after:
+            self.headers["Retry-After"] = str(retry_after)
 
     def to_json(self) -> dict:
         return {"error": {"code": self.kind.code, "message": self.message}}
@@ -54,6 +71,7 @@ class EngineError(Exception):
 
 _FOR_STATUS = {
     400: Kind.INVALID_REQUEST,
+    401: Kind.UNAUTHORIZED,
     403: Kind.FORBIDDEN,
     404: Kind.NOT_FOUND,
     405: Kind.METHOD_NOT_ALLOWED,

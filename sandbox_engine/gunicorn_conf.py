@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ctypes
 import logging
 import os
 
@@ -24,6 +25,13 @@ accesslog = None
 logconfig_dict = logs.logconfig(logs.resolve(os.environ.get("SANDBOX_ENGINE_LOG_FORMAT", "auto")))
 
 log = logging.getLogger("sandbox_engine")
+
+# How often a worker hands the memory glibc holds free back to the system (malloc_trim), in
+# seconds; SANDBOX_ENGINE_MALLOC_TRIM=0 never. A worker is one thread, so one heap, and what a
+# burst of sessions allocates and frees (64 KiB reads, their text, their frames) stays there as
+# free memory between what is still in use: without this its RSS stays at the burst's high-water
+# mark (BENCHMARKS.md, soak).
+TRIM_EVERY = float(os.environ.get("SANDBOX_ENGINE_MALLOC_TRIM", "30"))
 
 
 def _reap(reason: Reason) -> int:
@@ -49,6 +57,20 @@ def on_starting(server) -> None:
     count = _reap(Reason.INTERNAL_ERROR)
     if count:
         server.log.info("removed %d container(s) left by an earlier server", count)
+    warn_if_open(server.log)
+
+
+def warn_if_open(logger) -> None:
+    """Say once, at start, that a server without any API key lets anyone run code."""
+    from sandbox_engine.config import Config
+    from sandbox_engine.keys import KeyStore
+
+    config = Config.from_env()
+    if config.auth != "required" and not KeyStore.for_config(config).required():
+        logger.warning(
+            "no API key exists: anyone who reaches this server runs code on it; "
+            "make one with `sandbox-engine keys create NAME` (see README: Operating it)"
+        )
 
 
 def on_exit(server) -> None:
@@ -64,8 +86,12 @@ def _machinery(worker):
 def post_worker_init(worker) -> None:
     import gevent
 
+    from sandbox_engine import memprobe
+
     machinery = _machinery(worker)
     machinery.ensure_started()
+    # Off unless SANDBOX_ENGINE_MEMPROBE names a directory (see memprobe).
+    memprobe.install(machinery.engine)
 
     def watch_for_exit() -> None:
         # SIGTERM only clears worker.alive; end the sessions at once rather than wait them out.
@@ -74,6 +100,23 @@ def post_worker_init(worker) -> None:
         machinery.shutdown()
 
     gevent.spawn(watch_for_exit)
+    trim = _malloc_trim()
+    if trim is not None and TRIM_EVERY > 0:
+
+        def give_back_memory() -> None:
+            while worker.alive:
+                gevent.sleep(TRIM_EVERY)
+                trim(0)
+
+        gevent.spawn(give_back_memory)
+
+
+def _malloc_trim():
+    """glibc's malloc_trim, or None under another C library."""
+    try:
+        return ctypes.CDLL(None).malloc_trim
+    except (OSError, AttributeError):
+        return None
 
 
 def worker_int(worker) -> None:

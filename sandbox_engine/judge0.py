@@ -14,6 +14,7 @@ from werkzeug.exceptions import HTTPException
 
 from . import access
 from . import judge0_catalog as catalog
+from .auth import current_key
 from .batch import Runner, RunRequest, RunView
 from .config import Config
 from .errors import EngineError, Kind, runtime_error
@@ -67,8 +68,11 @@ def delete_submission(token: str):
 
 @bp.post("/submissions/batch")
 def create_batch():
-    """Each submission is taken or refused on its own: a token, or its errors. As in Judge0,
-    wait and fields do not apply: a batch is always answered with its tokens."""
+    """Each submission is taken or refused on its own: a token, or its errors. A batch is always
+    answered with its tokens: where Judge0 ignores `wait=true` here, we say it cannot apply."""
+    if request.args.get("wait") == "true":
+        why = "wait=true is not allowed for a batch; read its tokens back with GET /submissions/batch"
+        raise Judge0Error(400, {"error": why})
     encoded = _encoded()
     items = _body().get("submissions")
     _check_batch_size(len(items) if isinstance(items, list) else 0)
@@ -190,23 +194,23 @@ def _translated(exc: EngineError) -> Judge0Error:
     if exc.kind is Kind.NOT_FOUND:
         return Judge0Error(404, NOT_FOUND)
     if exc.kind is Kind.AT_CAPACITY:
-        retry = {"Retry-After": str(exc.retry_after)} if exc.retry_after else {}
-        return Judge0Error(503, {"error": "queue is full"}, retry)
+        return Judge0Error(503, {"error": "queue is full"}, exc.headers)
     if exc.kind is Kind.UNKNOWN_LANGUAGE:
         return Judge0Error(422, {"language_id": [exc.message]})
-    return Judge0Error(exc.kind.http_status, {"error": exc.message})
+    # Ours, Judge0 having none: a key's refusals (401, 403, 429), with their headers.
+    return Judge0Error(exc.kind.http_status, {"error": exc.message}, exc.headers)
 
 
 def _submit(runner: Runner, run_request: RunRequest) -> str:
     try:
-        return runner.submit(run_request)
+        return runner.submit(run_request, current_key())
     except EngineError as exc:
         raise _translated(exc) from None
 
 
 def _view(runner: Runner, token: str) -> RunView:
     try:
-        return runner.get(token)
+        return runner.get(token, current_key())
     except EngineError as exc:
         raise _translated(exc) from None
 
@@ -214,7 +218,7 @@ def _view(runner: Runner, token: str) -> RunView:
 def _await(runner: Runner, token: str) -> RunView:
     """The run once finished, for wait=true, for at most as long as a run can last."""
     try:
-        return runner.wait(token, max_session_age(_config()))
+        return runner.wait(token, max_session_age(_config()), current_key())
     except EngineError as exc:
         raise _translated(exc) from None
 

@@ -13,6 +13,7 @@ from flask import Blueprint, current_app, request
 from werkzeug.exceptions import HTTPException
 
 from . import access
+from .auth import current_key
 from .errors import EngineError, Kind, runtime_error
 from .executor import ExecutorError
 from .piston_answers import execute_answer
@@ -60,7 +61,7 @@ def execute():
     runner = current_runs()
     if runner is None:
         raise EngineError(Kind.RUNTIME_UNAVAILABLE, "this server does not offer batch runs yet")
-    return execute_answer(runner.run(run_request(job)), job.runtime)
+    return execute_answer(runner.run(run_request(job), current_key()), job.runtime)
 
 
 @bp.errorhandler(PistonError)
@@ -71,8 +72,7 @@ def piston_error(exc: PistonError):
 @bp.errorhandler(EngineError)
 def engine_error(exc: EngineError):
     access.refused(exc.kind.code)
-    headers = {"Retry-After": str(exc.retry_after)} if exc.retry_after else None
-    return error_answer(exc.kind.http_status, exc.message, headers)
+    return error_answer(exc.kind.http_status, exc.message, exc.headers)
 
 
 @bp.errorhandler(ExecutorError)

@@ -18,6 +18,7 @@ from flask_sock import Sock
 from simple_websocket import ConnectionClosed
 
 from . import piston
+from .auth import current_key
 from .errors import EngineError, Kind
 from .executor import ExecutorError
 from .piston import PREFIX, available_runtimes, error_answer, server_limits
@@ -139,7 +140,9 @@ def _start(job: Job, channel: Channel) -> tuple[SessionRun, ConnectStages]:
             channel.send(translated)
 
     try:
-        session_id = engine.create_session(job.runtime.id, job.files[0].content.decode("utf-8"))
+        session_id = engine.create_session(
+            job.runtime.id, job.files[0].content.decode("utf-8"), key=current_key()
+        )
     except EngineError as exc:
         raise notified(exc.message) from None
     channel.send({"type": "runtime", "language": job.runtime.language, "version": job.runtime.version})
@@ -157,7 +160,7 @@ def _start(job: Job, channel: Channel) -> tuple[SessionRun, ConnectStages]:
 def _forget(session_id: str) -> None:
     """End a session whose program could not start, rather than leave it to expire."""
     try:
-        current_engine().delete(session_id)
+        current_engine().delete(session_id, current_key())
     except (EngineError, ExecutorError) as exc:
         log.warning("session %s is left to the reaper: %s", session_id, exc)
 

@@ -8,6 +8,7 @@ is gone so a client can still learn how its session ended.
 from __future__ import annotations
 
 import contextlib
+import enum
 import json
 import os
 import tempfile
@@ -55,6 +56,8 @@ class Record:
     usage: dict | None = None
     # A batch run's (see runs), not a session a client attaches to.
     batch: bool = False
+    # The name of the API key that made it, which alone may see or end it (None: no key).
+    key: str | None = None
     # Bytes of stdout and stderr its client was sent, once it ended (None: not known).
     output_bytes: int | None = None
 
@@ -118,6 +121,14 @@ class Record:
         }
 
 
+class Admission(enum.Enum):
+    ADMITTED = "admitted"
+    # The server's --max-sessions are live.
+    AT_CAPACITY = "at_capacity"
+    # The key's own limit of live sessions and runs is reached.
+    OVER_QUOTA = "over_quota"
+
+
 class RecordStore:
     """One JSON file per session in a directory the server's workers share.
 
@@ -140,9 +151,12 @@ class RecordStore:
         # One empty file per ended session, named by when it ended: the oldest sort first, so
         # pruning lists this alone, never the records themselves.
         self.ended_directory = os.path.join(directory, ".ended")
+        # The live marks again, one directory per API key, so that admission counts a key's own.
+        self.keys_directory = os.path.join(directory, ".live-keys")
         private_directory(directory)
         private_directory(self.live_directory)
         private_directory(self.ended_directory)
+        private_directory(self.keys_directory)
 
     def _path(self, session_id: str, suffix: str = ".json") -> str:
         return os.path.join(self.directory, session_id + suffix)
@@ -153,30 +167,48 @@ class RecordStore:
         with os.fdopen(fd, "w") as f:
             json.dump(asdict(record), f)
         os.replace(tmp, self._path(record.session_id))
-        live = os.path.join(self.live_directory, record.session_id)
+        marks = [os.path.join(self.live_directory, record.session_id)]
+        if record.key is not None:
+            marks.append(os.path.join(self.keys_directory, record.key, record.session_id))
         if record.final:
             touch(os.path.join(self.ended_directory, f"{_ns(self._clock())}-{record.session_id}"))
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(live)
-        elif not os.path.exists(live):
-            touch(live)
+            for live in marks:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(live)
+            return
+        for live in marks:
+            if not os.path.exists(live):
+                private_directory(os.path.dirname(live))
+                touch(live)
 
-    def admit(self, record: Record, limit: int) -> bool:
-        """Write a new session's record if fewer than limit sessions are live, else refuse.
+    def admit(self, record: Record, limit: int, key_limit: int | None = None) -> Admission:
+        """Write a new session's record if fewer than limit sessions are live, and fewer than
+        key_limit of its key's, else refuse.
 
         Counting and marking happen under one lock on the shared directory, so workers admitting
-        at the same moment cannot together go past the limit. The lock is held for a directory
-        listing and a file write, well under a millisecond, so a gevent worker barely notices it.
+        at the same moment cannot together go past either limit. The lock is held for two
+        directory listings and a file write, well under a millisecond, so a gevent worker barely
+        notices it.
         """
         with exclusive(os.path.join(self.directory, ".admit.lock")):
+            # The key's own limit first: waiting for other clients' sessions to end won't lift it.
+            if key_limit is not None and record.key is not None and self.key_count(record.key) >= key_limit:
+                return Admission.OVER_QUOTA
             if self.live_count() >= limit:
-                return False
+                return Admission.AT_CAPACITY
             self.write(record)
-            return True
+            return Admission.ADMITTED
 
     def live_count(self) -> int:
         """How many sessions have not ended, in every worker."""
         return len(os.listdir(self.live_directory))
+
+    def key_count(self, key: str) -> int:
+        """How many sessions and runs of an API key have not ended, in every worker."""
+        try:
+            return len(os.listdir(os.path.join(self.keys_directory, key)))
+        except FileNotFoundError:
+            return 0
 
     def read(self, session_id: str) -> Record | None:
         try:
@@ -235,9 +267,12 @@ class RecordStore:
 
     def forget(self, session_id: str) -> None:
         """A session that never came to be: no record, no program."""
+        record = self.read(session_id)
+        keyed = () if record is None or record.key is None else (record.key,)
         for path in (
             *(self._path(session_id, suffix) for suffix in _SUFFIXES),
             os.path.join(self.live_directory, session_id),
+            *(os.path.join(self.keys_directory, key, session_id) for key in keyed),
         ):
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(path)
@@ -351,11 +386,14 @@ class RecordStore:
                 if entry.is_file(follow_symlinks=False) and entry.stat().st_mtime < cutoff:
                     os.unlink(entry.path)
         # A live mark whose record is gone or ended was left by a writer that died in between.
-        for session_id in os.listdir(self.live_directory):
-            record = self.read(session_id)
-            if record is None or record.final:
-                with contextlib.suppress(FileNotFoundError):
-                    os.unlink(os.path.join(self.live_directory, session_id))
+        marks = [self.live_directory]
+        marks += [e.path for e in os.scandir(self.keys_directory) if e.is_dir(follow_symlinks=False)]
+        for directory in marks:
+            for session_id in os.listdir(directory):
+                record = self.read(session_id)
+                if record is None or record.final:
+                    with contextlib.suppress(FileNotFoundError):
+                        os.unlink(os.path.join(directory, session_id))
 
 
 def _ns(ts: float) -> str:

@@ -30,9 +30,11 @@ from .batch import (
 from .batch_driver import Batch, Plan
 from .engine import Engine
 from .errors import EngineError, Kind
+from .executor import ExecutorError, Sandbox
+from .keys import Key
 from .languages import VERSION_LABEL
 from .protocol import shown
-from .specs import run_limits
+from .specs import compile_limits, run_limits
 from .states import Reason
 
 log = logging.getLogger(__name__)
@@ -53,17 +55,18 @@ class Runs:
         self.engine = engine
         self.records = engine.records
         self._threads: dict[str, threading.Thread] = {}
+        self._removals: dict[str, threading.Thread] = {}
         self._lock = threading.Lock()
 
     # --- batch.Runner --------------------------------------------------------------------
-    def run(self, request: RunRequest) -> RunResult:
+    def run(self, request: RunRequest, key: Key | None = None) -> RunResult:
         plan = self.plan(request)
-        run_id = self._admit(plan)
+        run_id = self._admit(plan, key)
         return self._carry_out(run_id, plan)
 
-    def submit(self, request: RunRequest) -> str:
+    def submit(self, request: RunRequest, key: Key | None = None) -> str:
         plan = self.plan(request)
-        run_id = self._admit(plan)
+        run_id = self._admit(plan, key)
         self.records.write_request(run_id, request)
         thread = threading.Thread(
             target=self._in_background, args=(run_id, plan), name=f"se-batch-{run_id}", daemon=True
@@ -73,9 +76,10 @@ class Runs:
         thread.start()
         return run_id
 
-    def get(self, run_id: str) -> RunView:
+    def get(self, run_id: str, key: Key | None = None) -> RunView:
         record = self.records.read(run_id) if _is_id(run_id) else None
-        if record is None or not record.batch:
+        # Another key's run is no run at all to this one.
+        if record is None or not record.batch or record.key != (key.name if key is not None else None):
             raise EngineError(Kind.NOT_FOUND, f"no run {shown(run_id)}")
         stored = self.records.read_result(run_id)
         base = RunView(
@@ -96,15 +100,16 @@ class Runs:
             )
         return replace(base, state=RunState.RUNNING if record.started_at else RunState.QUEUED)
 
-    def wait(self, run_id: str, timeout: float) -> RunView:
+    def wait(self, run_id: str, timeout: float, key: Key | None = None) -> RunView:
         deadline = time.monotonic() + timeout
+        self.get(run_id, key)  # another key's run is not waited for
         with self._lock:
             thread = self._threads.get(run_id)
         if thread is not None:
             # Run by this worker: its thread's end is the run's.
             thread.join(timeout)
         pause = 0.01
-        while (view := self.get(run_id)).state is not RunState.FINISHED and time.monotonic() < deadline:
+        while (view := self.get(run_id, key)).state is not RunState.FINISHED and time.monotonic() < deadline:
             # Run by another worker: its record tells.
             time.sleep(min(pause, max(0.0, deadline - time.monotonic())))
             pause = min(pause * 2, 0.2)
@@ -114,11 +119,30 @@ class Runs:
         spec = self.engine.languages[language]
         return self.engine.catalog.labels(spec.image).get(VERSION_LABEL + spec.id) or spec.version
 
+    def _remove_later(self, run_id: str, sandbox: Sandbox) -> None:
+        """Remove the sandbox after the answer: its client need not wait for Docker's removal
+        (a hundred milliseconds and more), as a session's does not after its final state."""
+
+        def remove() -> None:
+            try:
+                sandbox.remove()
+            except ExecutorError as exc:
+                log.warning("removal of run %s deferred to the reaper: %s", run_id, exc)
+            finally:
+                with self._lock:
+                    self._removals.pop(run_id, None)
+
+        thread = threading.Thread(target=remove, name=f"se-remove-{run_id}", daemon=True)
+        with self._lock:
+            self._removals[run_id] = thread
+        thread.start()
+
     def shutdown(self, timeout: float) -> None:
-        """Wait for this worker's background runs (their sandboxes are ended by the engine's)."""
+        """Wait for this worker's background runs (their sandboxes are ended by the engine's)
+        and removals."""
         deadline = time.monotonic() + timeout
         with self._lock:
-            threads = list(self._threads.values())
+            threads = [*self._threads.values(), *self._removals.values()]
         for thread in threads:
             thread.join(max(0.0, deadline - time.monotonic()))
 
@@ -163,9 +187,9 @@ class Runs:
             budget=c.run_timeout,
         )
 
-    def _admit(self, plan: Plan) -> str:
+    def _admit(self, plan: Plan, key: Key | None) -> str:
         request = plan.request
-        return self.engine.create_session(request.language, request.files[0].content, batch=True)
+        return self.engine.create_session(request.language, request.files[0].content, batch=True, key=key)
 
     # --- carrying out ----------------------------------------------------------------------
     def _in_background(self, run_id: str, plan: Plan) -> None:
@@ -181,11 +205,14 @@ class Runs:
                 self._threads.pop(run_id, None)
 
     def _carry_out(self, run_id: str, plan: Plan) -> RunResult:
-        request = plan.request
-        reason, result = Reason.INTERNAL_ERROR, None
+        request, c = plan.request, self.engine.config
+        reason = Reason.INTERNAL_ERROR
         try:
             with self.engine.batch_sandbox(run_id) as sandbox:
-                compile_stage, stages = Batch(sandbox, plan, run_limits(self.engine.config)).carry_out()
+                try:
+                    compile_stage, stages = Batch(sandbox, plan, run_limits(c), compile_limits(c)).carry_out()
+                finally:
+                    self._remove_later(run_id, sandbox)
             result = _result(request, self.version(request.language), plan, compile_stage, stages)
             reason = (
                 Reason.COMPILE_ERROR

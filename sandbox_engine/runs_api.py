@@ -7,6 +7,7 @@ import binascii
 
 from flask import Blueprint, request
 
+from .auth import current_key
 from .batch import (
     Compare,
     RequestLimits,
@@ -46,14 +47,14 @@ def create_run():
     run_request, wait = parse_run(body)
     runs = current_runs()
     if not wait:
-        run_id = runs.submit(run_request)
+        run_id = runs.submit(run_request, current_key())
         return {"runId": run_id, "state": "queued"}, 202, {"Location": f"/run/{run_id}"}
-    return public_result(runs.run(run_request))
+    return public_result(runs.run(run_request, current_key()))
 
 
 @bp.get("/run/<run_id>")
 def get_run(run_id: str):
-    return public_view(current_runs().get(run_id))
+    return public_view(current_runs().get(run_id, current_key()))
 
 
 def _json_object() -> dict:

@@ -4,7 +4,9 @@ minutes, with dockerd restarted once in the middle, against a real server on loo
 Every session's transcript is checked against what its program must produce. Sessions that
 overlap the daemon's restart may end `internal_error` or be refused (503); any other outcome is a
 failure. At the end: containers left (must be 0), the workers' memory at start and end, and the
-files in the state directory. The report replaces the soak section of BENCHMARKS.md.
+files in the state directory. The load runs in phases (--phases), stopped after each while the
+workers' RSS and fds are measured (with --probe, their live objects and glibc's heap too; see
+sandbox_engine/memprobe.py). The report replaces the soak section of BENCHMARKS.md.
 """
 
 from __future__ import annotations
@@ -125,24 +127,62 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def worker_rss(master_pid: int) -> int:
-    total = 0
+def children(master_pid: int) -> list[int]:
+    found = []
     for pid in filter(str.isdigit, os.listdir("/proc")):
         try:
             with open(f"/proc/{pid}/stat") as f:
-                parent = int(f.read().rsplit(")", 1)[1].split()[1])
-            if parent != master_pid and int(pid) != master_pid:
-                continue
-            with open(f"/proc/{pid}/status") as f:
-                total += next(int(line.split()[1]) * 1024 for line in f if line.startswith("VmRSS:"))
-        except (FileNotFoundError, ProcessLookupError, StopIteration, ValueError):
+                if int(f.read().rsplit(")", 1)[1].split()[1]) == master_pid:
+                    found.append(int(pid))
+        except (FileNotFoundError, ProcessLookupError, ValueError):
             continue
-    return total
+    return sorted(found)
 
 
-def containers() -> list[str]:
+def rss(pid: int) -> int:
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            return next(int(line.split()[1]) * 1024 for line in f if line.startswith("VmRSS:"))
+    except (FileNotFoundError, ProcessLookupError, StopIteration, ValueError):
+        return 0
+
+
+def worker_rss(master_pid: int) -> int:
+    """The master's RSS and its workers'."""
+    return rss(master_pid) + sum(rss(pid) for pid in children(master_pid))
+
+
+def measure(master_pid: int, probe_dir: str | None) -> dict:
+    """Each worker's RSS and open fds; with the memory probe on (see memprobe), its dump too."""
+    workers = children(master_pid)
+    facts: dict = {"total rss": worker_rss(master_pid), "workers": {}}
+    before = set(os.listdir(probe_dir)) if probe_dir else set()
+    for pid in workers:
+        try:
+            fds = len(os.listdir(f"/proc/{pid}/fd"))
+        except OSError:
+            fds = -1
+        facts["workers"][pid] = {"rss": rss(pid), "fds": fds}
+        if probe_dir:
+            os.kill(pid, signal.SIGUSR2)
+    if probe_dir:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            new = set(os.listdir(probe_dir)) - before
+            if len(new) >= len(workers):
+                break
+            time.sleep(0.5)
+        time.sleep(1)  # the last one written whole
+        for name in sorted(set(os.listdir(probe_dir)) - before):
+            with open(os.path.join(probe_dir, name)) as f:
+                dump = json.load(f)
+            facts["workers"].setdefault(dump["pid"], {})["probe"] = dump
+    return facts
+
+
+def containers(instance: str = INSTANCE) -> list[str]:
     out = subprocess.run(
-        ["docker", "ps", "-aq", "--filter", f"label=sandbox-engine.instance={INSTANCE}"],
+        ["docker", "ps", "-aq", "--filter", f"label=sandbox-engine.instance={instance}"],
         capture_output=True,
         text=True,
         check=False,
@@ -241,51 +281,88 @@ def restart_dockerd(restart: dict, url: str) -> dict:
     return {"readyz while down": unready, "ready again after": f"{restart['to'] - restart['from']:.1f} s"}
 
 
+def run_clients(url: str, clients: int, seconds: float, tally: Tally, restart: dict, seed: int) -> None:
+    stop = time.monotonic() + seconds
+    threads = [
+        threading.Thread(
+            target=client_loop, args=(url, stop, tally, restart, random.Random(seed + i)), daemon=True
+        )
+        for i in range(clients)
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(seconds + 300)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--duration", type=float, default=600.0, help="seconds of load (600)")
     parser.add_argument("--clients", type=int, default=50, help="concurrent sessions (50)")
     parser.add_argument("--markdown", default=None, help="replace the soak section of this file")
     parser.add_argument("--no-restart", action="store_true", help="leave dockerd alone")
+    parser.add_argument(
+        "--phases",
+        type=int,
+        default=3,
+        help="split the load into this many equal phases, with the load stopped and the workers "
+        "measured after each: a leak grows by the same each phase, a high-water mark levels off (3)",
+    )
+    parser.add_argument("--instance", default=INSTANCE, help=f"the server's instance ({INSTANCE})")
+    parser.add_argument(
+        "--probe",
+        action="store_true",
+        help="dump the workers' live objects (and tracemalloc's, with PYTHONTRACEMALLOC) per phase",
+    )
+    parser.add_argument("--report", default=None, help="write the full report, as JSON, to this file")
     args = parser.parse_args(argv)
 
     state = tempfile.mkdtemp(prefix="soak-state-")
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     env = {**os.environ, "SANDBOX_ENGINE_STATE_DIR": state}
+    probe_dir = os.path.join(state, "probe") if args.probe else None
+    if probe_dir:
+        env["SANDBOX_ENGINE_MEMPROBE"] = probe_dir
     log = open(os.path.join(state, "server.log"), "w")
     server = subprocess.Popen(
         [os.path.join(VENV_BIN, "sandbox-engine"), "serve", "--bind", f"127.0.0.1:{port}", "--workers", "2"]
-        + ["--instance", INSTANCE, "--pool-size", "python=8,python/tty=4", "--max-sessions", "80"]
+        + ["--instance", args.instance, "--pool-size", "python=8,python/tty=4", "--max-sessions", "80"]
         + ["--output-limit", "200k", "--idle-timeout", "20", "--run-timeout", "60"],
         env=env,
         stdout=log,
         stderr=subprocess.STDOUT,
         start_new_session=True,
     )
+    phases: list[dict] = []
     try:
         wait_ready(url, 60)
         time.sleep(5)  # the pool fills
-        rss_start = worker_rss(server.pid)
+        # Every worker has served a request (the machinery starts on the first one).
+        for _ in range(10):
+            requests.get(f"{url}/languages", timeout=10)
+        phases.append({"served": 0, **measure(server.pid, probe_dir)})
+        rss_start = phases[0]["total rss"]
         tally, restart = Tally(), {"from": None, "to": None}
-        stop = time.monotonic() + args.duration
-        threads = [
-            threading.Thread(
-                target=client_loop, args=(url, stop, tally, restart, random.Random(i)), daemon=True
-            )
-            for i in range(args.clients)
-        ]
-        for thread in threads:
-            thread.start()
         restart_facts: dict = {}
+        restarter = None
         if not args.no_restart:
-            time.sleep(args.duration / 2)
-            print("soak: restarting dockerd", file=sys.stderr)
-            restart_facts = restart_dockerd(restart, url)
-        for thread in threads:
-            thread.join(args.duration + 300)
-        time.sleep(5)  # the last removals
-        rss_end = worker_rss(server.pid)
+
+            def restart_later() -> None:
+                time.sleep(args.duration / 2)
+                print("soak: restarting dockerd", file=sys.stderr)
+                restart_facts.update(restart_dockerd(restart, url))
+
+            restarter = threading.Thread(target=restart_later, daemon=True)
+            restarter.start()
+        for phase in range(args.phases):
+            run_clients(url, args.clients, args.duration / args.phases, tally, restart, phase * args.clients)
+            time.sleep(5)  # the last removals
+            phases.append({"served": tally.served, **measure(server.pid, probe_dir)})
+            print(f"soak: phase {phase + 1}: {phase_line(phases)}", file=sys.stderr)
+        if restarter is not None:
+            restarter.join(args.duration + 300)
+        rss_end = phases[-1]["total rss"]
         after_load = sum(len(files) for _, _, files in os.walk(state))
     finally:
         server.send_signal(signal.SIGTERM)
@@ -293,7 +370,7 @@ def main(argv: list[str] | None = None) -> int:
             server.wait(60)
         except subprocess.TimeoutExpired:
             server.kill()
-    left = containers()
+    left = containers(args.instance)
     report = {
         "duration": args.duration,
         "clients": args.clients,
@@ -306,26 +383,56 @@ def main(argv: list[str] | None = None) -> int:
         "containers left": len(left),
         "worker rss start MB": round(rss_start / 2**20),
         "worker rss end MB": round(rss_end / 2**20),
+        "rss per phase MB": [round(p["total rss"] / 2**20) for p in phases],
+        "phases": [phase_line(phases[: i + 1]) for i in range(len(phases))],
         "state files after the load": after_load,
     }
     print(json.dumps(report, indent=2))
+    if args.report:
+        with open(args.report, "w") as f:
+            json.dump({**report, "measurements": phases}, f, indent=1, default=str)
     if args.markdown:
         write_markdown(args.markdown, report)
     shutil.rmtree(state, ignore_errors=True)
     return 0 if not tally.failures and not left else 1
 
 
+def phase_line(phases: list[dict]) -> str:
+    """The last measurement: sessions served, and each worker's RSS and fds, with growth."""
+    last, first = phases[-1], phases[0]
+    parts = [f"{last['served']} sessions, total {last['total rss'] / 2**20:.0f} MB"]
+    for pid, w in last["workers"].items():
+        grew = (w.get("rss", 0) - first["workers"].get(pid, {}).get("rss", 0)) / 2**20
+        line = f"worker {pid}: {w.get('rss', 0) / 2**20:.0f} MB (+{grew:.0f}), {w.get('fds')} fds"
+        probe = w.get("probe")
+        if probe:
+            line += f", {probe['objects']} objects, runs {probe.get('runs')}"
+        parts.append(line)
+    return "; ".join(parts)
+
+
 def write_markdown(path: str, report: dict) -> None:
     failures = ", ".join(f"{k}: {v}" for k, v in report["failures"].items()) or "none"
     restart = ", ".join(f"{k}: {v}" for k, v in report["during the restart"].items()) or "none"
     facts = ", ".join(f"{k}: {v}" for k, v in report["restart"].items()) or "not restarted"
+    restarted = "dockerd restarted once half way" if report["restart"] else "dockerd left alone"
+    per_phase = report["rss per phase MB"]
+    phases = (
+        [
+            f"| worker RSS at the start, then after each of {len(per_phase) - 1} phases (load stopped) | "
+            + " / ".join(f"{mb} MB" for mb in per_phase)
+            + " |"
+        ]
+        if len(per_phase) > 2
+        else []
+    )
     lines = [
         SECTION_START,
         "## Soak",
         "",
         f"Measured {date.today().isoformat()} on {platform.machine()}, {os.cpu_count()} cores, with "
         f"`make soak` ({report['clients']} concurrent interactive sessions of nine behaviours in six "
-        f"languages for {report['duration']:.0f} s, dockerd restarted once half way):",
+        f"languages for {report['duration']:.0f} s, {restarted}):",
         "",
         "| figure | value |",
         "| --- | --- |",
@@ -337,6 +444,7 @@ def write_markdown(path: str, report: dict) -> None:
         f"| containers left at the end | {report['containers left']} |",
         f"| worker RSS, start / end | {report['worker rss start MB']} MB / "
         f"{report['worker rss end MB']} MB |",
+        *phases,
         f"| files in the state directory after the load | {report['state files after the load']} |",
         SECTION_END,
     ]

@@ -13,6 +13,7 @@ import { basicSetup, EditorView } from "codemirror";
 
 import { stripEscapes, wrapWords } from "./ansi.js";
 import { parseDiagnostics, toCodeMirror } from "./diagnostics.js";
+import { askForKey, fetchWithKey, hasKey, withKey } from "./key.js";
 import { loadMode, modeName } from "./languages.js";
 import { dropText, formatElapsed, outcome, refusalText } from "./status.js";
 import { recall, remember } from "./store.js";
@@ -374,7 +375,7 @@ async function run() {
   let response;
   let body = null;
   try {
-    response = await fetch(new URL("session", document.baseURI), {
+    response = await fetchWithKey(new URL("session", document.baseURI), {
       method: "POST",
       headers: { "Content-Type": "application/json" },
       body: JSON.stringify({
@@ -388,6 +389,7 @@ async function run() {
   } catch {
     return finish(s, "error", "cannot reach the server");
   }
+  showKeyButton();
   if (!response.ok) {
     return finish(s, "error", refusalText(response.status, body, response.headers.get("Retry-After")));
   }
@@ -395,7 +397,7 @@ async function run() {
   if (!id) return finish(s, "error", "the server answered without a session id");
   if (s.kill) {
     // Stopped before it started: nothing ran, so just let the server know.
-    fetch(new URL(`session/${id}`, document.baseURI), { method: "DELETE" }).catch(() => {});
+    fetch(new URL(`session/${id}`, document.baseURI), { method: "DELETE", headers: withKey() }).catch(() => {});
     return finish(s, "ended", "stopped by you");
   }
   attach(s, id);
@@ -513,6 +515,17 @@ $("download").addEventListener("click", download);
 $("font-smaller").addEventListener("click", () => setFontSize(fontSize - 1));
 $("font-larger").addEventListener("click", () => setFontSize(fontSize + 1));
 themeButton.addEventListener("click", () => setTheme(currentTheme === "dark" ? "light" : "dark", true));
+// The key button: on a server that needs a key, to give another one or forget the one kept.
+const keyButton = $("key");
+function showKeyButton(needed = false) {
+  keyButton.hidden = !(needed || hasKey());
+}
+keyButton.addEventListener("click", async () => {
+  const kept = "This browser keeps a key for this server: give another one, or forget it.";
+  await askForKey(hasKey() ? kept : null);
+  showKeyButton(true);
+  if (!languages.size) loadLanguages();
+});
 // Ctrl/Cmd+Enter runs and Ctrl/Cmd+. stops from anywhere, taken before the editor or the terminal
 // sees the key (Ctrl-C stays the program's: it interrupts it in the terminal).
 window.addEventListener(
@@ -536,7 +549,9 @@ document.addEventListener("visibilitychange", () => {
 async function loadLanguages() {
   setStatus("busy", "loading languages…");
   try {
-    const response = await fetch(new URL("languages", document.baseURI));
+    const response = await fetchWithKey(new URL("languages", document.baseURI));
+    showKeyButton(response.status === 401);
+    if (response.status === 401) throw new Error("the server needs an API key (🔑 to give one)");
     if (!response.ok) throw new Error(`HTTP ${response.status}`);
     const list = (await response.json()).languages;
     languages = new Map(list.map((lang) => [lang.id, lang]));
@@ -558,6 +573,7 @@ async function loadLanguages() {
 }
 
 setTheme(currentTheme, false);
+showKeyButton();
 setFontSize(fontSize);
 setSplit(parseFloat(recall("split")) || SPLIT.usual, false);
 loadLanguages();

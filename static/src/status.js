@@ -76,10 +76,16 @@ export function outcome(message, context = {}) {
 
 /** Words for a POST /session that was refused: status, parsed JSON body (or null), Retry-After. */
 export function refusalText(status, body, retryAfter) {
+  const code = body && body.error && body.error.code;
   if (status === 429) {
     const wait = parseInt(retryAfter, 10);
-    return Number.isFinite(wait) ? `server busy, try again in ${wait} s` : "server busy, try again shortly";
+    const when = Number.isFinite(wait) ? `try again in ${wait} s` : "try again shortly";
+    // The key's own limits, else the server's.
+    if (code === "quota_exceeded") return `all the sessions your key may have are running, ${when}`;
+    if (code === "rate_limited") return `too many requests with your key, ${when}`;
+    return `server busy, ${when}`;
   }
+  if (status === 401) return "refused: the server needs an API key (🔑 to give one)";
   if (status === 503) return "sandbox runtime unavailable";
   const message = body && body.error && body.error.message;
   return message ? `refused: ${message}` : `refused: HTTP ${status}`;

@@ -38,6 +38,8 @@ UID_DIR = Config().uid_dir
 # start_server hands on through the environment; where gVisor differs, the tests say how.
 RUNTIME = os.environ.get("SANDBOX_ENGINE_RUNTIME") or "runc"
 GVISOR = RUNTIME == "runsc"
+# How soon every worker of a server sees a change of its API keys.
+KEYS_SEEN_WITHIN = 1.0
 # Every instance this test run started, for the end-of-suite leak check.
 STARTED_INSTANCES: set[str] = set()
 
@@ -63,8 +65,9 @@ class Server:
     process: subprocess.Popen
     docker: docker.DockerClient
     options: dict = field(default_factory=dict)
-    # The server's stdout and stderr: its log.
-    log_path: str = ""
+    # Its state directory (records, API keys) and the file its output goes to.
+    state_dir: str = ""
+    log: str = ""
 
     @property
     def ws_url(self) -> str:
@@ -128,6 +131,25 @@ class Server:
         while (left := listing()) and time.monotonic() < deadline:
             time.sleep(0.1)
         return left
+
+    def keys(self, *args: str) -> subprocess.CompletedProcess:
+        """`sandbox-engine keys ...` as the operator runs it beside the server."""
+        return subprocess.run(
+            [os.path.join(VENV_BIN, "sandbox-engine"), "keys", *args]
+            + ["--state-dir", self.state_dir, "--instance", self.instance],
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+
+    def make_key(self, name: str, *options: str) -> str:
+        """A new API key's secret, once every worker knows it: within a second of the change
+        (keys.CHECK_INTERVAL). Not awaited by asking: a request on a worker that knows it already
+        would count against the key's rate."""
+        done = self.keys("create", name, *options)
+        assert done.returncode == 0, done.stderr
+        time.sleep(KEYS_SEEN_WITHIN)
+        return done.stdout.strip()
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 30) -> int:
         if self.process.poll() is None:
@@ -205,20 +227,24 @@ def start_server(
     workers: int = 2,
     instance: str | None = None,
     ready: bool = True,
+    state_dir: str | None = None,
     **options,
 ) -> Server:
     """A real `sandbox-engine serve`, once it is ready (or, with ready=False, once it answers)."""
     port = free_port()
     instance = instance or f"t{uuid.uuid4().hex[:10]}"
     STARTED_INSTANCES.add(instance)
-    env = {**os.environ, "SANDBOX_ENGINE_STATE_DIR": str(tmp_path_factory.mktemp("state"))}
+    state_dir = state_dir or str(tmp_path_factory.mktemp("state"))
+    env = {**os.environ, "SANDBOX_ENGINE_STATE_DIR": state_dir}
     args = [os.path.join(VENV_BIN, "sandbox-engine"), "serve", "--bind", f"127.0.0.1:{port}"]
     args += ["--workers", str(workers), "--instance", instance]
     for name, value in options.items():
         args += [f"--{name.replace('_', '-')}", str(value)]
     log = open(tmp_path_factory.mktemp("log") / "server.log", "w")
     process = subprocess.Popen(args, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    server = Server(f"http://127.0.0.1:{port}", instance, process, docker_client, options, log.name)
+    server = Server(
+        f"http://127.0.0.1:{port}", instance, process, docker_client, options, state_dir, log.name
+    )
     # Generous: on a loaded machine a worker's first /readyz (it lists the images) can take seconds.
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:

@@ -368,6 +368,24 @@ def ended(state: str, reason: str, exit_code: int | None = 137, signal: str | No
             "server busy, try again in 7 s",
         ),
         (
+            (429, {"Retry-After": "5"}, {"error": {"code": "quota_exceeded", "message": "key at its limit"}}),
+            [],
+            None,
+            "all the sessions your key may have are running, try again in 5 s",
+        ),
+        (
+            (429, {"Retry-After": "42"}, {"error": {"code": "rate_limited", "message": "over its rate"}}),
+            [],
+            None,
+            "too many requests with your key, try again in 42 s",
+        ),
+        (
+            (403, {}, {"error": {"code": "forbidden", "message": "key 'k' needs the session scope"}}),
+            [],
+            None,
+            "refused: key 'k' needs the session scope",
+        ),
+        (
             (503, {}, {"error": {"code": "runtime_unavailable", "message": "Docker is away"}}),
             [],
             None,
@@ -420,6 +438,53 @@ def test_refusals_endings_and_drops_in_words(page: Page, post, messages, close, 
     expect(page.locator("#stop")).to_be_disabled()
     # xterm.js writes asynchronously: the status line may be there before the terminal's note.
     assert wait_terminal(page, f"[{status}]").endswith(f"[{status}]")
+
+
+def test_on_a_server_that_needs_a_key_the_page_asks_once_and_keeps_it(
+    browser: Browser, docker_client, tmp_path_factory, request
+) -> None:
+    server = start_server(docker_client, tmp_path_factory, workers=2, idle_timeout=20, run_timeout=60)
+    try:
+        server.keys("create", "ops", "--scopes", "admin")  # so the server stays keyed once ide's is revoked
+        secret = server.make_key("ide", "--scopes", "session")
+        with ide_page(browser, server, request, viewport={"width": 1280, "height": 760}) as page:
+            dialog = page.locator("#key-dialog")
+            expect(dialog).to_be_visible()
+            expect(page.locator("#key-input")).to_be_focused()
+            page.fill("#key-input", secret[:-1] + "x")
+            page.click("#key-save")
+            # Asked again, saying why.
+            expect(dialog).to_be_visible()
+            expect(page.locator("#key-reason")).to_contain_text("was refused: this API key is not valid")
+            page.fill("#key-input", secret)
+            page.click("#key-save")
+            wait_ready(page)
+            expect(dialog).to_be_hidden()
+            expect(page.locator("#key")).to_be_visible()
+            assert page.evaluate("localStorage.getItem('sandbox-engine:api-key')") == secret
+            page.evaluate("code => ide.setCode(code)", "print('hello with a key')\n")
+            with page.expect_request(lambda r: r.method == "POST" and r.url.endswith("/session")) as post:
+                page.click("#run")
+            assert post.value.headers["authorization"] == f"Bearer {secret}"
+            wait_terminal(page, "hello with a key")
+            expect(page.locator("#status-text")).to_have_text("finished · exit code 0", timeout=30_000)
+            # The next visit asks nothing.
+            page.reload()
+            wait_ready(page)
+            expect(dialog).to_be_hidden()
+            # A revoked key is asked for again; "Forget the key" leaves the page without one.
+            assert server.keys("revoke", "ide").returncode == 0
+            page.wait_for_timeout(1000)
+            page.click("#run")
+            expect(dialog).to_be_visible()
+            expect(page.locator("#key-reason")).to_contain_text("was refused")
+            page.click("#key-forget")
+            expect(page.locator("#status-text")).to_have_text(
+                "refused: the server needs an API key (🔑 to give one)"
+            )
+            assert page.evaluate("localStorage.getItem('sandbox-engine:api-key')") is None
+    finally:
+        shutdown(server)
 
 
 def test_without_terminal_support_resize_errors_stay_quiet(page: Page) -> None:

@@ -50,7 +50,7 @@ def counted(samples: dict) -> dict:
 
 
 def log_lines(server) -> list[dict]:
-    with open(server.log_path) as f:
+    with open(server.log) as f:
         return [json.loads(line) for line in f if line.strip()]
 
 
@@ -268,7 +268,7 @@ def test_docker_failures_are_counted_by_operation_and_the_text_log_is_for_people
     docker_proxy.start()
     assert wait_for(lambda: requests.get(f"{server.url}/readyz", timeout=5).status_code == 200)
 
-    with open(server.log_path) as f:
+    with open(server.log) as f:
         log = f.read()
     assert "INFO sandbox_engine.access: request " in log
     assert " route=/session status=503 " in log and "error=runtime_unavailable" in log

@@ -10,9 +10,11 @@ from __future__ import annotations
 import queue
 import threading
 import time
+import uuid
 from collections.abc import Callable, Iterator
 
-from sandbox_engine.batch import RunRequest, RunResult, RunView, Stage, Status, Usage
+from sandbox_engine.batch import RunRequest, RunResult, RunState, RunView, Stage, Status, Usage
+from sandbox_engine.errors import EngineError, Kind
 from sandbox_engine.executor import (
     AlreadyClaimed,
     CompileResult,
@@ -30,6 +32,7 @@ from sandbox_engine.executor import (
     Stream,
     Terminal,
 )
+from sandbox_engine.keys import Key
 
 # How a killed or removed program reports its end, as Docker reports SIGKILL.
 KILLED = ExitStatus(137)
@@ -379,17 +382,23 @@ class FakeClient:
 
 class FakeRunner:
     """A scripted batch.Runner: records every request, answers each run with the next scripted
-    result (else one that exited 0 and said nothing), or raises the scripted error."""
+    result (else one that exited 0 and said nothing), or raises the scripted error. A submitted
+    run is finished at once, and found again by the key that submitted it alone."""
 
     def __init__(self, *results: RunResult, versions: dict[str, str] | None = None) -> None:
         self.requests: list[RunRequest] = []
+        # The API key each request came with (None: none).
+        self.keys: list[Key | None] = []
         self.results: list[RunResult] = list(results)
         self.versions = versions or {}
         # Raised by run() and submit() while set, as a runner that refuses (at capacity, say).
         self.error: Exception | None = None
+        # Each submitted run: the name of its key, and its view.
+        self.submitted: dict[str, tuple[str | None, RunView]] = {}
 
-    def run(self, request: RunRequest) -> RunResult:
+    def run(self, request: RunRequest, key: Key | None = None) -> RunResult:
         self.requests.append(request)
+        self.keys.append(key)
         if self.error is not None:
             raise self.error
         if self.results:
@@ -397,15 +406,21 @@ class FakeRunner:
         ran = Stage(Status.OK, exit_code=0, usage=Usage(1.0, 2.0, 1024))
         return RunResult(request.language, self.version(request.language), compile=None, run=ran)
 
-    def submit(self, request: RunRequest) -> str:
-        self.run(request)
-        return f"run-{len(self.requests)}"
+    def submit(self, request: RunRequest, key: Key | None = None) -> str:
+        result = self.run(request, key)
+        run_id = str(uuid.uuid4())
+        view = RunView(run_id, RunState.FINISHED, request.language, time.time(), result, request=request)
+        self.submitted[run_id] = (key.name if key is not None else None, view)
+        return run_id
 
-    def get(self, run_id: str) -> RunView:
-        raise NotImplementedError("FakeRunner.get: script it in the test that needs it")
+    def get(self, run_id: str, key: Key | None = None) -> RunView:
+        owner, view = self.submitted.get(run_id, ("", None))
+        if view is None or owner != (key.name if key is not None else None):
+            raise EngineError(Kind.NOT_FOUND, f"no run {run_id}")
+        return view
 
-    def wait(self, run_id: str, timeout: float) -> RunView:
-        raise NotImplementedError("FakeRunner.wait: script it in the test that needs it")
+    def wait(self, run_id: str, timeout: float, key: Key | None = None) -> RunView:
+        return self.get(run_id, key)
 
     def version(self, language: str) -> str:
         return self.versions.get(language, "1.0.0")

@@ -25,15 +25,18 @@ from werkzeug.serving import make_server
 from sandbox_engine import create_app
 from sandbox_engine.client import (
     DEFAULT_SERVER,
+    KEY_VARIABLE,
     SIGNALS,
     ClientError,
     Console,
+    auth_headers,
     ending,
     exit_code,
     language_of,
     server_url,
 )
 from sandbox_engine.config import Config
+from sandbox_engine.keys import KeyStore
 
 CLI = os.path.join(os.path.dirname(sys.executable), "sandbox-engine")
 
@@ -166,6 +169,8 @@ class ScriptedServer:
 
     def __init__(self) -> None:
         self.bodies: list[dict] = []
+        # The Authorization header of each POST, None when it had none.
+        self.keys: list[str | None] = []
         self.refusal: tuple[int, dict] | None = None
         self.messages: list[dict] = []
         self.app = Flask("scripted")
@@ -174,6 +179,7 @@ class ScriptedServer:
 
     def _post(self):
         self.bodies.append(request.get_json())
+        self.keys.append(request.headers.get("Authorization"))
         if self.refusal is not None:
             return self.refusal
         return {"sessionId": "scripted"}, 201
@@ -194,13 +200,17 @@ def scripted() -> Iterator[tuple[ScriptedServer, str]]:
         yield server, url
 
 
-def run_cli(url: str, path: str, *args: str) -> subprocess.CompletedProcess:
+def run_cli(
+    url: str, path: str, *args: str, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess:
     """The command as a user runs it with stdin not a terminal (pipe mode)."""
+    environ = {k: v for k, v in os.environ.items() if k != KEY_VARIABLE}
     return subprocess.run(
         [CLI, "run", "--server", url, "--lang", "python", *args, path],
         stdin=subprocess.DEVNULL,
         capture_output=True,
         timeout=30,
+        env={**environ, **(env or {})},
     )
 
 
@@ -223,6 +233,42 @@ def test_merge_stderr_asks_the_server_for_one_pipe(scripted, tmp_path):
         {"language": "python", "code": code},
         {"language": "python", "code": code, "mergeStderr": True},
     ]
+
+
+def test_the_key_goes_with_the_request_from_the_flag_else_the_variable(scripted, tmp_path):
+    server, url = scripted
+    path = tmp_path / "hi.py"
+    path.write_text("print('hi')\n")
+    server.messages = [finished("FINISHED", "exited", 0)]
+    assert run_cli(url, str(path)).returncode == 0
+    assert run_cli(url, str(path), "--key", "se_flag").returncode == 0
+    assert run_cli(url, str(path), env={KEY_VARIABLE: "se_variable"}).returncode == 0
+    assert run_cli(url, str(path), "--key", "se_flag", env={KEY_VARIABLE: "se_variable"}).returncode == 0
+    assert server.keys == [None, "Bearer se_flag", "Bearer se_variable", "Bearer se_flag"]
+    assert auth_headers(None, {}) == {} and auth_headers(" ", {KEY_VARIABLE: ""}) == {}
+
+
+def test_a_server_that_needs_a_key_says_how_to_give_one(tmp_path, executor):
+    config = Config(state_dir=str(tmp_path / "state"))
+    secret = KeyStore.for_config(config).create("cli", max_sessions=1)
+    app = create_app(config, executor=executor)
+    path = tmp_path / "hi.py"
+    path.write_text("print('hi')\n")
+    try:
+        with serving(app) as url:
+            with pytest.raises(ClientError, match=f"give --key, or set {KEY_VARIABLE}"):
+                language_of(url, "hi.py")
+            with pytest.raises(ClientError, match="not valid"):
+                language_of(url, "hi.py", auth_headers("se_wrong"))
+            assert language_of(url, "hi.py", auth_headers(secret)) == "python"
+            refused = run_cli(url, str(path))
+            assert refused.returncode == 2 and refused.stdout == b""
+            assert refused.stderr == (
+                b"sandbox-engine: the server refused: this server needs an API key: send Authorization: "
+                b"Bearer <key> (give --key, or set SANDBOX_ENGINE_KEY)\n"
+            )
+    finally:
+        app.extensions["sandbox_engine"].shutdown()
 
 
 def test_a_server_that_refuses_merge_stderr_says_so_in_one_line(scripted, tmp_path):

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import gc
 import threading
 import uuid
+import weakref
 from collections.abc import Callable, Iterator
 from dataclasses import replace
 
@@ -273,6 +275,32 @@ def test_a_sandbox_that_cannot_start_ends_the_session(engine, executor):
     assert (described["state"], described["reason"]) == ("TERMINATED", "internal_error")
     assert sandbox.removed.is_set()
     assert not engine.is_live(session_id)
+
+
+def test_ended_sessions_leave_nothing_in_the_engine(engine, executor):
+    # The soak's memory question (BENCHMARKS.md): a worker must not keep anything of a session
+    # once it has ended, whichever way it ended: no run, no claim, no thread, no run object.
+    runs = []
+    for n in range(40):
+        session_id = engine.create_session("python", CODE)
+        client = FakeClient(fail_on=(lambda m: m.get("type") == "stdout") if n % 4 == 2 else None)
+        run = engine.attach(session_id, client.emit, client.close)
+        sandbox = executor.sandboxes[session_id]
+        if n % 4 == 0:
+            sandbox.stdout("name? ")
+            sandbox.exit(0)
+        elif n % 4 == 1:
+            engine.delete(session_id)
+        elif n % 4 == 2:
+            sandbox.stdout("lost")  # the client is gone
+        else:
+            run.end(Reason.KILLED)
+        assert run.join(END)
+        runs.append(weakref.ref(run))
+        del run, client, sandbox
+    assert engine._runs == {} and not engine._claiming
+    gc.collect()
+    assert [r for r in runs if r() is not None] == []
 
 
 # --- delete ---------------------------------------------------------------------------------

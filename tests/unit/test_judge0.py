@@ -43,6 +43,7 @@ from sandbox_engine.batch import TestResult as CaseResult
 from sandbox_engine.config import Config
 from sandbox_engine.errors import EngineError, Kind
 from sandbox_engine.judge0_results import FIELDS, outcome, requested_fields
+from sandbox_engine.keys import Key
 from sandbox_engine.languages import LANGUAGES, VERSION_LABEL
 from sandbox_engine.worker import EXTENSION
 
@@ -90,12 +91,15 @@ class FakeRunner:
         self.refusal: EngineError | None = None
         self.looks = 0
         self._views: dict[str, list[RunView]] = {}
+        # The name of the API key each run was submitted with: no other key finds it.
+        self.owners: dict[str, str | None] = {}
 
-    def submit(self, request: RunRequest) -> str:
+    def submit(self, request: RunRequest, key: Key | None = None) -> str:
         if self.refusal is not None:
             raise self.refusal
         run_id = str(uuid.uuid4())
         self.requests.append(request)
+        self.owners[run_id] = key.name if key is not None else None
         base = RunView(run_id, RunState.QUEUED, request.language, CREATED, request=request)
         finished = replace(
             base, state=RunState.FINISHED, result=self.result, error=self.error, finished_at=CREATED + 1.5
@@ -103,19 +107,19 @@ class FakeRunner:
         self._views[run_id] = [replace(base, state=state) for state in self.before] + [finished]
         return run_id
 
-    def get(self, run_id: str) -> RunView:
+    def get(self, run_id: str, key: Key | None = None) -> RunView:
         self.looks += 1
         views = self._views.get(run_id)
-        if views is None:
+        if views is None or self.owners[run_id] != (key.name if key is not None else None):
             raise EngineError(Kind.NOT_FOUND, f"no run {run_id}")
         return views.pop(0) if len(views) > 1 else views[0]
 
-    def wait(self, run_id: str, timeout: float) -> RunView:
-        while (view := self.get(run_id)).state is not RunState.FINISHED:
+    def wait(self, run_id: str, timeout: float, key: Key | None = None) -> RunView:
+        while (view := self.get(run_id, key)).state is not RunState.FINISHED:
             pass
         return view
 
-    def run(self, request: RunRequest) -> RunResult:
+    def run(self, request: RunRequest, key: Key | None = None) -> RunResult:
         self.requests.append(request)
         return self.result
 
@@ -760,13 +764,14 @@ def test_a_batch_of_only_refusals_is_422(client, runner):
     assert response.get_json() == [{"source_code": ["can't be blank"]}]
 
 
-def test_a_batch_is_never_waited_for_as_in_judge0(client, runner):
+def test_a_batch_is_never_waited_for_and_asking_to_is_a_clear_error(client, runner):
     runner.before = [RunState.QUEUED]
-    response = client.post(
-        "/judge0/submissions/batch?wait=true", json={"submissions": [{"language_id": 71, "source_code": "1"}]}
-    )
+    body = {"submissions": [{"language_id": 71, "source_code": "1"}]}
+    response = client.post("/judge0/submissions/batch?wait=true", json=body)
+    assert response.status_code == 400 and "not allowed for a batch" in response.get_json()["error"]
+    assert runner.requests == [] and runner.looks == 0
+    response = client.post("/judge0/submissions/batch?wait=false", json=body)
     assert response.status_code == 201 and list(response.get_json()[0]) == ["token"]
-    assert runner.looks == 0
 
 
 def test_a_batch_refused_by_a_full_server_says_so_for_each_submission(client, runner):

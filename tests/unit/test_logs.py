@@ -13,12 +13,13 @@ from collections.abc import Iterator
 
 import pytest
 from fakes import FakeClient, FakeExecutor
-from flask import Flask, g
+from flask import Flask
 from flask.testing import FlaskClient
 
 from sandbox_engine import batch, create_app, logs
 from sandbox_engine.batch import RunResult, Stage, Status, Usage, Verdict
 from sandbox_engine.config import Config
+from sandbox_engine.keys import KeyStore, Scope
 from sandbox_engine.worker import EXTENSION
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -106,13 +107,18 @@ def test_a_proxys_request_id_is_kept_when_it_looks_like_one(client, lines):
     ]
 
 
-def test_the_key_name_is_the_one_authentication_left_in_g(app, client, lines):
-    @app.before_request
-    def authenticate() -> None:
-        g.key_name = "teaching-site"
-
-    client.get("/healthz")
-    assert lines("sandbox_engine.access")[0]["key"] == "teaching-site"
+def test_the_key_name_is_logged_never_its_secret(app, client, lines):
+    keys = KeyStore.for_config(app.config["SANDBOX"])
+    secret = keys.create("teaching-site", frozenset({Scope.SESSION}))
+    headers = {"Authorization": f"Bearer {secret}"}
+    assert client.get("/session/" + "0" * 36, headers=headers).status_code == 404
+    assert client.get("/metrics", headers=headers).status_code == 403
+    assert client.get("/languages").status_code == 401
+    found, forbidden, unauthorized = lines("sandbox_engine.access")
+    assert (found["key"], found["error"]) == ("teaching-site", "not_found")
+    assert (forbidden["key"], forbidden["route"], forbidden["error"]) == (None, "/metrics", "forbidden")
+    assert (unauthorized["key"], unauthorized["error"]) == (None, "unauthorized")
+    assert secret not in json.dumps(lines())
 
 
 def test_no_secret_code_input_or_output_reaches_the_log(app, client, executor, lines):

@@ -11,12 +11,13 @@ from collections.abc import Iterator
 
 import pytest
 from fakes import STALL, FakeExecutor, FakeSandbox
-from flask import Flask
+from flask import Flask, g
 from simple_websocket import ConnectionClosed
 
 from sandbox_engine import create_app, piston_ws
 from sandbox_engine.config import Config
 from sandbox_engine.executor import RuntimeUnavailable
+from sandbox_engine.keys import DEFAULT_SCOPES, Key
 from sandbox_engine.worker import EXTENSION
 
 _CLOSED = object()
@@ -104,11 +105,13 @@ def connect(app: Flask) -> Iterator:
     """Run the handler on a connection of its own, as gunicorn would; joined at the end."""
     threads: list[threading.Thread] = []
 
-    def start() -> FakeWebSocket:
+    def start(key: Key | None = None) -> FakeWebSocket:
+        """A connection, made with `key` as auth's check leaves it for the handler."""
         ws = FakeWebSocket()
 
         def handle() -> None:
             with app.app_context():
+                g.sandbox_key = key
                 piston_ws.serve(ws)
 
         thread = threading.Thread(target=handle, name="test-piston-connect", daemon=True)
@@ -311,3 +314,20 @@ def test_a_runtime_that_cannot_start_the_program_is_told_and_leaves_nothing(conn
     assert ws.sent[0]["type"] == "runtime"
     [session_id] = executor.refs
     assert app.extensions[EXTENSION].engine.describe(session_id)["state"] == "TERMINATED"
+
+
+def test_a_session_is_the_connecting_keys_and_counts_against_its_limit(connect, executor, app):
+    alice = Key("alice", DEFAULT_SCOPES, max_sessions=1)
+    ws = connect(alice)
+    ws.client_sends(init())
+    sandbox = sandbox_of(executor, ws)
+    [session_id] = executor.refs
+    engine = app.extensions[EXTENSION].engine
+    assert engine.records.read(session_id).key == "alice"
+    assert engine.describe(session_id, alice)["state"] == "RUNNING"
+    second = connect(alice)
+    second.client_sends(init())
+    assert second.wait_closed() == (4002, "Notified Error")
+    assert "'alice' is at its limit of 1" in second.sent[0]["message"]
+    sandbox.exit(0)
+    assert ws.wait_closed() == (4999, "Job Completed")

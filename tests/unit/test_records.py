@@ -11,7 +11,7 @@ import pytest
 
 from sandbox_engine.executor import ExecutorError, SandboxRef
 from sandbox_engine.locks import exclusive
-from sandbox_engine.records import Record, RecordStore
+from sandbox_engine.records import Admission, Record, RecordStore
 from sandbox_engine.states import Reason, State
 
 
@@ -41,13 +41,13 @@ def test_a_missing_or_torn_record_reads_as_none(store):
 
 
 def test_admission_counts_live_sessions_and_an_end_makes_room(store):
-    assert store.admit(record("a"), 2)
-    assert store.admit(record("b"), 2)
-    assert not store.admit(record("c"), 2)
+    assert store.admit(record("a"), 2) is Admission.ADMITTED
+    assert store.admit(record("b"), 2) is Admission.ADMITTED
+    assert store.admit(record("c"), 2) is Admission.AT_CAPACITY
     assert store.read("c") is None
     store.finish("a", Reason.KILLED)
     assert store.live_count() == 1
-    assert store.admit(record("c"), 2)
+    assert store.admit(record("c"), 2) is Admission.ADMITTED
 
 
 def test_finish_keeps_the_first_ending(store):
@@ -224,3 +224,62 @@ def test_an_unknown_requested_reason_reads_as_none(store):
         f.write("not a reason")
     assert store.requested_end("s1") is None
     assert replace(record(), state="RUNNING").state is State.RUNNING
+
+
+def test_a_keys_live_sessions_are_counted_apart_and_its_limit_holds(store):
+    assert store.admit(record("a1", key="alice"), 10, key_limit=2) is Admission.ADMITTED
+    assert store.admit(record("b1", key="bob"), 10, key_limit=2) is Admission.ADMITTED
+    assert store.admit(record("a2", key="alice"), 10, key_limit=2) is Admission.ADMITTED
+    assert store.admit(record("a3", key="alice"), 10, key_limit=2) is Admission.OVER_QUOTA
+    assert store.read("a3") is None
+    assert (store.key_count("alice"), store.key_count("bob"), store.key_count("carol")) == (2, 1, 0)
+    # Without a limit of its own a key is held to the server's alone.
+    assert store.admit(record("a3", key="alice"), 4) is Admission.ADMITTED
+    assert store.admit(record("c1", key="carol"), 4, key_limit=9) is Admission.AT_CAPACITY
+    store.finish("a1", Reason.EXITED)
+    assert store.key_count("alice") == 2 and store.live_count() == 3
+    assert store.read("a1").key == "alice"
+
+
+def test_the_key_limit_is_told_apart_from_the_servers_when_both_are_reached(store):
+    assert store.admit(record("a1", key="alice"), 1, key_limit=1) is Admission.ADMITTED
+    assert store.admit(record("a2", key="alice"), 1, key_limit=1) is Admission.OVER_QUOTA
+    assert store.admit(record("b1", key="bob"), 1, key_limit=1) is Admission.AT_CAPACITY
+
+
+def test_per_key_admission_is_exact_under_a_threaded_burst(tmp_path):
+    """Two stores on one directory, as two workers, admitting from 24 threads at once."""
+    import threading
+
+    stores = [RecordStore(str(tmp_path / "shared")) for _ in range(2)]
+    barrier = threading.Barrier(24)
+    outcomes: list[tuple[str, Admission]] = []
+
+    def admit(i: int) -> None:
+        key = ("alice", "bob", "carol")[i % 3]
+        limit = {"alice": 3, "bob": 5, "carol": None}[key]
+        barrier.wait()
+        outcomes.append((key, stores[i % 2].admit(record(f"s{i}", key=key), 20, key_limit=limit)))
+
+    threads = [threading.Thread(target=admit, args=(i,)) for i in range(24)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    admitted = {
+        k: sum(1 for key, a in outcomes if key == k and a is Admission.ADMITTED) for k in ("alice", "bob")
+    }
+    assert admitted == {"alice": 3, "bob": 5}
+    assert sum(1 for _, a in outcomes if a is Admission.ADMITTED) == 3 + 5 + 8  # carol: no limit
+    assert (stores[0].key_count("alice"), stores[1].key_count("bob")) == (3, 5)
+
+
+def test_forget_and_sweep_clear_a_keys_live_marks(store):
+    store.admit(record("a1", key="alice"), 5)
+    store.admit(record("a2", key="alice"), 5)
+    store.forget("a1")
+    assert store.key_count("alice") == 1
+    # A mark whose record is gone (a writer died in between) is swept.
+    os.unlink(os.path.join(store.directory, "a2.json"))
+    store.sweep(older_than=3600)
+    assert store.key_count("alice") == 0
