@@ -273,3 +273,49 @@ def test_docker_failures_are_counted_by_operation_and_the_text_log_is_for_people
     assert "INFO sandbox_engine.access: request " in log
     assert " route=/session status=503 " in log and "error=runtime_unavailable" in log
     assert not any(line.startswith("{") for line in log.splitlines())
+
+
+def test_with_keys_metrics_need_the_admin_scope_and_the_log_names_keys_never_secrets(make_server):
+    server = make_server(workers=2, pool_size=0)
+    admin = server.make_key("prometheus", "--scopes", "admin")
+    site = server.make_key("site", "--scopes", "session,run")
+    metrics = f"{server.url}/metrics"
+    assert requests.get(metrics, timeout=10).status_code == 401
+    assert requests.get(metrics, headers={"Authorization": f"Bearer {site}"}, timeout=10).status_code == 403
+    response = requests.get(metrics, headers={"Authorization": f"Bearer {admin}"}, timeout=10)
+    assert response.status_code == 200
+    session = requests.post(
+        f"{server.url}/session",
+        json={"language": "python", "code": HELLO},
+        headers={"Authorization": f"Bearer {site}"},
+        timeout=30,
+    )
+    assert session.status_code == 201
+
+    samples = {}
+    for family in text_string_to_metric_families(
+        requests.get(metrics, headers={"Authorization": f"Bearer {admin}"}, timeout=10).text
+    ):
+        for sample in family.samples:
+            samples[(sample.name, tuple(sorted(sample.labels.items())))] = sample.value
+    assert value(samples, REFUSED, api="sandbox", code="unauthorized") == 1
+    assert value(samples, REFUSED, api="sandbox", code="forbidden") == 1
+    assert value(samples, "sandbox_engine_admitted") == 1
+
+    logged = [
+        (line["route"], line["status"], line["key"])
+        for line in log_lines(server)
+        if line["message"] == "request"
+    ]
+    assert ("/metrics", 200, "prometheus") in logged and ("/session", 201, "site") in logged
+    with open(server.log) as f:
+        text = f.read()
+    assert admin not in text and site not in text
+    assert (
+        requests.delete(
+            f"{server.url}/session/{session.json()['sessionId']}",
+            headers={"Authorization": f"Bearer {site}"},
+            timeout=30,
+        ).status_code
+        == 204
+    )
