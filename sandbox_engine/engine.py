@@ -29,6 +29,7 @@ from .executor import (
     SandboxSpec,
     Terminal,
 )
+from .hub import Hubs, SessionHub, Subscriber
 from .keys import Key
 from .languages import LANGUAGES, LanguageSpec
 from .protocol import shown
@@ -57,6 +58,8 @@ class Engine:
         self.records = records
         self.languages = languages if languages is not None else LANGUAGES
         self._runs: dict[str, SessionRun] = {}
+        # Who hears each run: its client, its replay buffer, its reconnect grace (see hub).
+        self.hubs = Hubs(config.replay_limit, config.reconnect_grace)
         # Claims in progress, counted per session (two attachments may race in one worker):
         # the reaper must not take a claimed container that has no run yet for a leftover.
         self._claiming: Counter[str] = Counter()
@@ -159,26 +162,26 @@ class Engine:
             finally:
                 self.records.forget_code(session_id)
 
-    def check_attachable(self, session_id: str) -> None:
-        """Refuse, before the WebSocket handshake, what can be refused: unknown, taken, over."""
+    def check_attachable(self, session_id: str, resume: int | None = None, takeover: bool = False) -> None:
+        """Refuse, before the WebSocket handshake, what can be refused: unknown, taken, over. A
+        resuming client may come back to a session that ended while the hub still holds it."""
         record = self._record(session_id)
+        hub = self.hubs.get(session_id) if resume is not None else None
+        if hub is not None:
+            if not takeover and not hub.ended and hub.attached:
+                raise _already_attached(session_id)
+            return
         if record.final:
             raise EngineError(Kind.SESSION_ENDED, f"session {session_id} has ended ({record.reason})")
         ending = self.records.requested_end(session_id)
         if ending is not None:
             raise EngineError(Kind.SESSION_ENDED, f"session {session_id} has ended ({ending})")
-        if record.state is not State.CREATED:
+        if record.state is not State.CREATED and resume is None:
             raise _already_attached(session_id)
 
-    def attach(
-        self,
-        session_id: str,
-        emit: Callable[[dict], None],
-        close: Callable[[], None],
-        abort: Callable[[], None] = lambda: None,
-    ) -> SessionRun:
-        """Claim the session's sandbox and start its program. Raises EngineError if refused.
-        `emit` sends the client a message, `close` closes it after the end, `abort` cuts it off."""
+    def attach(self, session_id: str, client: Subscriber) -> SessionRun:
+        """Claim the session's sandbox, attach the client to its hub and start the program.
+        Raises EngineError if refused."""
         record = self._record(session_id)
         with self._claim(session_id):
             try:
@@ -189,7 +192,10 @@ class Engine:
                 raise _already_attached(session_id) from None
             except SandboxNotFound:
                 raise EngineError(Kind.SESSION_ENDED, f"session {session_id} has ended") from None
-            run = self._run(record, sandbox, emit, close, abort)
+            hub = self.hubs.open(session_id)
+            run = self._run(record, sandbox, hub)
+            hub.on_gone = run.client_gone
+            hub.attach(client)
             with self._lock:
                 self._runs[session_id] = run
         # The new state is recorded before the program starts: a program that ends at once must
@@ -202,30 +208,35 @@ class Engine:
             run.start(code, terminal, record.merge_stderr)
         except ExecutorError as exc:
             self._forget(session_id)
-            self.records.end(session_id, Reason.INTERNAL_ERROR, lambda: self._remove_quietly(sandbox.remove))
+            self.hubs.drop(session_id)
+            self.records.end(session_id, Reason.INTERNAL_ERROR, lambda: _remove_quietly(sandbox.remove))
             raise EngineError(Kind.RUNTIME_UNAVAILABLE, f"the sandbox could not start: {exc}") from None
         if self._shutting_down:
             run.end(Reason.SERVER_SHUTDOWN)
         return run
 
-    def _run(
-        self,
-        record: Record,
-        sandbox: Sandbox,
-        emit: Callable[[dict], None],
-        close: Callable[[], None],
-        abort: Callable[[], None],
-    ) -> SessionRun:
+    def resume(
+        self, session_id: str, client: Subscriber, after: int, takeover: bool = False
+    ) -> SessionRun | None:
+        """Attach a client again to a session of this worker's, from seq `after`; None if ended."""
+        hub = self.hubs.get(session_id)
+        if hub is None:
+            raise EngineError(Kind.SESSION_ENDED, f"session {session_id} has ended")
+        hub.attach(client, after, takeover)
+        with self._lock:
+            return self._runs.get(session_id)
+
+    def _run(self, record: Record, sandbox: Sandbox, hub: SessionHub) -> SessionRun:
         run = SessionRun(
             sandbox,
             session_limits(self.config),
-            emit,
-            close,
+            hub.publish,
+            hub.close,
             on_end=lambda outcome: self._ended(record, outcome),
             release=lambda: self._release(run),
             external_reason=lambda: self.records.requested_end(record.session_id),
             on_state=lambda state: self.records.write(replace(record, state=state, started_at=time.time())),
-            abort_client=abort,
+            abort_client=hub.abort,
         )
         return run
 
@@ -249,7 +260,7 @@ class Engine:
 
     def _release(self, run: SessionRun) -> None:
         # If Docker is gone this fails; the reaper removes the container once Docker is back.
-        self._remove_quietly(run.sandbox.remove)
+        _remove_quietly(run.sandbox.remove)
         self._forget(run.sandbox.session_id)
         self.records.forget_code(run.sandbox.session_id)
 
@@ -335,12 +346,12 @@ class Engine:
         except ExecutorError as exc:
             raise runtime_error(exc) from exc
 
-    @staticmethod
-    def _remove_quietly(remove: Callable[[], None]) -> None:
-        try:
-            remove()
-        except ExecutorError as exc:
-            log.warning("removal deferred to the reaper: %s", exc)
+
+def _remove_quietly(remove: Callable[[], None]) -> None:
+    try:
+        remove()
+    except ExecutorError as exc:
+        log.warning("removal deferred to the reaper: %s", exc)
 
 
 def _checked(
