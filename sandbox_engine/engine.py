@@ -162,22 +162,22 @@ class Engine:
             finally:
                 self.records.forget_code(session_id)
 
-    def check_attachable(self, session_id: str, resume: int | None = None, takeover: bool = False) -> None:
-        """Refuse, before the WebSocket handshake, what can be refused: unknown, taken, over. A
-        resuming client may come back to a session that ended while the hub still holds it."""
+    def check_attachable(self, session_id: str, resume: int | None = None, takeover: bool = False) -> bool:
+        """Refuse before the handshake what can be: unknown, taken, over. True: relay the resume."""
         record = self._record(session_id)
-        hub = self.hubs.get(session_id) if resume is not None else None
-        if hub is not None:
-            if not takeover and not hub.ended and hub.attached:
+        if resume is not None:
+            hub = self.hubs.get(session_id)
+            if hub is not None and not takeover and not hub.ended and hub.attached:
                 raise _already_attached(session_id)
-            return
+            return hub is None
         if record.final:
             raise EngineError(Kind.SESSION_ENDED, f"session {session_id} has ended ({record.reason})")
         ending = self.records.requested_end(session_id)
         if ending is not None:
             raise EngineError(Kind.SESSION_ENDED, f"session {session_id} has ended ({ending})")
-        if record.state is not State.CREATED and resume is None:
+        if record.state is not State.CREATED:
             raise _already_attached(session_id)
+        return False
 
     def attach(self, session_id: str, client: Subscriber) -> SessionRun:
         """Claim the session's sandbox, attach the client to its hub and start the program.

@@ -224,12 +224,16 @@ class Hubs:
         self._clock = clock
         self._hubs: dict[str, SessionHub] = {}
         self._lock = threading.Lock()
+        # Told when a session's hub opens and when it is forgotten: other workers find it so.
+        self.on_open: Callable[[str], None] = lambda session_id: None
+        self.on_forget: Callable[[str], None] = lambda session_id: None
 
     def open(self, session_id: str) -> SessionHub:
         hub = SessionHub(session_id, self.buffer_limit, self.grace, clock=self._clock)
         with self._lock:
             self._forget_expired()
             self._hubs[session_id] = hub
+        self.on_open(session_id)
         return hub
 
     def get(self, session_id: str) -> SessionHub | None:
@@ -242,6 +246,19 @@ class Hubs:
             hub = self._hubs.pop(session_id, None)
         if hub is not None:
             hub.stop()
+            self.on_forget(session_id)
+
+    def prune(self) -> None:
+        """Forget the hubs whose grace after the end is over (also done on every open and get)."""
+        with self._lock:
+            self._forget_expired()
+
+    def clear(self) -> None:
+        with self._lock:
+            hubs, self._hubs = self._hubs, {}
+        for session_id, hub in hubs.items():
+            hub.stop()
+            self.on_forget(session_id)
 
     def _forget_expired(self) -> None:
         now = self._clock()
@@ -249,3 +266,4 @@ class Hubs:
             if hub.ended_at is not None and now - hub.ended_at >= self.grace:
                 del self._hubs[session_id]
                 hub.stop()
+                self.on_forget(session_id)

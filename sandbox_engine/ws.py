@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import socket
 import threading
 import time
-from collections.abc import Callable
 from urllib.parse import urlsplit
 
 from flask import Blueprint, current_app, request
@@ -14,9 +14,11 @@ from flask_sock import Sock
 from simple_websocket import ConnectionClosed
 from wsproto.frame_protocol import CloseReason
 
+from . import relay
 from .errors import EngineError, Kind
 from .hub import SessionHub
-from .protocol import ProtocolError, encode, parse_client_message, parse_json, shown
+from .protocol import ProtocolError, encode, parse_json, shown
+from .relayed import handle_message
 from .session import SessionRun
 from .worker import current_engine as engine
 
@@ -115,7 +117,9 @@ def refuse_before_upgrade():
     if origin and not origin_allowed(origin):
         raise EngineError(Kind.FORBIDDEN, f"origin {shown(origin)} may not open sessions here")
     resume, takeover = attach_args()
-    engine().check_attachable(request.view_args["session_id"], resume, takeover)
+    session_id = request.view_args["session_id"]
+    if engine().check_attachable(session_id, resume, takeover):
+        relay.probe(engine().records.directory, session_id, takeover)
     for key in ("gunicorn.socket", "werkzeug.socket"):
         if key in request.environ:
             request.environ[key] = WholeFrameSocket(request.environ[key])
@@ -153,6 +157,9 @@ def attach_args() -> tuple[int | None, bool]:
 def session_socket(ws, session_id: str) -> None:
     channel = Channel(ws)
     resume, takeover = attach_args()
+    if resume is not None and engine().hubs.get(session_id) is None:
+        relayed(ws, channel, {"session": session_id, "after": resume, "takeover": takeover})
+        return
     try:
         if resume is None:
             run = engine().attach(session_id, channel)
@@ -201,6 +208,62 @@ def drive(ws, channel: Channel, run: SessionRun, hub: SessionHub) -> None:
             hub.leave(channel)
 
 
+def relayed(ws, channel: Channel, request: dict) -> None:
+    """A resume of a session another worker runs: relay both ways to that worker (see relay)."""
+    try:
+        conn, reader = relay.connect(engine().records.directory, request)
+    except EngineError as exc:
+        channel.close(exc.kind.close_code, exc.message[:120])
+        return
+    log.info(
+        "session %s: resumed through %s, relayed to the worker that runs it",
+        request["session"],
+        engine().owner,
+    )
+    downstream = threading.Thread(
+        target=_downstream, args=(reader, channel), name=f"se-relay-{request['session']}", daemon=True
+    )
+    downstream.start()
+    try:
+        while not channel.closed:
+            raw = ws.receive()
+            if raw is None:
+                continue
+            if is_detach(raw):
+                conn.sendall(b"d\n")
+                channel.close(1000, "detached")
+                return
+            conn.sendall((json.dumps(raw if isinstance(raw, str) else None) + "\n").encode())
+    except ConnectionClosed:
+        if not channel.closed:
+            conn.sendall(b"d\n" if ws.close_reason == CloseReason.NO_STATUS_RCVD else b"l\n")
+    except OSError:
+        channel.close(Kind.INTERNAL.close_code, "the worker that runs this session is gone")
+    finally:
+        try:
+            conn.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+        downstream.join(LINGER)
+        conn.close()
+
+
+def _downstream(reader: relay.LineReader, channel: Channel) -> None:
+    """The session's messages from the run's worker to the client, then its close."""
+    try:
+        while (line := reader.line()) is not None:
+            if line.startswith("m"):
+                channel.send_text(line[1:])
+            elif line.startswith("c"):
+                closing = json.loads(line[1:])
+                channel.close(closing["code"], closing["reason"])
+                return
+    except (ConnectionClosed, OSError):
+        return  # the client went: the other side tells the run's worker
+    if not channel.closed:
+        channel.close(Kind.INTERNAL.close_code, "the worker that runs this session is gone")
+
+
 def is_detach(raw: str | bytes) -> bool:
     return isinstance(raw, str) and '"detach"' in raw and _type_of(raw) == "detach"
 
@@ -211,18 +274,3 @@ def _type_of(raw: str) -> object:
     except ProtocolError:
         return None
     return message.get("type") if isinstance(message, dict) else None
-
-
-def handle_message(run: SessionRun, raw: str | bytes, send: Callable[[dict], None]) -> None:
-    """Act on one client message, or tell the client why not. No message, however hostile, may
-    end the handler: Flask would write an HTTP 500 into the WebSocket and the session would run
-    on with nobody attached."""
-    try:
-        run.handle(parse_client_message(raw))
-    except ProtocolError as exc:
-        send({"type": "error", "message": str(exc)})
-    except (ConnectionClosed, EngineError):
-        raise  # the connection's end, or the client's own (see session_socket)
-    except Exception:
-        log.exception("session %s: a client message failed", run.sandbox.session_id)
-        send({"type": "error", "message": "the server could not act on that message"})

@@ -42,6 +42,19 @@ def drained(ws: Attachment) -> None:
             ws.recv(10)
 
 
+def resumed(server: Server, session_id: str, after: int, base: str = "") -> Attachment:
+    """A resume as soon as the server has noticed the cut: until then the dropped client still
+    counts as attached (409), as a client on a dead network does until a send to it fails."""
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            return server.attach(session_id, resume=after, base=base)
+        except InvalidStatus as refused:
+            if refused.response.status_code != 409 or time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
+
+
 def wait_final(server: Server, session_id: str, timeout: float = 20) -> dict:
     deadline = time.monotonic() + timeout
     while (info := server.session(session_id))["state"] not in ("FINISHED", "TERMINATED"):
@@ -58,7 +71,7 @@ def test_a_cut_mid_run_then_resume_delivers_every_byte_once_in_order(make_server
     first.read_stdout_until("line 10\n")
     proxy.cut()
     drained(first)
-    with server.attach(session_id, resume=first.last_seq) as second:
+    with resumed(server, session_id, first.last_seq) as second:
         transcript = second.read_to_end()
     assert Transcript(first.messages).text() + transcript.text() == EXPECTED
     assert second.seqs[0] == first.seqs[-1] + 1 and not second.gaps
@@ -80,7 +93,7 @@ def test_a_session_that_ends_while_detached_replays_to_its_final_state(make_serv
     proxy.cut()
     drained(first)
     assert wait_final(server, session_id)["reason"] == "exited"
-    with server.attach(session_id, resume=first.last_seq) as second:
+    with resumed(server, session_id, first.last_seq) as second:
         transcript = second.read_to_end()
     assert Transcript(first.messages).text() + transcript.text() == EXPECTED
     assert not second.gaps and transcript.final["reason"] == "exited"
@@ -95,7 +108,7 @@ def test_a_gap_is_reported_exactly_when_the_buffer_overflowed(make_server, proxy
     proxy.cut()
     drained(first)
     wait_final(server, session_id)
-    with server.attach(session_id, resume=first.last_seq) as second:
+    with resumed(server, session_id, first.last_seq) as second:
         transcript = second.read_to_end()
     # Lost: the seqs right after the client's last, up to the first the buffer still held.
     [gap] = second.gaps
@@ -130,9 +143,26 @@ def test_takeover_closes_the_first_client_with_its_own_code(make_server):
         server.attach(session_id, resume=0)
     assert refused.value.response.status_code == 409
     with server.attach(session_id, resume=0, takeover=True) as second:
-        assert second.read_stdout_until("up") == "up\n"
+        assert second.read_stdout_until("up\n") == "up\n"
         with pytest.raises(ConnectionClosed) as closed:
             first.read_to_end(10)
         assert closed.value.rcvd.code == 4408 and "took this session over" in closed.value.rcvd.reason
         second.send({"type": "kill"})
         assert second.read_to_end().final["reason"] == "killed"
+
+
+def test_resumes_landing_on_either_worker_see_every_byte_once(make_server, proxy_to):
+    server = make_server(workers=2, reconnect_grace=20)
+    proxy = proxy_to(server)
+    session_id = server.create(COUNTER)
+    attachments = [server.attach(session_id, base=proxy.ws_base)]
+    # Each reconnect lands on whichever worker accepts it: over five, both all but surely.
+    for n in range(5):
+        attachments[-1].read_stdout_until(f"line {8 * (n + 1)}\n")
+        proxy.cut()
+        drained(attachments[-1])
+        attachments.append(resumed(server, session_id, attachments[-1].last_seq, proxy.ws_base))
+    transcript = attachments[-1].read_to_end()
+    assert "".join(Transcript(a.messages).text() for a in attachments) == EXPECTED
+    assert [s for a in attachments for s in a.seqs] == list(range(1, attachments[-1].last_seq + 1))
+    assert transcript.final["reason"] == "exited"
