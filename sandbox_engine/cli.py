@@ -32,6 +32,12 @@ LIMIT_FLAGS = (
     ("--compile-memory", "compile_memory", "memory for the compile stage, no swap (1g)"),
     ("--compile-cpus", "compile_cpus", "CPUs for the compile stage (1.0)"),
     ("--compile-pids", "compile_pids", "processes for the compile stage (128)"),
+    (
+        "--reconnect-grace",
+        "reconnect_grace",
+        "seconds a program runs on for its dropped client to resume (60; 0: it ends at once)",
+    ),
+    ("--replay-buffer", "replay_buffer", "recent messages a session keeps for resuming, in bytes (1m)"),
     ("--pool-size", "pool_size", "warm sandboxes per language: N, or python=4,python/tty=2 (0: none)"),
     ("--instance", "instance", "name of this server's containers; one per Docker daemon (default)"),
     ("--state-dir", "state_dir", "directory the workers share for session records"),

@@ -23,6 +23,8 @@ from .metrics import Metrics
 from .pool import Pool
 from .reaper import Reaper
 from .records import Record, RecordStore
+from .relay import RelayServer, advertise, withdraw
+from .relayed import serve_relayed
 from .runs import Runs
 from .timeouts import DEADLINE_GRACE
 
@@ -71,6 +73,7 @@ class Worker:
             max_records=config.max_records,
             max_age=max_session_age(config),
         )
+        self.relay: RelayServer | None = None
         self._started_pid: int | None = None
         self._lock = threading.Lock()
 
@@ -83,6 +86,7 @@ class Worker:
             if self._started_pid == os.getpid():
                 return
             self._started_pid = os.getpid()
+            self._start_relay()
             self.reaper.start()
             if self.pool is not None:
                 self.pool.start()
@@ -97,8 +101,20 @@ class Worker:
             self.pool.stop()
         self.reaper.stop()
         self.engine.shutdown()
+        self.engine.hubs.clear()
+        if self.relay is not None:
+            self.relay.stop()
         if isinstance(self.runs, Runs):
             self.runs.shutdown(SHUTDOWN_GRACE)
+
+    def _start_relay(self) -> None:
+        """This worker's socket for resumes landing on other workers (see relay); named by the
+        worker's pid, so started after the fork."""
+        engine, directory = self.engine, self.engine.records.directory
+        self.relay = RelayServer(directory, engine.owner, lambda *args: serve_relayed(engine, *args))
+        self.relay.start()
+        engine.hubs.on_open = lambda session_id: advertise(directory, engine.owner, session_id)
+        engine.hubs.on_forget = lambda session_id: withdraw(directory, session_id)
 
 
 def max_session_age(config: Config) -> float:

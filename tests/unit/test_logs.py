@@ -126,7 +126,7 @@ def test_no_secret_code_input_or_output_reaches_the_log(app, client, executor, l
     session_id = client.post("/session", json={"language": "python", "code": CODE}, headers=headers)
     session_id = session_id.get_json()["sessionId"]
     ws = FakeClient()
-    run = app.extensions[EXTENSION].engine.attach(session_id, ws.emit, ws.close)
+    run = app.extensions[EXTENSION].engine.attach(session_id, ws)
     executor.sandboxes[session_id].stdout("the output itself\n")
     executor.sandboxes[session_id].exit(0)
     assert run.wait(5)
@@ -143,7 +143,7 @@ def test_no_secret_code_input_or_output_reaches_the_log(app, client, executor, l
 def test_a_session_ends_with_one_line_of_how(app, client, executor, lines):
     session_id = client.post("/session", json={"language": "python", "code": CODE}).get_json()["sessionId"]
     ws = FakeClient()
-    run = app.extensions[EXTENSION].engine.attach(session_id, ws.emit, ws.close)
+    run = app.extensions[EXTENSION].engine.attach(session_id, ws)
     executor.sandboxes[session_id].stdout("héllo\n")
     executor.sandboxes[session_id].exit(3)
     assert run.wait(5)

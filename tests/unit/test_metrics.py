@@ -78,7 +78,7 @@ def create(client: FlaskClient, language: str = "python", code: str = PYTHON):
 
 def run_to_end(app: Flask, executor: FakeExecutor, session_id: str, output: str, exit_code: int = 0) -> dict:
     ws = FakeClient()
-    run = worker_of(app).engine.attach(session_id, ws.emit, ws.close)
+    run = worker_of(app).engine.attach(session_id, ws)
     executor.sandboxes[session_id].stdout(output)
     executor.sandboxes[session_id].exit(exit_code)
     assert run.wait(5)
@@ -142,7 +142,7 @@ def test_an_end_is_counted_once_whoever_records_it_first(app, client, executor):
 def test_a_running_session_is_active_until_it_ends(app, client, executor):
     session_id = create(client).get_json()["sessionId"]
     ws = FakeClient()
-    run = worker_of(app).engine.attach(session_id, ws.emit, ws.close)
+    run = worker_of(app).engine.attach(session_id, ws)
     assert value(scrape(client), "sandbox_engine_sessions_active") == 1
     executor.sandboxes[session_id].exit(0)
     assert run.wait(5)
@@ -170,7 +170,7 @@ def test_first_output_is_timed_once_per_session_cold_or_warm(make_app, executor)
     cold = create(client).get_json()["sessionId"]
     for session_id in (warm, cold):
         ws = FakeClient()
-        run = worker_of(app).engine.attach(session_id, ws.emit, ws.close)
+        run = worker_of(app).engine.attach(session_id, ws)
         executor.sandboxes[session_id].stdout("a")
         executor.sandboxes[session_id].stderr("b")
         executor.sandboxes[session_id].exit(0)
