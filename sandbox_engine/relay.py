@@ -125,6 +125,8 @@ class RelayServer:
             if os.path.exists(self.path):
                 os.unlink(self.path)
             listener.bind(self.path)
+            # Owner only, as every file of the state directory (connecting needs write).
+            os.chmod(self.path, 0o600)
             listener.listen(64)
         except OSError as exc:
             listener.close()
