@@ -356,10 +356,12 @@ static void take_nonce(void) {
     if (size == 0 || size > MAX_NONCE || strspn(value, "0123456789abcdefABCDEF") != size)
         fail("SANDBOX_NONCE must hold the nonce of the marks (hexadecimal)");
     memcpy(nonce, value, size + 1);
-    /* Overwritten in place, where /proc/<pid>/environ reads: gVisor shows that file even of a
-     * process that is not dumpable (its mem it refuses). Then out of what children inherit. */
-    memset(value, 'x', size);
+    /* Out of what children inherit; then the whole entry, name and value, overwritten in place
+     * where /proc/<pid>/environ reads: gVisor shows that file even of a process that is not
+     * dumpable (its mem it refuses), and not even the name should suggest a nonce is near. */
+    char *entry = value - strlen("SANDBOX_NONCE=");
     unsetenv("SANDBOX_NONCE");
+    memset(entry, 'x', strlen("SANDBOX_NONCE=") + size);
 }
 
 int main(int argc, char **argv) {
