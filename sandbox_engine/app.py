@@ -27,7 +27,7 @@ ROOT = _ui_root()
 
 def create_app(config: Config | None = None, executor=None) -> Flask:
     """The application factory. `config` defaults to the environment; `executor` to Docker."""
-    from . import api, auth, judge0, piston, piston_ws, runs_api, ui, ws
+    from . import api, auth, docs, headers, judge0, piston, piston_ws, runs_api, ui, ws
     from .keys import KeyStore
     from .rates import RateLimits
     from .records import RecordStore
@@ -70,6 +70,8 @@ def create_app(config: Config | None = None, executor=None) -> Flask:
     app.register_blueprint(piston.bp)
     app.register_blueprint(piston_ws.bp)
     app.register_blueprint(judge0.bp)
+    app.register_blueprint(docs.bp)
+    headers.install(app)
 
     @app.before_request
     def start_worker() -> None:
