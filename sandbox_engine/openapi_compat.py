@@ -249,7 +249,7 @@ JUDGE0_SCHEMAS = {
     ),
     "Judge0BatchAnswer": {
         "type": "array",
-        "items": {"anyOf": [ref("Judge0Token"), ref("Judge0FieldErrors")]},
+        "items": {"anyOf": [ref("Judge0Token"), ref("Judge0FieldErrors"), ref("Judge0Error")]},
         "description": "A token, or its errors, for each submission in order.",
     },
     "Judge0Batch": obj(

@@ -32,7 +32,10 @@ def nullable(schema: dict) -> dict:
     if "$ref" in schema or "oneOf" in schema:
         return {"oneOf": [schema, {"type": "null"}]}
     types = schema["type"] if isinstance(schema["type"], list) else [schema["type"]]
-    return {**schema, "type": [*types, "null"]}
+    schema = {**schema, "type": [*types, "null"]}
+    if "enum" in schema:
+        schema["enum"] = [*schema["enum"], None]
+    return schema
 
 
 def const_type(name: str) -> dict:
@@ -181,7 +184,8 @@ RESULT_PROPERTIES = {
     "language": STRING,
     "version": STRING,
     "compile": nullable(ref("Stage")),
-    "run": ref("Stage"),
+    # null when the compile stage failed
+    "run": nullable(ref("Stage")),
     "tests": {"type": "array", "items": ref("TestResult")},
 }
 RUN_RESULT = obj(

@@ -12,6 +12,7 @@ import time
 import uuid
 from dataclasses import dataclass, field
 
+import described
 import docker
 import requests
 from websockets.sync.client import ClientConnection, connect
@@ -200,6 +201,7 @@ class Attachment:
     def recv(self, timeout: float = 30) -> dict:
         message = json.loads(self.ws.recv(timeout))
         self.messages.append((time.monotonic() - self.t0, message))
+        described.check_message("SessionServerMessage", message)
         return message
 
     def read_until(self, predicate, timeout: float = 30) -> dict:
@@ -255,6 +257,8 @@ def start_server(
                 requests.get(f"{server.url}/{'readyz' if ready else 'healthz'}", timeout=10).status_code
                 == 200
             ):
+                # From now on every answer of the server is held against the document it serves.
+                described.watch(server.url, requests.get(f"{server.url}/openapi.json", timeout=10).json())
                 return server
         except requests.RequestException:
             pass  # not listening yet, or too slow to answer this time
