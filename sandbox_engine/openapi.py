@@ -48,7 +48,8 @@ PARAMETERS = {
     "run_id": "a run's id, from POST /run",
     "token": "a submission's token",
     "language_id": "a Judge0 language id",
-    "filename": "a path under the folder",
+    # Flask's path converter: OpenAPI has no parameter that spans segments.
+    "filename": "a path under the folder; its slashes are the route's own (chunks/a.js)",
 }
 
 

@@ -58,7 +58,8 @@ def query(name: str, description: str, schema: dict | None = None) -> dict:
 
 LOCATION = {"Location": {"description": "where the new resource is read", "schema": {"type": "string"}}}
 STATUS = obj({"status": {"type": "string"}}, ("status",))
-FILE = content("the file", "*/*", {"type": "string", "format": "binary"})
+# Any bytes, of the type the file's name says (OpenAPI 3.1: a binary body has no schema type).
+FILE = content("the file", "*/*", {"description": "the file's bytes"})
 NOT_MODIFIED = {"description": "the copy the client has is current (If-None-Match, If-Modified-Since)"}
 UPGRADED = {"description": "Switching Protocols: the WebSocket is open (GET with Upgrade: websocket)"}
 SESSION_ERRORS = (K.UNKNOWN_LANGUAGE, K.TOO_LARGE, K.AT_CAPACITY, K.QUOTA_EXCEEDED, K.RUNTIME_UNAVAILABLE)
