@@ -27,8 +27,9 @@ ROOT = _ui_root()
 
 def create_app(config: Config | None = None, executor=None) -> Flask:
     """The application factory. `config` defaults to the environment; `executor` to Docker."""
-    from . import api, auth, docs, headers, judge0, piston, piston_ws, runs_api, ui, ws
+    from . import access, api, auth, docs, headers, judge0, metrics_api, piston, piston_ws, runs_api, ui, ws
     from .keys import KeyStore
+    from .metrics import Metrics
     from .rates import RateLimits
     from .records import RecordStore
     from .statedir import instance_directory
@@ -47,6 +48,7 @@ def create_app(config: Config | None = None, executor=None) -> Flask:
     app.json.sort_keys = False
 
     records = RecordStore(instance_directory(config.state_dir, config.instance))
+    metrics = Metrics()
     if executor is None:
         # Imported here: an app given another executor (the unit tests' fake) never loads docker-py.
         from .docker_executor import DockerExecutor
@@ -59,8 +61,9 @@ def create_app(config: Config | None = None, executor=None) -> Flask:
             pool_size=config.max_sessions + 16,
             lock_dir=records.directory,
             runtime=config.runtime,
+            failed=metrics.docker_failed,
         )
-    worker = Worker(config, executor, records)
+    worker = Worker(config, executor, records, metrics=metrics)
     app.extensions[EXTENSION] = worker
 
     app.register_blueprint(api.bp)
@@ -70,8 +73,21 @@ def create_app(config: Config | None = None, executor=None) -> Flask:
     app.register_blueprint(piston.bp)
     app.register_blueprint(piston_ws.bp)
     app.register_blueprint(judge0.bp)
+    app.register_blueprint(metrics_api.bp)
     app.register_blueprint(docs.bp)
     headers.install(app)
+
+    def _judge0_path(path: str) -> bool:
+        return path == judge0.PREFIX or path.startswith(judge0.PREFIX + "/")
+
+    def api_of(path: str) -> str:
+        """Which API a path is under: its errors are answered, and counted, in that API's terms."""
+        if piston.owns(path):
+            return "piston"
+        return "judge0" if _judge0_path(path) else "sandbox"
+
+    # First: every other hook may count on the request's id.
+    access.install(app, metrics, api_of)
 
     @app.before_request
     def start_worker() -> None:
@@ -83,6 +99,7 @@ def create_app(config: Config | None = None, executor=None) -> Flask:
 
     @app.errorhandler(EngineError)
     def engine_error(exc: EngineError):
+        access.refused(exc.kind.code)
         if request.blueprint is None and piston.owns(request.path):
             # Refused before routing chose a blueprint (no key for an unknown path): Piston's shape.
             return piston.engine_error(exc)
@@ -97,10 +114,11 @@ def create_app(config: Config | None = None, executor=None) -> Flask:
 
     @app.errorhandler(HTTPException)
     def http_error(exc: HTTPException):
-        if piston.owns(request.path):
+        api = api_of(request.path)
+        if api == "piston":
             # Routing's own errors (404, 405) reach no blueprint's handler: Piston's shape here.
             return piston.http_error(exc)
-        if _judge0_path(request.path):
+        if api == "judge0":
             # Routing failed before any blueprint was chosen: an unknown path or method of Judge0's.
             return judge0.http_error(exc)
         kind = kind_for_status(exc.code or 500)
@@ -110,8 +128,5 @@ def create_app(config: Config | None = None, executor=None) -> Flask:
     def unexpected(exc: Exception):
         logging.getLogger(__name__).exception("unhandled error")
         return {"error": {"code": "internal_error", "message": "internal error"}}, 500
-
-    def _judge0_path(path: str) -> bool:
-        return path == judge0.PREFIX or path.startswith(judge0.PREFIX + "/")
 
     return app

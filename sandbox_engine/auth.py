@@ -45,6 +45,7 @@ ROUTES: dict[str, Access | Scope] = {
     "api.delete_session": Scope.SESSION,
     "api.languages": Access.ANY,
     "api.pool": Scope.ADMIN,
+    "metrics.metrics": Scope.ADMIN,
     "runs.create_run": Scope.RUN,
     "runs.get_run": Scope.RUN,
     "piston.list_runtimes": Access.ANY,

@@ -130,6 +130,17 @@ class RunResult:
     run: Stage | None
     tests: tuple[TestResult, ...] | None = None
 
+    def ending(self) -> dict:
+        """How the run ended, for its record and the log: the exit code and usage of its last
+        stage (the run, the last test, or the compile that failed), the bytes of all its output."""
+        stages = [s for s in (self.compile, self.run, *(t.stage for t in self.tests or ())) if s is not None]
+        last = stages[-1] if stages else None
+        return {
+            "exit_code": last.exit_code if last else None,
+            "usage": last.usage.public() if last and last.usage else None,
+            "output_bytes": sum(len(s.stdout) + len(s.stderr) for s in stages),
+        }
+
 
 @dataclass(frozen=True)
 class RunView:

@@ -9,7 +9,7 @@ import sys
 from datetime import UTC, datetime
 
 from .config import Config
-from .statedir import StateDirectoryError, instance_directory
+from .statedir import StateDirectoryError, instance_directory, private_directory
 from .states import Reason
 
 LIMIT_FLAGS = (
@@ -32,6 +32,12 @@ LIMIT_FLAGS = (
     ("--compile-memory", "compile_memory", "memory for the compile stage, no swap (1g)"),
     ("--compile-cpus", "compile_cpus", "CPUs for the compile stage (1.0)"),
     ("--compile-pids", "compile_pids", "processes for the compile stage (128)"),
+    (
+        "--reconnect-grace",
+        "reconnect_grace",
+        "seconds a program runs on for its dropped client to resume (60; 0: it ends at once)",
+    ),
+    ("--replay-buffer", "replay_buffer", "recent messages a session keeps for resuming, in bytes (1m)"),
     ("--pool-size", "pool_size", "warm sandboxes per language: N, or python=4,python/tty=2 (0: none)"),
     ("--instance", "instance", "name of this server's containers; one per Docker daemon (default)"),
     ("--state-dir", "state_dir", "directory the workers share for session records"),
@@ -44,6 +50,11 @@ LIMIT_FLAGS = (
     ("--uid-range", "uid_range", "host uids for sandboxes, one each: FIRST-LAST (200000-265535)"),
     ("--uid-dir", "uid_dir", "the uid leases, one directory for every engine on the host"),
     ("--runtime", "runtime", "Docker's runtime for the sandboxes: runc, or runsc for gVisor (runc)"),
+    (
+        "--log-format",
+        "log_format",
+        "the log on stderr: json (a JSON object a line), text, or auto (text at a terminal, else json)",
+    ),
 )
 
 
@@ -239,6 +250,9 @@ def _when(ts: float) -> str:
 
 
 def serve_command(args: argparse.Namespace) -> int:
+    from .logs import resolve
+    from .metrics import MULTIPROCESS_ENV, clear_directory
+
     overrides = {name: getattr(args, name) for _, name, _ in LIMIT_FLAGS}
     try:
         config = Config.from_env(**overrides)
@@ -247,7 +261,11 @@ def serve_command(args: argparse.Namespace) -> int:
         return 2
     # Refused here, in words, rather than as workers that fail to boot.
     try:
-        instance_directory(config.state_dir, config.instance)
+        directory = instance_directory(config.state_dir, config.instance)
+        # Every worker counts in files of its own there; emptied, so that this server counts from 0.
+        metrics_directory = os.path.join(directory, ".metrics")
+        private_directory(metrics_directory)
+        clear_directory(metrics_directory)
     except (StateDirectoryError, OSError) as exc:
         print(f"sandbox-engine: {exc}", file=sys.stderr)
         return 2
@@ -261,6 +279,12 @@ def serve_command(args: argparse.Namespace) -> int:
         return 2
     # The workers build their config from the environment; this hands them the flags' values.
     os.environ.update(config.to_env())
+    # Decided here, where stderr is the operator's: gunicorn's master and workers write to it.
+    os.environ["SANDBOX_ENGINE_LOG_FORMAT"] = resolve(config.log_format)
+    os.environ[MULTIPROCESS_ENV] = metrics_directory
+    # Every file the server makes is its user's alone: ours say so as they are made (0600), and
+    # prometheus_client's, made with the default mode, are then 0600 too.
+    os.umask(0o077)
     conf = os.path.join(os.path.dirname(os.path.abspath(__file__)), "gunicorn_conf.py")
     argv = [
         sys.executable,

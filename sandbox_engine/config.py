@@ -10,6 +10,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from .languages import LANGUAGES
+from .logs import FORMATS as LOG_FORMATS
 
 ENV_PREFIX = "SANDBOX_ENGINE_"
 # The images' own user and group (images/runtime/): sandboxes run as uids of the uid range instead,
@@ -21,6 +22,8 @@ _UNITS = {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3}
 # A name Docker may know a runtime by (daemon.json's "runtimes").
 _RUNTIME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 AUTH_MODES = ("auto", "required")
+# The settings given in bytes, which take 256m, 64k and the like.
+SIZES = ("memory", "disk", "output_limit", "max_code_size", "input_limit", "compile_memory", "replay_buffer")
 
 
 def parse_size(text: str | int) -> int:
@@ -77,10 +80,18 @@ class Config:
     runtime: str = "runc"
     # Browser origins allowed to open a WebSocket; empty allows same-origin and non-browser clients.
     allowed_origins: tuple[str, ...] = field(default_factory=tuple)
+    # How long a session's program runs on after its client went away without closing (or
+    # detached), for the client to resume; 0 ends it at once, as a normal close always does.
+    reconnect_grace: float = 60.0
+    # The recent messages a session keeps for a resuming client, in bytes of JSON; never more
+    # than the output limit (see replay_limit).
+    replay_buffer: int = 1048576
     # The API keys (see keys): empty for keys.json in the instance's state directory.
     keys_file: str = ""
     # "auto": a key is needed once any exists; "required": always, even before the first.
     auth: str = "auto"
+    # The log's lines: json, text, or auto (text at a terminal, else JSON; see logs).
+    log_format: str = "auto"
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: object) -> Config:
@@ -119,13 +130,18 @@ class Config:
             "compile_pids",
             "record_ttl",
             "max_records",
+            "replay_buffer",
         )
         for name in positive:
             value = getattr(self, name)
             if not math.isfinite(value) or value <= 0:
                 raise ValueError(f"{name} must be a positive number, got {value}")
+        if not math.isfinite(self.reconnect_grace) or self.reconnect_grace < 0:
+            raise ValueError(f"reconnect_grace must be 0 or more seconds, got {self.reconnect_grace}")
         if self.auth not in AUTH_MODES:
             raise ValueError(f"auth {self.auth!r}: one of {', '.join(AUTH_MODES)}")
+        if self.log_format not in LOG_FORMATS:
+            raise ValueError(f"log_format {self.log_format!r}: one of {', '.join(LOG_FORMATS)}")
         if not _RUNTIME.match(self.runtime):
             raise ValueError(f"runtime {self.runtime!r}: the name of a Docker runtime, such as runc or runsc")
         uids = self.uids
@@ -138,6 +154,11 @@ class Config:
             raise ValueError(
                 f"uid_range {self.uid_range} holds {len(uids)} uids; max_sessions and the pool need {needed}"
             )
+
+    @property
+    def replay_limit(self) -> int:
+        """The replay buffer's bound: --replay-buffer, never above --output-limit."""
+        return min(self.replay_buffer, self.output_limit)
 
     @property
     def uids(self) -> range:
@@ -185,7 +206,7 @@ class Config:
 
 def _convert(name: str, raw: str) -> object:
     kind = {f.name: f.type for f in dataclasses.fields(Config)}[name]
-    if name in ("memory", "disk", "output_limit", "max_code_size", "input_limit", "compile_memory"):
+    if name in SIZES:
         return parse_size(raw)
     if kind == "float":
         return float(raw)

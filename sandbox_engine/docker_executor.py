@@ -18,6 +18,7 @@ reclaims the uids of containers removed by anyone else.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import os
@@ -31,7 +32,7 @@ from contextlib import AbstractContextManager
 import docker.types
 
 from . import launch
-from .docker_api import client, remove_container, status_of, translated
+from .docker_api import Failed, client, remove_container, status_of, translated, uncounted
 from .docker_sandbox import DockerSandbox
 from .executor import (
     AlreadyClaimed,
@@ -87,6 +88,8 @@ GVISOR_SECCOMP = {
 }
 _INSTANCE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_-]{0,40}$")
 RENAME_STRIPES = 64
+# A rename's refusals when another worker took, claimed or removed the container first.
+RACE_LOST = (400, 404, 409)
 # A pooled sandbox not running, or half taken, for this long was left by someone who failed.
 STUCK = 60.0
 HALF_CLAIMED = 600.0
@@ -101,6 +104,7 @@ class DockerExecutor(Executor):
         pool_size: int = 32,
         lock_dir: str | None = None,
         runtime: str = "runc",
+        failed: Failed = uncounted,
     ) -> None:
         if not _INSTANCE.match(instance):
             raise ValueError(f"instance name {instance!r}: letters, digits, '-' and '_' only")
@@ -118,6 +122,9 @@ class DockerExecutor(Executor):
         # cgroup): more starts at once than cores only make every one of them slower.
         self.starts = threading.BoundedSemaphore(os.cpu_count() or 2)
         self.api = client(docker_host, pool_size)
+        # Told of every Docker call that fails, here and in the sandboxes (the metrics).
+        self.failed = failed
+        self._translated = functools.partial(translated, failed=failed)
 
     def _name(self, session_id: str) -> str:
         return self.prefix + session_id
@@ -132,7 +139,7 @@ class DockerExecutor(Executor):
         if spec.session_id is None:
             try:
                 # Warm: started now, its launcher waiting for a program on stdin.
-                with self.starts, translated("start a pool sandbox"):
+                with self.starts, self._translated("start a pool sandbox"):
                     self.api.start(created["Id"])
             except ExecutorError:
                 self._remove(created["Id"], lease.uid)
@@ -200,13 +207,13 @@ class DockerExecutor(Executor):
             host_config=host_config,
         )
         # The image is named in the error: "a sandbox image is missing" alone would not say which.
-        with translated(f"create a sandbox of {spec.image}"):
+        with self._translated(f"create a sandbox of {spec.image}", operation="create a sandbox"):
             created = self.api.create_container(**create)
         return created, labels
 
     def _remove(self, container: str, uid: int | None) -> None:
         """Remove a container, then free its uid: only once no process of it is left."""
-        if remove_container(self.api, container) and uid is not None:
+        if remove_container(self.api, container, self.failed) and uid is not None:
             self.uids.release(uid, container)
 
     def _info(self, row: dict) -> SandboxInfo:
@@ -231,7 +238,7 @@ class DockerExecutor(Executor):
         filters: dict = {"label": [f"{LABEL_INSTANCE}={self.instance}"]}
         if name is not None:
             filters["name"] = [name]
-        with translated("list the sandboxes"):
+        with self._translated("list the sandboxes"):
             rows = self.api.containers(all=True, filters=filters)
         return rows
 
@@ -283,7 +290,7 @@ class DockerExecutor(Executor):
         listed under is the take: once another session took it, that name is gone."""
         for info in candidates:
             try:
-                with translated("take a pool sandbox"):
+                with self._translated("take a pool sandbox", expected=RACE_LOST):
                     self._rename(info.name, self._name(session_id), f"{info.name}.{TAKING}")
             except RuntimeUnavailable:
                 raise
@@ -295,7 +302,7 @@ class DockerExecutor(Executor):
     def claim(self, session_id: str, owner: str, ref: SandboxRef | None = None) -> Sandbox:
         name = self._name(session_id)
         try:
-            with translated("claim the sandbox"):
+            with self._translated("claim the sandbox", expected=RACE_LOST):
                 self._rename(name, f"{name}.{owner}", f"{name}.{CLAIMING}")
         except RuntimeUnavailable:
             raise
@@ -303,7 +310,7 @@ class DockerExecutor(Executor):
             status = status_of(exc)
             if status == 404 and self._find(session_id) is None:
                 raise SandboxNotFound(session_id) from exc
-            if status in (400, 404, 409):
+            if status in RACE_LOST:
                 raise AlreadyClaimed(session_id) from exc
             raise
         if ref is None:
@@ -320,10 +327,11 @@ class DockerExecutor(Executor):
             starts=self.starts,
             remove=lambda: self._remove(ref.id, ref.uid),
             fixed_limits=self.gvisor,
+            failed=self.failed,
         )
 
     def _inspect(self, container: str) -> dict:
-        with translated("inspect the sandbox"):
+        with self._translated("inspect the sandbox"):
             details = self.api.inspect_container(container)
         return details
 
@@ -343,9 +351,9 @@ class DockerExecutor(Executor):
 
     def check(self, images: list[str]) -> str | None:
         try:
-            with translated("answer a ping"):
+            with self._translated("answer a ping"):
                 self.api.ping()
-            with translated("list its runtimes"):
+            with self._translated("list its runtimes"):
                 runtimes = self.api.info().get("Runtimes") or {}
             if self.runtime not in runtimes:
                 how = "run scripts/runsc.sh as root" if self.gvisor else "register it in daemon.json"
@@ -354,7 +362,7 @@ class DockerExecutor(Executor):
                 # Without it the sandbox's seccomp profile, and with it the process limit, is void.
                 return "Docker's runtime runsc lacks --oci-seccomp; run scripts/runsc.sh as root"
             for image in images:
-                with translated(f"find the image {image}", ignore=(404,)):
+                with self._translated(f"find the image {image}", ignore=(404,), operation="find an image"):
                     self.api.inspect_image(image)
                     continue
                 # Reached only when the image's 404 was let through.
@@ -366,7 +374,7 @@ class DockerExecutor(Executor):
 
     def image_labels(self, image: str) -> dict[str, str]:
         try:
-            with translated(f"inspect the image {image}"):
+            with self._translated(f"inspect the image {image}", operation="inspect an image"):
                 return self.api.inspect_image(image)["Config"].get("Labels") or {}
         except ExecutorError as exc:
             log.debug("no labels for %s: %s", image, exc)

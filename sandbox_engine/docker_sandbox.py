@@ -10,6 +10,7 @@ launch for why): its output is read from its own connection, its exit code is Do
 
 from __future__ import annotations
 
+import functools
 import logging
 import socket
 import threading
@@ -19,7 +20,7 @@ from collections.abc import Callable, Iterator, Sequence
 import docker
 
 from . import framing, launch, procfs
-from .docker_api import remove_container, translated, update_limits
+from .docker_api import Failed, remove_container, translated, uncounted, update_limits
 from .executor import (
     COMPILE_GID,
     CompileResult,
@@ -55,8 +56,12 @@ class DockerSandbox(Sandbox):
         starts: threading.BoundedSemaphore | None = None,
         remove: Callable[[], None] | None = None,
         fixed_limits: bool = False,
+        failed: Failed = uncounted,
     ) -> None:
         self.api = api
+        # Docker's failures, translated and counted (see docker_api.translated).
+        self._failed = failed
+        self._translated = functools.partial(translated, failed=failed)
         # By id: the container's name changes as it is claimed, its id never.
         self.container = ref.id
         self.session_id = session_id
@@ -70,7 +75,7 @@ class DockerSandbox(Sandbox):
         self._running = ref.running
         self._starts = starts or threading.BoundedSemaphore(1)
         # The executor's removal: the container, then what it held (its uid).
-        self._remove = remove or (lambda: remove_container(self.api, self.container))
+        self._remove = remove or (lambda: remove_container(self.api, self.container, failed))
         # Created under the run's limits, which the runtime cannot change (runsc): nothing to lower.
         self._fixed_limits = fixed_limits
         self._early = b""
@@ -90,7 +95,7 @@ class DockerSandbox(Sandbox):
         files: Sequence[tuple[str, bytes]] = (),
         tests: bool = False,
     ) -> None:
-        with translated("attach to the sandbox"):
+        with self._translated("attach to the sandbox"):
             attached = self.api.attach_socket(
                 self.container, params={"stdin": 1, "stdout": 1, "stderr": 1, "stream": 1}
             )
@@ -99,7 +104,7 @@ class DockerSandbox(Sandbox):
         self._sock = getattr(attached, "_sock", attached)
         if not self._running:
             # Attached first, started second: nothing the program writes can be missed.
-            with self._starts, translated("start the sandbox"):
+            with self._starts, self._translated("start the sandbox"):
                 self.api.start(self.container)
             if self.tty:
                 self._wait_until_ready()
@@ -154,7 +159,7 @@ class DockerSandbox(Sandbox):
         user = f"{self._uid}:{COMPILE_GID}"
         # Its EXIT mark's nonce: its own, so that nothing it runs learns the launcher's.
         nonce = launch.new_nonce()
-        with translated("start the compile stage"):
+        with self._translated("start the compile stage"):
             exec_id = self.api.exec_create(
                 self.container,
                 launch.compile_command(command),
@@ -168,7 +173,7 @@ class DockerSandbox(Sandbox):
             # Its own terminal, as wide as the client's, for the compiler's diagnostics.
             size = self._terminal or Terminal()
             try:
-                with translated("size the compiler's terminal"):
+                with self._translated("size the compiler's terminal"):
                     self.api.exec_resize(exec_id, height=size.rows, width=size.cols)
             except ExecutorError as exc:
                 # A quick compiler may be done already; its output is what matters.
@@ -201,7 +206,7 @@ class DockerSandbox(Sandbox):
         it ends, or the compile timeout kills the sandbox: then 137, as for any kill)."""
         pause = 0.01
         while not self._closed:
-            with translated("learn how the compile stage ended"):
+            with self._translated("learn how the compile stage ended"):
                 state = self.api.exec_inspect(exec_id)
             if not state.get("Running") and state.get("ExitCode") is not None:
                 return state["ExitCode"]
@@ -231,17 +236,17 @@ class DockerSandbox(Sandbox):
 
     def set_limits(self, limits: Limits) -> None:
         if not self._fixed_limits:
-            update_limits(self.api, self.container, limits)
+            update_limits(self.api, self.container, limits, self._failed)
 
     def go(self) -> None:
         self.write(launch.GO)
 
     def signal(self, name: str) -> None:
-        with translated(f"send {name}", ignore=(404, 409)):
+        with self._translated(f"send {name}", ignore=(404, 409), operation="send a signal"):
             self.api.kill(self.container, signal=name)
 
     def resize(self, cols: int, rows: int) -> None:
-        with translated("resize the terminal", ignore=(404, 409)):
+        with self._translated("resize the terminal", ignore=(404, 409)):
             self.api.resize(self.container, height=rows, width=cols)
 
     def write(self, data: bytes) -> None:
@@ -268,11 +273,11 @@ class DockerSandbox(Sandbox):
 
     def kill(self) -> None:
         # 404 gone, 409 not running: either way it is not running any more.
-        with translated("kill the sandbox", ignore=(404, 409)):
+        with self._translated("kill the sandbox", ignore=(404, 409)):
             self.api.kill(self.container)
 
     def wait(self, timeout: float) -> ExitStatus:
-        with translated("learn how the sandbox ended"):
+        with self._translated("learn how the sandbox ended"):
             result = self.api.wait(self.container, timeout=timeout)
             state = self.api.inspect_container(self.container)["State"]
         return ExitStatus(exit_code=result.get("StatusCode"), oom_killed=bool(state.get("OOMKilled")))
@@ -280,7 +285,7 @@ class DockerSandbox(Sandbox):
     def waiting_for_input(self) -> bool:
         # The host's pids of the container's processes, then the host's /proc (see procfs).
         try:
-            with translated("list the sandbox's processes"):
+            with self._translated("list the sandbox's processes"):
                 top = self.api.top(self.container)
         except ExecutorError:
             return False

@@ -29,8 +29,10 @@ from .executor import (
     SandboxSpec,
     Terminal,
 )
+from .hub import Hubs, SessionHub, Subscriber
 from .keys import Key
 from .languages import LANGUAGES, LanguageSpec
+from .metrics import Metrics
 from .protocol import shown
 from .records import Admission, Record, RecordStore
 from .session import Outcome, SessionRun
@@ -51,12 +53,16 @@ class Engine:
         executor: Executor,
         records: RecordStore,
         languages: dict[str, LanguageSpec] | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
         self.config = config
         self.executor = executor
         self.records = records
+        self.metrics = metrics if metrics is not None else Metrics()
         self.languages = languages if languages is not None else LANGUAGES
         self._runs: dict[str, SessionRun] = {}
+        # Who hears each run: its client, its replay buffer, its reconnect grace (see hub).
+        self.hubs = Hubs(config.replay_limit, config.reconnect_grace)
         # Claims in progress, counted per session (two attachments may race in one worker):
         # the reaper must not take a claimed container that has no run yet for a leftover.
         self._claiming: Counter[str] = Counter()
@@ -110,17 +116,18 @@ class Engine:
             raise _refusal(admission, key, self.config)
         self.records.write_code(session_id, source)
         try:
-            warm = self._call(self._warm.candidates, spec.id, tty)
-            ref = self._call(self.executor.take_pooled, session_id, warm) if warm else None
+            warm = _call(self._warm.candidates, spec.id, tty)
+            ref = _call(self.executor.take_pooled, session_id, warm) if warm else None
             if ref is not None:
                 self._warm.taken(ref)
                 self.on_take()
             else:
-                ref = self._call(self.executor.create, sandbox_spec(self.config, spec, session_id, tty))
+                ref = _call(self.executor.create, sandbox_spec(self.config, spec, session_id, tty))
         except EngineError:
             self.records.forget(session_id)
             raise
         self.records.write(replace(record, sandbox=ref))
+        self.metrics.started(spec.id, batch, ref.running)
         return session_id
 
     def sandbox_spec(self, language: str, tty: bool) -> SandboxSpec:
@@ -146,9 +153,9 @@ class Engine:
         record = self.records.read(session_id)
         if record is None or not record.batch:
             raise EngineError(Kind.NOT_FOUND, f"no run {shown(session_id)}")
-        with self._claim(session_id):
+        with self._claim(session_id), self.metrics.run_active():
             try:
-                sandbox = self._call(self.executor.claim, session_id, self.owner, record.sandbox)
+                sandbox = _call(self.executor.claim, session_id, self.owner, record.sandbox)
             except (AlreadyClaimed, SandboxNotFound):
                 raise EngineError(Kind.SESSION_ENDED, f"run {session_id} has ended") from None
             self.records.write(replace(record, state=State.RUNNING, started_at=time.time()))
@@ -159,9 +166,14 @@ class Engine:
             finally:
                 self.records.forget_code(session_id)
 
-    def check_attachable(self, session_id: str) -> None:
-        """Refuse, before the WebSocket handshake, what can be refused: unknown, taken, over."""
+    def check_attachable(self, session_id: str, resume: int | None = None, takeover: bool = False) -> bool:
+        """Refuse before the handshake what can be: unknown, taken, over. True: relay the resume."""
         record = self._record(session_id)
+        if resume is not None:
+            hub = self.hubs.get(session_id)
+            if hub is not None and not takeover and not hub.ended and hub.attached:
+                raise _already_attached(session_id)
+            return hub is None
         if record.final:
             raise EngineError(Kind.SESSION_ENDED, f"session {session_id} has ended ({record.reason})")
         ending = self.records.requested_end(session_id)
@@ -169,29 +181,28 @@ class Engine:
             raise EngineError(Kind.SESSION_ENDED, f"session {session_id} has ended ({ending})")
         if record.state is not State.CREATED:
             raise _already_attached(session_id)
+        return False
 
-    def attach(
-        self,
-        session_id: str,
-        emit: Callable[[dict], None],
-        close: Callable[[], None],
-        abort: Callable[[], None] = lambda: None,
-    ) -> SessionRun:
-        """Claim the session's sandbox and start its program. Raises EngineError if refused.
-        `emit` sends the client a message, `close` closes it after the end, `abort` cuts it off."""
+    def attach(self, session_id: str, client: Subscriber) -> SessionRun:
+        """Claim the session's sandbox, attach the client to its hub and start the program.
+        Raises EngineError if refused."""
         record = self._record(session_id)
         with self._claim(session_id):
             try:
-                sandbox = self._call(self.executor.claim, session_id, self.owner, record.sandbox)
+                sandbox = _call(self.executor.claim, session_id, self.owner, record.sandbox)
             except AlreadyClaimed:
                 if self.records.requested_end(session_id) is not None:
                     raise EngineError(Kind.SESSION_ENDED, f"session {session_id} has ended") from None
                 raise _already_attached(session_id) from None
             except SandboxNotFound:
                 raise EngineError(Kind.SESSION_ENDED, f"session {session_id} has ended") from None
-            run = self._run(record, sandbox, emit, close, abort)
+            hub = self.hubs.open(session_id)
+            run = self._run(record, sandbox, hub)
+            hub.on_gone = run.client_gone
+            hub.attach(client)
             with self._lock:
                 self._runs[session_id] = run
+                self.metrics.sessions_active(len(self._runs))
         # The new state is recorded before the program starts: a program that ends at once must
         # not have its FINISHED record overwritten by a late RUNNING.
         state = State.COMPILING if sandbox.compiles else State.RUNNING
@@ -202,30 +213,35 @@ class Engine:
             run.start(code, terminal, record.merge_stderr)
         except ExecutorError as exc:
             self._forget(session_id)
-            self.records.end(session_id, Reason.INTERNAL_ERROR, lambda: self._remove_quietly(sandbox.remove))
+            self.hubs.drop(session_id)
+            self.records.end(session_id, Reason.INTERNAL_ERROR, lambda: _remove_quietly(sandbox.remove))
             raise EngineError(Kind.RUNTIME_UNAVAILABLE, f"the sandbox could not start: {exc}") from None
         if self._shutting_down:
             run.end(Reason.SERVER_SHUTDOWN)
         return run
 
-    def _run(
-        self,
-        record: Record,
-        sandbox: Sandbox,
-        emit: Callable[[dict], None],
-        close: Callable[[], None],
-        abort: Callable[[], None],
-    ) -> SessionRun:
+    def resume(
+        self, session_id: str, client: Subscriber, after: int, takeover: bool = False
+    ) -> SessionRun | None:
+        """Attach a client again to a session of this worker's, from seq `after`; None if ended."""
+        hub = self.hubs.get(session_id)
+        if hub is None:
+            raise EngineError(Kind.SESSION_ENDED, f"session {session_id} has ended")
+        hub.attach(client, after, takeover)
+        with self._lock:
+            return self._runs.get(session_id)
+
+    def _run(self, record: Record, sandbox: Sandbox, hub: SessionHub) -> SessionRun:
         run = SessionRun(
             sandbox,
             session_limits(self.config),
-            emit,
-            close,
+            _first_output_timed(hub.publish, record, self.metrics),
+            hub.close,
             on_end=lambda outcome: self._ended(record, outcome),
             release=lambda: self._release(run),
             external_reason=lambda: self.records.requested_end(record.session_id),
             on_state=lambda state: self.records.write(replace(record, state=state, started_at=time.time())),
-            abort_client=abort,
+            abort_client=hub.abort,
         )
         return run
 
@@ -241,15 +257,15 @@ class Engine:
                 if self._claiming[session_id] <= 0:
                     del self._claiming[session_id]
 
-    def _ended(self, record: Record, outcome: Outcome) -> None:
-        usage = outcome.usage.public() if outcome.usage is not None else None
+    def _ended(self, record: Record, o: Outcome) -> None:
+        usage = o.usage.public() if o.usage is not None else None
         self.records.finish(
-            record.session_id, outcome.reason, outcome.exit_code, outcome.started_at, outcome.ended_at, usage
+            record.session_id, o.reason, o.exit_code, o.started_at, o.ended_at, usage, o.output_bytes
         )
 
     def _release(self, run: SessionRun) -> None:
         # If Docker is gone this fails; the reaper removes the container once Docker is back.
-        self._remove_quietly(run.sandbox.remove)
+        _remove_quietly(run.sandbox.remove)
         self._forget(run.sandbox.session_id)
         self.records.forget_code(run.sandbox.session_id)
 
@@ -266,11 +282,11 @@ class Engine:
         with self._claim(session_id):
             try:
                 # Claiming it ourselves keeps any client from attaching while we remove it.
-                sandbox = self._call(self.executor.claim, session_id, self.owner)
+                sandbox = _call(self.executor.claim, session_id, self.owner)
             except AlreadyClaimed:
                 # Another worker runs it: leave word of the reason, then stop the container.
                 self.records.request_end(session_id, Reason.KILLED)
-                self._call(self.executor.remove, session_id)
+                _call(self.executor.remove, session_id)
                 return
             except SandboxNotFound:
                 self.records.end(session_id, Reason.KILLED)
@@ -281,7 +297,7 @@ class Engine:
         """End a session no client attached to, unless one attaches first."""
         with self._claim(session_id):
             try:
-                sandbox = self._call(self.executor.claim, session_id, self.owner)
+                sandbox = _call(self.executor.claim, session_id, self.owner)
             except AlreadyClaimed:
                 return  # a client attached in time, or another reaper got there first
             except SandboxNotFound:
@@ -291,7 +307,7 @@ class Engine:
 
     def _end_claimed(self, sandbox: Sandbox, reason: Reason) -> None:
         """End an unattached session whose sandbox this worker has claimed (see RecordStore.end)."""
-        self.records.end(sandbox.session_id, reason, lambda: self._call(sandbox.remove))
+        self.records.end(sandbox.session_id, reason, lambda: _call(sandbox.remove))
 
     def is_live(self, session_id: str) -> bool:
         """Whether this worker runs the session, or is claiming its sandbox right now."""
@@ -301,6 +317,7 @@ class Engine:
     def _forget(self, session_id: str) -> None:
         with self._lock:
             self._runs.pop(session_id, None)
+            self.metrics.sessions_active(len(self._runs))
 
     # --- health and shutdown -------------------------------------------------------------
     def shutdown(self) -> None:
@@ -325,22 +342,29 @@ class Engine:
         except ExecutorError as exc:
             log.warning("shutdown could not remove every container: %s", exc)
 
-    # --- helpers -------------------------------------------------------------------------
-    def _call(self, fn: Callable, *args: object) -> object:
-        """Run an executor call, turning the runtime's failures into errors a client is told."""
-        try:
-            return fn(*args)
-        except (AlreadyClaimed, SandboxNotFound):
-            raise
-        except ExecutorError as exc:
-            raise runtime_error(exc) from exc
 
-    @staticmethod
-    def _remove_quietly(remove: Callable[[], None]) -> None:
-        try:
-            remove()
-        except ExecutorError as exc:
-            log.warning("removal deferred to the reaper: %s", exc)
+def _remove_quietly(remove: Callable[[], None]) -> None:
+    try:
+        remove()
+    except ExecutorError as exc:
+        log.warning("removal deferred to the reaper: %s", exc)
+
+
+def _first_output_timed(
+    emit: Callable[[dict], None], record: Record, metrics: Metrics
+) -> Callable[[dict], None]:
+    """`emit`, timing the session's first output from its POST (the record's creation)."""
+    warm = record.sandbox is not None and record.sandbox.running
+    timed = False
+
+    def emit_timed(message: dict) -> None:
+        nonlocal timed
+        if not timed and message.get("type") in ("stdout", "stderr"):
+            timed = True
+            metrics.first_output(warm, time.time() - record.created_at)
+        emit(message)
+
+    return emit_timed
 
 
 def _checked(
@@ -390,3 +414,13 @@ def _is_uuid(text: str) -> bool:
 
 def _already_attached(session_id: str) -> EngineError:
     return EngineError(Kind.ALREADY_ATTACHED, f"session {session_id} already has a client attached")
+
+
+def _call(fn: Callable, *args: object) -> object:
+    """Run an executor call, turning the runtime's failures into errors a client is told."""
+    try:
+        return fn(*args)
+    except (AlreadyClaimed, SandboxNotFound):
+        raise
+    except ExecutorError as exc:
+        raise runtime_error(exc) from exc

@@ -19,6 +19,8 @@ class Kind(enum.Enum):
     NOT_FOUND = ("not_found", 404, 4404)
     METHOD_NOT_ALLOWED = ("method_not_allowed", 405, 1008)
     ALREADY_ATTACHED = ("already_attached", 409, 4409)
+    # The controlling client's close when another resumed the session with takeover=1.
+    TAKEN_OVER = ("taken_over", 409, 4408)
     SESSION_ENDED = ("session_ended", 410, 4410)
     TOO_LARGE = ("too_large", 413, 1009)
     UNSUPPORTED_MEDIA_TYPE = ("unsupported_media_type", 415, 1003)

@@ -7,6 +7,7 @@ import logging
 import os
 
 # Light: the package's __init__ loads nothing (see create_app there).
+from sandbox_engine import logs
 from sandbox_engine.states import Reason
 
 worker_class = "gevent"
@@ -18,8 +19,10 @@ keepalive = 5
 # gunicorn's control socket lives at one path per user by default, so servers on one machine
 # shared it and stopping one removed it; we use none.
 control_socket_disable = True
-accesslog = "-"
-access_log_format = '%(h)s "%(r)s" %(s)s %(b)s %(M)sms'
+# Our own line per request replaces gunicorn's access log (see access); every line, gunicorn's
+# included, is in the server's one format (`--log-format`, which `serve` hands over).
+accesslog = None
+logconfig_dict = logs.logconfig(logs.resolve(os.environ.get("SANDBOX_ENGINE_LOG_FORMAT", "auto")))
 
 log = logging.getLogger("sandbox_engine")
 
@@ -122,3 +125,10 @@ def worker_int(worker) -> None:
 
 def worker_exit(server, worker) -> None:
     _machinery(worker).shutdown()
+
+
+def child_exit(server, worker) -> None:
+    # In the master, for any worker that ended (SIGKILL too): its gauges go, its counts stay.
+    from sandbox_engine.metrics import mark_dead
+
+    mark_dead(worker.pid)

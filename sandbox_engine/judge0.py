@@ -12,11 +12,12 @@ from collections.abc import Mapping
 from flask import Blueprint, current_app, request
 from werkzeug.exceptions import HTTPException
 
+from . import access
 from . import judge0_catalog as catalog
 from .auth import current_key
 from .batch import Runner, RunRequest, RunView
 from .config import Config
-from .errors import EngineError, Kind
+from .errors import EngineError, Kind, runtime_error
 from .executor import ExecutorError
 from .judge0_requests import Judge0Error, parse_submission
 from .judge0_results import BATCH_CONVERSION_ERROR, CONVERSION_ERROR, NotUtf8, render, requested_fields
@@ -169,6 +170,7 @@ def engine_error(exc: EngineError):
 
 @bp.errorhandler(ExecutorError)
 def executor_error(exc: ExecutorError):
+    access.refused(runtime_error(exc).kind.code)
     return {"error": str(exc)}, 503
 
 
@@ -189,6 +191,7 @@ def unexpected(exc: Exception):
 
 def _translated(exc: EngineError) -> Judge0Error:
     """A batch run's refusal in Judge0's words."""
+    access.refused(exc.kind.code)
     if exc.kind is Kind.NOT_FOUND:
         return Judge0Error(404, NOT_FOUND)
     if exc.kind is Kind.AT_CAPACITY:

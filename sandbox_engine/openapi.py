@@ -29,6 +29,7 @@ MEANINGS = {
     Kind.NOT_FOUND: "no such session, run or file (another key's are not found either)",
     Kind.METHOD_NOT_ALLOWED: "the path does not take this method",
     Kind.ALREADY_ATTACHED: "a client is attached to the session already",
+    Kind.TAKEN_OVER: "(WebSocket only) another client resumed the session with takeover=1",
     Kind.SESSION_ENDED: "the session is over",
     Kind.TOO_LARGE: "the body or the code is over the server's limit",
     Kind.UNSUPPORTED_MEDIA_TYPE: "the body is not sent as application/json",

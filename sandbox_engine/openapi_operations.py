@@ -64,6 +64,8 @@ NOT_MODIFIED = {"description": "the copy the client has is current (If-None-Matc
 UPGRADED = {"description": "Switching Protocols: the WebSocket is open (GET with Upgrade: websocket)"}
 SESSION_ERRORS = (K.UNKNOWN_LANGUAGE, K.TOO_LARGE, K.AT_CAPACITY, K.QUOTA_EXCEEDED, K.RUNTIME_UNAVAILABLE)
 BODY_ERRORS = (K.INVALID_JSON, K.INVALID_REQUEST, K.UNSUPPORTED_MEDIA_TYPE)
+SEQ_TEXT = {"type": "string", "pattern": "^[0-9]{1,18}$"}
+TAKEOVER = {"type": "string", "enum": ["1", "true"]}
 
 
 def websocket(client: str, server: str) -> dict:
@@ -99,6 +101,7 @@ OURS = {
         "sessions",
         {101: UPGRADED},
         (
+            K.INVALID_REQUEST,
             K.FORBIDDEN,
             K.NOT_FOUND,
             K.ALREADY_ATTACHED,
@@ -106,10 +109,15 @@ OURS = {
             K.UPGRADE_REQUIRED,
             K.RUNTIME_UNAVAILABLE,
         ),
+        query=(
+            query("resume", "attach again: the last seq received (0: all still held)", SEQ_TEXT),
+            query("takeover", "with resume, 1: close the client attached now (4408)", TAKEOVER),
+        ),
         description="Attaching starts the program. JSON text messages both ways: the client's are "
-        "`SessionClientMessage`, the server's `SessionServerMessage` (components). Refusals come "
-        "before the upgrade as HTTP errors; a plain GET is 426. The session's id is its capability: "
-        "no API key is asked for.\n\n" + close_codes(),
+        "`SessionClientMessage`, the server's `SessionServerMessage` (components); each of the "
+        "session's own messages has its `seq`, for `?resume=`. Refusals come before the upgrade as "
+        "HTTP errors; a plain GET is 426. The session's id is its capability: no API key is asked "
+        "for.\n\n" + close_codes(),
         extensions=websocket("SessionClientMessage", "SessionServerMessage"),
     ),
     "api.languages": Operation(
@@ -131,7 +139,7 @@ OURS = {
         {200: json("ready", STATUS)},
         (K.RUNTIME_UNAVAILABLE,),
     ),
-    "metrics_api.metrics": Operation(
+    "metrics.metrics": Operation(
         "Prometheus metrics",
         "server",
         {200: content("Prometheus' text format", "text/plain")},

@@ -215,6 +215,11 @@ CLIENT_MESSAGES = {
         ("type", "data"),
     ),
     "EofMessage": obj({"type": const_type("eof")}, ("type",), description="closes the program's stdin"),
+    "DetachMessage": obj(
+        {"type": const_type("detach")},
+        ("type",),
+        description="leave the program running for the reconnect grace; resume with ?resume=",
+    ),
     "KillMessage": obj({"type": const_type("kill")}, ("type",), description="ends the program"),
     "SignalMessage": obj(
         {"type": const_type("signal"), "signal": {"type": "string", "enum": list(SIGNALS)}},
@@ -234,13 +239,16 @@ CLIENT_MESSAGES = {
 for _schema in CLIENT_MESSAGES.values():
     _schema["additionalProperties"] = True
 
+# Every message of the session's own carries its number, for a client that resumes.
+SEQ = {"type": "integer", "minimum": 1, "description": "1, 2, 3, ... per session"}
 SERVER_MESSAGES = {
     "StateMessage": obj(
         {
             "type": const_type("state"),
             "state": {"type": "string", "enum": [s.value for s in State if not s.final and s != "CREATED"]},
+            "seq": SEQ,
         },
-        ("type", "state"),
+        ("type", "state", "seq"),
     ),
     "FinalStateMessage": obj(
         {
@@ -250,21 +258,28 @@ SERVER_MESSAGES = {
             "reason": {"type": "string", "enum": list(Reason)},
             "signal": nullable(SIGNAL_NAME),
             "usage": nullable(ref("Usage")),
+            "seq": SEQ,
         },
-        ("type", "state", "exitCode", "reason", "signal", "usage"),
+        ("type", "state", "exitCode", "reason", "signal", "usage", "seq"),
         description="the last message; a close (1000) follows",
     ),
     "OutputMessage": obj(
         {
             "type": {"type": "string", "enum": ["stdout", "stderr"]},
             "data": {"type": "string", "minLength": 1},
+            "seq": SEQ,
         },
-        ("type", "data"),
+        ("type", "data", "seq"),
+    ),
+    "GapMessage": obj(
+        {"type": const_type("gap"), "from": SEQ, "to": SEQ},
+        ("type", "from", "to"),
+        description="on a resume: messages from..to are no longer held; the next one is to + 1",
     ),
     "ErrorMessage": obj(
         {"type": const_type("error"), "message": {"type": "string", "minLength": 1}},
         ("type", "message"),
-        description="a client message the server could not use; the session carries on",
+        description="a client message the server could not use; the session carries on (no seq)",
     ),
 }
 

@@ -12,6 +12,7 @@ import logging
 from flask import Blueprint, current_app, request
 from werkzeug.exceptions import HTTPException
 
+from . import access
 from .auth import current_key
 from .errors import EngineError, Kind, runtime_error
 from .executor import ExecutorError
@@ -70,6 +71,7 @@ def piston_error(exc: PistonError):
 
 @bp.errorhandler(EngineError)
 def engine_error(exc: EngineError):
+    access.refused(exc.kind.code)
     return error_answer(exc.kind.http_status, exc.message, exc.headers)
 
 

@@ -21,6 +21,7 @@ from . import piston
 from .auth import current_key
 from .errors import EngineError, Kind
 from .executor import ExecutorError
+from .hub import Callbacks
 from .piston import PREFIX, available_runtimes, error_answer, server_limits
 from .piston_answers import ConnectStages
 from .piston_protocol import Job, PistonError, parse_job
@@ -147,7 +148,8 @@ def _start(job: Job, channel: Channel) -> tuple[SessionRun, ConnectStages]:
         raise notified(exc.message) from None
     channel.send({"type": "runtime", "language": job.runtime.language, "version": job.runtime.version})
     try:
-        run = engine.attach(session_id, emit, lambda: channel.close(4999, "Job Completed"), channel.abort)
+        client = Callbacks(emit, lambda: channel.close(4999, "Job Completed"), channel.abort)
+        run = engine.attach(session_id, client)
     except EngineError as exc:
         _forget(session_id)
         raise notified(exc.message) from None

@@ -36,13 +36,16 @@ class Pool:
         sizes: dict[tuple[str, bool], int],
         capacity: int,
         state_dir: str,
+        on_level: Callable[[str, bool, int], None] = lambda language, tty, warm: None,
     ) -> None:
         """`spec_for(language, tty)` describes a warm sandbox; `capacity` bounds the sandboxes of
-        the instance, warm or not; `state_dir` is shared by the server's workers."""
+        the instance, warm or not; `state_dir` is shared by the server's workers; `on_level` is
+        told how many sandboxes of a (language, tty) wait whenever they are counted."""
         self.executor = executor
         self.spec_for = spec_for
         self.sizes = sizes
         self.capacity = capacity
+        self.on_level = on_level
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -94,10 +97,15 @@ class Pool:
     def levels(self) -> list[dict]:
         """Each warm pool's size and how many of its sandboxes wait now, from a fresh listing."""
         warm = Counter((i.language, i.tty) for i in self.executor.list() if i.waiting)
+        self._report(warm)
         return [
             {"language": language, "tty": tty, "size": size, "warm": warm[(language, tty)]}
             for (language, tty), size in self.sizes.items()
         ]
+
+    def _report(self, warm: Counter) -> None:
+        for language, tty in self.sizes:
+            self.on_level(language, tty, warm[(language, tty)])
 
     def refill(self) -> int:
         """Create what the pool lacks, one sandbox at a time, while there is room. Returns how many."""
@@ -111,6 +119,7 @@ class Pool:
     def _refill(self) -> int:
         live = [info for info in self.executor.list() if not info.exited]
         warm = Counter((i.language, i.tty) for i in live if i.waiting)
+        self._report(warm)
         room = self.capacity - len(live)
         created = 0
         for (language, tty), target in self.sizes.items():
@@ -120,6 +129,7 @@ class Pool:
                     return created
                 self.executor.create(self.spec_for(language, tty))
                 warm[(language, tty)] += 1
+                self.on_level(language, tty, warm[(language, tty)])
                 created += 1
                 room -= 1
         return created

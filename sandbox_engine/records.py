@@ -58,6 +58,8 @@ class Record:
     batch: bool = False
     # The name of the API key that made it, which alone may see or end it (None: no key).
     key: str | None = None
+    # Bytes of stdout and stderr its client was sent, once it ended (None: not known).
+    output_bytes: int | None = None
 
     def __post_init__(self) -> None:
         # As read back from JSON: words and a dict, made our types again.
@@ -92,6 +94,7 @@ class Record:
         started_at: float | None = None,
         ended_at: float | None = None,
         usage: dict | None = None,
+        output_bytes: int | None = None,
     ) -> Record:
         return replace(
             self,
@@ -101,7 +104,21 @@ class Record:
             started_at=started_at or self.started_at,
             ended_at=ended_at or time.time(),
             usage=usage,
+            output_bytes=output_bytes,
         )
+
+    def log_fields(self) -> dict:
+        """How it ended, for the log: never its code, input or output."""
+        ran = self.ended_at - self.started_at if self.ended_at and self.started_at else None
+        return {
+            "runId" if self.batch else "sessionId": self.session_id,
+            "language": self.language,
+            "reason": self.reason,
+            "exitCode": self.exit_code,
+            "usage": self.usage,
+            "outputBytes": self.output_bytes,
+            "durationMs": round(ran * 1000, 1) if ran is not None else None,
+        }
 
 
 class Admission(enum.Enum):
@@ -121,6 +138,8 @@ class RecordStore:
 
     def __init__(self, directory: str, clock: Callable[[], float] = time.time) -> None:
         self.directory = directory
+        # Told of each session's end once, by the store that recorded it (metrics, the log).
+        self.on_end: Callable[[Record], None] = lambda record: None
         # When sessions end, as the ended index and prune count it.
         self._clock = clock
         # What prune last found in the ended index when it left nothing to forget: the index's
@@ -266,6 +285,7 @@ class RecordStore:
         started_at: float | None = None,
         ended_at: float | None = None,
         usage: dict | None = None,
+        output_bytes: int | None = None,
     ) -> bool:
         """Mark a session ended unless it already is: the first ending is the true one, also
         when two workers end one session at the same moment. Whether this one was first."""
@@ -274,8 +294,10 @@ class RecordStore:
             record = self.read(session_id)
             if record is None or record.final:
                 return False
-            self.write(record.ended(reason, exit_code, started_at, ended_at, usage))
-            return True
+            ended = record.ended(reason, exit_code, started_at, ended_at, usage, output_bytes)
+            self.write(ended)
+        self.on_end(ended)
+        return True
 
     def end(self, session_id: str, reason: Reason, remove: Callable[[], None] | None = None) -> None:
         """The one way a session ends when no run of it is left to tell its client: delete,

@@ -222,7 +222,7 @@ class Runs:
             self.records.write_result(run_id, {"result": result})
             return result
         finally:
-            self.records.finish(run_id, reason)
+            self.records.finish(run_id, reason, **(result.ending() if result else {}))
 
 
 def _result(

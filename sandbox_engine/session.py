@@ -56,6 +56,8 @@ class Outcome:
     # What the program used, as its launcher measured it; None when it never ended by itself
     # (a kill ends the launcher with it).
     usage: Usage | None = None
+    # Bytes of stdout and stderr the client was sent.
+    output_bytes: int = 0
 
     @property
     def state(self) -> State:
@@ -293,7 +295,7 @@ class SessionRun:
         except Exception:
             log.exception("pump of %s failed", self.sandbox.session_id)
             self.end(Reason.INTERNAL_ERROR)
-        self._finish()
+        self._finish(self.limits.output_limit - remaining)
 
     def _begin_running(self) -> None:
         """The compile stage is over: the run's limits, then its timers, then the program."""
@@ -325,7 +327,7 @@ class SessionRun:
         except Exception:
             self.client_gone()
 
-    def _finish(self) -> None:
+    def _finish(self, output_bytes: int) -> None:
         exit_code: int | None = None
         oom = lost = False
         try:
@@ -338,7 +340,7 @@ class SessionRun:
             asked = self._reason or self._external_reason()
             reason, exit_code = decide_end(asked, exit_code, oom, lost, self._compile_failed)
             self._reason = reason
-        self.outcome = Outcome(exit_code, reason, self.started_at, time.time(), self._usage)
+        self.outcome = Outcome(exit_code, reason, self.started_at, time.time(), self._usage, output_bytes)
         try:
             # Recorded before the client hears of it, so a GET right after sees the same ending.
             self._on_end(self.outcome)

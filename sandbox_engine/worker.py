@@ -7,23 +7,31 @@ handed over here.
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
 
 from flask import current_app
 
+from . import logs
 from .batch import Runner
 from .config import Config
 from .engine import SHUTDOWN_GRACE, Engine
 from .executor import Executor
 from .languages import LANGUAGES, LanguageSpec
+from .metrics import Metrics
 from .pool import Pool
 from .reaper import Reaper
-from .records import RecordStore
+from .records import Record, RecordStore
+from .relay import RelayServer, advertise, withdraw
+from .relayed import serve_relayed
 from .runs import Runs
 from .timeouts import DEADLINE_GRACE
 
 EXTENSION = "sandbox_engine"
+
+# Each session's and run's end, one line (see Record.log_fields).
+ends_log = logging.getLogger("sandbox_engine.ends")
 
 
 class Worker:
@@ -33,8 +41,14 @@ class Worker:
         executor: Executor,
         records: RecordStore,
         languages: dict[str, LanguageSpec] | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
-        self.engine = Engine(config, executor, records, languages if languages is not None else LANGUAGES)
+        # One per process (its counts are the process's; see metrics).
+        self.metrics = metrics if metrics is not None else Metrics()
+        languages = languages if languages is not None else LANGUAGES
+        self.engine = Engine(config, executor, records, languages, self.metrics)
+        # Every end is told once, by the worker whose record of it came first.
+        records.on_end = self._ended
         # Batch runs share the engine's sandboxes, pool, capacity and records.
         self.runs: Runner = Runs(self.engine)
         self.pool: Pool | None = None
@@ -47,6 +61,7 @@ class Worker:
                 # size: the server's containers never pass the two together.
                 capacity=config.max_sessions + sum(self.engine.pool_sizes.values()),
                 state_dir=records.directory,
+                on_level=self.metrics.pool_level,
             )
             self.engine.on_take = self.pool.wake
         self.reaper = Reaper(
@@ -58,6 +73,7 @@ class Worker:
             max_records=config.max_records,
             max_age=max_session_age(config),
         )
+        self.relay: RelayServer | None = None
         self._started_pid: int | None = None
         self._lock = threading.Lock()
 
@@ -70,9 +86,14 @@ class Worker:
             if self._started_pid == os.getpid():
                 return
             self._started_pid = os.getpid()
+            self._start_relay()
             self.reaper.start()
             if self.pool is not None:
                 self.pool.start()
+
+    def _ended(self, record: Record) -> None:
+        self.metrics.ended(record.language, record.batch, record.reason or "", record.output_bytes or 0)
+        logs.event(ends_log, "run ended" if record.batch else "session ended", **record.log_fields())
 
     def shutdown(self) -> None:
         """Stop refilling and reaping, then end every run of this worker (see Engine.shutdown)."""
@@ -80,8 +101,20 @@ class Worker:
             self.pool.stop()
         self.reaper.stop()
         self.engine.shutdown()
+        self.engine.hubs.clear()
+        if self.relay is not None:
+            self.relay.stop()
         if isinstance(self.runs, Runs):
             self.runs.shutdown(SHUTDOWN_GRACE)
+
+    def _start_relay(self) -> None:
+        """This worker's socket for resumes landing on other workers (see relay); named by the
+        worker's pid, so started after the fork."""
+        engine, directory = self.engine, self.engine.records.directory
+        self.relay = RelayServer(directory, engine.owner, lambda *args: serve_relayed(engine, *args))
+        self.relay.start()
+        engine.hubs.on_open = lambda session_id: advertise(directory, engine.owner, session_id)
+        engine.hubs.on_forget = lambda session_id: withdraw(directory, session_id)
 
 
 def max_session_age(config: Config) -> float:

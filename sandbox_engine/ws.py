@@ -2,19 +2,23 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import socket
 import threading
 import time
-from collections.abc import Callable
 from urllib.parse import urlsplit
 
 from flask import Blueprint, current_app, request
 from flask_sock import Sock
 from simple_websocket import ConnectionClosed
+from wsproto.frame_protocol import CloseReason
 
+from . import relay
 from .errors import EngineError, Kind
-from .protocol import ProtocolError, encode, parse_client_message, shown
+from .hub import SessionHub
+from .protocol import ProtocolError, encode, parse_json, shown
+from .relayed import handle_message
 from .session import SessionRun
 from .worker import current_engine as engine
 
@@ -52,10 +56,15 @@ class Channel:
     def __init__(self, ws) -> None:
         self.ws = ws
         self._lock = threading.Lock()
+        # Set once the server closed it: after the final state, or when another client took over.
+        self.closed = False
 
     def send(self, message: dict) -> None:
+        self.send_text(encode(message))
+
+    def send_text(self, text: str) -> None:
         with self._lock:
-            self.ws.send(encode(message))
+            self.ws.send(text)
 
     def abort(self) -> None:
         """Cut the connection without a close frame and without the send lock: for a client that
@@ -91,6 +100,7 @@ class Channel:
                 return
 
     def close(self, code: int = 1000, reason: str | None = None) -> None:
+        self.closed = True
         with self._lock:
             try:
                 self.ws.close(reason=code, message=reason)
@@ -106,7 +116,10 @@ def refuse_before_upgrade():
     origin = request.headers.get("Origin")
     if origin and not origin_allowed(origin):
         raise EngineError(Kind.FORBIDDEN, f"origin {shown(origin)} may not open sessions here")
-    engine().check_attachable(request.view_args["session_id"])
+    resume, takeover = attach_args()
+    session_id = request.view_args["session_id"]
+    if engine().check_attachable(session_id, resume, takeover):
+        relay.probe(engine().records.directory, session_id, takeover)
     for key in ("gunicorn.socket", "werkzeug.socket"):
         if key in request.environ:
             request.environ[key] = WholeFrameSocket(request.environ[key])
@@ -129,42 +142,135 @@ def without_upgrade(session_id: str):
     raise EngineError(Kind.UPGRADE_REQUIRED, "this is a WebSocket endpoint: connect with Upgrade: websocket")
 
 
+def attach_args() -> tuple[int | None, bool]:
+    """?resume=<lastSeq> (the last seq the client saw; 0 for everything) and ?takeover=1."""
+    raw = request.args.get("resume")
+    resume = None
+    if raw is not None:
+        if not raw.isdigit() or len(raw) > 18:
+            raise EngineError(Kind.INVALID_REQUEST, f"resume must be the last seq received, got {shown(raw)}")
+        resume = int(raw)
+    return resume, request.args.get("takeover") in ("1", "true")
+
+
 @sock.route("/ws/session/<session_id>", bp=bp)
 def session_socket(ws, session_id: str) -> None:
     channel = Channel(ws)
+    resume, takeover = attach_args()
+    if resume is not None and engine().hubs.get(session_id) is None:
+        relayed(ws, channel, {"session": session_id, "after": resume, "takeover": takeover})
+        return
     try:
-        run = engine().attach(session_id, channel.send, channel.close, channel.abort)
+        if resume is None:
+            run = engine().attach(session_id, channel)
+        else:
+            run = engine().resume(session_id, channel, resume, takeover)
     except EngineError as exc:
         # Lost a race the pre-upgrade check could not see (another attachment, a dead Docker).
         channel.close(exc.kind.close_code, exc.message[:120])
         return
+    except ConnectionClosed:
+        return  # gone during the replay: the grace goes on
+    hub = engine().hubs.get(session_id)
+    if run is None or hub is None:
+        return  # ended: the replay closed it after the final state
+    drive(ws, channel, run, hub)
+
+
+def drive(ws, channel: Channel, run: SessionRun, hub: SessionHub) -> None:
+    """Hand the client's messages to the run until the run ends, the client detaches, goes
+    away or is taken over. A close frame from the client ends the session; a connection lost
+    without one, or a detach message, leaves the program running for the reconnect grace."""
     try:
-        while not run.finished:
+        while not run.finished and not channel.closed:
             raw = ws.receive()
             if raw is None:
                 continue
+            if is_detach(raw):
+                hub.detach(channel)
+                channel.close(1000, "detached")
+                return
             try:
                 handle_message(run, raw, channel.send)
             except EngineError as exc:
-                # Input the program does not read, past the limit: this client is closed.
+                # Input the program does not read, past the limit: this client is closed, and
+                # its session ends as on a normal close.
                 channel.close(exc.kind.close_code, exc.message[:120])
                 channel.linger(LINGER)
+                hub.leave(channel)
+                return
     except ConnectionClosed:
-        # Either we closed it after the final state, or the client went away mid-run.
-        if not run.finished and run.outcome is None:
-            run.client_gone()
+        if channel.closed or run.finished:
+            return  # we closed it: after the final state, a takeover or a detach
+        if ws.close_reason == CloseReason.NO_STATUS_RCVD:
+            hub.detach(channel)  # lost without a close frame
+        else:
+            hub.leave(channel)
 
 
-def handle_message(run: SessionRun, raw: str | bytes, send: Callable[[dict], None]) -> None:
-    """Act on one client message, or tell the client why not. No message, however hostile, may
-    end the handler: Flask would write an HTTP 500 into the WebSocket and the session would run
-    on with nobody attached."""
+def relayed(ws, channel: Channel, request: dict) -> None:
+    """A resume of a session another worker runs: relay both ways to that worker (see relay)."""
     try:
-        run.handle(parse_client_message(raw))
-    except ProtocolError as exc:
-        send({"type": "error", "message": str(exc)})
-    except (ConnectionClosed, EngineError):
-        raise  # the connection's end, or the client's own (see session_socket)
-    except Exception:
-        log.exception("session %s: a client message failed", run.sandbox.session_id)
-        send({"type": "error", "message": "the server could not act on that message"})
+        conn, reader = relay.connect(engine().records.directory, request)
+    except EngineError as exc:
+        channel.close(exc.kind.close_code, exc.message[:120])
+        return
+    log.info(
+        "session %s: resumed through %s, relayed to the worker that runs it",
+        request["session"],
+        engine().owner,
+    )
+    downstream = threading.Thread(
+        target=_downstream, args=(reader, channel), name=f"se-relay-{request['session']}", daemon=True
+    )
+    downstream.start()
+    try:
+        while not channel.closed:
+            raw = ws.receive()
+            if raw is None:
+                continue
+            if is_detach(raw):
+                conn.sendall(b"d\n")
+                channel.close(1000, "detached")
+                return
+            conn.sendall((json.dumps(raw if isinstance(raw, str) else None) + "\n").encode())
+    except ConnectionClosed:
+        if not channel.closed:
+            conn.sendall(b"d\n" if ws.close_reason == CloseReason.NO_STATUS_RCVD else b"l\n")
+    except OSError:
+        channel.close(Kind.INTERNAL.close_code, "the worker that runs this session is gone")
+    finally:
+        try:
+            conn.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+        downstream.join(LINGER)
+        conn.close()
+
+
+def _downstream(reader: relay.LineReader, channel: Channel) -> None:
+    """The session's messages from the run's worker to the client, then its close."""
+    try:
+        while (line := reader.line()) is not None:
+            if line.startswith("m"):
+                channel.send_text(line[1:])
+            elif line.startswith("c"):
+                closing = json.loads(line[1:])
+                channel.close(closing["code"], closing["reason"])
+                return
+    except (ConnectionClosed, OSError):
+        return  # the client went: the other side tells the run's worker
+    if not channel.closed:
+        channel.close(Kind.INTERNAL.close_code, "the worker that runs this session is gone")
+
+
+def is_detach(raw: str | bytes) -> bool:
+    return isinstance(raw, str) and '"detach"' in raw and _type_of(raw) == "detach"
+
+
+def _type_of(raw: str) -> object:
+    try:
+        message = parse_json(raw)
+    except ProtocolError:
+        return None
+    return message.get("type") if isinstance(message, dict) else None

@@ -87,10 +87,18 @@ class Server:
     def session(self, session_id: str) -> dict:
         return requests.get(f"{self.url}/session/{session_id}", timeout=10).json()
 
-    def attach(self, session_id: str, **kwargs) -> Attachment:
-        return Attachment(
-            connect(f"{self.ws_url}/ws/session/{session_id}", open_timeout=10, **kwargs).__enter__()
+    def attach(
+        self, session_id: str, resume: int | None = None, takeover: bool = False, base: str = "", **kwargs
+    ) -> Attachment:
+        """A client of the session's WebSocket; resuming after seq `resume`, taking over if asked,
+        through another address (a proxy's) if `base` is given."""
+        query = "&".join(
+            part
+            for part in (f"resume={resume}" if resume is not None else "", "takeover=1" if takeover else "")
+            if part
         )
+        url = f"{base or self.ws_url}/ws/session/{session_id}" + (f"?{query}" if query else "")
+        return Attachment(connect(url, open_timeout=10, **kwargs).__enter__(), resume or 0)
 
     def run(
         self, code: str, inputs: list[str] | None = None, timeout: float = 60, language: str = "python"
@@ -184,10 +192,15 @@ class Transcript:
 class Attachment:
     """A WebSocket client speaking the protocol, with arrival times for every message."""
 
-    def __init__(self, ws: ClientConnection) -> None:
+    def __init__(self, ws: ClientConnection, after: int = 0) -> None:
         self.ws = ws
         self.t0 = time.monotonic()
         self.messages: list[tuple[float, dict]] = []
+        # Every session message carries the next seq (checked here, for every test), kept apart
+        # so that tests compare messages as they compare them without it; a gap says what it skips.
+        self.seqs: list[int] = []
+        self.last_seq = after
+        self.gaps: list[dict] = []
 
     def __enter__(self) -> Attachment:
         return self
@@ -200,6 +213,15 @@ class Attachment:
 
     def recv(self, timeout: float = 30) -> dict:
         message = json.loads(self.ws.recv(timeout))
+        if message["type"] == "gap":
+            assert message["from"] == self.last_seq + 1, (message, self.last_seq)
+            self.last_seq = message["to"]
+            self.gaps.append(message)
+        elif "seq" in message:
+            seq = message.pop("seq")
+            assert seq == self.last_seq + 1, (seq, self.last_seq)
+            self.last_seq = seq
+            self.seqs.append(seq)
         self.messages.append((time.monotonic() - self.t0, message))
         described.check_message("SessionServerMessage", message)
         return message

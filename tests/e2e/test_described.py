@@ -62,6 +62,6 @@ def test_what_it_does_not_give_fails(description, exchange):
 
 
 def test_messages_are_held_against_their_schemas(description):
-    description.check_message("SessionServerMessage", {"type": "stdout", "data": "hi"})
+    description.check_message("SessionServerMessage", {"type": "stdout", "data": "hi", "seq": 1})
     with pytest.raises(AssertionError, match="not a SessionServerMessage"):
-        description.check_message("SessionServerMessage", {"type": "stdout"})
+        description.check_message("SessionServerMessage", {"type": "stdout", "seq": 2})

@@ -22,7 +22,9 @@ def modes(root) -> dict[str, int]:
     for directory, subdirectories, files in os.walk(root):
         for name in subdirectories + files:
             path = os.path.join(directory, name)
-            found[os.path.relpath(path, root)] = stat.S_IMODE(os.lstat(path).st_mode)
+            # A symbolic link's own mode means nothing (always 0777): what it names is checked.
+            if not os.path.islink(path):
+                found[os.path.relpath(path, root)] = stat.S_IMODE(os.lstat(path).st_mode)
     return found
 
 

@@ -7,6 +7,7 @@ FakeRunner stands for the batch runs (batch.Runner) the same way: scripted resul
 
 from __future__ import annotations
 
+import json
 import queue
 import threading
 import time
@@ -360,6 +361,10 @@ class FakeClient:
         self.closed = threading.Event()
         self._fail_on = fail_on
         self.emit_attempts = 0
+        # The seq of each message received through a hub, in order (messages leave it out).
+        self.seqs: list[int | None] = []
+        self.close_codes: list[int] = []
+        self.aborted = False
 
     def emit(self, message: dict) -> None:
         self.emit_attempts += 1
@@ -368,9 +373,20 @@ class FakeClient:
         self.messages.append(message)
         self.events.append(message)
 
-    def close(self) -> None:
+    def send_text(self, text: str) -> None:
+        """As a hub sends (see hub.Subscriber): JSON text carrying its seq."""
+        message = json.loads(text)
+        seq = message.pop("seq", None)
+        self.emit(message)
+        self.seqs.append(seq)
+
+    def close(self, code: int = 1000, reason: str | None = None) -> None:
         self.events.append("closed")
+        self.close_codes.append(code)
         self.closed.set()
+
+    def abort(self) -> None:
+        self.aborted = True
 
     def text(self, stream: str = "stdout") -> str:
         return "".join(m["data"] for m in self.messages if m["type"] == stream)

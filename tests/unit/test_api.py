@@ -252,7 +252,7 @@ def test_get_session_describes_a_created_session(client):
 def test_get_session_after_the_program_ran(app, client, executor):
     session_id = create(client)
     ws = FakeClient()
-    run = engine_of(app).attach(session_id, ws.emit, ws.close)
+    run = engine_of(app).attach(session_id, ws)
     assert client.get(f"/session/{session_id}").get_json()["state"] == "RUNNING"
     executor.sandboxes[session_id].stdout("hello\n")
     executor.sandboxes[session_id].exit(2)
@@ -392,7 +392,7 @@ def test_attaching_to_an_ended_session_is_410(client):
 def test_attaching_to_an_attached_session_is_409(app, client):
     session_id = create(client)
     ws = FakeClient()
-    engine_of(app).attach(session_id, ws.emit, ws.close)
+    engine_of(app).attach(session_id, ws)
     error_of(attach(client, session_id), 409, "already_attached")
 
 

@@ -95,6 +95,7 @@ ROUTE_TABLE = [
     Route("DELETE", f"/session/{UNKNOWN}", Scope.SESSION, "ours", 404),
     Route("GET", "/languages", Access.ANY, "ours", 200),
     Route("GET", "/pool", Scope.ADMIN, "ours", 200),
+    Route("GET", "/metrics", Scope.ADMIN, "ours", 200),
     Route("POST", "/run", Scope.RUN, "ours", 200, SESSION),
     Route("GET", f"/run/{UNKNOWN}", Scope.RUN, "ours", 404),
     Route("GET", "/api/v2/runtimes", Access.ANY, "piston", 200),

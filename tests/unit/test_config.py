@@ -152,6 +152,7 @@ def test_parse_size_refuses_what_is_not_a_size(text):
         ("RECORD_TTL", "-1"),
         ("RUNTIME", "run sc"),
         ("RUNTIME", "../runsc"),
+        ("LOG_FORMAT", "xml"),
     ],
 )
 def test_invalid_environment_values_raise_value_error(name, value):
@@ -191,6 +192,7 @@ def test_to_env_round_trips_through_from_env():
         uid_dir="/srv/uids",
         allowed_origins=("https://a.example", "https://b.example"),
         runtime="runsc",
+        log_format="json",
     )
     env = config.to_env()
     assert all(name.startswith("SANDBOX_ENGINE_") and isinstance(v, str) for name, v in env.items())

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gc
 import threading
+import time
 import uuid
 import weakref
 from collections.abc import Callable, Iterator
@@ -178,7 +179,7 @@ def test_attach_runs_the_program_and_records_how_it_ended(engine, executor):
     session_id = engine.create_session("python", CODE)
     engine.check_attachable(session_id)
     client = FakeClient()
-    run = engine.attach(session_id, client.emit, client.close)
+    run = engine.attach(session_id, client)
     sandbox = executor.sandboxes[session_id]
     assert sandbox.started
     assert engine.describe(session_id)["state"] == "RUNNING"
@@ -210,10 +211,10 @@ def test_attach_runs_the_program_and_records_how_it_ended(engine, executor):
 def test_a_second_attach_is_refused(engine):
     session_id = engine.create_session("python", CODE)
     first = FakeClient()
-    engine.attach(session_id, first.emit, first.close)
+    engine.attach(session_id, first)
     refused(Kind.ALREADY_ATTACHED, engine.check_attachable, session_id)
     second = FakeClient()
-    refused(Kind.ALREADY_ATTACHED, engine.attach, session_id, second.emit, second.close)
+    refused(Kind.ALREADY_ATTACHED, engine.attach, session_id, second)
     assert second.messages == []
 
 
@@ -221,9 +222,9 @@ def test_a_refused_second_attach_leaves_the_first_run_alone(engine, executor):
     session_id = engine.create_session("python", CODE)
     sandbox = executor.sandboxes[session_id]
     first = FakeClient()
-    run = engine.attach(session_id, first.emit, first.close)
+    run = engine.attach(session_id, first)
     second = FakeClient()
-    refused(Kind.ALREADY_ATTACHED, engine.attach, session_id, second.emit, second.close)
+    refused(Kind.ALREADY_ATTACHED, engine.attach, session_id, second)
 
     reaper(engine).reap_once()
     assert not sandbox.removed.is_set(), "the reaper removed a running session"
@@ -253,7 +254,7 @@ def test_a_program_that_ends_at_once_is_not_left_running(make_engine, executor, 
     sandbox.stdout("hi\n")
     sandbox.exit(0)
     client = FakeClient()
-    run = engine.attach(session_id, client.emit, client.close)
+    run = engine.attach(session_id, client)
     assert run.wait(END)
     assert client.final["state"] == "FINISHED"
     assert engine.describe(session_id)["state"] == "FINISHED"
@@ -261,7 +262,7 @@ def test_a_program_that_ends_at_once_is_not_left_running(make_engine, executor, 
 
 def test_attach_to_an_unknown_session_is_not_found(engine):
     client = FakeClient()
-    refused(Kind.NOT_FOUND, engine.attach, str(uuid.uuid4()), client.emit, client.close)
+    refused(Kind.NOT_FOUND, engine.attach, str(uuid.uuid4()), client)
 
 
 def test_a_sandbox_that_cannot_start_ends_the_session(engine, executor):
@@ -269,7 +270,7 @@ def test_a_sandbox_that_cannot_start_ends_the_session(engine, executor):
     sandbox = executor.sandboxes[session_id]
     sandbox.start_error = ExecutorError("image vanished")
     client = FakeClient()
-    error = refused(Kind.RUNTIME_UNAVAILABLE, engine.attach, session_id, client.emit, client.close)
+    error = refused(Kind.RUNTIME_UNAVAILABLE, engine.attach, session_id, client)
     assert "image vanished" in error.message
     described = engine.describe(session_id)
     assert (described["state"], described["reason"]) == ("TERMINATED", "internal_error")
@@ -277,14 +278,16 @@ def test_a_sandbox_that_cannot_start_ends_the_session(engine, executor):
     assert not engine.is_live(session_id)
 
 
-def test_ended_sessions_leave_nothing_in_the_engine(engine, executor):
+def test_ended_sessions_leave_nothing_in_the_engine(make_engine, executor):
     # The soak's memory question (BENCHMARKS.md): a worker must not keep anything of a session
     # once it has ended, whichever way it ended: no run, no claim, no thread, no run object.
+    # Without a reconnect grace, a client that goes away ends its session at once.
+    engine = make_engine(reconnect_grace=0)
     runs = []
     for n in range(40):
         session_id = engine.create_session("python", CODE)
         client = FakeClient(fail_on=(lambda m: m.get("type") == "stdout") if n % 4 == 2 else None)
-        run = engine.attach(session_id, client.emit, client.close)
+        run = engine.attach(session_id, client)
         sandbox = executor.sandboxes[session_id]
         if n % 4 == 0:
             sandbox.stdout("name? ")
@@ -317,7 +320,7 @@ def test_delete_of_an_unattached_session_kills_it_and_removes_the_sandbox(engine
     assert executor.list() == []
     refused(Kind.SESSION_ENDED, engine.check_attachable, session_id)
     client = FakeClient()
-    refused(Kind.SESSION_ENDED, engine.attach, session_id, client.emit, client.close)
+    refused(Kind.SESSION_ENDED, engine.attach, session_id, client)
 
 
 def test_a_delete_whose_removal_fails_is_refused_and_finished_by_the_reaper(engine, executor):
@@ -338,7 +341,7 @@ def test_a_delete_whose_removal_fails_is_refused_and_finished_by_the_reaper(engi
 def test_delete_of_a_running_session_tells_its_client(engine, executor):
     session_id = engine.create_session("python", CODE)
     client = FakeClient()
-    run = engine.attach(session_id, client.emit, client.close)
+    run = engine.attach(session_id, client)
     engine.delete(session_id)
     assert run.finished
     assert client.final == {
@@ -387,7 +390,7 @@ def test_an_expired_session_reads_terminated_only_once_its_sandbox_is_gone(make_
         seen_while_removing.append(engine.describe(session_id))
         client = FakeClient()
         try:
-            engine.attach(session_id, client.emit, client.close)
+            engine.attach(session_id, client)
         except EngineError as exc:
             refusals.append(exc.kind)
         remove()
@@ -422,7 +425,7 @@ def test_a_session_attached_in_time_is_not_expired(make_engine, executor):
     engine = make_engine(idle_timeout=5)
     session_id = engine.create_session("python", CODE)
     client = FakeClient()
-    run = engine.attach(session_id, client.emit, client.close)
+    run = engine.attach(session_id, client)
     backdate(engine, session_id, 6)
     reaper(engine).reap_once()
     assert not run.finished
@@ -437,7 +440,7 @@ def test_shutdown_ends_every_run_with_server_shutdown(engine, executor):
     for _ in range(2):
         session_id = engine.create_session("python", CODE)
         clients[session_id] = FakeClient()
-        engine.attach(session_id, clients[session_id].emit, clients[session_id].close)
+        engine.attach(session_id, clients[session_id])
 
     engine.shutdown()
     for session_id, client in clients.items():
@@ -472,7 +475,7 @@ def test_a_session_takes_a_warm_sandbox_and_attaches_by_its_reference(make_engin
         n for n in names if n != f"{taken.id[5:]}"
     ]
     client = FakeClient()
-    engine.attach(session_id, client.emit, client.close)  # the fake checks the reference it is given
+    engine.attach(session_id, client)  # the fake checks the reference it is given
     sandbox = executor.sandboxes[session_id]
     assert sandbox.code == CODE.encode()
     sandbox.exit(0)
@@ -515,7 +518,7 @@ def test_the_reaper_never_takes_a_session_claimed_after_its_last_look_for_an_orp
 
     def attach_first() -> None:
         executor.before_list = None
-        runs.append(engine.attach(session_id, client.emit, client.close))
+        runs.append(engine.attach(session_id, client))
 
     executor.before_list = attach_first
     reaper(engine).reap_once()
@@ -568,7 +571,7 @@ def test_a_run_ending_after_another_ending_does_not_overwrite_it(engine, executo
     # Crash reaping or a reaper recorded the end first; the run's own outcome comes later.
     session_id = engine.create_session("python", CODE)
     client = FakeClient()
-    run = engine.attach(session_id, client.emit, client.close)
+    run = engine.attach(session_id, client)
     engine.records.finish(session_id, Reason.SERVER_SHUTDOWN)
     executor.sandboxes[session_id].exit(0)
     assert run.wait(END)
@@ -633,3 +636,38 @@ def test_every_reaper_pass_prunes_ended_records_even_while_the_runtime_is_away(e
     passes.run_once()
     assert [engine.records.read(session_id) is not None for session_id in ended] == [False, False, True]
     assert engine.describe(live)["state"] == "CREATED"
+
+
+# --- resume ---------------------------------------------------------------------------------
+
+
+def test_a_client_that_goes_away_can_resume_and_sees_every_message_once(engine, executor):
+    session_id = engine.create_session("python", CODE)
+    first = FakeClient(fail_on=lambda m: m.get("data") == "b")
+    run = engine.attach(session_id, first)
+    sandbox = executor.sandboxes[session_id]
+    sandbox.stdout("a")
+    sandbox.stdout("b")
+    sandbox.stdout("c")
+    deadline = time.monotonic() + END
+    while engine.hubs.get(session_id).buffer.last < 4 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert not run.finished
+    second = FakeClient()
+    assert engine.resume(session_id, second, after=first.seqs[-1]) is run
+    sandbox.exit(0)
+    assert run.wait(END)
+    assert first.text() + second.text() == "abc"
+    assert first.seqs + second.seqs == list(range(1, 6))
+    assert second.final["state"] == "FINISHED"
+
+
+def test_a_resume_after_the_end_replays_the_final_state(engine, executor):
+    session_id = engine.create_session("python", CODE)
+    run = engine.attach(session_id, FakeClient())
+    executor.sandboxes[session_id].exit(0)
+    assert run.wait(END)
+    engine.check_attachable(session_id, resume=1)
+    late = FakeClient()
+    assert engine.resume(session_id, late, after=1) is None
+    assert late.final["state"] == "FINISHED" and late.closed.is_set()

@@ -27,9 +27,11 @@ from sandbox_engine.openapi import document
 from sandbox_engine.openapi_operations import WEBSOCKETS
 from sandbox_engine.piston_answers import ConnectStages, execute_answer
 from sandbox_engine.piston_protocol import Runtime
-from sandbox_engine.protocol import ProtocolError, parse_client_message, state_message
+from sandbox_engine.protocol import ProtocolError, encode, parse_client_message, state_message
+from sandbox_engine.replay import Gap, ReplayBuffer
 from sandbox_engine.states import Reason, State
 from sandbox_engine.worker import EXTENSION
+from sandbox_engine.ws import is_detach
 
 
 @pytest.fixture
@@ -202,11 +204,20 @@ def test_every_server_message_fits_its_schema(described):
         messages.append(state_message(reason.state, 0, reason, Usage(1.5, 2.0, 4096)))
         messages.append(state_message(reason.state, None, reason))
         messages.append(state_message(reason.state, 137, reason))
-    for message in messages:
-        encoded = json.loads(json.dumps(message))
-        assert server.is_valid(encoded), (encoded, [e.message for e in server.iter_errors(encoded)])
-    assert not server.is_valid({"type": "state", "state": "FINISHED"})
-    assert not server.is_valid({"type": "stdout"})
+    # Numbered as every client receives them; an error answers one client and has no number.
+    replay = ReplayBuffer(1 << 20)
+    sent = [json.loads(replay.append(m) if m["type"] != "error" else encode(m)) for m in messages]
+    sent.append(Gap(1, 3).message())
+    for message in sent:
+        assert server.is_valid(message), (message, [e.message for e in server.iter_errors(message)])
+    assert not server.is_valid({"type": "state", "state": "FINISHED", "seq": 9})
+    assert not server.is_valid({"type": "stdout", "seq": 2})
+    assert not server.is_valid({"type": "stdout", "data": "no seq"})
+
+
+def test_detach_is_a_client_message_of_the_document(described):
+    assert is_detach(json.dumps({"type": "detach"}))
+    assert schema_of(described, "SessionClientMessage").is_valid({"type": "detach"})
 
 
 def test_pistons_connect_messages_fit_their_schemas(described):

@@ -22,18 +22,18 @@ def test_a_worker_starts_its_threads_once_and_joins_them_on_shutdown(tmp_path, e
     worker.ensure_started()
     worker.ensure_started()
     started = package_threads() - before
-    assert started == {"se-reaper", "se-pool"}
+    assert started == {"se-reaper", "se-pool", "se-relay"}
 
     worker.shutdown()
     assert package_threads() - before == set(), "shutdown returned before its threads ended"
 
 
-def test_without_a_pool_only_the_reaper_runs(tmp_path, executor: FakeExecutor):
+def test_without_a_pool_only_the_reaper_and_the_relay_run(tmp_path, executor: FakeExecutor):
     worker = Worker(Config(state_dir=str(tmp_path)), executor, RecordStore(str(tmp_path / "records")))
     assert worker.pool is None
     before = package_threads()
     worker.ensure_started()
-    assert package_threads() - before == {"se-reaper"}
+    assert package_threads() - before == {"se-reaper", "se-relay"}
     worker.shutdown()
     assert package_threads() - before == set()
 

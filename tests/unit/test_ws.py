@@ -35,7 +35,7 @@ def client() -> FakeClient:
 @pytest.fixture
 def run(engine: Engine, client: FakeClient) -> SessionRun:
     session_id = engine.create_session("python", "print(input())\n")
-    return engine.attach(session_id, client.emit, client.close)
+    return engine.attach(session_id, client)
 
 
 def errors(client: FakeClient) -> list[str]:

@@ -1,0 +1,269 @@
+"""Who hears a session: the client that controls it, the replay buffer every message goes
+through, and the reconnect grace while no client is attached.
+
+The run sends to its hub, never to a client: a client that goes away detaches, and the program
+runs on for the grace, its messages kept in the buffer for a client that resumes. Messages reach
+the controller in seq order under the hub's lock, and a resuming client is sent what it missed
+under the same lock before it joins: nothing twice, nothing lost between replay and live.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from collections.abc import Callable
+from typing import Protocol
+
+from .errors import EngineError, Kind
+from .protocol import encode
+from .replay import ReplayBuffer
+
+log = logging.getLogger(__name__)
+
+NORMAL_CLOSURE = 1000
+
+
+class Subscriber(Protocol):
+    """A client's connection as the hub sees it (ws.Channel, a relay's, the tests' fake)."""
+
+    def send_text(self, text: str) -> None: ...
+
+    def close(self, code: int = NORMAL_CLOSURE, reason: str | None = None) -> None: ...
+
+    def abort(self) -> None: ...
+
+
+class Callbacks:
+    """A client that cannot resume (Piston's connect), as plain callables: a send that fails
+    ends its session at once, whatever the grace."""
+
+    resumable = False
+
+    def __init__(
+        self,
+        emit: Callable[[dict], None],
+        close: Callable[[], None],
+        abort: Callable[[], None] = lambda: None,
+    ) -> None:
+        self._emit, self._close, self._abort = emit, close, abort
+
+    def send_text(self, text: str) -> None:
+        message = json.loads(text)
+        message.pop("seq", None)
+        self._emit(message)
+
+    def close(self, code: int = NORMAL_CLOSURE, reason: str | None = None) -> None:
+        self._close()
+
+    def abort(self) -> None:
+        self._abort()
+
+
+class SessionHub:
+    def __init__(
+        self,
+        session_id: str,
+        buffer_limit: int,
+        grace: float,
+        on_gone: Callable[[], None] = lambda: None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.session_id = session_id
+        self._clock = clock
+        self.grace = grace
+        # Ends the session client_disconnected: no client came back within the grace.
+        self.on_gone = on_gone
+        self.buffer = ReplayBuffer(buffer_limit)
+        # Reentrant: a send that fails inside publish detaches its client under the lock.
+        self._lock = threading.RLock()
+        self._controller: Subscriber | None = None
+        # The last client that controlled the session, attached or not: its normal close ends it.
+        self._last: Subscriber | None = None
+        self._back: threading.Event | None = None
+        self._grace_thread: threading.Thread | None = None
+        self.ended_at: float | None = None
+
+    @property
+    def ended(self) -> bool:
+        return self.ended_at is not None
+
+    @property
+    def attached(self) -> bool:
+        return self._controller is not None
+
+    # --- the run's side ------------------------------------------------------------------
+    def publish(self, message: dict) -> None:
+        """Number the message, keep it for replay and send it to the controller, if any. Never
+        raises: a client that cannot be sent to is detached."""
+        with self._lock:
+            text = self.buffer.append(message)
+            if self._controller is not None:
+                self._send(self._controller, text)
+
+    def close(self) -> None:
+        """The run sent its final state: close the controller; later clients get a replay."""
+        with self._lock:
+            self.ended_at = self._clock()
+            # Nothing left to end; and the hub, kept for the grace, must not keep the run.
+            self.on_gone = lambda: None
+            controller, self._controller = self._controller, None
+            self._cancel_grace()
+        if controller is not None:
+            controller.close(NORMAL_CLOSURE, None)
+
+    def abort(self) -> None:
+        """Cut the controller off without the lock, which a send to it may hold for ever."""
+        controller = self._controller
+        if controller is not None:
+            controller.abort()
+
+    # --- the clients' side ---------------------------------------------------------------
+    def attach(self, client: Subscriber, after: int = 0, takeover: bool = False) -> None:
+        """Make `client` the controller: send it every message after seq `after` still held (a
+        gap first when some are lost), then everything live. A session that has ended replays to
+        its final state, then closes. EngineError when another client controls it and this one
+        does not take over, or `after` is a seq never sent."""
+        with self._lock:
+            try:
+                gap, texts = self.buffer.since(after)
+            except ValueError as exc:
+                raise EngineError(Kind.INVALID_REQUEST, f"cannot resume: {exc}") from None
+            if self._controller is not None:
+                if not takeover:
+                    raise EngineError(
+                        Kind.ALREADY_ATTACHED,
+                        f"session {self.session_id} already has a client attached (resume with takeover=1)",
+                    )
+                previous, self._controller = self._controller, None
+                previous.close(Kind.TAKEN_OVER.close_code, "another client took this session over")
+            self._last = client
+            try:
+                if gap is not None:
+                    client.send_text(encode(gap.message()))
+                for text in texts:
+                    client.send_text(text)
+            except Exception:  # noqa: BLE001 - any failure to send means the client is gone
+                self._start_grace()
+                raise
+            if self.ended:
+                client.close(NORMAL_CLOSURE, None)
+                return
+            self._controller = client
+            self._cancel_grace()
+
+    def detach(self, client: Subscriber) -> None:
+        """The client went away without closing, or asked to detach: the grace begins."""
+        with self._lock:
+            if self._controller is client:
+                self._controller = None
+                self._start_grace(getattr(client, "resumable", True))
+
+    def leave(self, client: Subscriber) -> None:
+        """The client closed normally: unless another took over, the session ends now."""
+        with self._lock:
+            if self._last is not client or self.ended:
+                return
+            self._controller = None
+            self._cancel_grace()
+        self.on_gone()
+
+    def stop(self) -> None:
+        """Stop the grace's thread, if one waits (the engine forgets the hub after this)."""
+        with self._lock:
+            self._cancel_grace()
+            thread = self._grace_thread
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(1.0)
+
+    # --- the grace -----------------------------------------------------------------------
+    def _send(self, client: Subscriber, text: str) -> None:
+        try:
+            client.send_text(text)
+        except Exception as exc:  # noqa: BLE001 - a client that cannot be sent to is gone
+            log.info("session %s: its client went away (%s); detached", self.session_id, exc)
+            self.detach(client)
+
+    def _start_grace(self, resumable: bool = True) -> None:
+        """Under the lock: end the session after the grace unless a client attaches first."""
+        if self.ended or self._back is not None:
+            return
+        if self.grace <= 0 or not resumable:
+            self.on_gone()
+            return
+        back = self._back = threading.Event()
+        self._grace_thread = threading.Thread(
+            target=self._wait_grace, args=(back,), name=f"se-grace-{self.session_id}", daemon=True
+        )
+        self._grace_thread.start()
+
+    def _cancel_grace(self) -> None:
+        if self._back is not None:
+            self._back.set()
+            self._back = None
+
+    def _wait_grace(self, back: threading.Event) -> None:
+        if back.wait(self.grace):
+            return
+        with self._lock:
+            if self._back is not back:
+                return
+            self._back = None
+        log.info("session %s: no client came back within %.0f s", self.session_id, self.grace)
+        self.on_gone()
+
+
+class Hubs:
+    """The hubs of the sessions this worker runs, and of those that ended within the grace (a
+    client that comes back after the end still gets the replay up to the final state)."""
+
+    def __init__(self, buffer_limit: int, grace: float, clock: Callable[[], float] = time.monotonic) -> None:
+        self.buffer_limit = buffer_limit
+        self.grace = grace
+        self._clock = clock
+        self._hubs: dict[str, SessionHub] = {}
+        self._lock = threading.Lock()
+        # Told when a session's hub opens and when it is forgotten: other workers find it so.
+        self.on_open: Callable[[str], None] = lambda session_id: None
+        self.on_forget: Callable[[str], None] = lambda session_id: None
+
+    def open(self, session_id: str) -> SessionHub:
+        hub = SessionHub(session_id, self.buffer_limit, self.grace, clock=self._clock)
+        with self._lock:
+            self._forget_expired()
+            self._hubs[session_id] = hub
+        self.on_open(session_id)
+        return hub
+
+    def get(self, session_id: str) -> SessionHub | None:
+        with self._lock:
+            self._forget_expired()
+            return self._hubs.get(session_id)
+
+    def drop(self, session_id: str) -> None:
+        with self._lock:
+            hub = self._hubs.pop(session_id, None)
+        if hub is not None:
+            hub.stop()
+            self.on_forget(session_id)
+
+    def prune(self) -> None:
+        """Forget the hubs whose grace after the end is over (also done on every open and get)."""
+        with self._lock:
+            self._forget_expired()
+
+    def clear(self) -> None:
+        with self._lock:
+            hubs, self._hubs = self._hubs, {}
+        for session_id, hub in hubs.items():
+            hub.stop()
+            self.on_forget(session_id)
+
+    def _forget_expired(self) -> None:
+        now = self._clock()
+        for session_id, hub in list(self._hubs.items()):
+            if hub.ended_at is not None and now - hub.ended_at >= self.grace:
+                del self._hubs[session_id]
+                hub.stop()
+                self.on_forget(session_id)
