@@ -213,6 +213,8 @@ class Attachment:
 
     def recv(self, timeout: float = 30) -> dict:
         message = json.loads(self.ws.recv(timeout))
+        # As it came, seq and all: the document's schema of the server's messages.
+        described.check_message("SessionServerMessage", message)
         if message["type"] == "gap":
             assert message["from"] == self.last_seq + 1, (message, self.last_seq)
             self.last_seq = message["to"]
@@ -223,7 +225,6 @@ class Attachment:
             self.last_seq = seq
             self.seqs.append(seq)
         self.messages.append((time.monotonic() - self.t0, message))
-        described.check_message("SessionServerMessage", message)
         return message
 
     def read_until(self, predicate, timeout: float = 30) -> dict:
