@@ -27,7 +27,7 @@ ROOT = _ui_root()
 
 def create_app(config: Config | None = None, executor=None) -> Flask:
     """The application factory. `config` defaults to the environment; `executor` to Docker."""
-    from . import access, api, auth, judge0, metrics_api, piston, piston_ws, runs_api, ui, ws
+    from . import access, api, auth, docs, headers, judge0, metrics_api, piston, piston_ws, runs_api, ui, ws
     from .keys import KeyStore
     from .metrics import Metrics
     from .rates import RateLimits
@@ -74,6 +74,8 @@ def create_app(config: Config | None = None, executor=None) -> Flask:
     app.register_blueprint(piston_ws.bp)
     app.register_blueprint(judge0.bp)
     app.register_blueprint(metrics_api.bp)
+    app.register_blueprint(docs.bp)
+    headers.install(app)
 
     def _judge0_path(path: str) -> bool:
         return path == judge0.PREFIX or path.startswith(judge0.PREFIX + "/")

@@ -23,7 +23,7 @@ EXTENSION = "sandbox_engine.auth"
 
 
 class Access(enum.Enum):
-    OPEN = "open"  # never a key: health, readiness, the IDE's page and files
+    OPEN = "open"  # never a key: health, readiness, the IDE's page and files, the API's description
     CAPABILITY = "capability"  # no key: the id in the URL is the capability (a session's WebSocket)
     ANY = "any"  # any valid key, whatever its scopes: the catalogs of languages
 
@@ -34,6 +34,10 @@ ROUTES: dict[str, Access | Scope] = {
     "ui.index": Access.OPEN,
     "ui.bundle_file": Access.OPEN,
     "static": Access.OPEN,
+    # The API's description is public, as most services' are: it tells what the server offers, not
+    # what anyone ran, and a client needs it before it has a key.
+    "docs.openapi": Access.OPEN,
+    "docs.page": Access.OPEN,
     "ws.session_socket": Access.CAPABILITY,
     "ws.without_upgrade": Access.CAPABILITY,
     "api.create_session": Scope.SESSION,

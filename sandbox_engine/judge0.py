@@ -130,7 +130,8 @@ def all_languages():
 
 @bp.get("/languages/<language_id>")
 def language(language_id: str):
-    entry = catalog.BY_ID.get(int(language_id)) if language_id.isdigit() else None
+    # ASCII digits only: "¹" is a digit to str.isdigit, and no number to int().
+    entry = catalog.BY_ID.get(int(language_id)) if language_id.isascii() and language_id.isdigit() else None
     specs = _specs()
     if entry is None or entry.language not in specs:
         raise Judge0Error(404, NOT_FOUND)

@@ -121,10 +121,10 @@ class Job:
     compile_memory_limit: int | None = None
 
 
-_ENCODINGS = ("utf8", "base64", "hex")
+ENCODINGS = ("utf8", "base64", "hex")
 # Piston's limits, checked in its order. The CPU times are taken and checked against the
 # timeouts (they bound CPU time too), not enforced apart from them.
-_CONSTRAINTS = ("memory_limit", "timeout", "cpu_time")
+CONSTRAINTS = ("memory_limit", "timeout", "cpu_time")
 
 
 def parse_job(body: object, available: list[Runtime], limits: ServerLimits) -> Job:
@@ -160,7 +160,7 @@ def parse_job(body: object, available: list[Runtime], limits: ServerLimits) -> J
 
 def _limits(body: dict, limits: ServerLimits) -> dict[str, int | None]:
     asked: dict[str, int | None] = {}
-    for constraint in _CONSTRAINTS:
+    for constraint in CONSTRAINTS:
         for stage in ("compile", "run"):
             name = f"{stage}_{constraint}"
             value = body.get(name)
@@ -206,8 +206,8 @@ def _source_files(files: list[dict]) -> tuple[SourceFile, ...]:
         if any(ord(char) < 32 for char in name):
             raise PistonError(f"files[{i}].name must not hold control characters")
         encoding = file.get("encoding") or "utf8"
-        if encoding not in _ENCODINGS:
-            raise PistonError(f"files[{i}].encoding must be one of {', '.join(_ENCODINGS)}")
+        if encoding not in ENCODINGS:
+            raise PistonError(f"files[{i}].encoding must be one of {', '.join(ENCODINGS)}")
         decoded.append(SourceFile(name, _content(i, file["content"], encoding)))
         if entry is None and encoding == "utf8":
             entry = len(decoded) - 1

@@ -23,10 +23,10 @@ IMMUTABLE = "public, max-age=31536000, immutable"
 ENCODINGS = (("br", ".br"), ("gzip", ".gz"))
 
 
-def bundle_version(static_folder: str) -> int | None:
+def bundle_version(static_folder: str, files: tuple[str, ...] = BUNDLE) -> int | None:
     """The bundle's newest modification time, which also busts caches; None when it is missing."""
     try:
-        return max(int(os.path.getmtime(os.path.join(static_folder, path))) for path in BUNDLE)
+        return max(int(os.path.getmtime(os.path.join(static_folder, path))) for path in files)
     except OSError:
         return None
 

@@ -12,6 +12,7 @@ import { Terminal } from "@xterm/xterm";
 import { basicSetup, EditorView } from "codemirror";
 
 import { stripEscapes, wrapWords } from "./ansi.js";
+import { nonce, withStyleNonce } from "./csp.js";
 import { parseDiagnostics, toCodeMirror } from "./diagnostics.js";
 import { askForKey, fetchWithKey, hasKey, withKey } from "./key.js";
 import { loadMode, modeName } from "./languages.js";
@@ -42,6 +43,7 @@ let currentTheme = THEMES.includes(document.documentElement.dataset.theme)
   ? document.documentElement.dataset.theme
   : "dark";
 const extensions = [
+  EditorView.cspNonce.of(nonce),
   basicSetup,
   keymap.of([indentWithTab]),
   theme.of(editorTheme(currentTheme)),
@@ -173,7 +175,7 @@ const term = new Terminal({
 });
 const fitAddon = new FitAddon();
 term.loadAddon(fitAddon);
-term.open($("terminal"));
+withStyleNonce(() => term.open($("terminal")));
 
 let fitQueued = false;
 function fit() {

@@ -5,8 +5,11 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 
+import described
 import docker
+import httpx
 import pytest
+import requests
 from harness import INSTANCE_LABEL, STARTED_INSTANCES, Server, shutdown, start_server
 
 
@@ -16,6 +19,52 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
     report = yield
     setattr(item, f"report_{report.when}", report)
     return report
+
+
+@pytest.fixture(scope="session", autouse=True)
+def answers_match_the_document() -> Iterator[None]:
+    """Every answer a test server gives to requests or httpx (the tests, Judge0's SDK, a Piston
+    client) is held against the server's OpenAPI document (described), by the client's own send."""
+    sent_by_requests = requests.Session.send
+    sent_by_httpx = httpx.Client.send
+
+    def requests_send(self, request, **kwargs):
+        response = sent_by_requests(self, request, **kwargs)
+        if not described.watched(request.url or ""):
+            return response
+        described.check(
+            described.Exchange(
+                request.method or "GET",
+                request.url or "",
+                dict(request.headers),
+                response.status_code,
+                dict(response.headers),
+                response.content,
+            )
+        )
+        return response
+
+    def httpx_send(self, request, **kwargs):
+        response = sent_by_httpx(self, request, **kwargs)
+        if not described.watched(str(request.url)):
+            return response
+        response.read()
+        described.check(
+            described.Exchange(
+                request.method,
+                str(request.url),
+                dict(request.headers),
+                response.status_code,
+                dict(response.headers),
+                response.content,
+            )
+        )
+        return response
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(requests.Session, "send", requests_send)
+        patch.setattr(httpx.Client, "send", httpx_send)
+        yield
 
 
 @pytest.fixture(scope="session")

@@ -12,6 +12,7 @@ import time
 import uuid
 from dataclasses import dataclass, field
 
+import described
 import docker
 import requests
 from websockets.sync.client import ClientConnection, connect
@@ -212,6 +213,8 @@ class Attachment:
 
     def recv(self, timeout: float = 30) -> dict:
         message = json.loads(self.ws.recv(timeout))
+        # As it came, seq and all: the document's schema of the server's messages.
+        described.check_message("SessionServerMessage", message)
         if message["type"] == "gap":
             assert message["from"] == self.last_seq + 1, (message, self.last_seq)
             self.last_seq = message["to"]
@@ -277,6 +280,8 @@ def start_server(
                 requests.get(f"{server.url}/{'readyz' if ready else 'healthz'}", timeout=10).status_code
                 == 200
             ):
+                # From now on every answer of the server is held against the document it serves.
+                described.watch(server.url, requests.get(f"{server.url}/openapi.json", timeout=10).json())
                 return server
         except requests.RequestException:
             pass  # not listening yet, or too slow to answer this time

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import os
 import uuid
 
+import described
 import pytest
 import requests
-from harness import LANGUAGE_IDS
+from harness import LANGUAGE_IDS, ROOT
 
 # Every test here runs a real server on the real Docker daemon.
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
@@ -121,3 +123,22 @@ def test_a_dead_daemon_is_said_in_words_without_python_exception_text(make_serve
         message = response.json()["error"]["message"]
         assert "Docker does not answer" in message
         assert not any(word in message for word in ("Error(", "Errno", "('", "Traceback")), message
+
+
+def test_the_description_its_page_and_the_ides_files_with_their_headers(server):
+    """Served by gunicorn as they are documented (every answer here is held against the document
+    by conftest), each with the security headers."""
+    document = requests.get(f"{server.url}/openapi.json", timeout=10).json()
+    assert document == described.description().document
+    assert {"/session", "/run", "/api/v2/execute", "/judge0/submissions", "/openapi.json"} <= set(
+        document["paths"]
+    )
+    chunk = sorted(
+        name for name in os.listdir(os.path.join(ROOT, "static", "dist", "chunks")) if name.endswith(".js")
+    )[0]
+    for path in ("/", "/docs", "/static/dist/ide.js?v=1", f"/static/dist/chunks/{chunk}", "/openapi.json"):
+        response = requests.get(f"{server.url}{path}", timeout=10)
+        assert response.status_code == 200, path
+        assert response.headers["X-Content-Type-Options"] == "nosniff"
+        assert response.headers["Referrer-Policy"] == "no-referrer"
+        assert "frame-ancestors 'none'" in response.headers["Content-Security-Policy"]

@@ -11,6 +11,7 @@ import re
 import shutil
 from collections.abc import Iterator
 
+import described
 import pytest
 import requests
 from harness import INTERACTIVE, ROOT, Server, shutdown, start_server
@@ -38,6 +39,10 @@ ARTIFACTS = os.path.join(ROOT, "test-artifacts")
 PHONE = "iPhone 13"
 # The page opens on Python's example from GET /languages: the core engine issue's interactive one.
 EXAMPLE = INTERACTIVE
+# Every page of every test reports what its Content-Security-Policy blocked, as a console error
+# that fails the test (beside the browser's own words, which it logs as well).
+REPORT_CSP = """document.addEventListener("securitypolicyviolation", (event) =>
+  console.error(`CSP violation: ${event.violatedDirective} blocked ${event.blockedURI || "inline"}`));"""
 
 
 def unavailable(message: str) -> None:
@@ -78,6 +83,7 @@ def ide_page(browser: Browser, server: Server, request: pytest.FixtureRequest, *
     """The IDE in a fresh browser context (its own localStorage), loaded; fails the test on any
     script error or failed load of the page. The dark theme unless the context says otherwise."""
     context = browser.new_context(**{"color_scheme": "dark", **context})
+    context.add_init_script(REPORT_CSP)
     page = context.new_page()
     page.set_default_timeout(20_000)
     problems: list[str] = []
@@ -97,9 +103,18 @@ def ide_page(browser: Browser, server: Server, request: pytest.FixtureRequest, *
     page.on("console", console)
     page.on("response", response)
     received: list[str] = []
-    page.on("websocket", lambda ws: ws.on("framereceived", lambda frame: received.append(str(frame))))
+    sent: list[str] = []
+
+    def websocket(ws) -> None:
+        ws.on("framereceived", lambda frame: received.append(str(frame)))
+        ws.on("framesent", lambda frame: sent.append(frame))
+
+    page.on("websocket", websocket)
     page.goto(server.url)
     yield page
+    # What the IDE sends is the protocol's, as the API's description has it.
+    for message in sent_messages(sent):
+        described.check_message("SessionClientMessage", message)
     report = getattr(request.node, "report_call", None)
     if report is not None and report.failed:
         save_failure(page, request.node.name, received)
@@ -560,6 +575,55 @@ def run_and_greet(page: Page, name: str = "Ada") -> None:
     page.keyboard.press("Enter")
 
 
+def test_a_program_runs_under_the_pages_content_security_policy(page: Page, ide_server: Server) -> None:
+    """The page's policy allows no inline script or style but its own (by nonce): the editor, the
+    terminal and a run of the interactive example work under it, and ide_page fails the test on
+    any violation the browser reports."""
+    violations: list[str] = []
+    page.on("console", lambda m: violations.append(m.text) if "Content Security Policy" in m.text else None)
+    policy = requests.get(ide_server.url, timeout=10).headers["Content-Security-Policy"]
+    assert "script-src 'self' 'nonce-" in policy and "unsafe" not in policy
+    page.reload()
+    wait_ready(page)
+    run_and_greet(page)
+    assert "Hello Ada" in wait_terminal(page, "4")
+    expect(page.locator("#status-text")).to_have_text(re.compile("finished"), timeout=30_000)
+    assert not violations, violations
+
+
+def test_the_api_docs_render_offline_under_their_policy(browser: Browser, ide_server: Server) -> None:
+    """/docs: Swagger UI from the server's own bundle (every other request is refused, as on a
+    machine without the Internet), rendering /openapi.json, with no console error."""
+    context = browser.new_context()
+    context.add_init_script(REPORT_CSP)
+    page = context.new_page()
+    problems: list[str] = []
+    outside: list[str] = []
+    page.on("console", lambda m: problems.append(m.text) if m.type == "error" else None)
+    page.on("pageerror", lambda exc: problems.append(str(exc)))
+
+    def only_this_server(route) -> None:
+        if route.request.url.startswith(ide_server.url):
+            route.continue_()
+        else:
+            outside.append(route.request.url)
+            route.abort()
+
+    try:
+        page.route("**/*", only_this_server)
+        page.goto(f"{ide_server.url}/docs")
+        expect(page.locator(".information-container .title")).to_contain_text("sandbox-engine")
+        # Each API's routes; the WebSocket messages among the schemas.
+        expect(page.locator('a[href="#/sessions/api.create_session"]')).to_be_visible()
+        expect(page.locator('a[href="#/judge0/judge0.create_submission"]')).to_be_visible()
+        page.click("section.models .models-control")
+        expect(page.get_by_role("button", name="SessionServerMessage", exact=True)).to_be_visible()
+        assert not problems, problems
+        assert not outside, outside
+    finally:
+        context.close()
+
+
 def test_csharp_ends_without_a_blank_line(page: Page) -> None:
     # Mono's console ends with escape sequences that print nothing (keypad mode off, the palette
     # reset): the page's last line follows the program's at once, as for every language.
@@ -839,6 +903,7 @@ def test_page_without_its_bundle_says_how_to_build_it(tmp_path) -> None:
         for name in ("ide.js", "ide.css"):
             (tmp_path / "static" / "dist" / name).write_text("")
         page = app.test_client().get("/").get_data(as_text=True)
-        assert 'type="module" src="/static/dist/ide.js?v=' in page and "missing" not in page
+        assert re.search(r'type="module" nonce="[^"]+" src="/static/dist/ide\.js\?v=', page)
+        assert "missing" not in page
     finally:
         app.extensions["sandbox_engine"].shutdown()

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import time
 
+import described
 import pytest
 import requests
 from harness import LANGUAGE_IDS
@@ -36,6 +37,7 @@ class Connection:
         while True:
             message = json.loads(self.ws.recv(max(0.01, deadline - time.monotonic())))
             self.messages.append(message)
+            described.check_message("PistonConnectServerMessage", message)
             if predicate(message):
                 return message
 

@@ -237,7 +237,7 @@ def test_a_language_by_id_has_its_file_and_commands(client):
     assert len(client.get("/judge0/languages/all").get_json()) == len(JUDGE0_IDS)
 
 
-@pytest.mark.parametrize("language_id", ["70", "9999", "python", "-71"])
+@pytest.mark.parametrize("language_id", ["70", "9999", "python", "-71", "%C2%B9", "%D9%A7%D9%A1"])
 def test_a_language_judge0_has_and_we_do_not_is_404(client, language_id):
     response = client.get(f"/judge0/languages/{language_id}")
     assert response.status_code == 404

@@ -48,7 +48,7 @@ def client(app: Flask) -> FlaskClient:
 
 def test_the_page_links_its_bundle_by_versioned_urls(client):
     page = client.get("/").get_data(as_text=True)
-    script = re.search(r'<script type="module" src="(/static/dist/ide\.js\?v=\d+)"></script>', page)
+    script = re.search(r'<script type="module" nonce="[^"]+" src="(/static/dist/ide\.js\?v=\d+)">', page)
     style = re.search(r'<link rel="stylesheet" href="(/static/dist/ide\.css\?v=\d+)">', page)
     assert script and style, page
     assert client.get(script.group(1), headers={"Accept-Encoding": "gzip"}).status_code == 200
