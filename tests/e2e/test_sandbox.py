@@ -369,6 +369,7 @@ FORGING = r"""{-# LANGUAGE TemplateHaskell #-}
 module Main where
 
 import Control.Concurrent (threadDelay)
+import Control.Monad (filterM)
 import Control.Exception (SomeException, evaluate, try)
 import Data.Char (isDigit)
 import Data.List (isPrefixOf, tails)
@@ -389,7 +390,10 @@ $(runIO $ do
                   "SANDBOX_NONCE=" `isPrefixOf` t]
         forged = concat ["\x1e" ++ "SANDBOX-" ++ m ++ "\n" | n <- nonces, m <- FORGED]
     outs <- mapM (\p -> write ("/proc/" ++ p ++ "/fd/1") forged) pids
-    ins <- mapM (\p -> write ("/proc/" ++ p ++ "/fd/0") "\n") pids
+    -- A stdin that is /dev/null carries nothing (the compile stage's own se-run's is one).
+    let target p = try (getSymbolicLinkTarget ("/proc/" ++ p ++ "/fd/0")) :: IO (Either SomeException FilePath)
+    carrying <- filterM (\p -> either (const True) (/= "/dev/null") <$> target p) pids
+    ins <- mapM (\p -> write ("/proc/" ++ p ++ "/fd/0") "\n") carrying
     hPutStrLn stderr ("compile time: " ++ show (length nonces) ++ " nonces, " ++ show (count outs)
       ++ " stdouts, " ++ show (count ins) ++ " stdins")
     threadDelay 3000000
