@@ -391,7 +391,8 @@ $(runIO $ do
         forged = concat ["\x1e" ++ "SANDBOX-" ++ m ++ "\n" | n <- nonces, m <- FORGED]
     outs <- mapM (\p -> write ("/proc/" ++ p ++ "/fd/1") forged) pids
     -- A stdin that is /dev/null carries nothing (the compile stage's own se-run's is one).
-    let target p = try (getSymbolicLinkTarget ("/proc/" ++ p ++ "/fd/0")) :: IO (Either SomeException FilePath)
+    let target p = try (getSymbolicLinkTarget ("/proc/" ++ p ++ "/fd/0"))
+          :: IO (Either SomeException FilePath)
     carrying <- filterM (\p -> either (const True) (/= "/dev/null") <$> target p) pids
     ins <- mapM (\p -> write ("/proc/" ++ p ++ "/fd/0") "\n") carrying
     hPutStrLn stderr ("compile time: " ++ show (length nonces) ++ " nonces, " ++ show (count outs)
