@@ -9,14 +9,30 @@
 # the child and writes its EXIT mark as se-run does (images/runtime/se-run.c). In TESTS mode each
 # test needs a fresh process: the child is let go unused and se-run runs `python3 -u <source>`.
 # ruff: noqa: F821
-import ctypes
-import io
 import os
-import runpy  # imported before the program arrives: they cost milliseconds once it has
-import signal
 import sys
-import time
-import traceback
+
+# The terminal raw before anything slow (the imports below, the fork): a warm pool's sandbox may
+# be taken, and sent its header, a moment after it started, and a header typed into a terminal
+# that is not raw yet would be echoed back and taken a line at a time.
+tty = os.isatty(0)
+if tty and os.geteuid() != 0:
+    import termios
+
+    cooked = termios.tcgetattr(0)
+    raw = termios.tcgetattr(0)
+    raw[0] = 0  # iflag: no CR/NL translation, no flow control
+    raw[1] &= ~termios.OPOST
+    raw[3] &= ~(termios.ECHO | termios.ICANON | termios.ISIG | termios.IEXTEN)
+    termios.tcsetattr(0, termios.TCSANOW, raw)
+    os.write(1, MARK_READY)
+
+import ctypes  # noqa: E402 - after the terminal is raw, see above
+import io  # noqa: E402
+import runpy  # noqa: E402 - imported before the program arrives: they cost milliseconds once it has
+import signal  # noqa: E402
+import time  # noqa: E402
+import traceback  # noqa: E402
 
 if os.geteuid() == 0:
     # kill(-1) as root would reach every process of the machine, were it run outside a sandbox.
@@ -34,17 +50,6 @@ else:
     os.close(go_write)
     # Until the go, a client's SIGINT ends the waiting child quietly, as it ends the launcher.
     signal.signal(signal.SIGINT, signal.SIG_DFL)
-tty = os.isatty(0)
-if tty and child:
-    import termios
-
-    cooked = termios.tcgetattr(0)
-    raw = termios.tcgetattr(0)
-    raw[0] = 0  # iflag: no CR/NL translation, no flow control
-    raw[1] &= ~termios.OPOST
-    raw[3] &= ~(termios.ECHO | termios.ICANON | termios.ISIG | termios.IEXTEN)
-    termios.tcsetattr(0, termios.TCSANOW, raw)
-    os.write(1, MARK_READY)
 
 
 def _read_exactly(size: int) -> bytes:
