@@ -16,8 +16,8 @@ bp = Blueprint("api", __name__)
 SESSION_FIELDS = ("language", "code", "tty", "cols", "rows", "mergeStderr")
 
 
-@bp.post("/session")
-def create_session():
+def json_object() -> dict:
+    """The request's body, a JSON object, or the error that says why it is not one."""
     if not request.is_json:
         raise EngineError(
             Kind.UNSUPPORTED_MEDIA_TYPE, "send the body as JSON (Content-Type: application/json)"
@@ -28,6 +28,12 @@ def create_session():
         raise EngineError(Kind.INVALID_JSON, f"the body is {exc}") from None
     if not isinstance(body, dict):
         raise EngineError(Kind.INVALID_REQUEST, "the body must be a JSON object")
+    return body
+
+
+@bp.post("/session")
+def create_session():
+    body = json_object()
     unknown = [name for name in body if name not in SESSION_FIELDS]
     if unknown:
         # A misspelt or unsupported field would otherwise be ignored without a word.

@@ -32,7 +32,6 @@ from .engine import Engine
 from .errors import EngineError, Kind
 from .executor import ExecutorError, Sandbox
 from .keys import Key
-from .languages import VERSION_LABEL
 from .protocol import shown
 from .specs import compile_limits, run_limits
 from .states import Reason
@@ -116,8 +115,7 @@ class Runs:
         return view
 
     def version(self, language: str) -> str:
-        spec = self.engine.languages[language]
-        return self.engine.catalog.labels(spec.image).get(VERSION_LABEL + spec.id) or spec.version
+        return self.engine.catalog.versions()[language]
 
     def _remove_later(self, run_id: str, sandbox: Sandbox) -> None:
         """Remove the sandbox after the answer: its client need not wait for Docker's removal

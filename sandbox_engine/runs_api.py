@@ -7,6 +7,7 @@ import binascii
 
 from flask import Blueprint, request
 
+from .api import json_object
 from .auth import current_key
 from .batch import (
     Compare,
@@ -19,7 +20,7 @@ from .batch import (
     TestCase,
 )
 from .errors import EngineError, Kind
-from .protocol import ProtocolError, parse_json, shown
+from .protocol import shown
 from .records import iso
 from .runs import MAX_TEST_BYTES
 from .worker import current_runs, current_worker
@@ -43,7 +44,7 @@ def create_run():
     config = current_worker().engine.config
     # Code and every test's input and expected output, JSON-escaped (at most 6 bytes a byte).
     request.max_content_length = (config.max_code_size + MAX_TEST_BYTES) * 6 + 65536
-    body = _json_object()
+    body = json_object()
     run_request, wait = parse_run(body)
     runs = current_runs()
     if not wait:
@@ -55,20 +56,6 @@ def create_run():
 @bp.get("/run/<run_id>")
 def get_run(run_id: str):
     return public_view(current_runs().get(run_id, current_key()))
-
-
-def _json_object() -> dict:
-    if not request.is_json:
-        raise EngineError(
-            Kind.UNSUPPORTED_MEDIA_TYPE, "send the body as JSON (Content-Type: application/json)"
-        )
-    try:
-        body = parse_json(request.get_data(cache=False) or b"")
-    except ProtocolError as exc:
-        raise EngineError(Kind.INVALID_JSON, f"the body is {exc}") from None
-    if not isinstance(body, dict):
-        raise EngineError(Kind.INVALID_REQUEST, "the body must be a JSON object")
-    return body
 
 
 def parse_run(body: dict) -> tuple[RunRequest, bool]:

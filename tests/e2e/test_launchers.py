@@ -16,6 +16,7 @@ from sandbox_engine import launch
 from sandbox_engine.config import Config
 from sandbox_engine.executor import COMPILE_GID, SandboxSpec
 from sandbox_engine.languages import LANGUAGES
+from sandbox_engine.specs import sandbox_spec
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
 
@@ -36,19 +37,7 @@ def exits(stdout: bytes) -> tuple[list[bytes], list[tuple]]:
 
 
 def spec(language: str) -> SandboxSpec:
-    lang = LANGUAGES[language]
-    return SandboxSpec(
-        session_id="s",
-        language=lang.id,
-        image=lang.image,
-        source_file=lang.source_file,
-        command=lang.run,
-        env=dict(lang.env),
-        limits=None,  # type: ignore[arg-type]
-        compile=lang.compile,
-        tty=False,
-        launcher=lang.launcher,
-    )
+    return sandbox_spec(Config(), LANGUAGES[language], "s", tty=False)
 
 
 @contextmanager
