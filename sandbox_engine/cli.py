@@ -38,6 +38,7 @@ LIMIT_FLAGS = (
         "seconds a program runs on for its dropped client to resume (60; 0: it ends at once)",
     ),
     ("--replay-buffer", "replay_buffer", "recent messages a session keeps for resuming, in bytes (1m)"),
+    ("--max-watchers", "max_watchers", "read-only watchers per session (16)"),
     ("--pool-size", "pool_size", "warm sandboxes per language: N, or python=4,python/tty=2 (0: none)"),
     ("--instance", "instance", "name of this server's containers; one per Docker daemon (default)"),
     ("--state-dir", "state_dir", "directory the workers share for session records"),
