@@ -106,6 +106,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     run.add_argument("file", help="the program to run")
 
+    watch = commands.add_parser("watch", help="follow a shared session read-only, by its share link")
+    watch.add_argument("url", help="the share link: http://HOST/watch/<id>?token=...")
+
     keys = commands.add_parser("keys", help="make, list and revoke the server's API keys")
     add_keys_commands(keys)
 
@@ -127,6 +130,15 @@ def main(argv: list[str] | None = None) -> int:
 
         try:
             return run_file(args.server, args.file, args.lang, args.tty, args.merge_stderr, args.key)
+        except ClientError as exc:
+            print(f"sandbox-engine: {exc}", file=sys.stderr)
+            return 2
+    if args.command == "watch":
+        from .client import ClientError
+        from .client import watch as watch_link
+
+        try:
+            return watch_link(args.url)
         except ClientError as exc:
             print(f"sandbox-engine: {exc}", file=sys.stderr)
             return 2

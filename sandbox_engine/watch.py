@@ -125,7 +125,7 @@ def watch_socket(ws, session_id: str) -> None:
     channel = Channel(ws)
     token, from_start = watch_args()
     hub = engine().hubs.get(session_id)
-    engine().metrics.reattached("watch", relayed=hub is None)
+    engine().metrics.reattached("watch", hub is None)
     if hub is None:
         relayed({"session": session_id, "watch": True, "start": from_start, "token": token}, ws, channel)
         return

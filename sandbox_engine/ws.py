@@ -158,11 +158,11 @@ def session_socket(ws, session_id: str) -> None:
     channel = Channel(ws)
     resume, takeover = attach_args()
     if resume is not None and engine().hubs.get(session_id) is None:
-        engine().metrics.reattached("resume", relayed=True)
+        engine().metrics.reattached("resume", True)
         relayed(ws, channel, {"session": session_id, "after": resume, "takeover": takeover})
         return
     if resume is not None:
-        engine().metrics.reattached("resume", relayed=False)
+        engine().metrics.reattached("resume", False)
     try:
         if resume is None:
             run = engine().attach(session_id, channel)
