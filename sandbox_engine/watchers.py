@@ -46,6 +46,8 @@ class Watcher:
         self.last_seq = 0
         # Whether it was sent `live` (the end of its replay): a catch-up before that sends it.
         self.live = False
+        # The last seq of its replay: what comes after it is live.
+        self.live_after = 0
         self._lock = threading.Lock()
         self._queue: deque[tuple[int | None, str]] = deque()
         self._size = 0
