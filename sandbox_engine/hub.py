@@ -14,26 +14,14 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from typing import Protocol
 
 from .errors import EngineError, Kind
 from .protocol import encode
 from .replay import ReplayBuffer
+from .subscriber import NORMAL_CLOSURE, Subscriber
 from .watchers import LIVE, REVOKED, Watcher
 
 log = logging.getLogger(__name__)
-
-NORMAL_CLOSURE = 1000
-
-
-class Subscriber(Protocol):
-    """A client's connection as the hub sees it (ws.Channel, a relay's, the tests' fake)."""
-
-    def send_text(self, text: str) -> None: ...
-
-    def close(self, code: int = NORMAL_CLOSURE, reason: str | None = None) -> None: ...
-
-    def abort(self) -> None: ...
 
 
 class Callbacks:

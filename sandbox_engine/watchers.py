@@ -13,12 +13,9 @@ import logging
 import threading
 from collections import deque
 from collections.abc import Callable
-from typing import TYPE_CHECKING
 
 from .protocol import encode
-
-if TYPE_CHECKING:
-    from .hub import Subscriber
+from .subscriber import Subscriber
 
 log = logging.getLogger(__name__)
 
