@@ -674,3 +674,17 @@ def test_a_resume_after_the_end_replays_the_final_state(engine, executor):
     assert engine.resume(session_id, late, after=1) is None
     assert late.messages[-2]["state"] == "FINISHED" and late.final == {"type": "live"}
     assert late.closed.is_set()
+
+
+def test_the_reapers_pass_lets_go_of_an_ended_sessions_buffer_after_its_grace(make_engine, executor):
+    engine = make_engine(reconnect_grace=0.05)
+    forgotten: list[str] = []
+    engine.hubs.on_forget = forgotten.append
+    session_id = engine.create_session("python", CODE)
+    run = engine.attach(session_id, FakeClient())
+    executor.sandboxes[session_id].exit(0)
+    assert run.wait(END)
+    time.sleep(0.1)
+    # No attach or lookup comes: the pass alone forgets it.
+    reaper(engine).prune_once()
+    assert forgotten == [session_id]
