@@ -350,6 +350,8 @@ function setStatus(tone, text) {
 // the watch token on a watch page, and its reconnection: whether the next connection is a resume,
 // the attempt, its timer, when the connection was lost and whether to take over.
 let session = null;
+// A watch page's first connection refused: a WebSocket's refusal shows the page no status.
+const WATCH_REFUSED = "cannot follow this run: the link was revoked, or the run is over";
 
 function newSession(fields = {}) {
   return {
@@ -498,9 +500,10 @@ function connect(s) {
   ws.onclose = (event) => {
     if (s.ws !== ws || s.final || session !== s) return;
     s.replaying = false;
-    // Once attached, a drop is mended by a resume; an attempt refused before it opened is
-    // looked into (lost) and tried again.
-    if (opened ? resumable(event) : s.resume && s.opened) lost(s, opened);
+    // Once attached, a drop is mended by a resume; while reconnecting (or re-attaching after a
+    // reload), an attempt refused before it opened is looked into and tried again.
+    if (opened ? resumable(event) : s.lostAt !== null) lost(s, opened);
+    else if (s.watch && !s.opened) finish(s, "error", WATCH_REFUSED);
     else finish(s, "error", dropText(event, s.opened));
   };
 }
@@ -525,7 +528,9 @@ async function lost(s, wasOpen) {
     // this page's own, so the next attempt takes it over.
     s.takeover = true;
   }
-  if (performance.now() - s.lostAt > giveUpAfter) return finish(s, "error", "connection lost: could not reconnect");
+  if (performance.now() - s.lostAt > giveUpAfter) {
+    return finish(s, "error", "connection lost: could not reconnect");
+  }
   clearTimeout(s.retryTimer);
   s.retryTimer = setTimeout(() => {
     s.retryTimer = null;

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 from collections.abc import Iterator
 from urllib.parse import urlsplit
 
@@ -24,7 +25,7 @@ from test_browser import (
 )
 
 try:
-    from playwright.sync_api import Browser, Page, expect
+    from playwright.sync_api import Browser, Page, WebSocketRoute, expect
 except ImportError:  # test_browser's fixtures say so
     pass
 
@@ -250,3 +251,94 @@ def test_a_server_that_ends_the_connection_on_purpose_is_not_retried(
         assert len(urls) == 1, urls
         other.send({"type": "kill"})
         other.read_to_end()
+
+
+def test_the_share_link_opens_read_only_and_follows_live(
+    browser: Browser, resume_server: Server, request: pytest.FixtureRequest
+) -> None:
+    with ide_page(
+        browser,
+        resume_server,
+        request,
+        viewport={"width": 1280, "height": 760},
+        permissions=["clipboard-read", "clipboard-write"],
+    ) as page:
+        wait_ready(page)
+        page.evaluate("code => ide.setCode(code)", GREETER)
+        page.click("#run")
+        wait_terminal(page, "name? ")
+        session_id = page.evaluate("ide.session().id")
+        page.click("#share")
+        expect(page.locator("#share-dialog")).to_be_visible()
+        expect(page.locator("#share-note")).to_have_text("Copied to the clipboard.")
+        link = page.input_value("#share-url")
+        assert link.startswith(f"{resume_server.url}/watch/{session_id}?token="), link
+        assert page.evaluate("navigator.clipboard.readText()") == link
+        page.click("#share-dialog button[value=close]")
+        expect(page.locator("#share-dialog")).to_be_hidden()
+
+        # Another browser, no key, no storage: the link is all it has.
+        watch_server = dataclasses.replace(resume_server, url=link)
+        with ide_page(browser, watch_server, request, viewport={"width": 1280, "height": 760}) as watcher:
+            # From the run's start, read-only.
+            assert wait_terminal(watcher, "name? ") == "started\nname? "
+            expect(watcher.locator("#status-text")).to_have_text("running")
+            expect(watcher.locator("#brand-mode")).to_have_text("watching · read-only")
+            for control in ("#run", "#stop", "#language", "#reset"):
+                expect(watcher.locator(control)).to_be_disabled()
+            expect(watcher.locator("#share")).to_be_hidden()
+            assert watcher.get_attribute(".cm-content", "contenteditable") == "false"
+            # Each side sees one watcher.
+            expect(page.locator("#watchers")).to_have_text("👁 1")
+            expect(watcher.locator("#watchers")).to_have_text("👁 1")
+            # What the watcher types goes nowhere; what the runner types, the watcher sees live.
+            watcher.click("#terminal")
+            watcher.keyboard.type("zzz")
+            page.click("#terminal")
+            page.keyboard.type("Ada")
+            page.keyboard.press("Enter")
+            expect(watcher.locator("#status-text")).to_have_text("finished · exit code 0")
+            expected = "started\nname? Ada\nHello Ada\n[finished · exit code 0]"
+            assert wait_terminal(watcher, "[finished") == expected
+            expect(page.locator("#status-text")).to_have_text("finished · exit code 0")
+            assert terminal_text(page) == expected
+
+
+def test_a_resume_shows_a_gap_where_output_was_lost_and_nothing_twice(page: Page) -> None:
+    """Played by a scripted server in the browser's network layer: the first connection drops
+    without a close frame; the resume is answered with a message the page has (seq 2), a gap
+    (3-5) and the rest."""
+    connections: list[str] = []
+
+    def socket(ws: WebSocketRoute) -> None:
+        connections.append(ws.url)
+        if len(connections) == 1:
+            ws.send(json.dumps({"type": "state", "state": "RUNNING", "seq": 1}))
+            ws.send(json.dumps({"type": "stdout", "data": "before\r\n", "seq": 2}))
+            ws.close(code=1006)
+            return
+        for message in (
+            {"type": "stdout", "data": "before\r\n", "seq": 2},
+            {"type": "gap", "from": 3, "to": 5},
+            {"type": "stdout", "data": "after\r\n", "seq": 6},
+            {"type": "live"},
+            {"type": "state", "state": "FINISHED", "exitCode": 0, "reason": "exited", "seq": 7},
+        ):
+            ws.send(json.dumps(message))
+        ws.close(code=1000)
+
+    page.route(
+        re.compile(r"/session$"),
+        lambda route: route.fulfill(status=201, json={"sessionId": "scripted"}),
+    )
+    page.route_web_socket(re.compile(r"/ws/session/scripted(\?.*)?$"), socket)
+    wait_ready(page)
+    page.evaluate(RECORD_STATUSES)
+    page.click("#run")
+    expect(page.locator("#status-text")).to_have_text("finished · exit code 0")
+    assert connections[1].endswith("/ws/session/scripted?resume=2"), connections
+    assert terminal_text(page) == (
+        "before\n[3 messages of output lost here: the server no longer held them]\nafter\n"
+        "[finished · exit code 0]"
+    )
+    assert "reconnecting…" in page.evaluate("window.statuses")
