@@ -27,7 +27,21 @@ ROOT = _ui_root()
 
 def create_app(config: Config | None = None, executor=None) -> Flask:
     """The application factory. `config` defaults to the environment; `executor` to Docker."""
-    from . import access, api, auth, docs, headers, judge0, metrics_api, piston, piston_ws, runs_api, ui, ws
+    from . import (
+        access,
+        api,
+        auth,
+        docs,
+        headers,
+        judge0,
+        metrics_api,
+        piston,
+        piston_ws,
+        runs_api,
+        ui,
+        watch,
+        ws,
+    )
     from .keys import KeyStore
     from .metrics import Metrics
     from .rates import RateLimits
@@ -69,6 +83,7 @@ def create_app(config: Config | None = None, executor=None) -> Flask:
     app.register_blueprint(api.bp)
     app.register_blueprint(runs_api.bp)
     app.register_blueprint(ws.bp)
+    app.register_blueprint(watch.bp)
     app.register_blueprint(ui.bp)
     app.register_blueprint(piston.bp)
     app.register_blueprint(piston_ws.bp)

@@ -32,6 +32,7 @@ ROUTES: dict[str, Access | Scope] = {
     "api.healthz": Access.OPEN,
     "api.readyz": Access.OPEN,
     "ui.index": Access.OPEN,
+    "ui.watch_page": Access.OPEN,
     "ui.bundle_file": Access.OPEN,
     "static": Access.OPEN,
     # The API's description is public, as most services' are: it tells what the server offers, not
@@ -40,6 +41,11 @@ ROUTES: dict[str, Access | Scope] = {
     "docs.page": Access.OPEN,
     "ws.session_socket": Access.CAPABILITY,
     "ws.without_upgrade": Access.CAPABILITY,
+    # The watch link's token is the capability: whoever has the link may follow the session.
+    "watch.watch_socket": Access.CAPABILITY,
+    "watch.without_upgrade": Access.CAPABILITY,
+    "watch.create_watchers": Scope.SESSION,
+    "watch.revoke_watchers": Scope.SESSION,
     "api.create_session": Scope.SESSION,
     "api.get_session": Scope.SESSION,
     "api.delete_session": Scope.SESSION,

@@ -38,6 +38,7 @@ LIMIT_FLAGS = (
         "seconds a program runs on for its dropped client to resume (60; 0: it ends at once)",
     ),
     ("--replay-buffer", "replay_buffer", "recent messages a session keeps for resuming, in bytes (1m)"),
+    ("--max-watchers", "max_watchers", "read-only watchers per session (16)"),
     ("--pool-size", "pool_size", "warm sandboxes per language: N, or python=4,python/tty=2 (0: none)"),
     ("--instance", "instance", "name of this server's containers; one per Docker daemon (default)"),
     ("--state-dir", "state_dir", "directory the workers share for session records"),
@@ -105,6 +106,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     run.add_argument("file", help="the program to run")
 
+    watch = commands.add_parser("watch", help="follow a shared session read-only, by its share link")
+    watch.add_argument("url", help="the share link: http://HOST/watch/<id>?token=...")
+
     keys = commands.add_parser("keys", help="make, list and revoke the server's API keys")
     add_keys_commands(keys)
 
@@ -126,6 +130,15 @@ def main(argv: list[str] | None = None) -> int:
 
         try:
             return run_file(args.server, args.file, args.lang, args.tty, args.merge_stderr, args.key)
+        except ClientError as exc:
+            print(f"sandbox-engine: {exc}", file=sys.stderr)
+            return 2
+    if args.command == "watch":
+        from .client import ClientError
+        from .client import watch as watch_link
+
+        try:
+            return watch_link(args.url)
         except ClientError as exc:
             print(f"sandbox-engine: {exc}", file=sys.stderr)
             return 2

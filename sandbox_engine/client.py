@@ -17,8 +17,9 @@ from collections.abc import Iterator, Mapping
 from typing import BinaryIO
 
 import requests
-from websockets.exceptions import ConnectionClosed, InvalidStatus, InvalidURI
-from websockets.sync.client import ClientConnection, connect
+from websockets.exceptions import InvalidStatus, InvalidURI
+
+from .follow import Follower, Lost
 
 # Where `sandbox-engine run` looks for the server when neither --server nor the variable says.
 DEFAULT_SERVER = "http://127.0.0.1:8080"
@@ -114,14 +115,58 @@ def run(
     # The session's id is its WebSocket's capability: no key goes with it.
     ws_url = "ws" + server[len("http") :] + f"/ws/session/{session_id}"
     raw = interactive and sys.stdin.isatty()
+    console = Console(raw)
+    stream = _follow(server, ws_url, console, watching=False)
     try:
-        with connect(ws_url, open_timeout=30, max_size=None) as ws:
-            with _raw_terminal(raw):
-                return _talk(ws, interactive, Console(raw))
+        with _raw_terminal(raw):
+            return _talk(stream, interactive, console)
+    finally:
+        stream.close()
+
+
+def watch(link: str) -> int:
+    """`sandbox-engine watch URL`: follow a shared session (its share link, or the watch
+    WebSocket's URL), print its output live, and exit as its program did."""
+    parts = urllib.parse.urlsplit(link.strip())
+    match = re.fullmatch(r"(.*?)/(?:ws/session/([^/]+)/watch|watch/([^/]+))/?", parts.path)
+    if parts.scheme not in ("http", "https", "ws", "wss") or not parts.netloc or match is None:
+        raise ClientError(f"{link} is not a watch link: give the share link, .../watch/<id>?token=...")
+    scheme = {"http": "ws", "https": "wss"}.get(parts.scheme, parts.scheme)
+    session_id = match.group(2) or match.group(3)
+    path = f"{match.group(1)}/ws/session/{session_id}/watch"
+    ws_url = urllib.parse.urlunsplit((scheme, parts.netloc, path, parts.query, ""))
+    server = urllib.parse.urlunsplit(({"ws": "http", "wss": "https"}.get(scheme), parts.netloc, "", "", ""))
+    console = Console(False)
+    stream = _follow(server, ws_url, console, watching=True)
+    try:
+        while True:
+            message = _next(stream)
+            kind = message.get("type")
+            if kind in ("stdout", "stderr"):
+                console.write(kind, message["data"])
+            elif kind == "state" and message["state"] in ("FINISHED", "TERMINATED"):
+                words = ending(message)
+                if words:
+                    console.say(words)
+                return exit_code(message)
+    finally:
+        stream.close()
+
+
+def _follow(server: str, ws_url: str, console: Console, watching: bool) -> Follower:
+    try:
+        return Follower(ws_url, watching=watching, on_notice=console.say)
     except InvalidStatus as exc:
         raise ClientError(f"the server refused the session: {_error_message(exc.response.body)}") from None
     except (OSError, InvalidURI) as exc:
         raise ClientError(_unreachable(server, exc)) from None
+
+
+def _next(stream: Follower) -> dict:
+    try:
+        return stream.next()
+    except Lost as exc:
+        raise ClientError(str(exc)) from None
 
 
 def language_of(server: str, path: str, headers: Mapping[str, str] | None = None) -> str:
@@ -262,10 +307,8 @@ class Console:
         self.at_line_start = True
 
 
-def _talk(ws: ClientConnection, interactive: bool, console: Console) -> int:
-    def send(message: dict) -> None:
-        with contextlib.suppress(ConnectionClosed):
-            ws.send(json.dumps(message))
+def _talk(stream: Follower, interactive: bool, console: Console) -> int:
+    send = stream.send
 
     if interactive and sys.stdout.isatty():
 
@@ -291,13 +334,11 @@ def _talk(ws: ClientConnection, interactive: bool, console: Console) -> int:
     threading.Thread(target=forward_stdin, name="stdin", daemon=True).start()
     while True:
         try:
-            message = json.loads(ws.recv())
+            message = _next(stream)
         except KeyboardInterrupt:
             # Pipe mode: this terminal's Ctrl-C goes to the program as it would locally.
             send({"type": "signal", "signal": "SIGINT"})
             continue
-        except ConnectionClosed:
-            raise ClientError("the connection to the server was lost") from None
         kind = message.get("type")
         if kind in ("stdout", "stderr"):
             console.write(kind, message["data"])

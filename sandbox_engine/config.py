@@ -86,6 +86,8 @@ class Config:
     # The recent messages a session keeps for a resuming client, in bytes of JSON; never more
     # than the output limit (see replay_limit).
     replay_buffer: int = 1048576
+    # Read-only watchers one session may have at once.
+    max_watchers: int = 16
     # The API keys (see keys): empty for keys.json in the instance's state directory.
     keys_file: str = ""
     # "auto": a key is needed once any exists; "required": always, even before the first.
@@ -138,6 +140,8 @@ class Config:
                 raise ValueError(f"{name} must be a positive number, got {value}")
         if not math.isfinite(self.reconnect_grace) or self.reconnect_grace < 0:
             raise ValueError(f"reconnect_grace must be 0 or more seconds, got {self.reconnect_grace}")
+        if self.max_watchers < 0:
+            raise ValueError(f"max_watchers must be 0 or more, got {self.max_watchers}")
         if self.auth not in AUTH_MODES:
             raise ValueError(f"auth {self.auth!r}: one of {', '.join(AUTH_MODES)}")
         if self.log_format not in LOG_FORMATS:

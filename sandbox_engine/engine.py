@@ -62,7 +62,7 @@ class Engine:
         self.languages = languages if languages is not None else LANGUAGES
         self._runs: dict[str, SessionRun] = {}
         # Who hears each run: its client, its replay buffer, its reconnect grace (see hub).
-        self.hubs = Hubs(config.replay_limit, config.reconnect_grace)
+        self.hubs = Hubs(config.replay_limit, config.reconnect_grace, config.max_watchers)
         # Claims in progress, counted per session (two attachments may race in one worker):
         # the reaper must not take a claimed container that has no run yet for a leftover.
         self._claiming: Counter[str] = Counter()
@@ -227,7 +227,7 @@ class Engine:
         hub = self.hubs.get(session_id)
         if hub is None:
             raise EngineError(Kind.SESSION_ENDED, f"session {session_id} has ended")
-        hub.attach(client, after, takeover)
+        hub.attach(client, after, takeover, resumed=True)
         with self._lock:
             return self._runs.get(session_id)
 

@@ -16,11 +16,15 @@ class Kind(enum.Enum):
     UNAUTHORIZED = ("unauthorized", 401, 1008)
     # A browser page of another origin, or an API key without the route's scope.
     FORBIDDEN = ("forbidden", 403, 1008)
+    # A watch link whose token is wrong or was revoked; also the close of watchers on revocation.
+    INVALID_TOKEN = ("invalid_token", 403, 4403)
     NOT_FOUND = ("not_found", 404, 4404)
     METHOD_NOT_ALLOWED = ("method_not_allowed", 405, 1008)
     ALREADY_ATTACHED = ("already_attached", 409, 4409)
     # The controlling client's close when another resumed the session with takeover=1.
     TAKEN_OVER = ("taken_over", 409, 4408)
+    # A watch of a session no client has attached to yet: there is nothing to follow.
+    NOT_STARTED = ("not_started", 409, 4425)
     SESSION_ENDED = ("session_ended", 410, 4410)
     TOO_LARGE = ("too_large", 413, 1009)
     UNSUPPORTED_MEDIA_TYPE = ("unsupported_media_type", 415, 1003)
@@ -29,6 +33,8 @@ class Kind(enum.Enum):
     # An API key's own limits: its sessions and runs live at once, its requests a minute.
     QUOTA_EXCEEDED = ("quota_exceeded", 429, 1013)
     RATE_LIMITED = ("rate_limited", 429, 1013)
+    # A session's --max-watchers watchers are attached already.
+    TOO_MANY_WATCHERS = ("too_many_watchers", 429, 4429)
     # A client sending input faster than its program reads it, past the limit.
     INPUT_LIMIT = ("input_limit", 429, 1013)
     RUNTIME_UNAVAILABLE = ("runtime_unavailable", 503, 1011)

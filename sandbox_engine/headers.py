@@ -22,7 +22,7 @@ _PAGE = (
 # A JSON answer, an error, a file of the bundle: nothing to run or load, never framed.
 API_POLICY = "default-src 'none'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
 # The pages, by endpoint.
-PAGES = ("ui.index", "docs.page")
+PAGES = ("ui.index", "ui.watch_page", "docs.page")
 HEADERS = {
     "X-Content-Type-Options": "nosniff",
     "Referrer-Policy": "no-referrer",

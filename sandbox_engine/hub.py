@@ -19,6 +19,7 @@ from typing import Protocol
 from .errors import EngineError, Kind
 from .protocol import encode
 from .replay import ReplayBuffer
+from .watchers import LIVE, REVOKED, Watcher
 
 log = logging.getLogger(__name__)
 
@@ -69,8 +70,11 @@ class SessionHub:
         grace: float,
         on_gone: Callable[[], None] = lambda: None,
         clock: Callable[[], float] = time.monotonic,
+        max_watchers: int = 16,
     ) -> None:
         self.session_id = session_id
+        self.max_watchers = max_watchers
+        self._watchers: list[Watcher] = []
         self._clock = clock
         self.grace = grace
         # Ends the session client_disconnected: no client came back within the grace.
@@ -101,6 +105,8 @@ class SessionHub:
             text = self.buffer.append(message)
             if self._controller is not None:
                 self._send(self._controller, text)
+            for watcher in self._watchers:
+                watcher.offer(text, self.buffer.last)
 
     def close(self) -> None:
         """The run sent its final state: close the controller; later clients get a replay."""
@@ -110,6 +116,8 @@ class SessionHub:
             self.on_gone = lambda: None
             controller, self._controller = self._controller, None
             self._cancel_grace()
+            for watcher in self._watchers:
+                watcher.finish()
         if controller is not None:
             controller.close(NORMAL_CLOSURE, None)
 
@@ -120,11 +128,14 @@ class SessionHub:
             controller.abort()
 
     # --- the clients' side ---------------------------------------------------------------
-    def attach(self, client: Subscriber, after: int = 0, takeover: bool = False) -> None:
+    def attach(
+        self, client: Subscriber, after: int = 0, takeover: bool = False, resumed: bool = False
+    ) -> None:
         """Make `client` the controller: send it every message after seq `after` still held (a
-        gap first when some are lost), then everything live. A session that has ended replays to
-        its final state, then closes. EngineError when another client controls it and this one
-        does not take over, or `after` is a seq never sent."""
+        gap first when some are lost), then, when it resumes, `live` and the watchers' count,
+        then everything live. A session that has ended replays to its final state, then closes.
+        EngineError when another client controls it and this one does not take over, or `after`
+        is a seq never sent."""
         with self._lock:
             try:
                 gap, texts = self.buffer.since(after)
@@ -144,6 +155,10 @@ class SessionHub:
                     client.send_text(encode(gap.message()))
                 for text in texts:
                     client.send_text(text)
+                if resumed:
+                    client.send_text(LIVE)
+                    if self._watchers and not self.ended:
+                        client.send_text(self._count_text())
             except Exception:  # noqa: BLE001 - any failure to send means the client is gone
                 self._start_grace()
                 raise
@@ -170,12 +185,91 @@ class SessionHub:
         self.on_gone()
 
     def stop(self) -> None:
-        """Stop the grace's thread, if one waits (the engine forgets the hub after this)."""
+        """Stop the grace's thread, if one waits, and cut the watchers still there (the engine
+        forgets the hub after this)."""
         with self._lock:
             self._cancel_grace()
             thread = self._grace_thread
+            watchers, self._watchers = self._watchers, []
         if thread is not None and thread is not threading.current_thread():
             thread.join(1.0)
+        for watcher in watchers:
+            watcher.abort()
+        for watcher in watchers:
+            watcher.join(1.0)
+
+    # --- watchers ------------------------------------------------------------------------
+    @property
+    def watcher_count(self) -> int:
+        return len(self._watchers)
+
+    def watch(self, client: Subscriber, from_start: bool = True) -> Watcher:
+        """Add a read-only client: what the buffer holds (from_start), `live`, then everything
+        live, by its own thread (see watchers). EngineError past max_watchers."""
+        with self._lock:
+            if len(self._watchers) >= self.max_watchers and not self.ended:
+                raise EngineError(
+                    Kind.TOO_MANY_WATCHERS,
+                    f"session {self.session_id} has {self.max_watchers} watchers, the most it may have",
+                )
+            watcher = Watcher(client, self.buffer.limit, self._catch_up, f"se-watch-{self.session_id}")
+            # The replay is the buffer's own texts: it does not count against the watcher's bound.
+            watcher.restart_from_buffer([*(self._held_since(0) if from_start else []), (None, LIVE)])
+            watcher.last_seq = 0 if from_start else self.buffer.last
+            watcher.start()
+            if self.ended:
+                watcher.finish()
+                return watcher
+            self._watchers.append(watcher)
+            self._count_changed()
+        return watcher
+
+    def unwatch(self, watcher: Watcher) -> None:
+        """The watcher went away (or was closed): it no longer counts."""
+        watcher.stop()
+        with self._lock:
+            if watcher not in self._watchers:
+                return
+            self._watchers.remove(watcher)
+            if not self.ended:
+                self._count_changed()
+
+    def revoke(self) -> None:
+        """Close every watcher at once (their links were revoked)."""
+        with self._lock:
+            watchers, self._watchers = self._watchers, []
+            if watchers and not self.ended:
+                self._count_changed()
+        for watcher in watchers:
+            watcher.finish(Kind.INVALID_TOKEN.close_code, REVOKED, now=True)
+
+    def _count_text(self) -> str:
+        return encode({"type": "watchers", "count": len(self._watchers)})
+
+    def _count_changed(self) -> None:
+        """Under the lock: everyone attached hears the new count (no seq: it is not the run's)."""
+        text = self._count_text()
+        if self._controller is not None:
+            self._send(self._controller, text)
+        for watcher in self._watchers:
+            watcher.offer(text)
+
+    def _held_since(self, after: int) -> list[tuple[int | None, str]]:
+        """Under the lock: the messages after seq `after` still held, a gap first if lost."""
+        gap, texts = self.buffer.since(after)
+        first = after + 1 if gap is None else gap.last + 1
+        held: list[tuple[int | None, str]] = [(None, encode(gap.message()))] if gap is not None else []
+        return held + [(first + n, text) for n, text in enumerate(texts)]
+
+    def _catch_up(self, watcher: Watcher) -> None:
+        """A watcher that fell behind its bound goes on from what the buffer holds."""
+        with self._lock:
+            held = self._held_since(watcher.last_seq)
+            if not watcher.live:
+                held.append((None, LIVE))
+            if self._watchers and not self.ended:
+                held.append((None, self._count_text()))
+            watcher.restart_from_buffer(held)
 
     # --- the grace -----------------------------------------------------------------------
     def _send(self, client: Subscriber, text: str) -> None:
@@ -218,9 +312,16 @@ class Hubs:
     """The hubs of the sessions this worker runs, and of those that ended within the grace (a
     client that comes back after the end still gets the replay up to the final state)."""
 
-    def __init__(self, buffer_limit: int, grace: float, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        buffer_limit: int,
+        grace: float,
+        max_watchers: int = 16,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.buffer_limit = buffer_limit
         self.grace = grace
+        self.max_watchers = max_watchers
         self._clock = clock
         self._hubs: dict[str, SessionHub] = {}
         self._lock = threading.Lock()
@@ -229,7 +330,9 @@ class Hubs:
         self.on_forget: Callable[[str], None] = lambda session_id: None
 
     def open(self, session_id: str) -> SessionHub:
-        hub = SessionHub(session_id, self.buffer_limit, self.grace, clock=self._clock)
+        hub = SessionHub(
+            session_id, self.buffer_limit, self.grace, clock=self._clock, max_watchers=self.max_watchers
+        )
         with self._lock:
             self._forget_expired()
             self._hubs[session_id] = hub

@@ -115,6 +115,13 @@ class Metrics:
             ["operation", "error"],
             registry=r,
         )
+        self._attached = Counter(
+            f"{PREFIX}reattachments",
+            "Resumes and watchers attached, by kind (resume, watch) and path: local (on the run's own "
+            "worker) or relayed (from another worker, through the run's worker's relay socket)",
+            ["kind", "path"],
+            registry=r,
+        )
         self._refused = Counter(
             f"{PREFIX}requests_refused",
             "HTTP requests answered with an error, by API (sandbox, piston, judge0) and error code",
@@ -161,6 +168,10 @@ class Metrics:
     @_never_in_the_way
     def docker_failed(self, operation: str, error: str) -> None:
         self._docker.labels(operation, error).inc()
+
+    @_never_in_the_way
+    def reattached(self, kind: str, relayed: bool) -> None:
+        self._attached.labels(kind, "relayed" if relayed else "local").inc()
 
     @_never_in_the_way
     def refused(self, api: str, code: str) -> None:

@@ -66,6 +66,7 @@ SESSION_ERRORS = (K.UNKNOWN_LANGUAGE, K.TOO_LARGE, K.AT_CAPACITY, K.QUOTA_EXCEED
 BODY_ERRORS = (K.INVALID_JSON, K.INVALID_REQUEST, K.UNSUPPORTED_MEDIA_TYPE)
 SEQ_TEXT = {"type": "string", "pattern": "^[0-9]{1,18}$"}
 TAKEOVER = {"type": "string", "enum": ["1", "true"]}
+FROM = {"type": "string", "enum": ["start", "now"], "default": "start"}
 
 
 def websocket(client: str, server: str) -> dict:
@@ -120,6 +121,44 @@ OURS = {
         "for.\n\n" + close_codes(),
         extensions=websocket("SessionClientMessage", "SessionServerMessage"),
     ),
+    "watch.create_watchers": Operation(
+        "A watch link: the session followed read-only",
+        "sessions",
+        {201: json("the link's token, and the page that follows the session with it", ref("WatchLink"))},
+        (K.NOT_FOUND,),
+    ),
+    "watch.revoke_watchers": Operation(
+        "Revoke every watch link of the session, and close its watchers (4403)",
+        "sessions",
+        {204: {"description": "revoked"}},
+        (K.NOT_FOUND,),
+    ),
+    "watch.without_upgrade": Operation(
+        "A session's read-only WebSocket, for its watchers",
+        "sessions",
+        {101: UPGRADED},
+        (
+            K.INVALID_REQUEST,
+            K.FORBIDDEN,
+            K.INVALID_TOKEN,
+            K.NOT_FOUND,
+            K.NOT_STARTED,
+            K.SESSION_ENDED,
+            K.UPGRADE_REQUIRED,
+            K.TOO_MANY_WATCHERS,
+        ),
+        query=(
+            query("token", "the watch link's token (POST /session/{session_id}/watchers)"),
+            query("from", "start (default): what the replay buffer holds, then live; now: live only", FROM),
+        ),
+        description="The session's own messages, with their `seq`, as its controller gets them: the "
+        "replay (a `gap` first if the buffer lost some), then `live`, then live messages, and "
+        "`watchers` counts. Anything a watcher sends is answered with an `error` of code `read_only`; "
+        "the session is unaffected. A slow watcher never slows the session: past its queue's bound "
+        "it gets a `gap` and goes on from what the buffer holds. Closed 1000 after the final state, "
+        "4403 when the links are revoked.",
+        extensions=websocket("SessionClientMessage", "SessionServerMessage"),
+    ),
     "api.languages": Operation(
         "The languages offered",
         "server",
@@ -161,6 +200,11 @@ OURS = {
         (K.NOT_FOUND,),
     ),
     "ui.index": Operation("The IDE", "ui", {200: content("the IDE's page", "text/html")}),
+    "ui.watch_page": Operation(
+        "The IDE's page, following a shared session read-only (?token=)",
+        "ui",
+        {200: content("the IDE's page", "text/html")},
+    ),
     "ui.bundle_file": Operation(
         "A file of the IDE's bundle (path segments allowed: chunks/...)",
         "ui",
@@ -307,4 +351,8 @@ JUDGE0 = {
 
 OPERATIONS: dict[str, Operation] = {**OURS, **PISTON, **JUDGE0}
 # Routes that share their path and method with one above: the WebSocket handlers themselves.
-WEBSOCKETS = {"ws.session_socket": "ws.without_upgrade", "piston_ws.connect": "piston_ws.without_upgrade"}
+WEBSOCKETS = {
+    "ws.session_socket": "ws.without_upgrade",
+    "watch.watch_socket": "watch.without_upgrade",
+    "piston_ws.connect": "piston_ws.without_upgrade",
+}

@@ -277,11 +277,37 @@ SERVER_MESSAGES = {
         description="on a resume: messages from..to are no longer held; the next one is to + 1",
     ),
     "ErrorMessage": obj(
-        {"type": const_type("error"), "message": {"type": "string", "minLength": 1}},
+        {
+            "type": const_type("error"),
+            "message": {"type": "string", "minLength": 1},
+            "code": {
+                "type": "string",
+                "enum": ["read_only"],
+                "description": "read_only: a watcher sent something (a watch takes nothing)",
+            },
+        },
         ("type", "message"),
         description="a client message the server could not use; the session carries on (no seq)",
     ),
+    "LiveMessage": obj(
+        {"type": const_type("live")},
+        ("type",),
+        description="after a resume's or a watch's replay (also an empty one): what follows is live (no seq)",
+    ),
+    "WatchersMessage": obj(
+        {"type": const_type("watchers"), "count": {"type": "integer", "minimum": 0}},
+        ("type", "count"),
+        description="the session's watchers now, to everyone attached when it changes (no seq, never "
+        "replayed; a resume or a watch is sent the count after `live` when there are any)",
+    ),
 }
+WATCH_LINK = obj(
+    {
+        "watchToken": {"type": "string", "minLength": 1},
+        "url": {"type": "string", "description": "the read-only page: <root>watch/<id>?token=<token>"},
+    },
+    ("watchToken", "url"),
+)
 
 
 def close_codes() -> str:
@@ -312,6 +338,7 @@ SCHEMAS = {
     "RunResult": RUN_RESULT,
     "RunView": RUN_VIEW,
     "RunQueued": RUN_QUEUED,
+    "WatchLink": WATCH_LINK,
     **CLIENT_MESSAGES,
     **SERVER_MESSAGES,
     "SessionClientMessage": {

@@ -24,7 +24,7 @@ from .statedir import private_directory, private_opener, touch
 from .states import Reason, State, signal_name
 
 # A session's files: its record, its program until it starts, word of its end, a run's result.
-_SUFFIXES = (".json", ".code", ".end", ".result", ".request")
+_SUFFIXES = (".json", ".code", ".end", ".result", ".request", ".watch")
 # How long the ended index must stand unchanged before prune trusts its mtime to show a change.
 SETTLED_NS = 1_000_000_000
 

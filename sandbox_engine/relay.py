@@ -189,9 +189,10 @@ def connect(state_dir: str, request: dict) -> tuple[socket.socket, LineReader]:
     return conn, LineReader(conn)
 
 
-def probe(state_dir: str, session_id: str, takeover: bool) -> None:
-    """Before the upgrade: EngineError if the run's worker would refuse this resume."""
-    conn, reader = connect(state_dir, {"session": session_id, "probe": True, "takeover": takeover})
+def probe(state_dir: str, session_id: str, takeover: bool = False, watch: bool = False) -> None:
+    """Before the upgrade: EngineError if the run's worker would refuse this resume (or watch)."""
+    request = {"session": session_id, "probe": True, "takeover": takeover, "watch": watch}
+    conn, reader = connect(state_dir, request)
     try:
         answer = reader.line(MAX_REQUEST)
     finally:

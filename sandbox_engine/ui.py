@@ -33,6 +33,16 @@ def bundle_version(static_folder: str, files: tuple[str, ...] = BUNDLE) -> int |
 
 @bp.get("/")
 def index():
+    return _page()
+
+
+@bp.get("/watch/<session_id>")
+def watch_page(session_id: str):
+    """A share link's page: the IDE's own, which makes itself read-only from its URL."""
+    return _page()
+
+
+def _page() -> str:
     config = current_app.config["SANDBOX"]
     return render_template(
         "index.html",

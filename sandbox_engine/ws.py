@@ -158,8 +158,11 @@ def session_socket(ws, session_id: str) -> None:
     channel = Channel(ws)
     resume, takeover = attach_args()
     if resume is not None and engine().hubs.get(session_id) is None:
+        engine().metrics.reattached("resume", True)
         relayed(ws, channel, {"session": session_id, "after": resume, "takeover": takeover})
         return
+    if resume is not None:
+        engine().metrics.reattached("resume", False)
     try:
         if resume is None:
             run = engine().attach(session_id, channel)
@@ -220,10 +223,10 @@ def relayed(ws, channel: Channel, request: dict) -> None:
         request["session"],
         engine().owner,
     )
-    downstream = threading.Thread(
-        target=_downstream, args=(reader, channel), name=f"se-relay-{request['session']}", daemon=True
+    sending = threading.Thread(
+        target=downstream, args=(reader, channel), name=f"se-relay-{request['session']}", daemon=True
     )
-    downstream.start()
+    sending.start()
     try:
         while not channel.closed:
             raw = ws.receive()
@@ -244,11 +247,11 @@ def relayed(ws, channel: Channel, request: dict) -> None:
             conn.shutdown(socket.SHUT_RDWR)
         except OSError:
             pass
-        downstream.join(LINGER)
+        sending.join(LINGER)
         conn.close()
 
 
-def _downstream(reader: relay.LineReader, channel: Channel) -> None:
+def downstream(reader: relay.LineReader, channel: Channel) -> None:
     """The session's messages from the run's worker to the client, then its close."""
     try:
         while (line := reader.line()) is not None:

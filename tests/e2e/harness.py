@@ -100,6 +100,17 @@ class Server:
         url = f"{base or self.ws_url}/ws/session/{session_id}" + (f"?{query}" if query else "")
         return Attachment(connect(url, open_timeout=10, **kwargs).__enter__(), resume or 0)
 
+    def share(self, session_id: str) -> dict:
+        """A watch link of the session: {"watchToken", "url"}."""
+        response = requests.post(f"{self.url}/session/{session_id}/watchers", timeout=10)
+        assert response.status_code == 201, response.text
+        return response.json()
+
+    def watch(self, session_id: str, token: str, start: str = "start", base: str = "") -> Attachment:
+        """A read-only watcher of the session, from the start of what is held or from now."""
+        url = f"{base or self.ws_url}/ws/session/{session_id}/watch?token={token}&from={start}"
+        return Attachment(connect(url, open_timeout=10).__enter__(), 0 if start == "start" else None)
+
     def run(
         self, code: str, inputs: list[str] | None = None, timeout: float = 60, language: str = "python"
     ) -> Transcript:
@@ -192,13 +203,14 @@ class Transcript:
 class Attachment:
     """A WebSocket client speaking the protocol, with arrival times for every message."""
 
-    def __init__(self, ws: ClientConnection, after: int = 0) -> None:
+    def __init__(self, ws: ClientConnection, after: int | None = 0) -> None:
         self.ws = ws
         self.t0 = time.monotonic()
         self.messages: list[tuple[float, dict]] = []
         # Every session message carries the next seq (checked here, for every test), kept apart
         # so that tests compare messages as they compare them without it; a gap says what it skips.
         self.seqs: list[int] = []
+        # None: a watcher from now, whose first seq is whatever the session is at.
         self.last_seq = after
         self.gaps: list[dict] = []
 
@@ -221,6 +233,8 @@ class Attachment:
             self.gaps.append(message)
         elif "seq" in message:
             seq = message.pop("seq")
+            if self.last_seq is None:
+                self.last_seq = seq - 1
             assert seq == self.last_seq + 1, (seq, self.last_seq)
             self.last_seq = seq
             self.seqs.append(seq)

@@ -93,6 +93,8 @@ ROUTE_TABLE = [
     Route("POST", "/session", Scope.SESSION, "ours", 201, SESSION),
     Route("GET", f"/session/{UNKNOWN}", Scope.SESSION, "ours", 404),
     Route("DELETE", f"/session/{UNKNOWN}", Scope.SESSION, "ours", 404),
+    Route("POST", f"/session/{UNKNOWN}/watchers", Scope.SESSION, "ours", 404),
+    Route("DELETE", f"/session/{UNKNOWN}/watchers", Scope.SESSION, "ours", 404),
     Route("GET", "/languages", Access.ANY, "ours", 200),
     Route("GET", "/pool", Scope.ADMIN, "ours", 200),
     Route("GET", "/metrics", Scope.ADMIN, "ours", 200),
