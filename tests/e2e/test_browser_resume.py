@@ -342,3 +342,48 @@ def test_a_resume_shows_a_gap_where_output_was_lost_and_nothing_twice(page: Page
         "[finished · exit code 0]"
     )
     assert "reconnecting…" in page.evaluate("window.statuses")
+
+
+def test_with_keys_a_share_link_needs_none_and_a_revoke_ends_it(
+    browser: Browser, docker_client, tmp_path_factory, request: pytest.FixtureRequest
+) -> None:
+    server = start_server(docker_client, tmp_path_factory, workers=2, idle_timeout=30, run_timeout=90)
+    try:
+        secret = server.make_key("ide", "--scopes", "session")
+        with ide_page(browser, server, request, viewport={"width": 1280, "height": 760}) as page:
+            page.fill("#key-input", secret)
+            page.click("#key-save")
+            wait_ready(page)
+            page.evaluate("code => ide.setCode(code)", GREETER)
+            page.click("#run")
+            wait_terminal(page, "name? ")
+            session_id = page.evaluate("ide.session().id")
+            # A browser that does not let the page write to the clipboard.
+            page.evaluate("() => { navigator.clipboard.writeText = () => Promise.reject(new Error('no')); }")
+            page.click("#share")
+            # The link is shown, selected, to copy by hand.
+            expect(page.locator("#share-note")).to_have_text("Copy this link:")
+            link = page.input_value("#share-url")
+            assert page.evaluate("document.activeElement.id") == "share-url"
+            page.keyboard.press("Escape")
+            watch_server = dataclasses.replace(server, url=link)
+            with ide_page(browser, watch_server, request, viewport={"width": 1280, "height": 760}) as watcher:
+                assert wait_terminal(watcher, "name? ") == "started\nname? "
+                expect(watcher.locator("#key-dialog")).to_be_hidden()
+                expect(page.locator("#watchers")).to_have_text("👁 1")
+                revoked = requests.delete(
+                    f"{server.url}/session/{session_id}/watchers",
+                    headers={"Authorization": f"Bearer {secret}"},
+                    timeout=10,
+                )
+                assert revoked.status_code == 204
+                expect(watcher.locator("#status-text")).to_have_text(
+                    "connection lost: the session's watch links were revoked"
+                )
+                expect(page.locator("#watchers")).to_be_hidden()
+            page.click("#terminal")
+            page.keyboard.type("Ada")
+            page.keyboard.press("Enter")
+            expect(page.locator("#status-text")).to_have_text("finished · exit code 0")
+    finally:
+        shutdown(server)
