@@ -395,7 +395,8 @@ function tick(s) {
 // since: when the run started (performance.now()'s clock), known before its first state message
 // when a reload re-attaches.
 function startClock(s, since = performance.now()) {
-  if (s.timer !== null) return;
+  // A watcher does not know when the run started, only when it began to follow it.
+  if (s.timer !== null || s.watch) return;
   s.startedAt ??= since;
   s.timer = setInterval(() => tick(s), 100);
   tick(s);
@@ -500,6 +501,8 @@ function connect(s) {
   ws.onclose = (event) => {
     if (s.ws !== ws || s.final || session !== s) return;
     s.replaying = false;
+    // Lost a race with this page's own earlier connection, which the server still counts.
+    if (event.code === 4409) s.takeover = true;
     // Once attached, a drop is mended by a resume; while reconnecting (or re-attaching after a
     // reload), an attempt refused before it opened is looked into and tried again.
     if (opened ? resumable(event) : s.lostAt !== null) lost(s, opened);
@@ -644,7 +647,7 @@ function stop() {
   setStatus("busy", "stopping…");
   // While reconnecting there is no socket to say it on: the server hears it as a DELETE, and the
   // resume replays the ending.
-  if (s.id && !(s.ws && s.ws.readyState === WebSocket.OPEN)) deleteSession(s.id);
+  if (s.lostAt !== null) deleteSession(s.id);
   send(s, { type: "kill" });
 }
 
