@@ -373,6 +373,8 @@ function newSession(fields = {}) {
     retryTimer: null,
     lostAt: null,
     takeover: false,
+    // The terminal size the server was last given (null: not known to this page).
+    size: null,
     ...fields,
   };
 }
@@ -411,7 +413,7 @@ function keep(s) {
 
 async function run() {
   if (session || !picker.value || watching) return;
-  const s = newSession({ language: picker.value });
+  const s = newSession({ language: picker.value, size: size() });
   session = s;
   setBusy(true);
   saveDraft();
@@ -428,7 +430,7 @@ async function run() {
         language: picker.value,
         code: code(),
         tty: true,
-        ...size(),
+        ...s.size,
       }),
     });
     body = await response.json().catch(() => null);
@@ -487,6 +489,8 @@ function connect(s) {
     s.takeover = false;
     showPhase(s);
     if (s.kill) send(s, { type: "kill" });
+    // The terminal may have changed size while away (a re-attach's page has its own).
+    else if (!s.watch) resize(s);
   };
   ws.onmessage = (event) => {
     if (s.ws !== ws) return;
@@ -651,6 +655,15 @@ function stop() {
   send(s, { type: "kill" });
 }
 
+// The program's terminal takes this one's size, when the server does not have it yet.
+function resize(s) {
+  const now = size();
+  if (!(s.ws && s.ws.readyState === WebSocket.OPEN)) return; // said once (re)connected
+  if (s.size && s.size.cols === now.cols && s.size.rows === now.rows) return;
+  s.size = now;
+  send(s, { type: "resize", ...now });
+}
+
 // How many follow the run through a share link, beside the status line.
 function showWatchers(count) {
   watchersBadge.hidden = !(count > 0);
@@ -721,7 +734,7 @@ term.onData((data) => {
   if (session && !session.watch && !session.replaying) send(session, { type: "input", data });
 });
 term.onResize(() => {
-  if (session && !session.watch) send(session, { type: "resize", ...size() });
+  if (session && !session.watch) resize(session);
   else if (hintShown) showHint();
 });
 
