@@ -314,6 +314,9 @@ class Engine:
         with self._lock:
             return session_id in self._runs or session_id in self._claiming
 
+    def forget_ended(self) -> None:
+        self.hubs.prune()
+
     def _forget(self, session_id: str) -> None:
         with self._lock:
             self._runs.pop(session_id, None)

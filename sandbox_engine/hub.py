@@ -14,26 +14,14 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from typing import Protocol
 
 from .errors import EngineError, Kind
 from .protocol import encode
 from .replay import ReplayBuffer
+from .subscriber import NORMAL_CLOSURE, Subscriber
 from .watchers import LIVE, REVOKED, Watcher
 
 log = logging.getLogger(__name__)
-
-NORMAL_CLOSURE = 1000
-
-
-class Subscriber(Protocol):
-    """A client's connection as the hub sees it (ws.Channel, a relay's, the tests' fake)."""
-
-    def send_text(self, text: str) -> None: ...
-
-    def close(self, code: int = NORMAL_CLOSURE, reason: str | None = None) -> None: ...
-
-    def abort(self) -> None: ...
 
 
 class Callbacks:
@@ -216,6 +204,7 @@ class SessionHub:
             # The replay is the buffer's own texts: it does not count against the watcher's bound.
             watcher.restart_from_buffer([*(self._held_since(0) if from_start else []), (None, LIVE)])
             watcher.last_seq = 0 if from_start else self.buffer.last
+            watcher.live_after = self.buffer.last
             watcher.start()
             if self.ended:
                 watcher.finish()
@@ -266,7 +255,9 @@ class SessionHub:
         with self._lock:
             held = self._held_since(watcher.last_seq)
             if not watcher.live:
-                held.append((None, LIVE))
+                # Dropped with the queue: it goes where the replay ended, before the first live one.
+                live = (n for n, (seq, _) in enumerate(held) if seq is not None and seq > watcher.live_after)
+                held.insert(next(live, len(held)), (None, LIVE))
             if self._watchers and not self.ended:
                 held.append((None, self._count_text()))
             watcher.restart_from_buffer(held)

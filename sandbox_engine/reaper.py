@@ -45,6 +45,9 @@ class Sessions(Protocol):
     def expire(self, session_id: str, reason: Reason) -> None:
         """End a session no client attached to, unless one attaches first."""
 
+    def forget_ended(self) -> None:
+        """Let go of the replay buffers of sessions whose grace after their end is over."""
+
 
 def owner_alive(owner: str) -> bool:
     """Owners are 'p<pid>' of a worker on this host (one server's workers share a host)."""
@@ -140,6 +143,8 @@ class Reaper:
     def prune_once(self) -> None:
         """Forget ended sessions' records past their age or count; now and then, sweep."""
         self.records.prune(self.keep_records, self.max_records)
+        # Else an ended session's buffer would wait for the next attach to this worker.
+        self.sessions.forget_ended()
         now = time.time()
         if now - self._last_sweep > SWEEP_EVERY:
             self._last_sweep = now

@@ -13,12 +13,9 @@ import logging
 import threading
 from collections import deque
 from collections.abc import Callable
-from typing import TYPE_CHECKING
 
 from .protocol import encode
-
-if TYPE_CHECKING:
-    from .hub import Subscriber
+from .subscriber import Subscriber
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +43,8 @@ class Watcher:
         self.last_seq = 0
         # Whether it was sent `live` (the end of its replay): a catch-up before that sends it.
         self.live = False
+        # The last seq of its replay: what comes after it is live.
+        self.live_after = 0
         self._lock = threading.Lock()
         self._queue: deque[tuple[int | None, str]] = deque()
         self._size = 0

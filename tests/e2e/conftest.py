@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from urllib.parse import urlsplit
 
 import described
 import docker
@@ -11,6 +12,7 @@ import httpx
 import pytest
 import requests
 from harness import INSTANCE_LABEL, STARTED_INSTANCES, Server, shutdown, start_server
+from tcpproxy import TcpProxy
 
 
 @pytest.hookimpl(wrapper=True, tryfirst=True)
@@ -112,6 +114,21 @@ def make_server(docker_client, tmp_path_factory):
     yield make
     for server in servers:
         shutdown(server)
+
+
+@pytest.fixture
+def proxy_to() -> Iterator:
+    """TCP proxies in front of servers, which a test cuts as a network would (see tcpproxy)."""
+    proxies: list[TcpProxy] = []
+
+    def make(server: Server) -> TcpProxy:
+        proxy = TcpProxy(urlsplit(server.url).port)
+        proxies.append(proxy)
+        return proxy
+
+    yield make
+    for proxy in proxies:
+        proxy.close()
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -15,7 +15,8 @@ from itertools import pairwise
 
 import pytest
 import requests
-from harness import INTERACTIVE, ROOT, Server, free_port
+from harness import INTERACTIVE, ROOT, Server, Transcript, free_port
+from test_resume import COUNTER, EXPECTED, drained, resumed
 
 # Every test here runs a real server on the real Docker daemon.
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
@@ -169,3 +170,20 @@ def test_largest_code_passes_nginx(proxied):
     assert requests.delete(f"{proxied.url}/session/{session_id}", timeout=30).status_code == 204
     assert proxied.session(session_id)["state"] == "TERMINATED"
     assert proxied.wait_no_containers(pool_too=False) == []
+
+
+def test_a_resume_through_nginx_after_a_cut_sees_every_byte_once(proxied, proxy_to):
+    # The cut is between the client and nginx, as a client's network drops: nginx's own
+    # connection to the server then ends too, without a close frame the client never sent.
+    proxy = proxy_to(proxied)
+    session_id = proxied.create(COUNTER)
+    first = proxied.attach(session_id, base=proxy.ws_base)
+    first.read_stdout_until("line 10\n")
+    proxy.cut()
+    drained(first)
+    with resumed(proxied, session_id, first.last_seq, proxy.ws_base) as second:
+        transcript = second.read_to_end()
+    assert Transcript(first.messages).text() + transcript.text() == EXPECTED
+    assert second.seqs[0] == first.seqs[-1] + 1 and not second.gaps
+    assert {"type": "live"} in [m for _, m in transcript.messages]
+    assert transcript.ending == FINISHED

@@ -4,12 +4,9 @@ the client resumes from the last seq it received."""
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
-from urllib.parse import urlsplit
 
 import pytest
 from harness import Attachment, Server, Transcript
-from tcpproxy import TcpProxy
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 LINES = 60
@@ -19,20 +16,6 @@ COUNTER = (
 )
 EXPECTED = "".join(f"line {i}\n" for i in range(LINES))
 SLEEPER = "import time\nprint('up', flush=True)\nwhile True:\n    time.sleep(0.05)\n"
-
-
-@pytest.fixture
-def proxy_to(request) -> Iterator:
-    proxies: list[TcpProxy] = []
-
-    def make(server: Server) -> TcpProxy:
-        proxy = TcpProxy(urlsplit(server.url).port)
-        proxies.append(proxy)
-        return proxy
-
-    yield make
-    for proxy in proxies:
-        proxy.close()
 
 
 def drained(ws: Attachment) -> None:

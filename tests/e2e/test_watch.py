@@ -18,7 +18,9 @@ pytestmark = [pytest.mark.docker]
 ECHO = "print('ready', flush=True)\nwhile True:\n    print('got ' + input(), flush=True)\n"
 # About 8 MB of output as fast as the program writes it: far more than a socket's buffers hold.
 FLOOD_LINES = 8000
-FLOOD = f"import sys\nfor i in range({FLOOD_LINES}):\n    sys.stdout.write(f'{{i:07d}} ' + 'x' * 1000 + '\\n')\n"
+FLOOD = (
+    f"import sys\nfor i in range({FLOOD_LINES}):\n    sys.stdout.write(f'{{i:07d}} ' + 'x' * 1000 + '\\n')\n"
+)
 
 
 def refusal(attempt) -> tuple[int, dict]:
