@@ -413,12 +413,14 @@ function keep(s) {
 
 async function run() {
   if (session || !picker.value || watching) return;
-  const s = newSession({ language: picker.value, size: size() });
+  const s = newSession({ language: picker.value });
   session = s;
   setBusy(true);
   saveDraft();
   clearDiagnostics();
   resetTerminal();
+  // The size the program starts with: the terminal's once refitted.
+  s.size = size();
   setStatus("busy", "starting…");
   let response;
   let body = null;
