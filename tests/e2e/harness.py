@@ -106,10 +106,14 @@ class Server:
         assert response.status_code == 201, response.text
         return response.json()
 
-    def watch(self, session_id: str, token: str, start: str = "start", base: str = "") -> Attachment:
+    def watch(
+        self, session_id: str, token: str, start: str = "start", base: str = "", **kwargs
+    ) -> Attachment:
         """A read-only watcher of the session, from the start of what is held or from now."""
         url = f"{base or self.ws_url}/ws/session/{session_id}/watch?token={token}&from={start}"
-        return Attachment(connect(url, open_timeout=10).__enter__(), 0 if start == "start" else None)
+        return Attachment(
+            connect(url, open_timeout=10, **kwargs).__enter__(), 0 if start == "start" else None
+        )
 
     def run(
         self, code: str, inputs: list[str] | None = None, timeout: float = 60, language: str = "python"

@@ -5,7 +5,9 @@ with two workers (a watcher lands on either: on the run's own or relayed), real 
 from __future__ import annotations
 
 import json
+import socket
 import time
+from urllib.parse import urlsplit
 
 import pytest
 import requests
@@ -16,8 +18,10 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus
 pytestmark = [pytest.mark.docker]
 
 ECHO = "print('ready', flush=True)\nwhile True:\n    print('got ' + input(), flush=True)\n"
-# About 8 MB of output as fast as the program writes it: far more than a socket's buffers hold.
-FLOOD_LINES = 8000
+# About 12 MB of output as fast as the program writes it: far more than the buffers between the
+# program and a watcher that does not read hold (its queue and the replay buffer, 256 KiB here;
+# the server's socket's send buffer, up to 4 MiB).
+FLOOD_LINES = 12000
 FLOOD = (
     f"import sys\nfor i in range({FLOOD_LINES}):\n    sys.stdout.write(f'{{i:07d}} ' + 'x' * 1000 + '\\n')\n"
 )
@@ -135,9 +139,15 @@ def controller_seconds(server: Server, slow_watcher: bool) -> tuple[float, Attac
     started = time.monotonic()
     controller = server.attach(session_id)
     controller.read_until(lambda m: m["type"] == "state")
-    # The watcher's client library stops reading once its queue of messages is full (16): then
-    # the socket's buffers fill, and the server's sends to it block.
-    watcher = server.watch(session_id, token) if slow_watcher else None
+    watcher = None
+    if slow_watcher:
+        # A client that does not read: its library stops reading once one message waits, and
+        # its socket's receive buffer is small and fixed (no autotuning, which would let the
+        # kernel hold megabytes); then the server's sends to it block.
+        sock = socket.socket()
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 16384)
+        sock.connect(("127.0.0.1", urlsplit(server.url).port))
+        watcher = server.watch(session_id, token, sock=sock, max_queue=1)
     transcript = controller.read_to_end(120)
     seconds = time.monotonic() - started
     controller.ws.close()
@@ -145,7 +155,7 @@ def controller_seconds(server: Server, slow_watcher: bool) -> tuple[float, Attac
 
 
 def test_a_watcher_that_does_not_read_does_not_slow_the_controller(make_server):
-    server = make_server(workers=1, output_limit="64m", replay_buffer="1m")
+    server = make_server(workers=1, output_limit="64m", replay_buffer="256k")
     alone, _, transcript = controller_seconds(server, slow_watcher=False)
     watched, watcher, watched_transcript = controller_seconds(server, slow_watcher=True)
     assert transcript.final["reason"] == watched_transcript.final["reason"] == "exited"
