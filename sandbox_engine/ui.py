@@ -50,6 +50,8 @@ def _page() -> str:
         idle_timeout=f"{config.idle_timeout:g}",
         # For the words of the endings: "no input for 5 min while waiting at a prompt".
         input_timeout=f"{config.input_timeout:g}",
+        # How long a dropped page may take to resume: it stops trying a while after.
+        reconnect_grace=f"{config.reconnect_grace:g}",
         # The terminal sizes the protocol accepts: the page sizes its terminal within them.
         max_cols=MAX_COLS,
         max_rows=MAX_ROWS,

@@ -12,10 +12,13 @@ import { Terminal } from "@xterm/xterm";
 import { basicSetup, EditorView } from "codemirror";
 
 import { stripEscapes, wrapWords } from "./ansi.js";
+import { askReattach, keepSession, keptSession } from "./attached.js";
 import { nonce, withStyleNonce } from "./csp.js";
 import { parseDiagnostics, toCodeMirror } from "./diagnostics.js";
 import { askForKey, fetchWithKey, hasKey, withKey } from "./key.js";
 import { loadMode, modeName } from "./languages.js";
+import { backoff, gapText, isNew, resumable, socketURL } from "./reconnect.js";
+import { createWatchLink, showShareDialog } from "./share.js";
 import { dropText, formatElapsed, outcome, refusalText } from "./status.js";
 import { recall, remember } from "./store.js";
 import { editorTheme, terminalTheme, THEMES } from "./themes.js";
@@ -24,12 +27,24 @@ const $ = (id) => document.getElementById(id);
 const picker = $("language");
 const runButton = $("run");
 const stopButton = $("stop");
+const shareButton = $("share");
+const watchersBadge = $("watchers");
 const statusLine = $("status");
 const statusText = $("status-text");
 const elapsedText = $("elapsed");
 const seconds = (value) => parseFloat(value) || null;
 const idleTimeout = seconds(document.body.dataset.idleTimeout);
 const inputTimeout = seconds(document.body.dataset.inputTimeout);
+// How long the server keeps a program whose client dropped: the page stops reconnecting a while
+// after that, when the program is surely gone.
+const reconnectGrace = parseFloat(document.body.dataset.reconnectGrace);
+const giveUpAfter = ((Number.isFinite(reconnectGrace) ? reconnectGrace : 60) + 30) * 1000;
+// A watch page (/watch/<id>?token=...) is this page, read-only, one level below the IDE's root.
+const watchPath = location.pathname.match(/\/watch\/([^/]+)$/);
+const watching = watchPath
+  ? { id: decodeURIComponent(watchPath[1]), token: new URLSearchParams(location.search).get("token") ?? "" }
+  : null;
+const root = watching ? new URL("../", location.href).href : document.baseURI;
 // A phone or a tablet: no keyboard shortcuts to offer.
 const touch = matchMedia("(hover: none) and (pointer: coarse)").matches;
 const mac = /Mac|iPhone|iPad/.test(navigator.platform);
@@ -49,6 +64,8 @@ const extensions = [
   theme.of(editorTheme(currentTheme)),
   language.of([]),
   lintGutter(),
+  // A watch page shows, and changes nothing.
+  watching ? [EditorState.readOnly.of(true), EditorView.editable.of(false)] : [],
   EditorView.updateListener.of((update) => {
     if (update.docChanged) scheduleSave();
   }),
@@ -327,64 +344,95 @@ function setStatus(tone, text) {
 
 // ---- sessions -----------------------------------------------------------------------------------
 
-// The one live session, or null: { ws, opened, final, kill, startedAt, timer, compiling, compiled }.
+// The one live session, or null. Besides its id and WebSocket: whether it was ever attached, its
+// final state, whether Stop was asked, its clock, the compiler's output while it compiles, the
+// last seq shown, its phase (COMPILING, RUNNING), whether what arrives is a replay (until `live`),
+// the watch token on a watch page, and its reconnection: whether the next connection is a resume,
+// the attempt, its timer, when the connection was lost and whether to take over.
 let session = null;
+// A watch page's first connection refused: a WebSocket's refusal shows the page no status.
+const WATCH_REFUSED = "cannot follow this run: the link was revoked, or the run is over";
 
-function send(s, message) {
-  if (s.ws && s.ws.readyState === WebSocket.OPEN) s.ws.send(JSON.stringify(message));
-}
-
-function setBusy(busy) {
-  runButton.disabled = busy || !picker.value;
-  stopButton.disabled = !busy;
-  picker.disabled = busy;
-}
-
-function tick(s) {
-  elapsedText.textContent = s.startedAt === null ? "" : formatElapsed(performance.now() - s.startedAt);
-}
-
-function startClock(s) {
-  if (s.startedAt !== null) return;
-  s.startedAt = performance.now();
-  s.timer = setInterval(() => tick(s), 100);
-  tick(s);
-}
-
-async function run() {
-  if (session || !picker.value) return;
-  const s = {
+function newSession(fields = {}) {
+  return {
+    id: null,
     ws: null,
     opened: false,
     final: null,
     kill: false,
     startedAt: null,
     timer: null,
-    // The compiler's output, while it runs: its errors are marked in the editor.
     compiling: false,
     compiled: "",
+    lastSeq: 0,
+    phase: null,
+    replaying: false,
+    watch: null,
+    resume: false,
+    attempt: 0,
+    retryTimer: null,
+    lostAt: null,
+    takeover: false,
+    // The terminal size the server was last given (null: not known to this page).
+    size: null,
+    ...fields,
   };
+}
+
+function send(s, message) {
+  if (s.ws && s.ws.readyState === WebSocket.OPEN) s.ws.send(JSON.stringify(message));
+}
+
+function setBusy(busy) {
+  runButton.disabled = busy || !picker.value || watching !== null;
+  stopButton.disabled = !busy || watching !== null;
+  picker.disabled = busy || watching !== null;
+  shareButton.hidden = !busy || watching !== null;
+}
+
+function tick(s) {
+  elapsedText.textContent = s.startedAt === null ? "" : formatElapsed(performance.now() - s.startedAt);
+}
+
+// since: when the run started (performance.now()'s clock), known before its first state message
+// when a reload re-attaches.
+function startClock(s, since = performance.now()) {
+  // A watcher does not know when the run started, only when it began to follow it.
+  if (s.timer !== null || s.watch) return;
+  s.startedAt ??= since;
+  s.timer = setInterval(() => tick(s), 100);
+  tick(s);
+}
+
+// What the page keeps in the tab for a reload to re-attach (attached.js).
+function keep(s) {
+  if (s.watch || s.final) return;
+  const startedAt = s.startedAt === null ? null : Date.now() - (performance.now() - s.startedAt);
+  keepSession({ id: s.id, lastSeq: s.lastSeq, tty: true, language: s.language, startedAt });
+}
+
+async function run() {
+  if (session || !picker.value || watching) return;
+  const s = newSession({ language: picker.value });
   session = s;
   setBusy(true);
   saveDraft();
   clearDiagnostics();
-  hintShown = false;
-  term.reset();
-  atLineStart = true;
-  elapsedText.textContent = "";
-  fit();
+  resetTerminal();
+  // The size the program starts with: the terminal's once refitted.
+  s.size = size();
   setStatus("busy", "starting…");
   let response;
   let body = null;
   try {
-    response = await fetchWithKey(new URL("session", document.baseURI), {
+    response = await fetchWithKey(new URL("session", root), {
       method: "POST",
       headers: { "Content-Type": "application/json" },
       body: JSON.stringify({
         language: picker.value,
         code: code(),
         tty: true,
-        ...size(),
+        ...s.size,
       }),
     });
     body = await response.json().catch(() => null);
@@ -399,23 +447,55 @@ async function run() {
   if (!id) return finish(s, "error", "the server answered without a session id");
   if (s.kill) {
     // Stopped before it started: nothing ran, so just let the server know.
-    fetch(new URL(`session/${id}`, document.baseURI), { method: "DELETE", headers: withKey() }).catch(() => {});
+    deleteSession(id);
     return finish(s, "ended", "stopped by you");
   }
-  attach(s, id);
+  s.id = id;
+  keep(s);
+  connect(s);
 }
 
-function attach(s, id) {
-  const url = new URL(`ws/session/${id}`, document.baseURI);
-  url.protocol = url.protocol === "https:" ? "wss:" : "ws:";
-  setStatus("busy", "connecting…");
+function resetTerminal() {
+  hintShown = false;
+  term.reset();
+  atLineStart = true;
+  elapsedText.textContent = "";
+  showWatchers(0);
+  fit();
+}
+
+function deleteSession(id) {
+  fetch(new URL(`session/${id}`, root), { method: "DELETE", headers: withKey() }).catch(() => {});
+}
+
+// A connection to the session: the first attach, a resume (from the last seq shown, the server
+// replaying what came since), or a watch page's read-only stream.
+function connect(s) {
+  let url;
+  if (s.watch) url = socketURL(root, `ws/session/${s.id}/watch`, { token: s.watch, from: "start" });
+  else if (s.resume) {
+    url = socketURL(root, `ws/session/${s.id}`, { resume: s.lastSeq, takeover: s.takeover ? 1 : null });
+  } else url = socketURL(root, `ws/session/${s.id}`);
+  if (s.lostAt === null) setStatus("busy", s.watch ? "watching…" : "connecting…");
   const ws = new WebSocket(url);
+  let opened = false;
   s.ws = ws;
   ws.onopen = () => {
+    opened = true;
     s.opened = true;
+    // What comes first on a resume or a watch is a replay, up to the server's `live`.
+    s.replaying = s.resume || s.watch !== null;
+    s.resume = true;
+    s.attempt = 0;
+    s.lostAt = null;
+    s.takeover = false;
+    showPhase(s);
     if (s.kill) send(s, { type: "kill" });
+    // The terminal may have changed size while away (a re-attach's page has its own).
+    else if (!s.watch) resize(s);
   };
   ws.onmessage = (event) => {
+    if (s.ws !== ws) return;
     let message;
     try {
       message = JSON.parse(event.data);
@@ -425,11 +505,73 @@ function attach(s, id) {
     receive(s, message);
   };
   ws.onclose = (event) => {
-    if (!s.final && session === s) finish(s, "error", dropText(event, s.opened));
+    if (s.ws !== ws || s.final || session !== s) return;
+    s.replaying = false;
+    // Lost a race with this page's own earlier connection, which the server still counts.
+    if (event.code === 4409) s.takeover = true;
+    // Once attached, a drop is mended by a resume; while reconnecting (or re-attaching after a
+    // reload), an attempt refused before it opened is looked into and tried again.
+    if (opened ? resumable(event) : s.lostAt !== null) lost(s, opened);
+    else if (s.watch && !s.opened) finish(s, "error", WATCH_REFUSED);
+    else finish(s, "error", dropText(event, s.opened));
   };
 }
 
+// The connection went: try again, with a growing wait, until the server takes the resume, says
+// the session is over, or it has been away longer than it keeps a program without its client.
+async function lost(s, wasOpen) {
+  s.lostAt ??= performance.now();
+  setStatus("busy", "reconnecting…");
+  if (!wasOpen) {
+    // A refused WebSocket shows the page no status: the session's record says which refusal.
+    const record = await sessionRecord(s);
+    if (session !== s) return;
+    if (record === "gone") return finish(s, "error", "connection lost: the session is gone");
+    if (record && record.ended && s.takeover) {
+      // Over, and past the time its ending is replayed: its record says how it ended.
+      note("[the output since the connection was lost is no longer held]", "33");
+      const { tone, text } = outcome(record, { idleTimeout, inputTimeout, stoppedByUser: s.kill });
+      return finish(s, tone, text);
+    }
+    // Most likely the server has not yet noticed the old connection's loss (409): the session is
+    // this page's own, so the next attempt takes it over.
+    s.takeover = true;
+  }
+  if (performance.now() - s.lostAt > giveUpAfter) {
+    return finish(s, "error", "connection lost: could not reconnect");
+  }
+  clearTimeout(s.retryTimer);
+  s.retryTimer = setTimeout(() => {
+    s.retryTimer = null;
+    if (session === s) connect(s);
+  }, backoff(s.attempt++));
+}
+
+// GET /session/<id>: the record ({ended, state, exitCode, reason, signal}), "gone" when the server
+// knows no such session, null when it cannot say (unreachable, or a watcher without a key).
+async function sessionRecord(s) {
+  try {
+    const response = await fetch(new URL(`session/${s.id}`, root), { headers: withKey() });
+    if (response.status === 404) return "gone";
+    if (!response.ok) return null;
+    const record = await response.json();
+    return { ...record, ended: record.state === "FINISHED" || record.state === "TERMINATED" };
+  } catch {
+    return null;
+  }
+}
+
+// The status line for the phase the run is in, once (re)connected.
+function showPhase(s) {
+  if (s.phase === "RUNNING") setStatus("running", "running");
+  else if (s.phase === "COMPILING") setStatus("busy", "compiling");
+  else setStatus("busy", s.watch ? "watching…" : "connecting…");
+}
+
 function receive(s, message) {
+  // A resume's replay may hold what this page has shown already.
+  if (!isNew(message, s.lastSeq)) return;
+  if (typeof message.seq === "number") s.lastSeq = message.seq;
   switch (message.type) {
     case "stdout":
       if (s.compiling) s.compiled += message.data;
@@ -442,15 +584,19 @@ function receive(s, message) {
     case "state":
       if (message.state === "COMPILING") {
         startClock(s);
+        s.phase = message.state;
         s.compiling = true;
         setStatus("busy", "compiling");
+        keep(s);
       } else if (message.state === "RUNNING") {
         startClock(s);
+        s.phase = message.state;
         // A compile that succeeded may have warned.
         if (s.compiling) markDiagnostics(s.compiled);
         s.compiling = false;
         setStatus("running", "running");
-        term.focus();
+        if (!s.watch) term.focus();
+        keep(s);
       } else if (message.state === "FINISHED" || message.state === "TERMINATED") {
         s.final = message;
         if (s.compiling && message.reason === "compile_error") markDiagnostics(s.compiled);
@@ -458,6 +604,24 @@ function receive(s, message) {
         const { tone, text } = outcome(message, { idleTimeout, inputTimeout, stoppedByUser: s.kill });
         finish(s, tone, text);
       }
+      break;
+    case "gap":
+      if (message.to > s.lastSeq) {
+        note(gapText({ from: Math.max(message.from, s.lastSeq + 1), to: message.to }), "33");
+        s.lastSeq = message.to;
+      }
+      break;
+    case "live": {
+      // The replay is over once the terminal has parsed it (xterm.js writes asynchronously):
+      // until then a query in it (a cursor position request) would be answered as input.
+      const ws = s.ws;
+      term.write("", () => {
+        if (s.ws === ws) s.replaying = false;
+      });
+      break;
+    }
+    case "watchers":
+      showWatchers(message.count);
       break;
     case "error":
       // The server answers messages it does not know with an error and carries on: a server
@@ -472,7 +636,9 @@ function finish(s, tone, text) {
   if (session !== s) return;
   session = null;
   clearInterval(s.timer);
+  clearTimeout(s.retryTimer);
   tick(s);
+  if (!s.watch) keepSession(null);
   setStatus(tone, text);
   note(`[${text}]`, tone === "error" ? "31" : "2");
   term.write("\x1b[?25l");
@@ -482,19 +648,95 @@ function finish(s, tone, text) {
 
 function stop() {
   const s = session;
-  if (!s || s.kill) return;
+  if (!s || s.kill || s.watch) return;
   s.kill = true;
   setStatus("busy", "stopping…");
+  // While reconnecting there is no socket to say it on: the server hears it as a DELETE, and the
+  // resume replays the ending.
+  if (s.lostAt !== null) deleteSession(s.id);
   send(s, { type: "kill" });
 }
 
+// The program's terminal takes this one's size, when the server does not have it yet.
+function resize(s) {
+  const now = size();
+  if (!(s.ws && s.ws.readyState === WebSocket.OPEN)) return; // said once (re)connected
+  if (s.size && s.size.cols === now.cols && s.size.rows === now.rows) return;
+  s.size = now;
+  send(s, { type: "resize", ...now });
+}
+
+// How many follow the run through a share link, beside the status line.
+function showWatchers(count) {
+  watchersBadge.hidden = !(count > 0);
+  watchersBadge.textContent = `👁 ${count}`;
+  watchersBadge.title = `${count} watching this run`;
+}
+
+// A link that opens this run read-only elsewhere (POST /session/<id>/watchers), copied to the
+// clipboard and shown, for a browser that does not let the page copy.
+async function share() {
+  const s = session;
+  if (!s || !s.id || s.watch) return;
+  let link;
+  try {
+    link = await createWatchLink(root, s.id);
+  } catch (err) {
+    return showShareDialog(null, `No link: ${err.message}`);
+  }
+  let copied = false;
+  try {
+    await navigator.clipboard.writeText(link);
+    copied = true;
+  } catch {
+    // No clipboard permission: the dialog shows the link, selected, to copy by hand.
+  }
+  showShareDialog(link, copied ? "Copied to the clipboard." : "Copy this link:");
+}
+
+// Offered after a reload while a program this tab ran goes on (attached.js): accepting replays
+// it from the start into the empty terminal and carries on live; declining forgets it (the
+// server ends it after its reconnect grace).
+async function offerReattach() {
+  const kept = keptSession();
+  if (!kept) return;
+  if (!(await askReattach(kept))) return keepSession(null);
+  reattach(kept);
+}
+
+function reattach(kept) {
+  if (session) return;
+  if (languages.has(kept.language) && kept.language !== currentLanguage) {
+    picker.value = kept.language;
+    selectLanguage(kept.language);
+  }
+  const s = newSession({ id: kept.id, language: kept.language, resume: true, lostAt: performance.now() });
+  session = s;
+  setBusy(true);
+  resetTerminal();
+  setStatus("busy", "re-attaching…");
+  if (Number.isFinite(kept.startedAt)) startClock(s, performance.now() - (Date.now() - kept.startedAt));
+  connect(s);
+}
+
+// A watch page (/watch/<id>?token=...): the run, read-only, from its start.
+function watch() {
+  const s = newSession({ id: watching.id, watch: watching.token });
+  session = s;
+  setBusy(true);
+  resetTerminal();
+  term.write("\x1b[?25l");
+  connect(s);
+}
+
 // Every keystroke goes to the program as it is typed, Ctrl-C as the raw byte "\x03": the session
-// runs on a terminal whose line discipline echoes, edits lines and turns ^C into SIGINT.
+// runs on a terminal whose line discipline echoes, edits lines and turns ^C into SIGINT. Not
+// while a replay is being written: what xterm.js says then answers the replay's queries.
 term.onData((data) => {
-  if (session) send(session, { type: "input", data });
+  if (session && !session.watch && !session.replaying) send(session, { type: "input", data });
 });
 term.onResize(() => {
-  if (session) send(session, { type: "resize", ...size() });
+  if (session && !session.watch) resize(session);
   else if (hintShown) showHint();
 });
 
@@ -507,6 +749,7 @@ if (mac) {
 }
 runButton.addEventListener("click", run);
 stopButton.addEventListener("click", stop);
+shareButton.addEventListener("click", share);
 picker.addEventListener("change", () => selectLanguage(picker.value));
 $("clear").addEventListener("click", () => {
   term.clear();
@@ -542,8 +785,17 @@ window.addEventListener(
   },
   true,
 );
-// A draft typed just before the page goes is not lost to the save's delay.
-window.addEventListener("pagehide", saveDraft);
+// A draft typed just before the page goes is not lost to the save's delay. A run goes on without
+// the page (a reload offers to re-attach): the browser's close frame would end it, a detach first
+// keeps it for the server's reconnect grace.
+window.addEventListener("pagehide", () => {
+  saveDraft();
+  const s = session;
+  if (s && s.id && !s.watch && !s.final) {
+    send(s, { type: "detach" });
+    keep(s);
+  }
+});
 document.addEventListener("visibilitychange", () => {
   if (document.visibilityState === "hidden") saveDraft();
 });
@@ -551,7 +803,7 @@ document.addEventListener("visibilitychange", () => {
 async function loadLanguages() {
   setStatus("busy", "loading languages…");
   try {
-    const response = await fetchWithKey(new URL("languages", document.baseURI));
+    const response = await fetchWithKey(new URL("languages", root));
     showKeyButton(response.status === 401);
     if (response.status === 401) throw new Error("the server needs an API key (🔑 to give one)");
     if (!response.ok) throw new Error(`HTTP ${response.status}`);
@@ -578,7 +830,17 @@ setTheme(currentTheme, false);
 showKeyButton();
 setFontSize(fontSize);
 setSplit(parseFloat(recall("split")) || SPLIT.usual, false);
-loadLanguages();
+if (watching) {
+  // Nothing to choose or run here, and no key needed: the token is the link's capability.
+  document.body.dataset.watching = "";
+  $("brand-mode").textContent = "watching · read-only";
+  picker.replaceChildren(new Option("watching", ""));
+  $("reset").disabled = true;
+  setCode("The code stays with the one who shared this run: the terminal follows it, read-only.\n");
+  watch();
+} else {
+  loadLanguages().then(offerReattach);
+}
 
 // Hooks for tests and for the curious, from the browser console.
 window.ide = {
@@ -597,7 +859,10 @@ window.ide = {
   example: exampleOf,
   run,
   stop,
+  share,
   status: () => statusText.textContent,
+  // The session this page follows: its id, the last seq shown, whether a replay is being written.
+  session: () => session && { id: session.id, lastSeq: session.lastSeq, replaying: session.replaying },
   // The marks in the editor: [{line, column, text, severity, message}].
   diagnostics,
   parseDiagnostics,
