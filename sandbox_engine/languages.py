@@ -45,8 +45,9 @@ class LanguageSpec:
     version_command: str
     compile: tuple[str, ...] | None = None
     env: dict[str, str] = field(default_factory=dict)
-    # The launcher inside the sandbox: "sh" for any language, or one of sandbox_engine.launchers
-    # that starts the interpreter before the program arrives (it then replaces `run`).
+    # The launcher inside the sandbox: "sh" for any language, "python" (sandbox_engine.launchers'
+    # interpreter that starts before the program arrives; it then replaces `run`), or
+    # "typescript" (the sh launcher with a warm compiler beside it; see launch.compile_stage).
     launcher: str = "sh"
 
     def public(self, version: str | None = None) -> dict:
@@ -126,6 +127,8 @@ LANGUAGES: dict[str, LanguageSpec] = {
             ),
             run=("node", "main.js"),
             env=_NODE,
+            # A warm compiler, its libraries parsed, waits for the code (launchers/tsc_server.js).
+            launcher="typescript",
         ),
         LanguageSpec(
             id="c",
