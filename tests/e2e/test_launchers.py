@@ -175,3 +175,43 @@ def test_a_compiled_program_runs_per_test_after_its_compile_stage(docker_client)
     assert marks[2][3] >= 50 << 10, "the memory test's maximum resident set, in KiB"
     assert stderr == b"to stderr\n" + END + b"to stderr\n" + END + END
     assert process.returncode == 0
+
+
+# SNOOP in TypeScript: every process's environment and command line, as the program reads them.
+TS_SNOOP = """
+import * as fs from 'fs';
+const read = (path: string): string => {
+  try {
+    return fs.readFileSync(path, 'latin1');
+  } catch {
+    return '';
+  }
+};
+const pids = fs.readdirSync('/proc').filter((name) => /^[0-9]+$/.test(name));
+const seen = pids.map((p) => read(`/proc/${p}/environ`) + read(`/proc/${p}/cmdline`)).join('');
+console.log(seen.includes(REVERSED.split('').reverse().join('')), process.env.SANDBOX_NONCE);
+""".replace("REVERSED", repr(NONCE[::-1]))
+
+
+def test_the_typescript_sandbox_compiles_with_its_warm_compiler_and_hides_the_nonce(docker_client):
+    with sandbox(docker_client, "typescript") as (process, name):
+        process.stdin.write(launch.header(TS_SNOOP.encode(), None, NONCE))
+        process.stdin.flush()
+        started = launch.mark(launch.STARTED, NONCE)
+        assert process.stdout.read(len(started)) == started
+        as_compiler = ["docker", "exec", f"--user={UID}:{COMPILE_GID}", name]
+        alive = f'kill -0 "$(cat {launch.TSC_DIR}/pid)"'
+        # The warm compiler (started before the header, so without the nonce) waits beside the
+        # launcher; the compile stage's client asks it, and it ends once it has answered.
+        assert subprocess.run([*as_compiler, "sh", "-c", alive], timeout=30).returncode == 0
+        nonce = f"--env={launch.ENV_NONCE}={launch.new_nonce()}"
+        compile_argv = launch.compile_command(spec("typescript").compile)
+        compiled = subprocess.run(
+            [*as_compiler[:-1], nonce, name, *compile_argv], capture_output=True, timeout=90
+        )
+        assert compiled.returncode == 0, compiled.stderr
+        assert subprocess.run([*as_compiler, "sh", "-c", alive], timeout=30).returncode != 0
+        stdout, stderr = process.communicate(launch.GO, timeout=60)
+    [output, rest], [(exit_code, _, cpu, _, _, flag)] = exits(stdout)
+    assert (output, rest, exit_code, flag) == (b"false undefined\n", b"", 0, "-"), stderr
+    assert cpu > 0
