@@ -3,17 +3,20 @@ executor starts a sandbox, without a server: what the engine's side of the proto
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
+import tempfile
 import uuid
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 
 import pytest
 from harness import GVISOR, RUNTIME
 
 from sandbox_engine import launch
 from sandbox_engine.config import Config
+from sandbox_engine.docker_executor import GVISOR_SECCOMP
 from sandbox_engine.executor import COMPILE_GID, SandboxSpec
 from sandbox_engine.languages import LANGUAGES
 from sandbox_engine.specs import sandbox_spec
@@ -46,6 +49,7 @@ def sandbox(docker_client, language: str) -> Iterator[tuple[subprocess.Popen, st
     lang = spec(language)
     docker_client.images.get(lang.image)
     name = f"se-launchers-{uuid.uuid4().hex[:12]}"
+    stack = ExitStack()
     tmpfs = "rw,exec,nosuid,nodev,size=64m"
     argv = ["docker", "run", "--rm", "-i", "--init", f"--runtime={RUNTIME}", f"--name={name}"]
     argv += [f"--user={UID}:{UID}", "--cap-drop=ALL", "--security-opt=no-new-privileges", "--read-only"]
@@ -53,6 +57,13 @@ def sandbox(docker_client, language: str) -> Iterator[tuple[subprocess.Popen, st
     argv += [f"--tmpfs=/workspace:{tmpfs},uid={UID},gid={UID},mode=0700", f"--tmpfs=/tmp:{tmpfs},mode=1777"]
     if not GVISOR:
         argv.append("--pids-limit=64")
+    else:
+        # The executor's profile: under Docker's default, glibc starts no thread there (node none).
+        # The CLI takes it from a file; it is read before the container is created.
+        profile = stack.enter_context(tempfile.NamedTemporaryFile("w", suffix=".json"))
+        json.dump(GVISOR_SECCOMP, profile)
+        profile.flush()
+        argv.append(f"--security-opt=seccomp={profile.name}")
     for key, value in launch.environment(lang).items():
         argv += ["-e", f"{key}={value}"]
     process = subprocess.Popen(
@@ -67,6 +78,7 @@ def sandbox(docker_client, language: str) -> Iterator[tuple[subprocess.Popen, st
         subprocess.run(["docker", "rm", "-f", name], capture_output=True)
         process.kill()
         process.communicate()
+        stack.close()
 
 
 def run(docker_client, language: str, stdin: bytes) -> tuple[bytes, bytes, int]:
