@@ -164,6 +164,9 @@ def command(spec: SandboxSpec) -> list[str]:
     if spec.launcher == "python" and not spec.compile:
         # The interpreter starts now and waits for the program: a warm sandbox skips its start-up.
         return ["python3", "-u", "-c", python_launcher()]
+    if spec.launcher == NODE and not spec.compile:
+        # Node starts now and waits for the program: a warm sandbox skips its start-up.
+        return ["perl", "-e", fork_launcher(spec.command)]
     prelude: tuple[str, ...] = ()
     if spec.launcher == TYPESCRIPT and spec.compile:
         # The compiler starts now and waits for the code: a warm sandbox skips its start-up.
@@ -331,3 +334,49 @@ def tsc_server() -> str:
     # Strict mode only as the first statement: before the constants.
     definitions = "".join(f"const {name} = {json.dumps(value)};\n" for name, value in constants.items())
     return "'use strict';\n" + definitions + body
+
+
+# The JavaScript launcher (launchers/fork_launcher.pl in perl, which every Debian image has): Node
+# started before the program arrives (launchers/node_warm.js), forked by a launcher that reports
+# as se-run does, since Node itself can neither fork nor make itself undumpable.
+NODE = "node"
+# The system calls perl-base has no function for (prctl, wait4, clock_gettime), by machine.
+_SYSCALLS = {"x86_64": (157, 61, 228), "aarch64": (167, 260, 113)}
+
+
+def fork_launcher(run: Sequence[str], se_run: str = SE_RUN, warm: Sequence[str] | None = None) -> str:
+    """The fork launcher's source for Node, with this protocol's constants defined before its
+    code; `run` is the language's command, which se-run runs in TESTS mode; `warm` the program's
+    process, which waits for the go on fd 3 (node_warm.js in Node; another in the tests)."""
+    if warm is None:
+        with open(os.path.join(_LAUNCHERS, "node_warm.js"), encoding="utf-8") as f:
+            warm = ("node", "-e", f.read())
+    with open(os.path.join(_LAUNCHERS, "fork_launcher.pl"), encoding="utf-8") as f:
+        body = f.read()
+    scalars = {
+        "ENV_SOURCE": ENV_SOURCE,
+        "ENV_KILL_GROUP": ENV_KILL_GROUP,
+        "ENV_NONCE": ENV_NONCE,
+        "SE_RUN": se_run,
+        "TESTS": TESTS,
+        "HELD": "NODE_OPTIONS",
+        "MARK_READY": mark(READY).decode(),
+        "MARK_STARTED": (MARK_START + STARTED.encode() + b" ").decode(),
+        "MARK_EXIT": (MARK_START + EXIT.encode() + b" ").decode(),
+    }
+    lists = {"WARM": tuple(warm), "RUN": tuple(run)}
+    machines = ", ".join(f"{_perl(m)} => [{', '.join(map(str, n))}]" for m, n in _SYSCALLS.items())
+    return (
+        "".join(f"our ${name} = {_perl(value)};\n" for name, value in scalars.items())
+        + "".join(f"our @{name} = ({', '.join(map(_perl, value))});\n" for name, value in lists.items())
+        + f"our %SYSCALLS = ({machines});\n"
+        + body
+    )
+
+
+def _perl(text: str) -> str:
+    """A perl string literal of text: single-quoted (nothing interpolated, newlines as they are),
+    but for the control characters of the marks, which only a double-quoted one can hold."""
+    if all(c.isprintable() or c == "\n" for c in text):
+        return "'" + text.replace("\\", "\\\\").replace("'", "\\'") + "'"
+    return '"' + "".join(c if c.isalnum() or c in " -_" else f"\\x{{{ord(c):x}}}" for c in text) + '"'

@@ -227,3 +227,61 @@ def test_the_typescript_sandbox_compiles_with_its_warm_compiler_and_hides_the_no
     [output, rest], [(exit_code, _, cpu, _, _, flag)] = exits(stdout)
     assert (output, rest, exit_code, flag) == (b"false undefined\n", b"", 0, "-"), stderr
     assert cpu > 0
+
+
+# SNOOP in JavaScript: every process's environment and command line, and whose the launcher's (its
+# parent's) /proc files are (root's: it is not dumpable, so its memory cannot be read).
+JS_SNOOP = """
+const fs = require('fs');
+const read = (path) => {
+  try {
+    return fs.readFileSync(path, 'latin1');
+  } catch {
+    return '';
+  }
+};
+const pids = fs.readdirSync('/proc').filter((name) => /^[0-9]+$/.test(name));
+const seen = pids.map((p) => read(`/proc/${p}/environ`) + read(`/proc/${p}/cmdline`)).join('');
+const owner = fs.statSync(`/proc/${process.ppid}/mem`).uid;
+console.log(seen.includes(REVERSED.split('').reverse().join('')), process.env.SANDBOX_NONCE, owner);
+""".replace("REVERSED", repr(NONCE[::-1]))
+
+
+@pytest.mark.parametrize("tests", [False, True], ids=["once", "tests"])
+def test_no_javascript_program_reads_the_nonce(docker_client, tests):
+    stdin = launch.header(JS_SNOOP.encode(), None, NONCE, tests=tests)
+    if tests:
+        stdin += launch.test_frame(b"", 10000)
+    stdout, stderr, _ = run(docker_client, "javascript", stdin)
+    [output, _], _ = exits(stdout)
+    # In TESTS mode se-run is the parent (not dumpable either); else the fork launcher.
+    assert output == b"false undefined 0\n", stderr
+
+
+def test_the_node_launcher_runs_a_warm_node_as_node_main_js_and_reports_its_end(docker_client):
+    code = (
+        b"const rl = require('readline').createInterface({ input: process.stdin });\n"
+        b"process.stdout.write('name? ');\n"
+        b"rl.once('line', (name) => {\n"
+        b"  console.log(name, process.argv.slice(1), require.main === module, process.execArgv);\n"
+        b"  rl.close();\n"
+        b"  process.exitCode = 4;\n"
+        b"});\n"
+    )
+    stdout, stderr, status = run(docker_client, "javascript", launch.header(code, None, NONCE) + b"you\n")
+    [output, rest], [(exit_code, sig, cpu, rss, wall, flag)] = exits(stdout)
+    assert output == b"name? you [ '/workspace/main.js' ] true []\n", stderr
+    assert (rest, status, exit_code, sig, flag) == (b"", 4, 4, 0, "-")
+    assert 0 < cpu < 5_000_000 and rss > 10_000 and wall > 0
+
+
+def test_the_node_launcher_runs_each_test_in_a_fresh_node(docker_client):
+    code = b"console.log(process.argv.slice(2), require('fs').readFileSync(0, 'utf8').trim())"
+    frames = [launch.test_frame(b"one\n", 10000, ["a"]), launch.test_frame(b"two\n", 10000)]
+    stdout, stderr, status = run(
+        docker_client, "javascript", launch.header(code, None, NONCE, tests=True) + b"".join(frames)
+    )
+    outputs, marks = exits(stdout)
+    assert outputs == [b"[ 'a' ] one\n", b"[] two\n", b""]
+    assert [(m[0], m[1], m[5]) for m in marks] == [(0, 0, "-"), (0, 0, "-")]
+    assert (stderr, status) == (END * 2, 0)
