@@ -1,7 +1,7 @@
 """The launcher protocol: how a program reaches its sandbox and how the sandbox reports its stages.
 
-This module is its only owner. Both launchers (the POSIX `sh` script built here, and the Python
-launcher in `launchers/`, which gets these constants prepended) and the stream parser in
+This module is its only owner. The launchers (the POSIX `sh` script built here, and the Python
+and Node launchers in `launchers/`, which get these constants prepended) and the stream parser in
 `framing` use it; no executor knows its details, so any runtime that can start a process with
 stdin and stdout, and run a second process in the same sandbox, reuses it as it is.
 
@@ -35,7 +35,9 @@ limits to the run's. The nonce comes in the header, never in the environment (wh
 written after the program started (EXIT, END) come from a process that holds the nonce and is not
 dumpable (prctl PR_SET_DUMPABLE 0: its /proc files are root's), which the program never was: the
 sh launcher hands the nonce to se-run as it execs it, which clears it before it forks the program;
-the Python launcher forks the program's process before it reads the header.
+the Python and Node launchers fork the program's process before they read the header.
+TypeScript's warm compiler (see TYPESCRIPT below) starts before the header too, and runs none of
+the user's code.
 """
 
 from __future__ import annotations
