@@ -169,11 +169,11 @@ def command(spec: SandboxSpec) -> list[str]:
     if spec.launcher == NODE and not spec.compile:
         # Node starts now and waits for the program: a warm sandbox skips its start-up.
         return ["perl", "-e", fork_launcher(spec.command)]
-    prelude: tuple[str, ...] = ()
     if spec.launcher == TYPESCRIPT and spec.compile:
-        # The compiler starts now and waits for the code: a warm sandbox skips its start-up.
+        # The compiler and Node start now, and wait for the code: a warm sandbox skips both.
         prelude = typescript_prelude(tsc_arguments(spec.compile))
-    return sh_launcher(spec.command, spec.compile is not None, spec.tty, prelude=prelude)
+        return ["perl", "-e", fork_launcher(spec.command, prelude=prelude)]
+    return sh_launcher(spec.command, spec.compile is not None, spec.tty)
 
 
 def sh_launcher(
@@ -268,8 +268,9 @@ def _definitions(constants: Mapping[str, str | bytes]) -> str:
     return "".join(f"{name} = {value!r}\n" for name, value in constants.items())
 
 
-# The TypeScript launcher: the sh launcher, with a warm compiler started before the code arrives
-# (launchers/tsc_server.js) and a compile stage that asks it to compile instead of starting tsc.
+# The TypeScript launcher: the fork launcher (below), with a warm compiler started before the code
+# arrives (launchers/tsc_server.js) and a compile stage that asks it to compile instead of
+# starting tsc; then the program runs in the Node that was waiting for it, as JavaScript's does.
 TYPESCRIPT = "typescript"
 # Where they meet: the FIFOs req and res, the server's pid (and its log, for whoever debugs it).
 TSC_DIR = "/tmp/se-tsc"
@@ -283,7 +284,9 @@ TSC_CLIENT = "\n".join(
     [
         f"d={TSC_DIR}",
         'pid=$(cat "$d/pid" 2>/dev/null) && kill -0 "$pid" 2>/dev/null || exec "$@"',
-        '( while kill -0 "$pid" 2>/dev/null; do sleep 0.05; done; exec 3<>"$d/req" 4<>"$d/res"; sleep 1 ) &',
+        # Its output elsewhere: a sleep outliving it must not hold the compile stage's stream open.
+        '( while kill -0 "$pid"; do sleep 0.05; done',
+        '  exec 3<>"$d/req" 4<>"$d/res"; sleep 1 ) >/dev/null 2>&1 &',
         "watchdog=$!",
         # tsc's output is pretty (colours, context, a summary) on a terminal: the server's too.
         "word=plain; [ -t 1 ] && word=pretty",
@@ -318,7 +321,7 @@ def tsc_arguments(compile: tuple[str, ...]) -> tuple[str, ...]:
 
 
 def typescript_prelude(arguments: Sequence[str]) -> tuple[str, ...]:
-    """The sh launcher's lines that start the warm compiler, before the header is read. A
+    """The sh lines that start the warm compiler, before the header is read (in umask 077). A
     subshell starts it, so that PID 1 reaps it when it ends (a zombie would seem alive to the
     client's kill -0); it reads nothing of the sandbox's stdin and writes nothing to its stdout."""
     node = shlex.join(["node", "-e", tsc_server(), "--", *arguments])
@@ -346,10 +349,17 @@ NODE = "node"
 _SYSCALLS = {"x86_64": (157, 61, 228), "aarch64": (167, 260, 113)}
 
 
-def fork_launcher(run: Sequence[str], se_run: str = SE_RUN, warm: Sequence[str] | None = None) -> str:
+def fork_launcher(
+    run: Sequence[str],
+    se_run: str = SE_RUN,
+    warm: Sequence[str] | None = None,
+    prelude: Sequence[str] | None = None,
+) -> str:
     """The fork launcher's source for Node, with this protocol's constants defined before its
     code; `run` is the language's command, which se-run runs in TESTS mode; `warm` the program's
-    process, which waits for the go on fd 3 (node_warm.js in Node; another in the tests)."""
+    process, which waits for the go on fd 3 (node_warm.js in Node; another in the tests). With a
+    prelude (sh lines, run before the header is read), the language compiles: the launcher
+    waits for the engine's go after its STARTED mark, as the sh launcher does."""
     if warm is None:
         with open(os.path.join(_LAUNCHERS, "node_warm.js"), encoding="utf-8") as f:
             warm = ("node", "-e", f.read())
@@ -362,15 +372,18 @@ def fork_launcher(run: Sequence[str], se_run: str = SE_RUN, warm: Sequence[str] 
         "SE_RUN": se_run,
         "TESTS": TESTS,
         "HELD": "NODE_OPTIONS",
+        "PRELUDE": "\n".join(prelude or ()),
         "MARK_READY": mark(READY).decode(),
         "MARK_STARTED": (MARK_START + STARTED.encode() + b" ").decode(),
         "MARK_EXIT": (MARK_START + EXIT.encode() + b" ").decode(),
     }
-    lists = {"WARM": tuple(warm), "RUN": tuple(run)}
+    # The program's file is the run command's last argument (main.js, for TypeScript too).
+    lists = {"WARM": (*warm, run[-1]), "RUN": tuple(run)}
     machines = ", ".join(f"{_perl(m)} => [{', '.join(map(str, n))}]" for m, n in _SYSCALLS.items())
     return (
         "".join(f"our ${name} = {_perl(value)};\n" for name, value in scalars.items())
         + "".join(f"our @{name} = ({', '.join(map(_perl, value))});\n" for name, value in lists.items())
+        + f"our $COMPILES = {int(prelude is not None)};\n"
         + f"our %SYSCALLS = ({machines});\n"
         + body
     )

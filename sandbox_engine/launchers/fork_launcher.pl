@@ -1,14 +1,17 @@
 # Runs inside a sandbox as `perl -e <this>`: the launcher protocol of sandbox_engine.launch for an
 # interpreter that cannot fork itself (Node.js), in the perl every Debian image has (perl-base).
-# It starts the interpreter at once, before the header is read, as @WARM plus the source's name:
-# that child boots, then waits on fd 3 for the go (a byte; EOF: end quietly), and is the program.
+# It starts the interpreter at once, before the header is read, as @WARM (its last argument the
+# program's file: the run command's, main.js for TypeScript too): that child boots, then waits on fd 3 for the go (a byte; EOF: end quietly), and is the program.
 # So it never holds the nonce, and a warm sandbox skips the interpreter's start-up. This process,
 # not dumpable from right after the fork, reads the header, writes the files, lets the child go,
 # waits for it and writes its EXIT mark as se-run does (images/runtime/se-run.c). In TESTS mode,
 # and with stderr merged into stdout (which the child cannot arrange), the child is let go unused
-# and se-run runs @RUN, as the sh launcher would. ENV_*, MARK_*, SE_RUN, TESTS, @WARM, @RUN,
-# $HELD (the variable the child gets only at the go) and the syscall numbers (%SYSCALLS, by
-# machine) are defined before this code by launch.fork_launcher.
+# and se-run runs @RUN, as the sh launcher would. With a compile stage ($COMPILES) it waits for
+# the engine's go line after the STARTED mark, as the sh launcher does, and $PRELUDE (sh) starts
+# what the compile stage will ask for (TypeScript's warm compiler) before the header is read.
+# ENV_*, MARK_*, SE_RUN, TESTS, @WARM, @RUN, $HELD (the variable the child gets only at the go),
+# $COMPILES, $PRELUDE and the syscall numbers (%SYSCALLS, by machine) are defined before this
+# code by launch.fork_launcher.
 use strict;
 use warnings;
 # An exec's failure is handled on the next line: no warning that it is unlikely to be reached.
@@ -33,6 +36,9 @@ my $calls = $SYSCALLS{(POSIX::uname())[4]} or do {
 my ($PRCTL, $WAIT4, $CLOCK_GETTIME) = @$calls;
 my $source = delete $ENV{$ENV_SOURCE} // 'main';
 delete $ENV{$ENV_KILL_GROUP};
+# The program's files, and what it writes, private to the sandbox's uid, as under the sh launcher.
+umask(077);
+system('/bin/sh', '-c', $PRELUDE) if $PRELUDE ne '';
 
 # Perl marks new fds above $^F close-on-exec: the go's fd 3 (if pipe() gives it) must stay open.
 $^F = 3;
@@ -44,7 +50,7 @@ if ($child == 0) {
     POSIX::dup2(fileno($go), 3) if fileno($go) != 3;
     # Held back until the go: Node's --require of stdin.js would take stdin at start-up.
     $ENV{"SANDBOX_HELD_$HELD"} = delete $ENV{$HELD} if defined $HELD && exists $ENV{$HELD};
-    exec { $WARM[0] } @WARM, $source;
+    exec { $WARM[0] } @WARM;
     POSIX::_exit(127);
 }
 close $go;
@@ -87,30 +93,39 @@ sub now_us {
 }
 
 sub others_alive {
-    # Whether a process this one may signal, but PID 1 and itself, is alive (not a zombie).
-    return 0 if !kill(0, -1) && $!{ESRCH};
-    opendir(my $proc, '/proc') or return 1;
-    for my $pid (grep { /^\d+$/ && $_ != 1 && $_ != $$ } readdir($proc)) {
+    # The processes this one may signal, but PID 1, itself and the spared, alive (not zombies).
+    my %spared = map { $_ => 1 } (1, $$, @_);
+    return () if !kill(0, -1) && $!{ESRCH};
+    opendir(my $proc, '/proc') or return ();
+    my @alive;
+    for my $pid (grep { /^\d+$/ && !$spared{$_} } readdir($proc)) {
         open(my $f, '<', "/proc/$pid/stat") or next;
         my $stat = do { local $/; <$f> } // '';
         my ($state) = $stat =~ /\)\s+(\S)/;
-        return 1 if defined $state && $state ne 'Z' && $state ne 'X' && kill(0, $pid);
+        push @alive, $pid if defined $state && $state ne 'Z' && $state ne 'X' && kill(0, $pid);
     }
-    return 0;
+    return @alive;
 }
 
 sub end_the_others {
-    # As se-run: kill every other process of the user, and return once none is alive.
+    # As se-run: kill every other process of the user (but the spared: the waiting program), and
+    # return once none is alive.
+    my @spared = @_;
     my $deadline = now_us() + 2_000_000;
     while (now_us() < $deadline) {
-        return if !kill('KILL', -1) && $!{ESRCH};
-        return if !others_alive();
+        if (@spared) {
+            my @alive = others_alive(@spared);
+            return if !@alive;
+            kill('KILL', @alive);
+        } else {
+            return if !kill('KILL', -1) && $!{ESRCH};
+            return if !others_alive();
+        }
         select(undef, undef, undef, 0.0002);
     }
 }
 
 my ($size, $cols, $rows, $merge, $nonce, $files, $mode) = split(' ', read_line());
-umask(077);
 write_file($source, $size);
 for (1 .. $files) {
     # The further files, `<bytes> <name>` and their bytes; the server checked the names.
@@ -129,7 +144,19 @@ for (1 .. $files) {
 if ($tty) {
     # No job control in a sandbox's terminal: Ctrl-Z is a plain character (see launch.py).
     system('stty', 'sane', 'susp', 'undef', 'cols', $cols, 'rows', $rows) == 0 or POSIX::_exit(126);
-    syswrite(STDOUT, "$MARK_STARTED$nonce\n");
+}
+# The last mark, written before any code of the user's runs (see launch.py).
+syswrite(STDOUT, "$MARK_STARTED$nonce\n") if $tty || $COMPILES;
+if ($COMPILES) {
+    # The engine compiles meanwhile, then lowers the limits to the run's and says go (an empty
+    # line), or ends the sandbox with the compiler's exit code.
+    system('stty', '-echo') if $tty;
+    my $rc = read_line();
+    chomp $rc;
+    POSIX::_exit($rc =~ /^\d+$/ ? $rc : 126) if $rc ne '';
+    system('stty', 'echo') if $tty;
+    # What the compile stage may have left running does not run beside the program (as se-run).
+    end_the_others($child);
 }
 # One pipe for both streams, so that the program's writes keep their order.
 POSIX::dup2(1, 2) if $merge;

@@ -442,11 +442,12 @@ def test_the_compile_stage_writes_stderr_reads_nothing_is_measured_and_kills_not
 WARM = (
     "sh",
     "-c",
-    'echo "$$" > started; [ "$(dd bs=1 count=1 <&3 2>/dev/null)" = g ] || exit 0; exec 3<&-; '
+    'echo "$$" > started; read -r go <&3; [ "$go" = g ] || exit 0; exec 3<&-; '
     'echo "ran $(cat "$1") ${NODE_OPTIONS-unset} ${SANDBOX_HELD_NODE_OPTIONS-}"; cat; echo oops >&2; exit 3',
     "warm",
 )
-RUN = ("sh", "-c", 'echo "cold $(cat main.js) $*"; cat', "run")
+# The run command, for se-run: its last argument is the program's file, which the warm one gets.
+RUN = ("sh", "-c", 'echo "cold $(cat "$0") $*"; cat', "main.js")
 
 
 def fork(box: HostBox) -> list[str]:
@@ -494,3 +495,45 @@ def test_without_a_header_the_fork_launcher_and_its_child_end_quietly(hostbox):
 )
 def test_a_short_code_or_a_name_outside_ends_the_fork_launcher_with_126(hostbox, stdin):
     assert hostbox.run(fork(hostbox), stdin, SANDBOX_SOURCE="main.js").returncode == 126
+
+
+# The waiting program of a compiled language: says whether what the compile stage left running
+# (the prelude's sleep, here) still is, then its source. It waits in a builtin: a process of its
+# own (dd) would be among what the launcher kills at the go, as Node's threads are not.
+COMPILED_WARM = (
+    "sh",
+    "-c",
+    'read -r go <&3; [ "$go" = g ] || exit 0; exec 3<&-; '
+    'if kill -0 "$(cat leftover)" 2>/dev/null; then echo alive; else echo gone; fi; cat "$1"',
+    "warm",
+)
+PRELUDE = ("(sleep 30 </dev/null >/dev/null 2>&1 & echo $! > leftover)",)
+
+
+def compiled_fork(box: HostBox) -> list[str]:
+    return ["perl", "-e", launch.fork_launcher(RUN, se_run=box.se_run, warm=COMPILED_WARM, prelude=PRELUDE)]
+
+
+def test_with_a_compile_stage_the_fork_launcher_marks_the_source_and_waits_for_the_go(hostbox):
+    process = hostbox.popen(compiled_fork(hostbox), SANDBOX_SOURCE="main.js")
+    try:
+        process.stdin.write(launch.header(b"CODE", None, NONCE))
+        process.stdin.flush()
+        started = launch.mark(launch.STARTED, NONCE)
+        assert process.stdout.read(len(started)) == started
+        # The prelude ran before the header; the source is in place before the mark.
+        assert (hostbox.workdir / "leftover").exists()
+        assert (hostbox.workdir / "main.js").read_bytes() == b"CODE"
+        stdout, stderr = process.communicate(launch.GO, timeout=20)
+    finally:
+        process.kill()
+        process.wait()
+    output, mark = one_run(stdout)
+    # What the compile stage left is gone before the program starts; the program was spared.
+    assert (output, mark.code, process.returncode) == (b"gone\nCODE", 0, 0), stderr
+
+
+def test_after_a_failed_compile_the_fork_launcher_ends_with_its_code_and_runs_nothing(hostbox):
+    stdin = launch.header(b"CODE", None, NONCE) + launch.halt(2)
+    done = hostbox.run(compiled_fork(hostbox), stdin, SANDBOX_SOURCE="main.js")
+    assert (done.stdout, done.returncode) == (launch.mark(launch.STARTED, NONCE), 2)

@@ -31,13 +31,16 @@ def test_typescripts_compile_stage_is_the_warm_compilers_client_and_others_are_t
 
 def test_the_warm_compiler_starts_before_the_header_is_read_with_tscs_arguments():
     spec = sandbox_spec(Config(), LANGUAGES["typescript"], "s", tty=True)
-    script = launch.command(spec)[2]
-    started = script.index("node -e")
-    # After the terminal is raw (the header may come at once), before the header is read.
-    assert script.index("stty raw -echo") < started < script.index("read -r size")
-    assert " -- --strict --target es2022" in script and script.rstrip().endswith('"$@"')
+    argv = launch.command(spec)
+    # The fork launcher, with the compiler's start as its prelude and a compile stage to wait for.
+    assert argv[:2] == ["perl", "-e"]
+    lines = launch.typescript_prelude(TSC[1:])
+    assert argv[2] == launch.fork_launcher(spec.command, prelude=lines)
+    assert "our $COMPILES = 1;" in argv[2]
+    prelude = "\n".join(lines)
+    assert " -- --strict --target es2022" in prelude
     # Its stdin, stdout and stderr are not the sandbox's.
-    assert "</dev/null >/dev/null 2>/tmp/se-tsc/log" in script
+    assert "</dev/null >/dev/null 2>/tmp/se-tsc/log" in prelude
     # Other languages' launchers start nothing of the sort.
     c = sandbox_spec(Config(), LANGUAGES["c"], "s", tty=False)
     assert "node" not in launch.command(c)[2]
