@@ -47,8 +47,8 @@ class LanguageSpec:
     env: dict[str, str] = field(default_factory=dict)
     # The launcher inside the sandbox: "sh" for any language; "python" or "node" (the interpreter
     # starts before the program arrives and waits for it, see sandbox_engine.launchers; `run` is
-    # then what TESTS mode runs); or "typescript" (the sh launcher with a warm compiler beside it;
-    # see launch.compile_stage).
+    # then what TESTS mode runs); or "typescript" (node's, with a warm compiler beside it that
+    # the compile stage asks; see launch.compile_stage).
     launcher: str = "sh"
 
     def public(self, version: str | None = None) -> dict:
@@ -130,7 +130,8 @@ LANGUAGES: dict[str, LanguageSpec] = {
             ),
             run=("node", "main.js"),
             env=_NODE,
-            # A warm compiler, its libraries parsed, waits for the code (launchers/tsc_server.js).
+            # A warm compiler, its libraries parsed, waits for the code (launchers/tsc_server.js),
+            # and Node for the compiled program, as JavaScript's.
             launcher="typescript",
         ),
         LanguageSpec(
