@@ -82,7 +82,10 @@ function answer(text, status) {
 }
 
 try {
-  warmUp();
+  // A sandbox started for code that is here already (no pool) gains nothing from warming first:
+  // the compile parses the same libraries once.
+  if (line.fileNames.every((name) => fs.existsSync(name))) warming = false;
+  else warmUp();
 } catch (error) {
   // A warm-up that failed leaves the compile to the client's plain tsc: it finds this gone.
   process.stderr.write(`tsc_server: warm-up failed: ${error && error.stack}\n`);
