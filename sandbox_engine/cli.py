@@ -82,6 +82,15 @@ def main(argv: list[str] | None = None) -> int:
     bench.add_argument("--idle-sessions", type=int, default=200, help="idle sessions to hold (200)")
     bench.add_argument("--markdown", default=None, help="write the results to this file (BENCHMARKS.md)")
 
+    languages = commands.add_parser(
+        "bench-languages", help="every language's hello world, warm and cold, beside its `docker run` floor"
+    )
+    languages.add_argument("--server", default=None, help="a server with a pool of every language measured")
+    languages.add_argument("--cold-server", default=None, help="a server without a pool")
+    languages.add_argument("--runs", type=int, default=5, help="runs of each, the median reported (5)")
+    languages.add_argument("--language", action="append", default=None, help="only this one (repeatable)")
+    languages.add_argument("--markdown", default=None, help="write its section of this file (BENCHMARKS.md)")
+
     run = commands.add_parser("run", help="run a file in a sandbox, attached to this terminal")
     run.add_argument(
         "--server",
@@ -146,6 +155,10 @@ def main(argv: list[str] | None = None) -> int:
         return serve_command(args)
     if args.command == "keys":
         return keys_command(args)
+    if args.command == "bench-languages":
+        from . import bench_languages
+
+        return bench_languages.main(args.server, args.cold_server, args.language, args.runs, args.markdown)
     if args.command == "bench":
         from . import bench as bench_module
 

@@ -45,8 +45,10 @@ class LanguageSpec:
     version_command: str
     compile: tuple[str, ...] | None = None
     env: dict[str, str] = field(default_factory=dict)
-    # The launcher inside the sandbox: "sh" for any language, or one of sandbox_engine.launchers
-    # that starts the interpreter before the program arrives (it then replaces `run`).
+    # The launcher inside the sandbox: "sh" for any language; "python" or "node" (the interpreter
+    # starts before the program arrives and waits for it, see sandbox_engine.launchers; `run` is
+    # then what TESTS mode runs); or "typescript" (node's, with a warm compiler beside it that
+    # the compile stage asks; see launch.compile_stage).
     launcher: str = "sh"
 
     def public(self, version: str | None = None) -> dict:
@@ -97,6 +99,8 @@ LANGUAGES: dict[str, LanguageSpec] = {
             version_command="node -p process.versions.node",
             run=("node", "main.js"),
             env=_NODE,
+            # Node, started before the program arrives, waits for it (launchers/node_warm.js).
+            launcher="node",
         ),
         LanguageSpec(
             id="typescript",
@@ -126,6 +130,9 @@ LANGUAGES: dict[str, LanguageSpec] = {
             ),
             run=("node", "main.js"),
             env=_NODE,
+            # A warm compiler, its libraries parsed, waits for the code (launchers/tsc_server.js),
+            # and Node for the compiled program, as JavaScript's.
+            launcher="typescript",
         ),
         LanguageSpec(
             id="c",
@@ -307,7 +314,8 @@ def image_folder(spec: LanguageSpec) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """What scripts/build-images.sh asks: which images to build, and the version commands of each."""
+    """What the scripts ask: which images to build, the version commands of each (build-images.sh),
+    a pool of every language (bench.sh)."""
     parser = argparse.ArgumentParser(prog="python -m sandbox_engine.languages", description=main.__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("images", help="the folders under images/ the languages' images are built from")
@@ -315,8 +323,12 @@ def main(argv: list[str] | None = None) -> int:
         "version-commands", help="`<language>=<command>` lines: the version command of each language of IMAGE"
     )
     versions.add_argument("image", metavar="IMAGE", help="a folder under images/ (node, or images/node)")
+    sizes = commands.add_parser("pool-sizes", help="a --pool-size of SIZE warm sandboxes of every language")
+    sizes.add_argument("size", type=int, metavar="SIZE")
     args = parser.parse_args(argv)
-    if args.command == "images":
+    if args.command == "pool-sizes":
+        print(",".join(f"{language}={args.size}" for language in LANGUAGES))
+    elif args.command == "images":
         print("\n".join(dict.fromkeys(image_folder(spec) for spec in LANGUAGES.values())))
     else:
         folder = os.path.basename(os.path.normpath(args.image))

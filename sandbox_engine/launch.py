@@ -1,7 +1,7 @@
 """The launcher protocol: how a program reaches its sandbox and how the sandbox reports its stages.
 
-This module is its only owner. Both launchers (the POSIX `sh` script built here, and the Python
-launcher in `launchers/`, which gets these constants prepended) and the stream parser in
+This module is its only owner. The launchers (the POSIX `sh` script built here, and the Python
+and Node launchers in `launchers/`, which get these constants prepended) and the stream parser in
 `framing` use it; no executor knows its details, so any runtime that can start a process with
 stdin and stdout, and run a second process in the same sandbox, reuses it as it is.
 
@@ -35,14 +35,18 @@ limits to the run's. The nonce comes in the header, never in the environment (wh
 written after the program started (EXIT, END) come from a process that holds the nonce and is not
 dumpable (prctl PR_SET_DUMPABLE 0: its /proc files are root's), which the program never was: the
 sh launcher hands the nonce to se-run as it execs it, which clears it before it forks the program;
-the Python launcher forks the program's process before it reads the header.
+the Python and Node launchers fork the program's process before they read the header.
+TypeScript's warm compiler (see TYPESCRIPT below) starts before the header too, and runs none of
+the user's code.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import secrets
+import shlex
 from collections.abc import Mapping, Sequence
 
 from .executor import SandboxSpec, Terminal
@@ -162,21 +166,34 @@ def command(spec: SandboxSpec) -> list[str]:
     if spec.launcher == "python" and not spec.compile:
         # The interpreter starts now and waits for the program: a warm sandbox skips its start-up.
         return ["python3", "-u", "-c", python_launcher()]
+    if spec.launcher == NODE and not spec.compile:
+        # Node starts now and waits for the program: a warm sandbox skips its start-up.
+        return ["perl", "-e", fork_launcher(spec.command)]
+    if spec.launcher == TYPESCRIPT and spec.compile:
+        # The compiler and Node start now, and wait for the code: a warm sandbox skips both.
+        prelude = typescript_prelude(tsc_arguments(spec.compile))
+        return ["perl", "-e", fork_launcher(spec.command, prelude=prelude)]
     return sh_launcher(spec.command, spec.compile is not None, spec.tty)
 
 
 def sh_launcher(
-    command: tuple[str, ...], compiles: bool = False, tty: bool = False, se_run: str = SE_RUN
+    command: tuple[str, ...],
+    compiles: bool = False,
+    tty: bool = False,
+    se_run: str = SE_RUN,
+    prelude: Sequence[str] = (),
 ) -> list[str]:
     """A POSIX sh script that takes the program and its files from stdin and execs se-run on it
     (once, or per test frame: the header's mode); with a compile stage, once the engine's go came
-    (the engine runs the compile stage, see compile_command)."""
+    (the engine runs the compile stage, see compile_command). The prelude's lines run before
+    the header is read: what they start never holds the nonce."""
     lines = ["umask 077"]
     if tty:
         # A terminal would echo the code and act on control characters in it: raw until it is
         # in, and say so, because the engine must not write before.
         lines += ["stty raw -echo", f"printf '{_printf(READY)}\\n'"]
     lines += [
+        *prelude,
         "read -r size cols rows merge nonce files mode || exit 0",
         # GNU head reads no byte past the count, so what follows stays in stdin; at EOF it
         # stops short without failing, hence the count.
@@ -249,3 +266,132 @@ def python_launcher(se_run: str = SE_RUN) -> str:
 
 def _definitions(constants: Mapping[str, str | bytes]) -> str:
     return "".join(f"{name} = {value!r}\n" for name, value in constants.items())
+
+
+# The TypeScript launcher: the fork launcher (below), with a warm compiler started before the code
+# arrives (launchers/tsc_server.js) and a compile stage that asks it to compile instead of
+# starting tsc; then the program runs in the Node that was waiting for it, as JavaScript's does.
+TYPESCRIPT = "typescript"
+# Where they meet: the FIFOs req and res, the server's pid (and its log, for whoever debugs it).
+TSC_DIR = "/tmp/se-tsc"
+# Between tsc's output and its exit code in the server's answer.
+TSC_SEPARATOR = "\x1f"
+# The compile stage's client, `sh -c <this> tsc-client tsc <arguments>`: it asks the warm
+# compiler and prints what tsc would print, with tsc's exit code; when the server is gone (or goes
+# before it answers) it runs `tsc <arguments>` itself, so a compile never depends on it. A
+# watchdog opens both FIFOs once the server is gone, so that neither end waits for ever.
+TSC_CLIENT = "\n".join(
+    [
+        f"d={TSC_DIR}",
+        'pid=$(cat "$d/pid" 2>/dev/null) && kill -0 "$pid" 2>/dev/null || exec "$@"',
+        # Its output elsewhere: a sleep outliving it must not hold the compile stage's stream open.
+        '( while kill -0 "$pid"; do sleep 0.05; done',
+        '  exec 3<>"$d/req" 4<>"$d/res"; sleep 1 ) >/dev/null 2>&1 &',
+        "watchdog=$!",
+        # tsc's output is pretty (colours, context, a summary) on a terminal: the server's too.
+        "word=plain; [ -t 1 ] && word=pretty",
+        'printf \'%s\\n\' "$word" > "$d/req"',
+        'answer=$(cat "$d/res"; printf .)',
+        'kill "$watchdog" 2>/dev/null',
+        "answer=${answer%.}",
+        f"sep=$(printf '\\{ord(TSC_SEPARATOR):03o}')",
+        'case $answer in *"$sep"[0-9]*) ;; *) exec "$@" ;; esac',
+        'printf \'%s\' "${answer%"$sep"*}"',
+        'exit "${answer##*"$sep"}"',
+    ]
+)
+
+
+_TSC_CLIENT = ("/bin/sh", "-c", TSC_CLIENT, "tsc-client")
+
+
+def compile_stage(launcher: str, compile: tuple[str, ...] | None) -> tuple[str, ...] | None:
+    """The command a language's compile stage runs: its compiler's, or for TypeScript the client
+    of the warm compiler its launcher started (which takes the compiler's own command)."""
+    if launcher == TYPESCRIPT and compile:
+        return (*_TSC_CLIENT, *compile)
+    return compile
+
+
+def tsc_arguments(compile: tuple[str, ...]) -> tuple[str, ...]:
+    """tsc's arguments, from a compile stage that is the warm compiler's client or tsc itself."""
+    if compile[: len(_TSC_CLIENT)] == _TSC_CLIENT:
+        compile = compile[len(_TSC_CLIENT) :]
+    return compile[1:]
+
+
+def typescript_prelude(arguments: Sequence[str]) -> tuple[str, ...]:
+    """The sh lines that start the warm compiler, before the header is read (in umask 077). A
+    subshell starts it, so that PID 1 reaps it when it ends (a zombie would seem alive to the
+    client's kill -0); it reads nothing of the sandbox's stdin and writes nothing to its stdout."""
+    node = shlex.join(["node", "-e", tsc_server(), "--", *arguments])
+    return (
+        f"mkdir -m 700 {TSC_DIR} && mkfifo {TSC_DIR}/req {TSC_DIR}/res \\",
+        f"  && ( {node} </dev/null >/dev/null 2>{TSC_DIR}/log & echo $! >{TSC_DIR}/pid )",
+    )
+
+
+def tsc_server() -> str:
+    """The warm compiler's source, with its constants defined before its code."""
+    with open(os.path.join(_LAUNCHERS, "tsc_server.js"), encoding="utf-8") as f:
+        body = f.read()
+    constants = {"DIR": TSC_DIR, "SEPARATOR": TSC_SEPARATOR}
+    # Strict mode only as the first statement: before the constants.
+    definitions = "".join(f"const {name} = {json.dumps(value)};\n" for name, value in constants.items())
+    return "'use strict';\n" + definitions + body
+
+
+# The JavaScript launcher (launchers/fork_launcher.pl in perl, which every Debian image has): Node
+# started before the program arrives (launchers/node_warm.js), forked by a launcher that reports
+# as se-run does, since Node itself can neither fork nor make itself undumpable.
+NODE = "node"
+# The system calls perl-base has no function for (prctl, wait4, clock_gettime), by machine.
+_SYSCALLS = {"x86_64": (157, 61, 228), "aarch64": (167, 260, 113)}
+
+
+def fork_launcher(
+    run: Sequence[str],
+    se_run: str = SE_RUN,
+    warm: Sequence[str] | None = None,
+    prelude: Sequence[str] | None = None,
+) -> str:
+    """The fork launcher's source for Node, with this protocol's constants defined before its
+    code; `run` is the language's command, which se-run runs in TESTS mode; `warm` the program's
+    process, which waits for the go on fd 3 (node_warm.js in Node; another in the tests). With a
+    prelude (sh lines, run before the header is read), the language compiles: the launcher
+    waits for the engine's go after its STARTED mark, as the sh launcher does."""
+    if warm is None:
+        with open(os.path.join(_LAUNCHERS, "node_warm.js"), encoding="utf-8") as f:
+            warm = ("node", "-e", f.read())
+    with open(os.path.join(_LAUNCHERS, "fork_launcher.pl"), encoding="utf-8") as f:
+        body = f.read()
+    scalars = {
+        "ENV_SOURCE": ENV_SOURCE,
+        "ENV_KILL_GROUP": ENV_KILL_GROUP,
+        "ENV_NONCE": ENV_NONCE,
+        "SE_RUN": se_run,
+        "TESTS": TESTS,
+        "HELD": "NODE_OPTIONS",
+        "PRELUDE": "\n".join(prelude or ()),
+        "MARK_READY": mark(READY).decode(),
+        "MARK_STARTED": (MARK_START + STARTED.encode() + b" ").decode(),
+        "MARK_EXIT": (MARK_START + EXIT.encode() + b" ").decode(),
+    }
+    # The program's file is the run command's last argument (main.js, for TypeScript too).
+    lists = {"WARM": (*warm, run[-1]), "RUN": tuple(run)}
+    machines = ", ".join(f"{_perl(m)} => [{', '.join(map(str, n))}]" for m, n in _SYSCALLS.items())
+    return (
+        "".join(f"our ${name} = {_perl(value)};\n" for name, value in scalars.items())
+        + "".join(f"our @{name} = ({', '.join(map(_perl, value))});\n" for name, value in lists.items())
+        + f"our $COMPILES = {int(prelude is not None)};\n"
+        + f"our %SYSCALLS = ({machines});\n"
+        + body
+    )
+
+
+def _perl(text: str) -> str:
+    """A perl string literal of text: single-quoted (nothing interpolated, newlines as they are),
+    but for the control characters of the marks, which only a double-quoted one can hold."""
+    if all(c.isprintable() or c == "\n" for c in text):
+        return "'" + text.replace("\\", "\\\\").replace("'", "\\'") + "'"
+    return '"' + "".join(c if c.isalnum() or c in " -_" else f"\\x{{{ord(c):x}}}" for c in text) + '"'

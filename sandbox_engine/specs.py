@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from . import launch
 from .config import Config
 from .executor import Limits, SandboxSpec
 from .languages import LanguageSpec
@@ -44,7 +45,7 @@ def sandbox_spec(config: Config, language: LanguageSpec, session_id: str | None,
         command=language.run,
         env=dict(language.env),
         limits=run_limits(config),
-        compile=language.compile,
+        compile=launch.compile_stage(language.launcher, language.compile),
         compile_limits=compile_limits(config),
         tty=tty,
         launcher=language.launcher,

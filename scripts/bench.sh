@@ -28,3 +28,9 @@ done
 .venv/bin/sandbox-engine bench --server http://127.0.0.1:18081 --cold-server http://127.0.0.1:18082 \
   --gvisor-server http://127.0.0.1:18083 --gvisor-cold-server http://127.0.0.1:18084 \
   --markdown BENCHMARKS.md "$@"
+# Every language's hello world, warm and cold, beside its own `docker run` floor: its own section.
+# Its server, with a warm sandbox of every language, starts now, so as not to weigh on the above.
+serve 18085 bench-languages "$(.venv/bin/python -m sandbox_engine.languages pool-sizes 1)" runc
+for _ in $(seq 1 100); do curl -fs "http://127.0.0.1:18085/readyz" >/dev/null && break; sleep 0.2; done
+.venv/bin/sandbox-engine bench-languages --server http://127.0.0.1:18085 --cold-server http://127.0.0.1:18082 \
+  --markdown BENCHMARKS.md

@@ -3,17 +3,20 @@ executor starts a sandbox, without a server: what the engine's side of the proto
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
+import tempfile
 import uuid
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 
 import pytest
 from harness import GVISOR, RUNTIME
 
 from sandbox_engine import launch
 from sandbox_engine.config import Config
+from sandbox_engine.docker_executor import GVISOR_SECCOMP
 from sandbox_engine.executor import COMPILE_GID, SandboxSpec
 from sandbox_engine.languages import LANGUAGES
 from sandbox_engine.specs import sandbox_spec
@@ -46,6 +49,7 @@ def sandbox(docker_client, language: str) -> Iterator[tuple[subprocess.Popen, st
     lang = spec(language)
     docker_client.images.get(lang.image)
     name = f"se-launchers-{uuid.uuid4().hex[:12]}"
+    stack = ExitStack()
     tmpfs = "rw,exec,nosuid,nodev,size=64m"
     argv = ["docker", "run", "--rm", "-i", "--init", f"--runtime={RUNTIME}", f"--name={name}"]
     argv += [f"--user={UID}:{UID}", "--cap-drop=ALL", "--security-opt=no-new-privileges", "--read-only"]
@@ -53,6 +57,13 @@ def sandbox(docker_client, language: str) -> Iterator[tuple[subprocess.Popen, st
     argv += [f"--tmpfs=/workspace:{tmpfs},uid={UID},gid={UID},mode=0700", f"--tmpfs=/tmp:{tmpfs},mode=1777"]
     if not GVISOR:
         argv.append("--pids-limit=64")
+    else:
+        # The executor's profile: under Docker's default, glibc starts no thread there (node none).
+        # The CLI takes it from a file; it is read before the container is created.
+        profile = stack.enter_context(tempfile.NamedTemporaryFile("w", suffix=".json"))
+        json.dump(GVISOR_SECCOMP, profile)
+        profile.flush()
+        argv.append(f"--security-opt=seccomp={profile.name}")
     for key, value in launch.environment(lang).items():
         argv += ["-e", f"{key}={value}"]
     process = subprocess.Popen(
@@ -67,6 +78,7 @@ def sandbox(docker_client, language: str) -> Iterator[tuple[subprocess.Popen, st
         subprocess.run(["docker", "rm", "-f", name], capture_output=True)
         process.kill()
         process.communicate()
+        stack.close()
 
 
 def run(docker_client, language: str, stdin: bytes) -> tuple[bytes, bytes, int]:
@@ -175,3 +187,101 @@ def test_a_compiled_program_runs_per_test_after_its_compile_stage(docker_client)
     assert marks[2][3] >= 50 << 10, "the memory test's maximum resident set, in KiB"
     assert stderr == b"to stderr\n" + END + b"to stderr\n" + END + END
     assert process.returncode == 0
+
+
+# SNOOP in TypeScript: every process's environment and command line, as the program reads them.
+TS_SNOOP = """
+import * as fs from 'fs';
+const read = (path: string): string => {
+  try {
+    return fs.readFileSync(path, 'latin1');
+  } catch {
+    return '';
+  }
+};
+const pids = fs.readdirSync('/proc').filter((name) => /^[0-9]+$/.test(name));
+const seen = pids.map((p) => read(`/proc/${p}/environ`) + read(`/proc/${p}/cmdline`)).join('');
+console.log(seen.includes(REVERSED.split('').reverse().join('')), process.env.SANDBOX_NONCE);
+""".replace("REVERSED", repr(NONCE[::-1]))
+
+
+def test_the_typescript_sandbox_compiles_with_its_warm_compiler_and_hides_the_nonce(docker_client):
+    with sandbox(docker_client, "typescript") as (process, name):
+        process.stdin.write(launch.header(TS_SNOOP.encode(), None, NONCE))
+        process.stdin.flush()
+        started = launch.mark(launch.STARTED, NONCE)
+        assert process.stdout.read(len(started)) == started
+        as_compiler = ["docker", "exec", f"--user={UID}:{COMPILE_GID}", name]
+        alive = f'kill -0 "$(cat {launch.TSC_DIR}/pid)"'
+        # The warm compiler (started before the header, so without the nonce) waits beside the
+        # launcher; the compile stage's client asks it, and it ends once it has answered.
+        assert subprocess.run([*as_compiler, "sh", "-c", alive], timeout=30).returncode == 0
+        nonce = f"--env={launch.ENV_NONCE}={launch.new_nonce()}"
+        compile_argv = launch.compile_command(spec("typescript").compile)
+        compiled = subprocess.run(
+            [*as_compiler[:-1], nonce, name, *compile_argv], capture_output=True, timeout=90
+        )
+        assert compiled.returncode == 0, compiled.stderr
+        assert subprocess.run([*as_compiler, "sh", "-c", alive], timeout=30).returncode != 0
+        stdout, stderr = process.communicate(launch.GO, timeout=60)
+    [output, rest], [(exit_code, _, cpu, _, _, flag)] = exits(stdout)
+    assert (output, rest, exit_code, flag) == (b"false undefined\n", b"", 0, "-"), stderr
+    assert cpu > 0
+
+
+# SNOOP in JavaScript: every process's environment and command line, and whose the launcher's (its
+# parent's) /proc files are (root's: it is not dumpable, so its memory cannot be read).
+JS_SNOOP = """
+const fs = require('fs');
+const read = (path) => {
+  try {
+    return fs.readFileSync(path, 'latin1');
+  } catch {
+    return '';
+  }
+};
+const pids = fs.readdirSync('/proc').filter((name) => /^[0-9]+$/.test(name));
+const seen = pids.map((p) => read(`/proc/${p}/environ`) + read(`/proc/${p}/cmdline`)).join('');
+const owner = fs.statSync(`/proc/${process.ppid}/mem`).uid;
+console.log(seen.includes(REVERSED.split('').reverse().join('')), process.env.SANDBOX_NONCE, owner);
+""".replace("REVERSED", repr(NONCE[::-1]))
+
+
+@pytest.mark.parametrize("tests", [False, True], ids=["once", "tests"])
+def test_no_javascript_program_reads_the_nonce(docker_client, tests):
+    stdin = launch.header(JS_SNOOP.encode(), None, NONCE, tests=tests)
+    if tests:
+        stdin += launch.test_frame(b"", 10000)
+    stdout, stderr, _ = run(docker_client, "javascript", stdin)
+    [output, _], _ = exits(stdout)
+    # In TESTS mode se-run is the parent (not dumpable either); else the fork launcher.
+    assert output == b"false undefined 0\n", stderr
+
+
+def test_the_node_launcher_runs_a_warm_node_as_node_main_js_and_reports_its_end(docker_client):
+    code = (
+        b"const rl = require('readline').createInterface({ input: process.stdin });\n"
+        b"process.stdout.write('name? ');\n"
+        b"rl.once('line', (name) => {\n"
+        b"  console.log(name, process.argv.slice(1), require.main === module, process.execArgv);\n"
+        b"  rl.close();\n"
+        b"  process.exitCode = 4;\n"
+        b"});\n"
+    )
+    stdout, stderr, status = run(docker_client, "javascript", launch.header(code, None, NONCE) + b"you\n")
+    [output, rest], [(exit_code, sig, cpu, rss, wall, flag)] = exits(stdout)
+    assert output == b"name? you [ '/workspace/main.js' ] true []\n", stderr
+    assert (rest, status, exit_code, sig, flag) == (b"", 4, 4, 0, "-")
+    assert 0 < cpu < 5_000_000 and rss > 10_000 and wall > 0
+
+
+def test_the_node_launcher_runs_each_test_in_a_fresh_node(docker_client):
+    code = b"console.log(process.argv.slice(2), require('fs').readFileSync(0, 'utf8').trim())"
+    frames = [launch.test_frame(b"one\n", 10000, ["a"]), launch.test_frame(b"two\n", 10000)]
+    stdout, stderr, status = run(
+        docker_client, "javascript", launch.header(code, None, NONCE, tests=True) + b"".join(frames)
+    )
+    outputs, marks = exits(stdout)
+    assert outputs == [b"[ 'a' ] one\n", b"[] two\n", b""]
+    assert [(m[0], m[1], m[5]) for m in marks] == [(0, 0, "-"), (0, 0, "-")]
+    assert (stderr, status) == (END * 2, 0)

@@ -432,3 +432,108 @@ def test_the_compile_stage_writes_stderr_reads_nothing_is_measured_and_kills_not
     assert output == b"out\nerr\n0077\n"
     assert (mark.code, mark.signal, mark.flag) == (0, 0, "-") and mark.wall_us > 0
     assert after == b"rc=0\nlauncher alive\n"
+
+
+# --- the fork launcher (Node's) ------------------------------------------------------------------
+
+# A stand-in for the warm node (launchers/node_warm.js), in sh: started before the header, it
+# says so in a file, waits for the go on fd 3 (EOF: ends quietly), then is the program: its source,
+# then its input, then exit 3.
+WARM = (
+    "sh",
+    "-c",
+    'echo "$$" > started; read -r go <&3; [ "$go" = g ] || exit 0; exec 3<&-; '
+    'echo "ran $(cat "$1") ${NODE_OPTIONS-unset} ${SANDBOX_HELD_NODE_OPTIONS-}"; cat; echo oops >&2; exit 3',
+    "warm",
+)
+# The run command, for se-run: its last argument is the program's file, which the warm one gets.
+RUN = ("sh", "-c", 'echo "cold $(cat "$0") $*"; cat', "main.js")
+
+
+def fork(box: HostBox) -> list[str]:
+    return ["perl", "-e", launch.fork_launcher(RUN, se_run=box.se_run, warm=WARM)]
+
+
+def test_the_fork_launcher_lets_its_warm_child_go_and_reports_its_end(hostbox):
+    stdin = launch.header(b"CODE", None, NONCE, files=[("lib/a.js", b"A")]) + b"input\n"
+    done = hostbox.run(fork(hostbox), stdin, SANDBOX_SOURCE="main.js", NODE_OPTIONS="--require x")
+    output, mark = one_run(done.stdout)
+    # NODE_OPTIONS is held back from the child until its go (node_warm.js gives it back).
+    assert output == b"ran CODE unset --require x\ninput\n", done.stderr
+    assert (mark.code, mark.signal, mark.flag, done.returncode) == (3, 0, "-", 3)
+    assert done.stderr == b"oops\n" and mark.wall_us > 0
+    assert (hostbox.workdir / "lib/a.js").read_bytes() == b"A"
+    assert (hostbox.workdir / "lib").stat().st_mode & 0o777 == 0o700
+    assert (hostbox.workdir / "main.js").stat().st_mode & 0o777 == 0o600
+    assert (hostbox.workdir / "started").exists()
+
+
+def test_the_fork_launcher_merges_through_se_run(hostbox):
+    stdin = launch.header(b"CODE", None, NONCE, merge_stderr=True) + b"input\n"
+    done = hostbox.run(fork(hostbox), stdin, SANDBOX_SOURCE="main.js")
+    output, mark = one_run(done.stdout)
+    assert (output, mark.code, done.stderr) == (b"cold CODE \ninput\n", 0, b"")
+
+
+def test_the_fork_launcher_runs_tests_through_se_run(hostbox):
+    stdin = launch.header(b"CODE", None, NONCE, tests=True)
+    stdin += launch.test_frame(b"one\n", 5000, ["a"]) + launch.test_frame(b"two\n", 5000)
+    done = hostbox.run(fork(hostbox), stdin, SANDBOX_SOURCE="main.js")
+    outputs, marks = exits(done.stdout)
+    assert outputs == [b"cold CODE a\none\n", b"cold CODE \ntwo\n", b""], done.stderr
+    assert [m.code for m in marks] == [0, 0] and done.returncode == 0
+    assert done.stderr == END + END
+
+
+def test_without_a_header_the_fork_launcher_and_its_child_end_quietly(hostbox):
+    done = hostbox.run(fork(hostbox), b"", SANDBOX_SOURCE="main.js")
+    assert (done.returncode, done.stdout, done.stderr) == (0, b"", b"")
+
+
+@pytest.mark.parametrize(
+    "stdin", [b"5 80 24 0 " + NONCE.encode() + b" 0 once\nabc", b"3 80 24 0 n 1 once\nabc5 /x\n"]
+)
+def test_a_short_code_or_a_name_outside_ends_the_fork_launcher_with_126(hostbox, stdin):
+    assert hostbox.run(fork(hostbox), stdin, SANDBOX_SOURCE="main.js").returncode == 126
+
+
+# The waiting program of a compiled language: says whether what the compile stage left running
+# (the prelude's sleep, here) still is, then its source. It waits in a builtin: a process of its
+# own (dd) would be among what the launcher kills at the go, as Node's threads are not.
+COMPILED_WARM = (
+    "sh",
+    "-c",
+    'read -r go <&3; [ "$go" = g ] || exit 0; exec 3<&-; '
+    'if kill -0 "$(cat leftover)" 2>/dev/null; then echo alive; else echo gone; fi; cat "$1"',
+    "warm",
+)
+PRELUDE = ("(sleep 30 </dev/null >/dev/null 2>&1 & echo $! > leftover)",)
+
+
+def compiled_fork(box: HostBox) -> list[str]:
+    return ["perl", "-e", launch.fork_launcher(RUN, se_run=box.se_run, warm=COMPILED_WARM, prelude=PRELUDE)]
+
+
+def test_with_a_compile_stage_the_fork_launcher_marks_the_source_and_waits_for_the_go(hostbox):
+    process = hostbox.popen(compiled_fork(hostbox), SANDBOX_SOURCE="main.js")
+    try:
+        process.stdin.write(launch.header(b"CODE", None, NONCE))
+        process.stdin.flush()
+        started = launch.mark(launch.STARTED, NONCE)
+        assert process.stdout.read(len(started)) == started
+        # The prelude ran before the header; the source is in place before the mark.
+        assert (hostbox.workdir / "leftover").exists()
+        assert (hostbox.workdir / "main.js").read_bytes() == b"CODE"
+        stdout, stderr = process.communicate(launch.GO, timeout=20)
+    finally:
+        process.kill()
+        process.wait()
+    output, mark = one_run(stdout)
+    # What the compile stage left is gone before the program starts; the program was spared.
+    assert (output, mark.code, process.returncode) == (b"gone\nCODE", 0, 0), stderr
+
+
+def test_after_a_failed_compile_the_fork_launcher_ends_with_its_code_and_runs_nothing(hostbox):
+    stdin = launch.header(b"CODE", None, NONCE) + launch.halt(2)
+    done = hostbox.run(compiled_fork(hostbox), stdin, SANDBOX_SOURCE="main.js")
+    assert (done.stdout, done.returncode) == (launch.mark(launch.STARTED, NONCE), 2)

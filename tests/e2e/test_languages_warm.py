@@ -1,0 +1,100 @@
+"""The languages whose launcher starts their toolchain before the code arrives, from a warm pool
+through the real server: what a user sees is what test_languages sees cold (prompts before
+input, the terminal, compile errors), and the session's sandbox was one of the pool's."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+from harness import shutdown, start_server
+from test_languages import COMPILE_ERRORS, GREETINGS
+
+from sandbox_engine.languages import LANGUAGES
+
+pytestmark = [pytest.mark.docker, pytest.mark.slow]
+
+# The languages with a launcher of their own (see languages.LanguageSpec.launcher).
+WARM = [spec.id for spec in LANGUAGES.values() if spec.launcher != "sh"]
+
+
+@pytest.fixture(scope="module")
+def warm(docker_client, tmp_path_factory):
+    sizes = ",".join(f"{language}=1,{language}/tty=1" for language in WARM)
+    server = start_server(
+        docker_client, tmp_path_factory, workers=2, idle_timeout=30, run_timeout=60, pool_size=sizes
+    )
+    yield server
+    shutdown(server)
+
+
+def pooled(server, language: str, tty: bool) -> set[str]:
+    """The ids of the pool's started sandboxes of this language and mode, once there is one."""
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        found = {
+            c["Id"]
+            for c in server.containers()
+            if "-pool-" in c["Names"][0]
+            and c["State"] == "running"
+            and c["Labels"]["sandbox-engine.language"] == language
+            and (c["Labels"]["sandbox-engine.tty"] == "1") == tty
+        }
+        if found:
+            return found
+        time.sleep(0.2)
+    raise AssertionError(f"no warm {language} sandbox (tty {tty})")
+
+
+def take(server, code: str, language: str, tty: bool) -> str:
+    """A session of this program, in a sandbox that was warm before the code came."""
+    warm_ids = pooled(server, language, tty)
+    terminal = {"tty": True, "cols": 100, "rows": 30} if tty else {}
+    response = server.post(code, language=language, **terminal)
+    assert response.status_code == 201, response.text
+    session_id = response.json()["sessionId"]
+    [container] = server.session_containers(session_id)
+    assert container["Id"] in warm_ids
+    return session_id
+
+
+@pytest.mark.parametrize("language", WARM)
+def test_a_warm_sandbox_shows_the_prompt_before_input(warm, language):
+    session_id = take(warm, GREETINGS[language], language, tty=False)
+    with warm.attach(session_id) as ws:
+        assert ws.read_stdout_until("Enter your name: ", timeout=60) == "Enter your name: "
+        ws.send({"type": "input", "data": "Ada\n"})
+        transcript = ws.read_to_end(30)
+    assert transcript.text() == "Enter your name: Hello, Ada!\n", transcript.text("stderr")
+    assert transcript.ending["exitCode"] == 0 and transcript.ending["reason"] == "exited"
+    states = [m["state"] for _, m in transcript.messages if m["type"] == "state"]
+    assert states[0] == ("COMPILING" if LANGUAGES[language].compile else "RUNNING")
+
+
+@pytest.mark.parametrize("language", WARM)
+def test_a_warm_terminal_runs_the_ides_example(warm, language):
+    session_id = take(warm, LANGUAGES[language].example, language, tty=True)
+    with warm.attach(session_id) as ws:
+        ws.read_stdout_until("Enter your name: ", timeout=60)
+        ws.send({"type": "input", "data": "Ada\r"})
+        transcript = ws.read_to_end(30)
+    assert "Hello Ada\r\n" in transcript.text(), transcript.text()
+    assert transcript.ending["exitCode"] == 0
+
+
+@pytest.mark.parametrize("tty", [False, True], ids=["pipe", "tty"])
+@pytest.mark.parametrize("language", [language for language in WARM if language in COMPILE_ERRORS])
+def test_a_warm_compiler_reports_as_the_compiler_does(warm, language, tty):
+    session_id = take(warm, COMPILE_ERRORS[language], language, tty=tty)
+    with warm.attach(session_id) as ws:
+        transcript = ws.read_to_end(90)
+    states = [m["state"] for _, m in transcript.messages if m["type"] == "state"]
+    assert states == ["COMPILING", "FINISHED"]
+    assert transcript.final["reason"] == "compile_error"
+    if language == "typescript":
+        # tsc's own words and exit code: 2, errors reported and the output written anyway.
+        assert transcript.final["exitCode"] == 2
+        said = transcript.text() if tty else transcript.text("stderr")
+        assert "error" in said and "TS2322" in said, said
+        # On a terminal tsc is pretty: colours, the line in context and a summary.
+        assert ("\x1b[" in said and "Found 1 error" in said) == tty, said
