@@ -40,6 +40,8 @@ if os.geteuid() == 0:
     os._exit(125)
 source = os.path.abspath(os.environ.pop(ENV_SOURCE, "main.py"))
 os.environ.pop(ENV_KILL_GROUP, None)
+# Before the fork: the program's files are private, as under the other launchers (launch's umask).
+os.umask(0o077)
 go, go_write = os.pipe()
 child = os.fork()
 if child:
@@ -205,7 +207,6 @@ if not child:
 header = _read_line().split()
 nonce, mode = header[4], header[6].decode()
 size, cols, rows, merge, files = (int(number) for number in header[:4] + header[5:6])
-os.umask(0o077)
 with open(source, "wb") as f:
     f.write(_read_exactly(size))
 for _ in range(files):

@@ -368,11 +368,14 @@ def python(box: HostBox) -> list[str]:
 
 def test_the_python_launcher_takes_the_header_then_runs_the_program(hostbox):
     code = b"import os, sys\nprint('ran', input(), sys.argv, sorted(k for k in os.environ if 'SANDBOX' in k))"
+    # The program's files are private, as under the other launchers (it was forked before the
+    # launcher's umask once).
+    code += b"\nprint(oct(os.umask(0)))"
     files = [("pkg/mod.py", b"X = 1\n")]
     stdin = launch.header(code, None, NONCE, files=files) + b"input\n"
     done = hostbox.run(python(hostbox), stdin, SANDBOX_SOURCE="main.py")
     output, mark = one_run(done.stdout)
-    assert output == f"ran input {[str(hostbox.workdir / 'main.py')]} []\n".encode(), done.stderr
+    assert output == f"ran input {[str(hostbox.workdir / 'main.py')]} []\n0o77\n".encode(), done.stderr
     assert (mark.code, done.returncode) == (0, 0)
     assert (hostbox.workdir / "pkg/mod.py").read_bytes() == b"X = 1\n"
 
