@@ -41,6 +41,7 @@ LIMIT_FLAGS = (
     ("--pool-size", "pool_size", "warm sandboxes per language: N, or python=4,python/tty=2 (0: none)"),
     ("--instance", "instance", "name of this server's containers; one per Docker daemon (default)"),
     ("--state-dir", "state_dir", "directory the workers share for session records"),
+    ("--redis-url", "redis_url", "Redis the replicas share records and admission in (none: --state-dir)"),
     ("--keys-file", "keys_file", "the API keys (default: keys/keys.json in the instance's state directory)"),
     ("--auth", "auth", "auto: an API key is needed once one exists; required: always (auto)"),
     ("--record-ttl", "record_ttl", "seconds an ended session's record is kept for GET /session (3600)"),
@@ -152,13 +153,13 @@ def reap_command(reason: Reason) -> int:
     from .docker_executor import DockerExecutor
     from .executor import ExecutorError
     from .reaper import reap_instance
-    from .records import RecordStore
+    from .store import open_store
     from .uids import UidLeases
 
     config = Config.from_env()
     executor = DockerExecutor(config.instance, UidLeases(config.uid_dir, config.uids), config.docker_host)
     try:
-        records = RecordStore(instance_directory(config.state_dir, config.instance))
+        records = open_store(config)
         print(reap_instance(executor, records, reason))
     except (ExecutorError, StateDirectoryError) as exc:
         print(f"sandbox-engine: {exc}", file=sys.stderr)

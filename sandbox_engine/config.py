@@ -65,6 +65,9 @@ class Config:
     instance: str = "default"
     # Where finished sessions' records live so that any worker can answer GET /session/<id>.
     state_dir: str = "/var/tmp/sandbox-engine"
+    # Redis (redis://host:port/db) for what replicas share: records, admission, waiting code (see
+    # store). Empty: the state directory holds them, for one machine's workers.
+    redis_url: str = ""
     # How long a finished session's record is kept for GET /session/<id>, and how many are kept:
     # past either, the oldest are forgotten first.
     record_ttl: float = 3600.0

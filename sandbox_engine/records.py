@@ -395,6 +395,12 @@ class RecordStore:
                     with contextlib.suppress(FileNotFoundError):
                         os.unlink(os.path.join(directory, session_id))
 
+    def announce(self) -> None:
+        """One server's workers share this directory; no other server does (see Store)."""
+
+    def others_alive(self) -> bool:
+        return False
+
 
 def _ns(ts: float) -> str:
     """A time as the ended index names it: nanoseconds, zero-padded so names sort by time."""

@@ -22,10 +22,11 @@ from .languages import LANGUAGES, LanguageSpec
 from .metrics import Metrics
 from .pool import Pool
 from .reaper import Reaper
-from .records import Record, RecordStore
+from .records import Record
 from .relay import RelayServer, advertise, withdraw
 from .relayed import serve_relayed
 from .runs import Runs
+from .store import Store
 from .timeouts import DEADLINE_GRACE
 
 EXTENSION = "sandbox_engine"
@@ -39,7 +40,7 @@ class Worker:
         self,
         config: Config,
         executor: Executor,
-        records: RecordStore,
+        records: Store,
         languages: dict[str, LanguageSpec] | None = None,
         metrics: Metrics | None = None,
     ) -> None:
