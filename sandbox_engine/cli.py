@@ -42,6 +42,16 @@ LIMIT_FLAGS = (
     ("--instance", "instance", "name of this server's containers; one per Docker daemon (default)"),
     ("--state-dir", "state_dir", "directory the workers share for session records"),
     ("--redis-url", "redis_url", "Redis the replicas share records and admission in (none: --state-dir)"),
+    (
+        "--relay-host",
+        "relay_host",
+        "with --redis-url: the address replicas relay resumes to (127.0.0.1)",
+    ),
+    (
+        "--relay-secret",
+        "relay_secret",
+        "with --redis-url: the replicas' relay secret (default: one in Redis)",
+    ),
     ("--keys-file", "keys_file", "the API keys (default: keys/keys.json in the instance's state directory)"),
     ("--auth", "auth", "auto: an API key is needed once one exists; required: always (auto)"),
     ("--record-ttl", "record_ttl", "seconds an ended session's record is kept for GET /session (3600)"),

@@ -20,6 +20,7 @@ from datetime import UTC, datetime
 from .batch import RunRequest, dump_request, dump_result, load_request, load_result
 from .executor import SandboxRef
 from .locks import exclusive
+from .relay import LocalOwners
 from .statedir import private_directory, private_opener, touch
 from .states import Reason, State, signal_name
 
@@ -394,6 +395,10 @@ class RecordStore:
                 if record is None or record.final:
                     with contextlib.suppress(FileNotFoundError):
                         os.unlink(os.path.join(directory, session_id))
+
+    def owners(self, owner: str, host: str, secret: str) -> LocalOwners:
+        """Unix sockets in this directory, private to the server's user: no host, no secret."""
+        return LocalOwners(self.directory, owner)
 
     def announce(self) -> None:
         """One server's workers share this directory; no other server does (see Store)."""

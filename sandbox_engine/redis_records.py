@@ -28,6 +28,7 @@ import redis
 
 from .batch import RunRequest, dump_request, dump_result, load_request, load_result
 from .records import Admission, Record
+from .redis_relay import RedisOwners
 from .states import Reason
 
 # KEYS: live, the key's live set ("" when keyless), the record, the keys set.
@@ -247,6 +248,9 @@ class RedisRecordStore:
                     self._redis.srem(name, raw)
 
     # --- the replicas ---------------------------------------------------------------------
+    def owners(self, owner: str, host: str, secret: str) -> RedisOwners:
+        return RedisOwners(self._redis, self._prefix, host, secret)
+
     def announce(self) -> None:
         self._redis.set(self._key("worker", f"{socket.gethostname()}:{os.getpid()}"), 1, ex=ALIVE_FOR)
 

@@ -14,6 +14,7 @@ from typing import Protocol
 from .batch import RunRequest
 from .config import Config
 from .records import Admission, Record
+from .relay import Owners
 from .states import Reason
 
 
@@ -73,6 +74,10 @@ class Store(Protocol):
 
     def sweep(self, older_than: float) -> None: ...
 
+    def owners(self, owner: str, host: str, secret: str) -> Owners:
+        """How this worker (named `owner`) lets the others reach the sessions it runs (see relay):
+        listening on `host` with the shared `secret` where a network lies between them."""
+
     def announce(self) -> None:
         """Say this worker is alive, for a few seconds (every reaper pass says it again)."""
 
@@ -94,3 +99,8 @@ def open_store(config: Config) -> Store:
     from .redis_records import RedisRecordStore
 
     return RedisRecordStore(config.redis_url, config.instance, directory)
+
+
+def relay_owners(store: Store, owner: str, config: Config) -> Owners:
+    """The worker's relay addressing, as the store shares it (see Store.owners)."""
+    return store.owners(owner, config.relay_host, config.relay_secret)

@@ -23,10 +23,10 @@ from .metrics import Metrics
 from .pool import Pool
 from .reaper import Reaper
 from .records import Record
-from .relay import RelayServer, advertise, withdraw
+from .relay import Owners, RelayServer
 from .relayed import serve_relayed
 from .runs import Runs
-from .store import Store
+from .store import Store, relay_owners
 from .timeouts import DEADLINE_GRACE
 
 EXTENSION = "sandbox_engine"
@@ -75,6 +75,7 @@ class Worker:
             max_age=max_session_age(config),
         )
         self.relay: RelayServer | None = None
+        self.owners: Owners | None = None
         self._started_pid: int | None = None
         self._lock = threading.Lock()
 
@@ -109,13 +110,14 @@ class Worker:
             self.runs.shutdown(SHUTDOWN_GRACE)
 
     def _start_relay(self) -> None:
-        """This worker's socket for resumes landing on other workers (see relay); named by the
-        worker's pid, so started after the fork."""
-        engine, directory = self.engine, self.engine.records.directory
-        self.relay = RelayServer(directory, engine.owner, lambda *args: serve_relayed(engine, *args))
+        """This worker's listener for resumes landing on other workers, or replicas (see relay);
+        named by the worker's pid, so started after the fork."""
+        engine = self.engine
+        self.owners = relay_owners(engine.records, engine.owner, engine.config)
+        self.relay = RelayServer(self.owners, lambda *args: serve_relayed(engine, *args))
         self.relay.start()
-        engine.hubs.on_open = lambda session_id: advertise(directory, engine.owner, session_id)
-        engine.hubs.on_forget = lambda session_id: withdraw(directory, session_id)
+        engine.hubs.on_open = self.owners.advertise
+        engine.hubs.on_forget = self.owners.withdraw
 
 
 def max_session_age(config: Config) -> float:
@@ -131,6 +133,14 @@ def current_worker() -> Worker:
 def current_runs() -> Runner:
     """The batch runs of the app handling this request, for the blueprints."""
     return current_worker().runs
+
+
+def current_owners() -> Owners:
+    """Where the sessions of this app's workers are held, for the WebSocket's relayed resumes."""
+    worker = current_worker()
+    worker.ensure_started()
+    assert worker.owners is not None
+    return worker.owners
 
 
 def current_engine() -> Engine:

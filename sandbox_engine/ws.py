@@ -21,6 +21,7 @@ from .protocol import ProtocolError, encode, parse_json, shown
 from .relayed import handle_message
 from .session import SessionRun
 from .worker import current_engine as engine
+from .worker import current_owners
 
 log = logging.getLogger(__name__)
 
@@ -119,7 +120,7 @@ def refuse_before_upgrade():
     resume, takeover = attach_args()
     session_id = request.view_args["session_id"]
     if engine().check_attachable(session_id, resume, takeover):
-        relay.probe(engine().records.directory, session_id, takeover)
+        relay.probe(current_owners(), session_id, takeover)
     for key in ("gunicorn.socket", "werkzeug.socket"):
         if key in request.environ:
             request.environ[key] = WholeFrameSocket(request.environ[key])
@@ -211,7 +212,7 @@ def drive(ws, channel: Channel, run: SessionRun, hub: SessionHub) -> None:
 def relayed(ws, channel: Channel, request: dict) -> None:
     """A resume of a session another worker runs: relay both ways to that worker (see relay)."""
     try:
-        conn, reader = relay.connect(engine().records.directory, request)
+        conn, reader = relay.connect(current_owners(), request)
     except EngineError as exc:
         channel.close(exc.kind.close_code, exc.message[:120])
         return

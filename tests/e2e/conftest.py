@@ -10,7 +10,7 @@ import docker
 import httpx
 import pytest
 import requests
-from harness import INSTANCE_LABEL, STARTED_INSTANCES, Server, shutdown, start_server
+from harness import INSTANCE_LABEL, STARTED_INSTANCES, Server, shutdown, start_server, stop_shared_redis
 
 
 @pytest.hookimpl(wrapper=True, tryfirst=True)
@@ -112,6 +112,13 @@ def make_server(docker_client, tmp_path_factory):
     yield make
     for server in servers:
         shutdown(server)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def redis_stopped_after_suite() -> Iterator[None]:
+    """The replicas' Redis (SANDBOX_ENGINE_E2E_REPLICAS=2), if any server started it."""
+    yield
+    stop_shared_redis()
 
 
 @pytest.fixture(scope="session", autouse=True)
