@@ -30,7 +30,7 @@ def create_app(config: Config | None = None, executor=None) -> Flask:
     from . import access, api, auth, docs, headers, judge0, metrics_api, piston, piston_ws, runs_api, ui, ws
     from .keys import KeyStore
     from .metrics import Metrics
-    from .rates import RateLimits
+    from .rates import RateLimits, Rates
     from .store import open_store
     from .worker import EXTENSION, Worker
 
@@ -97,7 +97,13 @@ def create_app(config: Config | None = None, executor=None) -> Flask:
         worker.ensure_started()
 
     keys = KeyStore.for_config(config)
-    auth.install(app, auth.Auth(keys, RateLimits(keys.rates_directory), config.auth == "required"))
+    if config.redis_url:
+        from .redis_keys import RedisRateLimits
+
+        rates: Rates = RedisRateLimits(config.redis_url, config.instance)
+    else:
+        rates = RateLimits(keys.rates_directory)
+    auth.install(app, auth.Auth(keys, rates, config.auth == "required"))
 
     @app.errorhandler(EngineError)
     def engine_error(exc: EngineError):

@@ -206,6 +206,7 @@ def add_keys_commands(parser: argparse.ArgumentParser) -> None:
             ("--state-dir", "state_dir"),
             ("--instance", "instance"),
             ("--keys-file", "keys_file"),
+            ("--redis-url", "redis_url"),
         ):
             verb.add_argument(
                 flag, dest=name, default=None, help=f"as `serve` has it; env SANDBOX_ENGINE_{name.upper()}"
@@ -217,7 +218,8 @@ def keys_command(args: argparse.Namespace) -> int:
     from .keys import KeysError, KeyStore, parse_scopes
 
     try:
-        config = Config.from_env(state_dir=args.state_dir, instance=args.instance, keys_file=args.keys_file)
+        names = ("state_dir", "instance", "keys_file", "redis_url")
+        config = Config.from_env(**{name: getattr(args, name) for name in names})
         store = KeyStore.for_config(config)
         if args.verb == "create":
             scopes = parse_scopes(args.scopes)

@@ -48,6 +48,8 @@ STARTED_INSTANCES: set[str] = set()
 # state directory each and one Redis for the suite (--redis-url); the tests' HTTP requests go to
 # the first, their WebSockets to the second (see Server.peer).
 REPLICAS = int(os.environ.get("SANDBOX_ENGINE_E2E_REPLICAS") or 1)
+# What the replicas share, which `sandbox-engine keys` is given as they are.
+SHARED = ("redis_url", "keys_file")
 # The suite's one redis-server, started with the first replicated server (see shared_redis).
 _REDIS: list = []
 
@@ -158,9 +160,11 @@ class Server:
 
     def keys(self, *args: str) -> subprocess.CompletedProcess:
         """`sandbox-engine keys ...` as the operator runs it beside the server."""
+        given = {name: self.options[name] for name in SHARED if self.options.get(name)}
+        shared = [f"--{name.replace('_', '-')}={value}" for name, value in given.items()]
         return subprocess.run(
             [os.path.join(VENV_BIN, "sandbox-engine"), "keys", *args]
-            + ["--state-dir", self.state_dir, "--instance", self.instance],
+            + ["--state-dir", self.state_dir, "--instance", self.instance, *shared],
             capture_output=True,
             text=True,
             timeout=30,
@@ -282,6 +286,8 @@ def start_server(
     if REPLICAS < 2 or "redis_url" in options:
         return _start_one(docker_client, tmp_path_factory, workers, instance, ready, state_dir, **options)
     options["redis_url"] = shared_redis(tmp_path_factory)
+    # One keys file for both, as the operator mounts it on every replica (see README, Replicas).
+    options.setdefault("keys_file", os.path.join(state_dir, "keys.json"))
     first = _start_one(docker_client, tmp_path_factory, workers, instance, ready, state_dir, **options)
     try:
         own_dir = str(tmp_path_factory.mktemp("state"))

@@ -11,14 +11,19 @@ import socket
 import time
 import uuid
 from collections.abc import Iterator
+from dataclasses import replace
 
 import pytest
 import redis
 from redisserver import redis_server
 
 from sandbox_engine.batch import RunRequest, SourceFile
+from sandbox_engine.config import Config
 from sandbox_engine.executor import SandboxRef
+from sandbox_engine.keys import KeyStore
+from sandbox_engine.rates import WINDOW
 from sandbox_engine.records import Admission, Record
+from sandbox_engine.redis_keys import RedisRateLimits, key_secret
 from sandbox_engine.redis_records import RedisRecordStore
 from sandbox_engine.states import Reason, State
 
@@ -260,3 +265,22 @@ def test_a_server_reaps_its_instance_only_while_no_other_servers_worker_is_alive
     client.set(f"se:{instance}:worker:elsewhere:123", 1, ex=5)
     assert store.others_alive()
     client.close()
+
+
+def test_a_keys_rate_is_one_count_across_replicas_and_says_when_to_come_back(redis_url, instance):
+    replicas = [RedisRateLimits(redis_url, instance) for _ in range(2)]
+    taken = [replicas[n % 2].take("alice", 5) for n in range(7)]
+    assert taken[:5] == [None] * 5
+    # Refused, and told to come back when the oldest second leaves the minute: within it.
+    assert all(wait is not None and 1 <= wait <= WINDOW for wait in taken[5:])
+    assert replicas[1].take("bob", 1) is None
+
+
+def test_every_replica_hashes_keys_with_one_secret_made_once(redis_url, instance, tmp_path):
+    secrets = {key_secret(redis_url, instance) for _ in range(3)}
+    assert len(secrets) == 1 and len(secrets.pop()) == 32
+    config = Config(state_dir=str(tmp_path / "a"), instance=instance, redis_url=redis_url)
+    keys_file = str(tmp_path / "keys.json")
+    made = KeyStore.for_config(replace(config, keys_file=keys_file)).create("alice")
+    other = KeyStore.for_config(replace(config, state_dir=str(tmp_path / "b"), keys_file=keys_file))
+    assert other.find(made).name == "alice"
