@@ -35,6 +35,19 @@ class Subscriber(Protocol):
     def abort(self) -> None: ...
 
 
+class Mirror(Protocol):
+    """A copy of the hubs' buffers kept elsewhere (redis_replay.ReplayMirror): appended and
+    ended never block; started and stopped by the worker."""
+
+    def start(self) -> None: ...
+
+    def stop(self) -> None: ...
+
+    def appended(self, session_id: str, text: str) -> None: ...
+
+    def ended(self, session_id: str) -> None: ...
+
+
 class Callbacks:
     """A client that cannot resume (Piston's connect), as plain callables: a send that fails
     ends its session at once, whatever the grace."""
@@ -75,6 +88,9 @@ class SessionHub:
         self.grace = grace
         # Ends the session client_disconnected: no client came back within the grace.
         self.on_gone = on_gone
+        # Told each message's text as numbered, and the end (a copy of the buffer: redis_replay).
+        self.on_text: Callable[[str], None] = lambda text: None
+        self.on_end: Callable[[], None] = lambda: None
         self.buffer = ReplayBuffer(buffer_limit)
         # Reentrant: a send that fails inside publish detaches its client under the lock.
         self._lock = threading.RLock()
@@ -99,6 +115,7 @@ class SessionHub:
         raises: a client that cannot be sent to is detached."""
         with self._lock:
             text = self.buffer.append(message)
+            self.on_text(text)
             if self._controller is not None:
                 self._send(self._controller, text)
 
@@ -110,6 +127,7 @@ class SessionHub:
             self.on_gone = lambda: None
             controller, self._controller = self._controller, None
             self._cancel_grace()
+            self.on_end()
         if controller is not None:
             controller.close(NORMAL_CLOSURE, None)
 
@@ -227,9 +245,15 @@ class Hubs:
         # Told when a session's hub opens and when it is forgotten: other workers find it so.
         self.on_open: Callable[[str], None] = lambda session_id: None
         self.on_forget: Callable[[str], None] = lambda session_id: None
+        # Where each hub's messages are copied, if anywhere (see SessionHub.on_text).
+        self.mirror: Mirror | None = None
 
     def open(self, session_id: str) -> SessionHub:
         hub = SessionHub(session_id, self.buffer_limit, self.grace, clock=self._clock)
+        mirror = self.mirror
+        if mirror is not None:
+            hub.on_text = lambda text: mirror.appended(session_id, text)
+            hub.on_end = lambda: mirror.ended(session_id)
         with self._lock:
             self._forget_expired()
             self._hubs[session_id] = hub

@@ -267,13 +267,14 @@ class RedisRecordStore:
 
 
 def _process_alive(pid: int) -> bool:
+    """A process of this host that runs, not a zombie: a worker killed with its master is
+    reparented to PID 1, which in a container may never reap it."""
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
+        with open(f"/proc/{pid}/stat") as f:
+            state = f.read().rpartition(")")[2].split()[0]
+    except (OSError, IndexError):
         return False
-    except PermissionError:
-        return True
-    return pid != os.getpid()
+    return state != "Z" and pid != os.getpid()
 
 
 def _record(raw: bytes | None) -> Record | None:

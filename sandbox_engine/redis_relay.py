@@ -15,6 +15,8 @@ import socket
 
 import redis
 
+from .redis_replay import ReplayMirror, stored
+
 log = logging.getLogger(__name__)
 
 # How long an owner's address outlives a worker killed before it could withdraw it: longer
@@ -52,6 +54,10 @@ class RedisOwners:
     def close(self) -> None:
         """Nothing on disk; what the worker advertised it withdrew as its sessions ended."""
 
+    def mirror(self, limit: int, grace: float) -> ReplayMirror:
+        """A copy in Redis of this worker's replay buffers (see redis_replay), not started."""
+        return ReplayMirror(self._redis, self._prefix, limit, grace)
+
     def advertise(self, session_id: str) -> None:
         if not self.address:
             return  # not listening: the resume of this session works on this worker only
@@ -65,6 +71,13 @@ class RedisOwners:
             self._redis.delete(self._prefix + "relay:" + session_id)
         except redis.RedisError as exc:
             log.warning("session %s: its relay address stays in Redis: %s", session_id, exc)
+
+    def stored(self, session_id: str) -> list[str] | None:
+        try:
+            return stored(self._redis, self._prefix, session_id)
+        except redis.RedisError as exc:
+            log.warning("session %s: no copy of its messages to be had: %s", session_id, exc)
+            return None
 
     def dial(self, session_id: str) -> socket.socket | None:
         try:

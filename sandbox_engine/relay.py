@@ -28,6 +28,7 @@ from collections.abc import Callable
 from typing import Protocol
 
 from .errors import EngineError, Kind
+from .hub import Mirror
 from .statedir import private_directory
 
 log = logging.getLogger(__name__)
@@ -56,6 +57,14 @@ class Owners(Protocol):
     def dial(self, session_id: str) -> socket.socket | None:
         """A connection to the worker that holds the session; None if none does. OSError if it
         cannot be reached."""
+
+    def mirror(self, limit: int, grace: float) -> Mirror | None:
+        """Where this worker's replay buffers are copied for the others (not started), if
+        anywhere: the copy `stored` reads."""
+
+    def stored(self, session_id: str) -> list[str] | None:
+        """The session's messages as a copy keeps them once no worker holds it (the texts of its
+        replay buffer, oldest first); None when there is no copy."""
 
 
 class LocalOwners:
@@ -106,6 +115,13 @@ class LocalOwners:
             os.unlink(os.path.join(self.directory, session_id))
         except OSError:
             pass
+
+    def mirror(self, limit: int, grace: float) -> None:
+        """One machine's buffers die with their worker, and so does its session: no copy."""
+        return None
+
+    def stored(self, session_id: str) -> list[str] | None:
+        return None
 
     def dial(self, session_id: str) -> socket.socket | None:
         try:

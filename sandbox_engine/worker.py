@@ -18,6 +18,7 @@ from .batch import Runner
 from .config import Config
 from .engine import SHUTDOWN_GRACE, Engine
 from .executor import Executor
+from .hub import Mirror
 from .languages import LANGUAGES, LanguageSpec
 from .metrics import Metrics
 from .pool import Pool
@@ -76,6 +77,7 @@ class Worker:
         )
         self.relay: RelayServer | None = None
         self.owners: Owners | None = None
+        self.mirror: Mirror | None = None
         self._started_pid: int | None = None
         self._lock = threading.Lock()
 
@@ -106,6 +108,8 @@ class Worker:
         self.engine.hubs.clear()
         if self.relay is not None:
             self.relay.stop()
+        if self.mirror is not None:
+            self.mirror.stop()  # after the runs ended: their final states are copied too
         if isinstance(self.runs, Runs):
             self.runs.shutdown(SHUTDOWN_GRACE)
 
@@ -118,6 +122,11 @@ class Worker:
         self.relay.start()
         engine.hubs.on_open = self.owners.advertise
         engine.hubs.on_forget = self.owners.withdraw
+        if engine.config.reconnect_grace > 0:
+            self.mirror = self.owners.mirror(engine.config.replay_limit, engine.config.reconnect_grace)
+        if self.mirror is not None:
+            self.mirror.start()
+            engine.hubs.mirror = self.mirror
 
 
 def max_session_age(config: Config) -> float:

@@ -3,6 +3,7 @@ posted to one is attached on the other, resumed through either, and counted once
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -91,3 +92,25 @@ def test_a_resume_relayed_from_the_other_replica_is_refused_while_a_client_is_at
         taken = first.attach(session_id, resume=ws.last_seq, takeover=True)
         taken.send({"type": "kill"})
         assert taken.read_to_end().final["reason"] == "killed"
+
+
+def test_a_resume_after_the_replica_that_ran_it_stopped_replays_from_redis(replicas):
+    first, second = replicas
+    session_id = first.create(COUNTER)
+    away = second.attach(session_id)
+    away.read_stdout_until("line 8\n")
+    away.send({"type": "detach"})
+    with pytest.raises(ConnectionClosed):
+        while True:
+            away.recv(10)
+    deadline = time.monotonic() + 30
+    while first.session(session_id)["state"] != "FINISHED":
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+    # A rolling deploy: the replica that ran the session goes, and its buffer with it.
+    second.stop()
+    with first.attach(session_id, resume=away.last_seq) as back:
+        transcript = back.read_to_end()
+    assert Transcript(away.messages).text() + transcript.text() == EXPECTED
+    assert away.seqs + back.seqs == list(range(1, back.last_seq + 1))
+    assert transcript.final["reason"] == "exited"
