@@ -9,7 +9,8 @@ run: setup
 	.venv/bin/sandbox-engine serve --bind $(BIND) --workers $(WORKERS)
 
 # Every test, pool off; then the end-to-end tests again with a warm pool, which must not change
-# what any of them sees.
+# what any of them sees; then again as two replicas sharing one Redis (--redis-url), each request
+# over HTTP to one and each WebSocket to the other.
 E2E_TESTS = tests/e2e/test_sessions.py tests/e2e/test_sandbox.py tests/e2e/test_terminal.py \
 	tests/e2e/test_api.py tests/e2e/test_cli.py tests/e2e/test_lifecycle.py tests/e2e/test_nginx.py \
 	tests/e2e/test_runs.py tests/e2e/test_piston.py tests/e2e/test_judge0.py
@@ -18,6 +19,7 @@ test: setup-test
 	.venv/bin/ruff check .
 	.venv/bin/python -m pytest $(PYTEST_ARGS)
 	SANDBOX_ENGINE_POOL_SIZE=python=2,python/tty=2 .venv/bin/python -m pytest $(PYTEST_ARGS) $(E2E_TESTS)
+	SANDBOX_ENGINE_E2E_REPLICAS=2 .venv/bin/python -m pytest $(PYTEST_ARGS) $(E2E_TESTS)
 	$(MAKE) test-gvisor
 
 # The end-to-end tests that prove the sandbox under gVisor (--runtime runsc): sessions, the

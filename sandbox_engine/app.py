@@ -10,7 +10,7 @@ from flask import Flask, request
 from werkzeug.exceptions import HTTPException
 
 from .config import Config
-from .errors import EngineError, kind_for_status, runtime_error
+from .errors import EngineError, Kind, kind_for_status, runtime_error
 from .executor import ExecutorError
 
 
@@ -44,9 +44,8 @@ def create_app(config: Config | None = None, executor=None) -> Flask:
     )
     from .keys import KeyStore
     from .metrics import Metrics
-    from .rates import RateLimits
-    from .records import RecordStore
-    from .statedir import instance_directory
+    from .rates import RateLimits, Rates
+    from .store import open_store
     from .worker import EXTENSION, Worker
 
     config = config or Config.from_env()
@@ -61,7 +60,8 @@ def create_app(config: Config | None = None, executor=None) -> Flask:
     app.config["SOCK_SERVER_OPTIONS"] = {"ping_interval": 25, "max_message_size": ws.MAX_MESSAGE}
     app.json.sort_keys = False
 
-    records = RecordStore(instance_directory(config.state_dir, config.instance))
+    # The one place the store is chosen: the state directory, or Redis with --redis-url.
+    records = open_store(config)
     metrics = Metrics()
     if executor is None:
         # Imported here: an app given another executor (the unit tests' fake) never loads docker-py.
@@ -73,7 +73,9 @@ def create_app(config: Config | None = None, executor=None) -> Flask:
             UidLeases(config.uid_dir, config.uids),
             config.docker_host,
             pool_size=config.max_sessions + 16,
-            lock_dir=records.directory,
+            # Replicas share the daemon but not a directory: without one, a claim is two renames,
+            # safe whoever races it (see DockerExecutor._rename).
+            lock_dir=None if config.redis_url else records.directory,
             runtime=config.runtime,
             failed=metrics.docker_failed,
         )
@@ -110,7 +112,13 @@ def create_app(config: Config | None = None, executor=None) -> Flask:
         worker.ensure_started()
 
     keys = KeyStore.for_config(config)
-    auth.install(app, auth.Auth(keys, RateLimits(keys.rates_directory), config.auth == "required"))
+    if config.redis_url:
+        from .redis_keys import RedisRateLimits
+
+        rates: Rates = RedisRateLimits(config.redis_url, config.instance)
+    else:
+        rates = RateLimits(keys.rates_directory)
+    auth.install(app, auth.Auth(keys, rates, config.auth == "required"))
 
     @app.errorhandler(EngineError)
     def engine_error(exc: EngineError):
@@ -138,6 +146,16 @@ def create_app(config: Config | None = None, executor=None) -> Flask:
             return judge0.http_error(exc)
         kind = kind_for_status(exc.code or 500)
         return {"error": {"code": kind.code, "message": exc.description}}, exc.code
+
+    if config.redis_url:
+        import redis
+
+        @app.errorhandler(redis.RedisError)
+        def store_error(exc: redis.RedisError):
+            # The replicas' shared records are out of reach: nothing can be admitted or attached.
+            logging.getLogger(__name__).warning("redis: %s", exc)
+            unavailable = "the session store (Redis) is unavailable"
+            return engine_error(EngineError(Kind.RUNTIME_UNAVAILABLE, unavailable))
 
     @app.errorhandler(Exception)
     def unexpected(exc: Exception):

@@ -15,7 +15,7 @@ from flask import Flask, current_app, g, request
 
 from .errors import EngineError, Kind
 from .keys import Key, KeyStore, Scope
-from .rates import RateLimits
+from .rates import Rates
 
 log = logging.getLogger(__name__)
 
@@ -81,7 +81,7 @@ PISTON_PREFIX = "/api/v2/"
 class Auth:
     """One app's keys and rates, and whether a key is needed before the first one exists."""
 
-    def __init__(self, keys: KeyStore, rates: RateLimits, required: bool = False) -> None:
+    def __init__(self, keys: KeyStore, rates: Rates, required: bool = False) -> None:
         self.keys = keys
         self.rates = rates
         self.always = required

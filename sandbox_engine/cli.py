@@ -42,6 +42,17 @@ LIMIT_FLAGS = (
     ("--pool-size", "pool_size", "warm sandboxes per language: N, or python=4,python/tty=2 (0: none)"),
     ("--instance", "instance", "name of this server's containers; one per Docker daemon (default)"),
     ("--state-dir", "state_dir", "directory the workers share for session records"),
+    ("--redis-url", "redis_url", "Redis the replicas share records and admission in (none: --state-dir)"),
+    (
+        "--relay-host",
+        "relay_host",
+        "with --redis-url: the address replicas relay resumes to (127.0.0.1)",
+    ),
+    (
+        "--relay-secret",
+        "relay_secret",
+        "with --redis-url: the replicas' relay secret (default: one in Redis)",
+    ),
     ("--keys-file", "keys_file", "the API keys (default: keys/keys.json in the instance's state directory)"),
     ("--auth", "auth", "auto: an API key is needed once one exists; required: always (auto)"),
     ("--record-ttl", "record_ttl", "seconds an ended session's record is kept for GET /session (3600)"),
@@ -178,13 +189,13 @@ def reap_command(reason: Reason) -> int:
     from .docker_executor import DockerExecutor
     from .executor import ExecutorError
     from .reaper import reap_instance
-    from .records import RecordStore
+    from .store import open_store
     from .uids import UidLeases
 
     config = Config.from_env()
     executor = DockerExecutor(config.instance, UidLeases(config.uid_dir, config.uids), config.docker_host)
     try:
-        records = RecordStore(instance_directory(config.state_dir, config.instance))
+        records = open_store(config)
         print(reap_instance(executor, records, reason))
     except (ExecutorError, StateDirectoryError) as exc:
         print(f"sandbox-engine: {exc}", file=sys.stderr)
@@ -221,6 +232,7 @@ def add_keys_commands(parser: argparse.ArgumentParser) -> None:
             ("--state-dir", "state_dir"),
             ("--instance", "instance"),
             ("--keys-file", "keys_file"),
+            ("--redis-url", "redis_url"),
         ):
             verb.add_argument(
                 flag, dest=name, default=None, help=f"as `serve` has it; env SANDBOX_ENGINE_{name.upper()}"
@@ -232,7 +244,8 @@ def keys_command(args: argparse.Namespace) -> int:
     from .keys import KeysError, KeyStore, parse_scopes
 
     try:
-        config = Config.from_env(state_dir=args.state_dir, instance=args.instance, keys_file=args.keys_file)
+        names = ("state_dir", "instance", "keys_file", "redis_url")
+        config = Config.from_env(**{name: getattr(args, name) for name in names})
         store = KeyStore.for_config(config)
         if args.verb == "create":
             scopes = parse_scopes(args.scopes)

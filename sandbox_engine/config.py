@@ -65,6 +65,14 @@ class Config:
     instance: str = "default"
     # Where finished sessions' records live so that any worker can answer GET /session/<id>.
     state_dir: str = "/var/tmp/sandbox-engine"
+    # Redis (redis://host:port/db) for what replicas share: records, admission, waiting code (see
+    # store). Empty: the state directory holds them, for one machine's workers.
+    redis_url: str = ""
+    # With redis_url: the address this replica's workers listen on for resumes relayed from other
+    # replicas, as the others reach it (a pod's IP), and the secret those relays carry (empty: one
+    # kept in Redis).
+    relay_host: str = "127.0.0.1"
+    relay_secret: str = ""
     # How long a finished session's record is kept for GET /session/<id>, and how many are kept:
     # past either, the oldest are forgotten first.
     record_ttl: float = 3600.0

@@ -34,10 +34,11 @@ from .keys import Key
 from .languages import LANGUAGES, LanguageSpec
 from .metrics import Metrics
 from .protocol import shown
-from .records import Admission, Record, RecordStore
+from .records import Admission, Record
 from .session import Outcome, SessionRun
 from .specs import sandbox_spec, session_limits
 from .states import Reason, State
+from .store import Store
 from .warm import WarmListing
 
 log = logging.getLogger(__name__)
@@ -51,7 +52,7 @@ class Engine:
         self,
         config: Config,
         executor: Executor,
-        records: RecordStore,
+        records: Store,
         languages: dict[str, LanguageSpec] | None = None,
         metrics: Metrics | None = None,
     ) -> None:

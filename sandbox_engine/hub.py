@@ -14,6 +14,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+from typing import Protocol
 
 from .errors import EngineError, Kind
 from .protocol import encode
@@ -22,6 +23,19 @@ from .subscriber import NORMAL_CLOSURE, Subscriber
 from .watchers import LIVE, REVOKED, Watcher
 
 log = logging.getLogger(__name__)
+
+
+class Mirror(Protocol):
+    """A copy of the hubs' buffers kept elsewhere (redis_replay.ReplayMirror): appended and
+    ended never block; started and stopped by the worker."""
+
+    def start(self) -> None: ...
+
+    def stop(self) -> None: ...
+
+    def appended(self, session_id: str, text: str) -> None: ...
+
+    def ended(self, session_id: str) -> None: ...
 
 
 class Callbacks:
@@ -67,6 +81,9 @@ class SessionHub:
         self.grace = grace
         # Ends the session client_disconnected: no client came back within the grace.
         self.on_gone = on_gone
+        # Told each message's text as numbered, and the end (a copy of the buffer: redis_replay).
+        self.on_text: Callable[[str], None] = lambda text: None
+        self.on_end: Callable[[], None] = lambda: None
         self.buffer = ReplayBuffer(buffer_limit)
         # Reentrant: a send that fails inside publish detaches its client under the lock.
         self._lock = threading.RLock()
@@ -91,6 +108,7 @@ class SessionHub:
         raises: a client that cannot be sent to is detached."""
         with self._lock:
             text = self.buffer.append(message)
+            self.on_text(text)
             if self._controller is not None:
                 self._send(self._controller, text)
             for watcher in self._watchers:
@@ -106,6 +124,7 @@ class SessionHub:
             self._cancel_grace()
             for watcher in self._watchers:
                 watcher.finish()
+            self.on_end()
         if controller is not None:
             controller.close(NORMAL_CLOSURE, None)
 
@@ -319,11 +338,17 @@ class Hubs:
         # Told when a session's hub opens and when it is forgotten: other workers find it so.
         self.on_open: Callable[[str], None] = lambda session_id: None
         self.on_forget: Callable[[str], None] = lambda session_id: None
+        # Where each hub's messages are copied, if anywhere (see SessionHub.on_text).
+        self.mirror: Mirror | None = None
 
     def open(self, session_id: str) -> SessionHub:
         hub = SessionHub(
             session_id, self.buffer_limit, self.grace, clock=self._clock, max_watchers=self.max_watchers
         )
+        mirror = self.mirror
+        if mirror is not None:
+            hub.on_text = lambda text: mirror.appended(session_id, text)
+            hub.on_end = lambda: mirror.ended(session_id)
         with self._lock:
             self._forget_expired()
             self._hubs[session_id] = hub

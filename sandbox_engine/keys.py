@@ -95,7 +95,11 @@ class KeyStore:
     """The keys of one server instance: made, listed and revoked by the CLI, found by the workers."""
 
     def __init__(
-        self, directory: str, keys_file: str | None = None, clock: Callable[[], float] = time.monotonic
+        self,
+        directory: str,
+        keys_file: str | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        shared_secret: Callable[[], bytes] | None = None,
     ) -> None:
         # The instance's keys directory: the secret, each key's last use; the keys file by default.
         self.directory = directory
@@ -108,6 +112,8 @@ class KeyStore:
         self._clock = clock
         self._lock = threading.Lock()
         self._secret: bytes | None = None
+        # Where replicas keep the one secret they all hash with (see redis_keys); asked on first use.
+        self._shared_secret = shared_secret
         # What the last read found: (digest, key) pairs, the file's signature, when to look again.
         self._keys: list[tuple[bytes, Key]] = []
         self._seen: tuple | None = None
@@ -118,7 +124,17 @@ class KeyStore:
     @classmethod
     def for_config(cls, config: Config) -> KeyStore:
         directory = keys_directory(instance_directory(config.state_dir, config.instance))
-        return cls(directory, config.keys_file or None)
+        if not config.redis_url:
+            return cls(directory, config.keys_file or None)
+
+        def shared_secret() -> bytes:
+            # Imported on first use: gunicorn's master reads the keys before it forks, and must not
+            # load redis-py (and with it ssl) before gevent patches the workers.
+            from .redis_keys import key_secret
+
+            return key_secret(config.redis_url, config.instance)
+
+        return cls(directory, config.keys_file or None, shared_secret=shared_secret)
 
     # --- the workers' side -------------------------------------------------------------
     def find(self, secret: str) -> Key | None:
@@ -265,6 +281,8 @@ class KeyStore:
     def _server_secret(self) -> bytes:
         """The instance's secret for the keyed hash: made on first use, 0600, and never changed
         (a new one would turn every key away)."""
+        if self._secret is None and self._shared_secret is not None:
+            self._secret = self._shared_secret()
         if self._secret is None:
             path = os.path.join(self.directory, "secret")
             try:

@@ -13,6 +13,7 @@ import os
 import struct
 import time
 from collections.abc import Callable
+from typing import Protocol
 
 from .locks import lock_polling
 from .statedir import FILE_MODE, private_directory
@@ -21,6 +22,12 @@ WINDOW = 60
 # One slot a second: (the second it counts, how many requests in it).
 _SLOT = struct.Struct("<qI")
 _SIZE = _SLOT.size * WINDOW
+
+
+class Rates(Protocol):
+    """Each key's requests a minute: here in files, across replicas in Redis (see redis_keys)."""
+
+    def take(self, name: str, rate: int) -> int | None: ...
 
 
 class RateLimits:

@@ -20,8 +20,8 @@ from typing import Protocol
 from .config import Config
 from .errors import EngineError
 from .executor import Executor, ExecutorError, SandboxInfo
-from .records import RecordStore
 from .states import Reason
+from .store import Store
 
 log = logging.getLogger(__name__)
 
@@ -66,7 +66,7 @@ class Reaper:
     def __init__(
         self,
         executor: Executor,
-        records: RecordStore,
+        records: Store,
         sessions: Sessions,
         idle_timeout: float,
         keep_records: float,
@@ -110,6 +110,10 @@ class Reaper:
 
     def run_once(self) -> None:
         """One pass: reap, then prune, each whatever became of the other."""
+        try:
+            self.records.announce()
+        except Exception:
+            log.exception("announcing this worker failed")
         try:
             self.reap_once()
         except ExecutorError as exc:
@@ -181,9 +185,12 @@ class Reaper:
         return now - created > self.idle_timeout
 
 
-def reap_instance(executor: Executor, records: RecordStore, reason: Reason = Reason.INTERNAL_ERROR) -> int:
+def reap_instance(executor: Executor, records: Store, reason: Reason = Reason.INTERNAL_ERROR) -> int:
     """Remove every sandbox of this instance, and free what removed ones still held: at server
-    start, what a crash left behind."""
+    start, what a crash left behind. Nothing while another server shares the records (replicas
+    with --redis-url): its sandboxes are its own, and its reapers take what a dead one left."""
+    if records.others_alive():
+        return 0
     count = 0
     for info in executor.list():
         if info.pooled:

@@ -11,6 +11,7 @@ import contextlib
 import enum
 import json
 import os
+import secrets
 import tempfile
 import time
 from collections.abc import Callable
@@ -20,6 +21,7 @@ from datetime import UTC, datetime
 from .batch import RunRequest, dump_request, dump_result, load_request, load_result
 from .executor import SandboxRef
 from .locks import exclusive
+from .relay import LocalOwners
 from .statedir import private_directory, private_opener, touch
 from .states import Reason, State, signal_name
 
@@ -229,6 +231,30 @@ class RecordStore:
         except FileNotFoundError:
             return None
 
+    def watch_secret(self, session_id: str, make: bool = False) -> bytes | None:
+        """The secret of the session's watch links (see watch_tokens), made first if asked."""
+        path = self._path(session_id, ".watch")
+        if make and not os.path.exists(path):
+            # Written aside then linked in: two workers making it at once agree on one secret.
+            tmp = self._path(f".tmp-{secrets.token_hex(8)}", ".watch")
+            with open(tmp, "wb", opener=private_opener) as f:
+                f.write(secrets.token_bytes(32))
+            try:
+                os.link(tmp, path)
+            except FileExistsError:
+                pass
+            finally:
+                os.unlink(tmp)
+        try:
+            with open(path, "rb") as f:
+                return f.read()
+        except FileNotFoundError:
+            return None
+
+    def revoke_watch(self, session_id: str) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self._path(session_id, ".watch"))
+
     def write_result(self, run_id: str, result: dict) -> None:
         """A batch run's result, or why it has none: {"result": RunResult} or {"error": (code,
         message)}, read back by any worker (see runs)."""
@@ -394,6 +420,16 @@ class RecordStore:
                 if record is None or record.final:
                     with contextlib.suppress(FileNotFoundError):
                         os.unlink(os.path.join(directory, session_id))
+
+    def owners(self, owner: str, host: str, secret: str) -> LocalOwners:
+        """Unix sockets in this directory, private to the server's user: no host, no secret."""
+        return LocalOwners(self.directory, owner)
+
+    def announce(self) -> None:
+        """One server's workers share this directory; no other server does (see Store)."""
+
+    def others_alive(self) -> bool:
+        return False
 
 
 def _ns(ts: float) -> str:

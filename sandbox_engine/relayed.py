@@ -97,7 +97,7 @@ def serve_watch(engine: Engine, request: dict, client: RelayClient, reader: Line
     if hub is None:
         client.close(Kind.SESSION_ENDED.close_code, f"session {session_id} has ended", Kind.SESSION_ENDED)
         return
-    if not watch_tokens.valid(engine.records.directory, session_id, str(request.get("token"))):
+    if not watch_tokens.valid(engine.records, session_id, str(request.get("token"))):
         kind = Kind.INVALID_TOKEN
         client.close(kind.close_code, "this watch link is not valid: mistyped, or revoked", kind)
         return

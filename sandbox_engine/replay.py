@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections import deque
 from dataclasses import dataclass
 
@@ -52,3 +53,14 @@ class ReplayBuffer:
         first_held = self._held[0][0] if self._held else self.last + 1
         gap = Gap(after + 1, first_held - 1) if first_held > after + 1 else None
         return gap, [text for seq, text, _ in self._held if seq > after]
+
+
+def stored_since(texts: list[str], after: int) -> tuple[Gap | None, list[str]]:
+    """As ReplayBuffer.since, from a buffer's texts as kept elsewhere (see redis_replay)."""
+    seqs = [json.loads(text)["seq"] for text in texts]
+    last = seqs[-1] if seqs else 0
+    if not 0 <= after <= last:
+        raise ValueError(f"seq {after} was never sent (the last is {last})")
+    first_held = seqs[0] if seqs else last + 1
+    gap = Gap(after + 1, first_held - 1) if first_held > after + 1 else None
+    return gap, [text for seq, text in zip(seqs, texts, strict=True) if seq > after]

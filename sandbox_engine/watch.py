@@ -23,6 +23,7 @@ from .protocol import encode, shown
 from .records import Record
 from .states import State
 from .worker import current_engine as engine
+from .worker import current_owners
 from .ws import LINGER, Channel, WholeFrameSocket, downstream, origin_allowed, sock
 
 log = logging.getLogger(__name__)
@@ -43,7 +44,7 @@ SOCKETS = ("watch.watch_socket", "watch.without_upgrade")
 def create_watchers(session_id: str):
     """A link that follows the session read-only: the IDE's page at /watch/<id>?token=..."""
     engine().describe(session_id, current_key())
-    token = watch_tokens.mint(engine().records.directory, session_id)
+    token = watch_tokens.mint(engine().records, session_id)
     return {"watchToken": token, "url": f"{request.url_root}watch/{session_id}?token={token}"}, 201
 
 
@@ -51,13 +52,13 @@ def create_watchers(session_id: str):
 def revoke_watchers(session_id: str):
     """Every link of the session stops working, and the watchers attached are closed (4403)."""
     engine().describe(session_id, current_key())
-    watch_tokens.revoke(engine().records.directory, session_id)
+    watch_tokens.revoke(engine().records, session_id)
     hub = engine().hubs.get(session_id)
     if hub is not None:
         hub.revoke()
         return "", 204
     try:
-        conn, reader = relay.connect(engine().records.directory, {"session": session_id, "revoke": True})
+        conn, reader = relay.connect(current_owners(), {"session": session_id, "revoke": True})
     except EngineError:
         return "", 204  # no worker runs it: nobody watches
     try:
@@ -78,7 +79,7 @@ def refuse_before_upgrade():
     session_id = request.view_args["session_id"]
     token, _ = watch_args()
     record = _record(session_id)
-    if not watch_tokens.valid(engine().records.directory, session_id, token):
+    if not watch_tokens.valid(engine().records, session_id, token):
         raise EngineError(Kind.INVALID_TOKEN, "this watch link is not valid: mistyped, or revoked")
     hub = engine().hubs.get(session_id)
     if hub is not None:
@@ -89,7 +90,7 @@ def refuse_before_upgrade():
     elif record.state is State.CREATED and not record.final:
         raise EngineError(Kind.NOT_STARTED, f"session {session_id} has not started: nothing to watch yet")
     else:
-        relay.probe(engine().records.directory, session_id, watch=True)
+        relay.probe(current_owners(), session_id, watch=True)
     for key in ("gunicorn.socket", "werkzeug.socket"):
         if key in request.environ:
             request.environ[key] = WholeFrameSocket(request.environ[key])
@@ -129,7 +130,7 @@ def watch_socket(ws, session_id: str) -> None:
     if hub is None:
         relayed({"session": session_id, "watch": True, "start": from_start, "token": token}, ws, channel)
         return
-    if not watch_tokens.valid(engine().records.directory, session_id, token):
+    if not watch_tokens.valid(engine().records, session_id, token):
         channel.close(Kind.INVALID_TOKEN.close_code, "this watch link is not valid: mistyped, or revoked")
         return
     try:
@@ -157,7 +158,7 @@ def relayed(request: dict, ws, channel: Channel) -> None:
     """A watch of a session another worker runs: its messages come through the relay; what the
     watcher sends is answered here and never goes there."""
     try:
-        conn, reader = relay.connect(engine().records.directory, request)
+        conn, reader = relay.connect(current_owners(), request)
     except EngineError as exc:
         channel.close(exc.kind.close_code, exc.message[:120])
         return

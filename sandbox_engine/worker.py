@@ -18,14 +18,16 @@ from .batch import Runner
 from .config import Config
 from .engine import SHUTDOWN_GRACE, Engine
 from .executor import Executor
+from .hub import Mirror
 from .languages import LANGUAGES, LanguageSpec
 from .metrics import Metrics
 from .pool import Pool
 from .reaper import Reaper
-from .records import Record, RecordStore
-from .relay import RelayServer, advertise, withdraw
+from .records import Record
+from .relay import Owners, RelayServer
 from .relayed import serve_relayed
 from .runs import Runs
+from .store import Store, relay_owners
 from .timeouts import DEADLINE_GRACE
 
 EXTENSION = "sandbox_engine"
@@ -39,7 +41,7 @@ class Worker:
         self,
         config: Config,
         executor: Executor,
-        records: RecordStore,
+        records: Store,
         languages: dict[str, LanguageSpec] | None = None,
         metrics: Metrics | None = None,
     ) -> None:
@@ -74,6 +76,8 @@ class Worker:
             max_age=max_session_age(config),
         )
         self.relay: RelayServer | None = None
+        self.owners: Owners | None = None
+        self.mirror: Mirror | None = None
         self._started_pid: int | None = None
         self._lock = threading.Lock()
 
@@ -104,17 +108,25 @@ class Worker:
         self.engine.hubs.clear()
         if self.relay is not None:
             self.relay.stop()
+        if self.mirror is not None:
+            self.mirror.stop()  # after the runs ended: their final states are copied too
         if isinstance(self.runs, Runs):
             self.runs.shutdown(SHUTDOWN_GRACE)
 
     def _start_relay(self) -> None:
-        """This worker's socket for resumes landing on other workers (see relay); named by the
-        worker's pid, so started after the fork."""
-        engine, directory = self.engine, self.engine.records.directory
-        self.relay = RelayServer(directory, engine.owner, lambda *args: serve_relayed(engine, *args))
+        """This worker's listener for resumes landing on other workers, or replicas (see relay);
+        named by the worker's pid, so started after the fork."""
+        engine = self.engine
+        self.owners = relay_owners(engine.records, engine.owner, engine.config)
+        self.relay = RelayServer(self.owners, lambda *args: serve_relayed(engine, *args))
         self.relay.start()
-        engine.hubs.on_open = lambda session_id: advertise(directory, engine.owner, session_id)
-        engine.hubs.on_forget = lambda session_id: withdraw(directory, session_id)
+        engine.hubs.on_open = self.owners.advertise
+        engine.hubs.on_forget = self.owners.withdraw
+        if engine.config.reconnect_grace > 0:
+            self.mirror = self.owners.mirror(engine.config.replay_limit, engine.config.reconnect_grace)
+        if self.mirror is not None:
+            self.mirror.start()
+            engine.hubs.mirror = self.mirror
 
 
 def max_session_age(config: Config) -> float:
@@ -130,6 +142,14 @@ def current_worker() -> Worker:
 def current_runs() -> Runner:
     """The batch runs of the app handling this request, for the blueprints."""
     return current_worker().runs
+
+
+def current_owners() -> Owners:
+    """Where the sessions of this app's workers are held, for the WebSocket's relayed resumes."""
+    worker = current_worker()
+    worker.ensure_started()
+    assert worker.owners is not None
+    return worker.owners
 
 
 def current_engine() -> Engine:

@@ -19,8 +19,11 @@ from .errors import EngineError, Kind
 from .hub import SessionHub
 from .protocol import ProtocolError, encode, parse_json, shown
 from .relayed import handle_message
+from .replay import stored_since
 from .session import SessionRun
+from .states import State
 from .worker import current_engine as engine
+from .worker import current_owners
 
 log = logging.getLogger(__name__)
 
@@ -119,7 +122,12 @@ def refuse_before_upgrade():
     resume, takeover = attach_args()
     session_id = request.view_args["session_id"]
     if engine().check_attachable(session_id, resume, takeover):
-        relay.probe(engine().records.directory, session_id, takeover)
+        try:
+            relay.probe(current_owners(), session_id, takeover)
+        except EngineError as exc:
+            # No worker holds it any more, but a copy of its messages may (see replay_stored).
+            if exc.kind is not Kind.SESSION_ENDED or current_owners().stored(session_id) is None:
+                raise
     for key in ("gunicorn.socket", "werkzeug.socket"):
         if key in request.environ:
             request.environ[key] = WholeFrameSocket(request.environ[key])
@@ -214,9 +222,10 @@ def drive(ws, channel: Channel, run: SessionRun, hub: SessionHub) -> None:
 def relayed(ws, channel: Channel, request: dict) -> None:
     """A resume of a session another worker runs: relay both ways to that worker (see relay)."""
     try:
-        conn, reader = relay.connect(engine().records.directory, request)
+        conn, reader = relay.connect(current_owners(), request)
     except EngineError as exc:
-        channel.close(exc.kind.close_code, exc.message[:120])
+        if exc.kind is not Kind.SESSION_ENDED or not replay_stored(channel, request):
+            channel.close(exc.kind.close_code, exc.message[:120])
         return
     log.info(
         "session %s: resumed through %s, relayed to the worker that runs it",
@@ -249,6 +258,34 @@ def relayed(ws, channel: Channel, request: dict) -> None:
             pass
         sending.join(LINGER)
         conn.close()
+
+
+def replay_stored(channel: Channel, request: dict) -> bool:
+    """A resume of a session no worker holds any more, from the copy of its messages (see
+    redis_replay): what the client missed, then a normal close if that reached the final state,
+    else session_ended (the worker that ran it went before it could send it). False: no copy."""
+    texts = current_owners().stored(request["session"])
+    if texts is None:
+        return False
+    try:
+        gap, missed = stored_since(texts, request["after"])
+    except ValueError as exc:
+        channel.close(Kind.INVALID_REQUEST.close_code, f"cannot resume: {exc}"[:120])
+        return True
+    try:
+        if gap is not None:
+            channel.send(gap.message())
+        for text in missed:
+            channel.send_text(text)
+    except ConnectionClosed:
+        return True
+    last = json.loads(texts[-1])
+    if last.get("type") == "state" and State(last.get("state")).final:
+        channel.close(1000, None)
+    else:
+        message = f"session {request['session']} has ended: the server that ran it is gone"
+        channel.close(Kind.SESSION_ENDED.close_code, message[:120])
+    return True
 
 
 def downstream(reader: relay.LineReader, channel: Channel) -> None:

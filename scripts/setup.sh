@@ -10,6 +10,8 @@ command -v debootstrap >/dev/null || need+=(debootstrap)
 # gVisor, for `serve --runtime runsc` (and `make test-gvisor`); scripts/runsc.sh registers it.
 command -v runsc >/dev/null || need+=(runsc)
 [ -n "$want_tests" ] && { command -v nginx >/dev/null || need+=(nginx-light); }
+# Replicas share their records in Redis (--redis-url): the tests run Debian's redis-server.
+[ -n "$want_tests" ] && { command -v redis-server >/dev/null || need+=(redis-server); }
 # The browser test drives the IDE page in Debian's chromium, headless, through Playwright; the
 # page's fonts are DejaVu (chromium only recommends fonts).
 [ -n "$want_tests" ] && { command -v chromium >/dev/null || need+=(chromium fonts-dejavu-core); }
@@ -22,6 +24,8 @@ if [ ${#need[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
   # Debian's nginx package starts a server on port 80 we do not want; the tests run their own.
   if [[ " ${need[*]} " == *" nginx-light "* ]]; then nginx -s stop 2>/dev/null || true; fi
+  # Likewise its redis-server where an init system starts one: the tests start their own.
+  if [[ " ${need[*]} " == *" redis-server "* ]]; then service redis-server stop >/dev/null 2>&1 || true; fi
 fi
 
 if [ ! -x .venv/bin/python ]; then

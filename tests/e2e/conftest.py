@@ -11,7 +11,7 @@ import docker
 import httpx
 import pytest
 import requests
-from harness import INSTANCE_LABEL, STARTED_INSTANCES, Server, shutdown, start_server
+from harness import INSTANCE_LABEL, STARTED_INSTANCES, Server, shutdown, start_server, stop_shared_redis
 from tcpproxy import TcpProxy
 
 
@@ -129,6 +129,13 @@ def proxy_to() -> Iterator:
     yield make
     for proxy in proxies:
         proxy.close()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def redis_stopped_after_suite() -> Iterator[None]:
+    """The replicas' Redis (SANDBOX_ENGINE_E2E_REPLICAS=2), if any server started it."""
+    yield
+    stop_shared_redis()
 
 
 @pytest.fixture(scope="session", autouse=True)

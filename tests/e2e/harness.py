@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 import described
 import docker
 import requests
+from redisserver import redis_server
 from websockets.sync.client import ClientConnection, connect
 
 from sandbox_engine.config import Config
@@ -43,6 +44,14 @@ GVISOR = RUNTIME == "runsc"
 KEYS_SEEN_WITHIN = 1.0
 # Every instance this test run started, for the end-of-suite leak check.
 STARTED_INSTANCES: set[str] = set()
+# SANDBOX_ENGINE_E2E_REPLICAS=2: every server of the suite is two replicas on two ports, with a
+# state directory each and one Redis for the suite (--redis-url); the tests' HTTP requests go to
+# the first, their WebSockets to the second (see Server.peer).
+REPLICAS = int(os.environ.get("SANDBOX_ENGINE_E2E_REPLICAS") or 1)
+# What the replicas share, which `sandbox-engine keys` is given as they are.
+SHARED = ("redis_url", "keys_file")
+# The suite's one redis-server, started with the first replicated server (see shared_redis).
+_REDIS: list = []
 
 
 def free_port() -> int:
@@ -69,10 +78,18 @@ class Server:
     # Its state directory (records, API keys) and the file its output goes to.
     state_dir: str = ""
     log: str = ""
+    # The second replica, sharing the instance and Redis, which the tests' WebSockets reach.
+    peer: Server | None = None
 
     @property
     def ws_url(self) -> str:
-        return "ws" + self.url[len("http") :]
+        url = self.peer.url if self.peer is not None else self.url
+        return "ws" + url[len("http") :]
+
+    @property
+    def processes(self) -> list[subprocess.Popen]:
+        """Every replica's `sandbox-engine serve`."""
+        return [self.process] + (self.peer.processes if self.peer is not None else [])
 
     def post(self, code: str, language: str = "python", **extra) -> requests.Response:
         return requests.post(
@@ -158,9 +175,11 @@ class Server:
 
     def keys(self, *args: str) -> subprocess.CompletedProcess:
         """`sandbox-engine keys ...` as the operator runs it beside the server."""
+        given = {name: self.options[name] for name in SHARED if self.options.get(name)}
+        shared = [f"--{name.replace('_', '-')}={value}" for name, value in given.items()]
         return subprocess.run(
             [os.path.join(VENV_BIN, "sandbox-engine"), "keys", *args]
-            + ["--state-dir", self.state_dir, "--instance", self.instance],
+            + ["--state-dir", self.state_dir, "--instance", self.instance, *shared],
             capture_output=True,
             text=True,
             timeout=30,
@@ -176,9 +195,13 @@ class Server:
         return done.stdout.strip()
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 30) -> int:
-        if self.process.poll() is None:
-            self.process.send_signal(sig)
-        return self.process.wait(timeout)
+        """Stop every replica, the first last (the last to go reaps what no client attached to,
+        see reaper.reap_instance); the first one's exit status."""
+        for process in reversed(self.processes):
+            if process.poll() is None:
+                process.send_signal(sig)
+            process.wait(timeout)
+        return self.process.returncode
 
 
 @dataclass
@@ -273,11 +296,44 @@ def start_server(
     state_dir: str | None = None,
     **options,
 ) -> Server:
-    """A real `sandbox-engine serve`, once it is ready (or, with ready=False, once it answers)."""
-    port = free_port()
+    """A real `sandbox-engine serve`, once it is ready (or, with ready=False, once it answers);
+    under SANDBOX_ENGINE_E2E_REPLICAS=2, two of them sharing the instance and one Redis."""
     instance = instance or f"t{uuid.uuid4().hex[:10]}"
     STARTED_INSTANCES.add(instance)
     state_dir = state_dir or str(tmp_path_factory.mktemp("state"))
+    if REPLICAS < 2 or "redis_url" in options:
+        return _start_one(docker_client, tmp_path_factory, workers, instance, ready, state_dir, **options)
+    options["redis_url"] = shared_redis(tmp_path_factory)
+    # One keys file for both, as the operator mounts it on every replica (see README, Replicas).
+    options.setdefault("keys_file", os.path.join(state_dir, "keys.json"))
+    first = _start_one(docker_client, tmp_path_factory, workers, instance, ready, state_dir, **options)
+    try:
+        own_dir = str(tmp_path_factory.mktemp("state"))
+        first.peer = _start_one(docker_client, tmp_path_factory, workers, instance, ready, own_dir, **options)
+    except BaseException:
+        shutdown(first)
+        raise
+    return first
+
+
+def shared_redis(tmp_path_factory) -> str:
+    """The suite's redis-server, started on first use; stop_shared_redis stops it."""
+    if not _REDIS:
+        context = redis_server(str(tmp_path_factory.mktemp("redis")))
+        _REDIS.append((context, context.__enter__()))
+    return _REDIS[0][1]
+
+
+def stop_shared_redis() -> None:
+    while _REDIS:
+        context, _ = _REDIS.pop()
+        context.__exit__(None, None, None)
+
+
+def _start_one(
+    docker_client, tmp_path_factory, workers: int, instance: str, ready: bool, state_dir: str, **options
+) -> Server:
+    port = free_port()
     env = {**os.environ, "SANDBOX_ENGINE_STATE_DIR": state_dir}
     args = [os.path.join(VENV_BIN, "sandbox-engine"), "serve", "--bind", f"127.0.0.1:{port}"]
     args += ["--workers", str(workers), "--instance", instance]
@@ -314,8 +370,10 @@ def shutdown(server: Server) -> None:
     try:
         server.stop()
     except subprocess.TimeoutExpired:
-        os.killpg(server.process.pid, signal.SIGKILL)
-        server.process.wait()
+        for process in server.processes:
+            if process.poll() is None:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait()
     left = server.wait_no_containers(timeout=5)
     for container in left:
         server.docker.api.remove_container(container["Id"], force=True)

@@ -101,9 +101,10 @@ def test_crash_recovery_reaps_what_a_killed_server_left(make_server, docker_clie
     running = crashed.attach(crashed.create(SLEEPER))
     running.read_stdout_until("up")
     crashed.create(SLEEPER)
-    # kill -9 of master and workers: nothing gets to clean up.
-    os.killpg(crashed.process.pid, signal.SIGKILL)
-    crashed.process.wait(10)
+    # kill -9 of master and workers (of every replica): nothing gets to clean up.
+    for process in crashed.processes:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait(10)
     assert len(crashed.sessions_containers()) == 2
     restarted = start_server(docker_client, tmp_path_factory, workers=2, instance=crashed.instance)
     try:

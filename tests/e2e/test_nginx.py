@@ -53,12 +53,13 @@ def nginx_binary() -> str:
     return found
 
 
-def site_conf(upstream_port: int, listen_port: int) -> str:
-    """deploy/nginx.conf with only its two port numbers changed."""
+def site_conf(upstream_ports: list[int], listen_port: int) -> str:
+    """deploy/nginx.conf with only its port numbers changed: one upstream server per replica."""
     with open(DEPLOY_CONF) as f:
         text = f.read()
+    upstreams = " ".join(f"server 127.0.0.1:{port};" for port in upstream_ports)
     for old, new in (
-        ("server 127.0.0.1:8080;", f"server 127.0.0.1:{upstream_port};"),
+        ("server 127.0.0.1:8080;", upstreams),
         ("listen 80;", f"listen 127.0.0.1:{listen_port};"),
     ):
         assert text.count(old) == 1, f"deploy/nginx.conf should say {old!r} exactly once"
@@ -86,11 +87,14 @@ def stop(process: subprocess.Popen) -> None:
 
 @pytest.fixture
 def proxied(make_server, tmp_path) -> Iterator[Server]:
-    """A two-worker server reached only through nginx: the Server's url is nginx's."""
+    """A two-worker server reached only through nginx: the Server's url is nginx's. Replicas
+    (SANDBOX_ENGINE_E2E_REPLICAS=2) are all nginx's upstream, which spreads requests over them."""
     binary = nginx_binary()
     server = make_server(workers=2)
     port = free_port()
-    (tmp_path / "sandbox-engine.conf").write_text(site_conf(int(server.url.rsplit(":", 1)[1]), port))
+    replicas = [server] + ([server.peer] if server.peer is not None else [])
+    upstreams = [int(replica.url.rsplit(":", 1)[1]) for replica in replicas]
+    (tmp_path / "sandbox-engine.conf").write_text(site_conf(upstreams, port))
     (tmp_path / "nginx.conf").write_text(MAIN_CONF.format(user=user_directive(), dir=tmp_path))
     error_log = tmp_path / "error.log"
     args = [binary, "-p", str(tmp_path), "-c", str(tmp_path / "nginx.conf"), "-e", str(error_log)]
@@ -113,7 +117,8 @@ def proxied(make_server, tmp_path) -> Iterator[Server]:
             if time.monotonic() > deadline:
                 raise RuntimeError(f"nginx did not proxy /healthz in 30 s; see {error_log}")
             time.sleep(0.05)
-        yield dataclasses.replace(server, url=url)
+        # Its WebSockets go through nginx too (to whichever replica nginx chooses).
+        yield dataclasses.replace(server, url=url, peer=None)
     finally:
         stop(process)
 

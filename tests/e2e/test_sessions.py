@@ -228,7 +228,7 @@ def test_foreign_origin_is_refused_before_upgrade(server):
         server.attach(session_id, origin="https://evil.example")
     assert refused.value.response.status_code == 403
     # Same-origin browsers are welcome, and the session was not consumed by the refusal.
-    host = server.url.split("//", 1)[1]
+    host = server.ws_url.split("//", 1)[1]  # the host the WebSocket connects to
     with server.attach(session_id, origin=f"http://{host}") as ws:
         assert ws.read_to_end(10).final["reason"] == "exited"
 

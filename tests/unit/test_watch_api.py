@@ -15,6 +15,7 @@ from flask.testing import FlaskClient
 from sandbox_engine import create_app, watch_tokens
 from sandbox_engine.config import Config
 from sandbox_engine.engine import Engine
+from sandbox_engine.records import RecordStore
 from sandbox_engine.worker import EXTENSION
 
 # A browser's opening handshake (as test_api's): refusals answer it with JSON, not with 101.
@@ -109,15 +110,16 @@ def test_the_watch_socket_refuses_before_any_upgrade(app, client):
 
 def test_tokens_hold_for_their_session_only_until_revoked(tmp_path):
     directory = str(tmp_path)
+    store = RecordStore(directory)
     one, other = str(uuid.uuid4()), str(uuid.uuid4())
-    token = watch_tokens.mint(directory, one)
-    assert watch_tokens.valid(directory, one, token)
-    assert not watch_tokens.valid(directory, other, token)
-    assert not watch_tokens.valid(directory, one, token[:-1] + ("0" if token[-1] != "0" else "1"))
-    assert not watch_tokens.valid(directory, one, "")
+    token = watch_tokens.mint(store, one)
+    assert watch_tokens.valid(store, one, token)
+    assert not watch_tokens.valid(store, other, token)
+    assert not watch_tokens.valid(store, one, token[:-1] + ("0" if token[-1] != "0" else "1"))
+    assert not watch_tokens.valid(store, one, "")
     assert oct(os.stat(os.path.join(directory, one + ".watch")).st_mode & 0o777) == "0o600"
-    watch_tokens.revoke(directory, one)
-    assert not watch_tokens.valid(directory, one, token)
-    again = watch_tokens.mint(directory, one)
-    assert watch_tokens.valid(directory, one, again) and not watch_tokens.valid(directory, one, token)
+    watch_tokens.revoke(store, one)
+    assert not watch_tokens.valid(store, one, token)
+    again = watch_tokens.mint(store, one)
+    assert watch_tokens.valid(store, one, again) and not watch_tokens.valid(store, one, token)
     assert [name for name in os.listdir(directory) if name.startswith(".tmp-")] == []
