@@ -25,6 +25,19 @@ def _ui_root() -> str:
 ROOT = _ui_root()
 
 
+def kube_executor(config: Config):
+    """The Kubernetes executor of this configuration; imported here, as docker-py is below."""
+    from .kube_executor import KubeExecutor
+
+    return KubeExecutor(
+        config.instance,
+        namespace=config.namespace,
+        kubeconfig=config.kubeconfig or None,
+        runtime_class=config.runtime_class or None,
+        deadline=config.sandbox_deadline,
+    )
+
+
 def create_app(config: Config | None = None, executor=None) -> Flask:
     """The application factory. `config` defaults to the environment; `executor` to Docker."""
     from . import access, api, auth, docs, headers, judge0, metrics_api, piston, piston_ws, runs_api, ui, ws
@@ -49,6 +62,8 @@ def create_app(config: Config | None = None, executor=None) -> Flask:
 
     records = RecordStore(instance_directory(config.state_dir, config.instance))
     metrics = Metrics()
+    if executor is None and config.executor == "kubernetes":
+        executor = kube_executor(config)
     if executor is None:
         # Imported here: an app given another executor (the unit tests' fake) never loads docker-py.
         from .docker_executor import DockerExecutor
