@@ -25,8 +25,9 @@ def _ui_root() -> str:
 ROOT = _ui_root()
 
 
-def kube_executor(config: Config):
-    """The Kubernetes executor of this configuration; imported here, as docker-py is below."""
+def kube_executor(config: Config, own_only: bool = False):
+    """The Kubernetes executor of this configuration; imported here, as docker-py is below.
+    `own_only`: it lists only this replica's pods (the start-up reap's)."""
     from .kube_executor import KubeExecutor
 
     return KubeExecutor(
@@ -35,6 +36,7 @@ def kube_executor(config: Config):
         kubeconfig=config.kubeconfig or None,
         runtime_class=config.runtime_class or None,
         deadline=config.sandbox_deadline,
+        own_only=own_only,
     )
 
 

@@ -166,7 +166,7 @@ def reap_command(reason: Reason) -> int:
 
     config = Config.from_env()
     if config.executor == "kubernetes":
-        executor = kube_executor(config)
+        executor = kube_executor(config, own_only=True)
     else:
         executor = DockerExecutor(config.instance, UidLeases(config.uid_dir, config.uids), config.docker_host)
     try:

@@ -9,7 +9,9 @@ exactly one claim ever succeed. The launcher protocol is Docker's (see launch); 
 when it is created, and its launcher waits on stdin for the program.
 
 Owners are a worker's `p<pid>` and the replica's host name: a replica judges only its own claims
-(whether their worker lives); another replica's pods end with it, or at their deadline.
+(whether their worker lives), and its start-up reap removes only the pods it made or claimed
+(its host name survives a restart of its container, not of its pod); another replica's pods end
+with it, or at their deadline (activeDeadlineSeconds).
 """
 
 from __future__ import annotations
@@ -80,12 +82,16 @@ class KubeExecutor(Executor):
         runtime_class: str | None = None,
         deadline: int = 3600,
         host: str | None = None,
+        own_only: bool = False,
     ) -> None:
         self.instance = instance
         self.security = PodSecurity(namespace, runtime_class or None, deadline)
         self.namespace = namespace
         self.prefix = f"se-{_name_part(instance)}-"
         self.host = _label(host or socket.gethostname())
+        # Listing only the pods this replica made or claimed: what its start-up reap may remove,
+        # while other replicas of the instance serve theirs.
+        self.own_only = own_only
         self.config = kube_api.configuration(kubeconfig)
         self.api = kubernetes.client.CoreV1Api(kubernetes.client.ApiClient(self.config))
 
@@ -99,7 +105,8 @@ class KubeExecutor(Executor):
             LABEL_POOL: "1" if pooled else "",
             LABEL_TTY: "1" if spec.tty else "",
             LABEL_OWNER: "",
-            LABEL_HOST: "",
+            # Its maker's until a claim makes it the claimer's.
+            LABEL_HOST: self.host,
         }
         annotations = {
             ANNOTATION_COMPILE: json.dumps(spec.compile) if spec.compile else "",
@@ -149,7 +156,7 @@ class KubeExecutor(Executor):
         )
 
     def list(self) -> list[SandboxInfo]:
-        return [self._info(pod) for pod in self._pods()]
+        return [self._info(pod) for pod in self._pods(f"{LABEL_HOST}={self.host}" if self.own_only else "")]
 
     def _find(self, session_id: str):
         pods = self._pods(f"{LABEL_SESSION}={session_id}")

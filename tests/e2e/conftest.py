@@ -8,9 +8,10 @@ from collections.abc import Iterator
 import described
 import docker
 import httpx
+import kube
 import pytest
 import requests
-from harness import INSTANCE_LABEL, STARTED_INSTANCES, Server, shutdown, start_server
+from harness import INSTANCE_LABEL, KUBE, STARTED_INSTANCES, Server, shutdown, start_server
 
 
 @pytest.hookimpl(wrapper=True, tryfirst=True)
@@ -81,6 +82,18 @@ def docker_client() -> Iterator[docker.DockerClient]:
         pytest.skip(message)
     yield client
     client.close()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def kubernetes_api(tmp_path_factory) -> Iterator[None]:
+    """Under the Kubernetes executor, the test API server every server of the suite talks to."""
+    if not KUBE:
+        yield
+        return
+    with kube.api_server(str(tmp_path_factory.mktemp("kubeapi"))) as kubeconfig:
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setenv(kube.KUBECONFIG_ENV, kubeconfig)
+            yield
 
 
 @pytest.fixture(scope="session")
