@@ -266,9 +266,9 @@ def connect(
             raise
     if connection.subprotocol != V5_CHANNEL_PROTOCOL:
         connection.close()
+        # Short, as a WebSocket's close reason must be: the client is told it as it is.
         raise RuntimeUnavailable(
-            f"the Kubernetes API server offers {connection.subprotocol or 'no channel protocol'} for "
-            f"pods/{verb}, not {V5_CHANNEL_PROTOCOL}, without which stdin cannot be closed: "
-            "Kubernetes 1.30 or later is needed"
+            f"pods/{verb} without {V5_CHANNEL_PROTOCOL} (offered: {connection.subprotocol or 'none'}); "
+            "Kubernetes 1.30+ needed"
         )
     return Channels(connection)

@@ -84,6 +84,16 @@ def docker_client() -> Iterator[docker.DockerClient]:
     client.close()
 
 
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Under the Kubernetes executor, tests of what only the Docker executor makes are skipped."""
+    if not KUBE:
+        return
+    skip = pytest.mark.skip(reason="about the Docker executor's own objects")
+    for item in items:
+        if item.get_closest_marker("docker_only"):
+            item.add_marker(skip)
+
+
 @pytest.fixture(scope="session", autouse=True)
 def kubernetes_api(tmp_path_factory) -> Iterator[None]:
     """Under the Kubernetes executor, the test API server every server of the suite talks to."""

@@ -133,6 +133,18 @@ class Server:
             return [c for c in self.containers() if c["Names"][0].lstrip("/") in pods]
         return [c for c in self.containers() if c["Names"][0].lstrip("/").split(".")[0].endswith(session_id)]
 
+    def owner(self, session_id: str) -> str | None:
+        """Which worker claimed the session's sandbox (`p<pid>`): its container's name says under
+        Docker, its pod's owner label under Kubernetes; None while unclaimed."""
+        if KUBE:
+            owners = kube.pod_labels(self.instance, f"{SESSION_LABEL}={session_id}", "sandbox-engine/owner")
+            return next((owner for owner in owners if owner), None)
+        for container in self.session_containers(session_id):
+            _, dot, owner = container["Names"][0].partition(".")
+            if dot and owner.startswith("p"):
+                return owner
+        return None
+
     def leases(self) -> dict[int, dict]:
         """The host uids this server's sandboxes hold now, by uid, with what each lease says."""
         leases = {}

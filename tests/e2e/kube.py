@@ -49,12 +49,21 @@ def api_server(directory: str, protocols: str = "v5.channel.k8s.io") -> Iterator
         log.close()
 
 
-def pod_names(instance: str, selector: str) -> list[str]:
-    """The names of the instance's pods that match a label selector, as the API lists them."""
+def pods(instance: str, selector: str) -> list:
+    """The instance's pods that match a label selector, as the API lists them."""
     config = kubernetes.client.Configuration()
     kubernetes.config.load_kube_config(config_file=os.environ[KUBECONFIG_ENV], client_configuration=config)
     with kubernetes.client.ApiClient(config) as client:
-        pods = kubernetes.client.CoreV1Api(client).list_namespaced_pod(
+        listed = kubernetes.client.CoreV1Api(client).list_namespaced_pod(
             "default", label_selector=f"sandbox-engine/instance={instance},{selector}"
         )
-    return [pod.metadata.name for pod in pods.items]
+    return listed.items
+
+
+def pod_names(instance: str, selector: str) -> list[str]:
+    return [pod.metadata.name for pod in pods(instance, selector)]
+
+
+def pod_labels(instance: str, selector: str, label: str) -> list[str]:
+    """One label's value on each matching pod."""
+    return [(pod.metadata.labels or {}).get(label, "") for pod in pods(instance, selector)]
