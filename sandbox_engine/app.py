@@ -37,6 +37,7 @@ def kube_executor(config: Config, own_only: bool = False):
         runtime_class=config.runtime_class or None,
         deadline=config.sandbox_deadline,
         own_only=own_only,
+        registry=config.registry or None,
     )
 
 

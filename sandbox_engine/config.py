@@ -86,6 +86,9 @@ class Config:
     kubeconfig: str = ""
     # The RuntimeClass of sandbox pods (gVisor's, e.g. "gvisor"); empty for the cluster's default.
     runtime_class: str = ""
+    # The registry the cluster's nodes pull sandbox images from, put before each image's name
+    # (registry.example.com/team: registry.example.com/team/sandbox-engine/python:latest).
+    registry: str = ""
     # Browser origins allowed to open a WebSocket; empty allows same-origin and non-browser clients.
     allowed_origins: tuple[str, ...] = field(default_factory=tuple)
     # How long a session's program runs on after its client went away without closing (or

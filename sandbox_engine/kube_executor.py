@@ -83,6 +83,7 @@ class KubeExecutor(Executor):
         deadline: int = 3600,
         host: str | None = None,
         own_only: bool = False,
+        registry: str | None = None,
     ) -> None:
         self.instance = instance
         self.security = PodSecurity(namespace, runtime_class or None, deadline)
@@ -92,6 +93,7 @@ class KubeExecutor(Executor):
         # Listing only the pods this replica made or claimed: what its start-up reap may remove,
         # while other replicas of the instance serve theirs.
         self.own_only = own_only
+        self.registry = registry.rstrip("/") + "/" if registry else ""
         self.config = kube_api.configuration(kubeconfig)
         self.api = kubernetes.client.CoreV1Api(kubernetes.client.ApiClient(self.config))
 
@@ -116,7 +118,7 @@ class KubeExecutor(Executor):
         # optional), so the compile stage runs under the run's limits, as under gVisor with Docker.
         manifest = kube_api.pod_manifest(
             name,
-            spec.image,
+            self.registry + spec.image,
             launch.command(spec),
             launch.environment(spec),
             spec.limits,

@@ -3,12 +3,20 @@ hardened pods, a warm pool's pods taken by label, and a server that offers no v5
 
 from __future__ import annotations
 
+import os
 import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
 
 import kube
 import pytest
-from harness import KUBE, shutdown, start_server
+from harness import KUBE, STARTED_INSTANCES, shutdown, start_server
 from websockets.exceptions import ConnectionClosedError
+
+from sandbox_engine.config import Config
+from sandbox_engine.executor import AlreadyClaimed
+from sandbox_engine.languages import LANGUAGES
+from sandbox_engine.specs import sandbox_spec
 
 pytestmark = [
     pytest.mark.docker,
@@ -104,3 +112,41 @@ def test_an_api_server_without_v5_attach_is_refused_in_words(docker_client, tmp_
             assert "without v5.channel.k8s.io (offered: v4.channel.k8s.io)" in closed.value.rcvd.reason
         finally:
             shutdown(server)
+
+
+@pytest.fixture
+def executor():
+    """The executor itself, on an instance of its own, its pods removed after the test."""
+    from sandbox_engine.kube_executor import KubeExecutor
+
+    made = KubeExecutor(f"t{uuid.uuid4().hex[:10]}", kubeconfig=os.environ[kube.KUBECONFIG_ENV])
+    STARTED_INSTANCES.add(made.instance)
+    yield made
+    for info in made.list():
+        made.remove_sandbox(info)
+    made.close()
+
+
+def test_of_racing_claims_and_takes_exactly_one_wins(executor):
+    """Claims and takes are label patches made with the pod's resourceVersion: 409 for the rest."""
+    spec = sandbox_spec(Config(), LANGUAGES["python"], None, False)
+    pooled = executor.create(spec)
+    [info] = wait_for(lambda: [i for i in executor.list() if i.waiting])
+    sessions = [str(uuid.uuid4()) for _ in range(6)]
+    with ThreadPoolExecutor(len(sessions)) as threads:
+        taken = list(threads.map(lambda s: executor.take_pooled(s, [info]), sessions))
+    assert [ref.id for ref in taken if ref is not None] == [pooled.id]
+    [winner] = [s for s, ref in zip(sessions, taken, strict=True) if ref is not None]
+
+    def claim(owner: str) -> str:
+        try:
+            executor.claim(winner, owner)
+        except AlreadyClaimed:
+            return "refused"
+        return owner
+
+    with ThreadPoolExecutor(6) as threads:
+        claims = list(threads.map(claim, [f"p{n}" for n in range(6)]))
+    [owner] = [c for c in claims if c != "refused"]
+    [claimed] = [i for i in executor.list() if i.session_id == winner]
+    assert claimed.claimed and claimed.owner == owner and not claimed.pooled
