@@ -89,6 +89,11 @@ class PodSecurity:
 # sandboxes do (see uids); the node's runtime (gVisor, or the pod's user namespace) separates pods.
 RUN_AS = 10001
 WORKDIR = "/workspace"
+# What the scheduler reserves for a sandbox: what one uses while its program waits or prints a
+# little (an idle Python sandbox holds 6.4 MiB; see the README's "Scaling out"), not its limits,
+# which most programs never reach; a node then holds as many sessions as a Docker host does.
+REQUEST_CPU = 50
+REQUEST_MEMORY = 32 * 1024**2
 
 
 def pod_manifest(
@@ -103,11 +108,9 @@ def pod_manifest(
     security: PodSecurity,
 ) -> dict:
     """A sandbox's pod: the Docker executor's hardening in Kubernetes' terms, readable in one place."""
-    resources = {
-        "cpu": f"{int(limits.cpus * 1000)}m",
-        "memory": str(limits.memory),
-        "ephemeral-storage": str(limits.disk),
-    }
+    cpu = int(limits.cpus * 1000)
+    resources = {"cpu": f"{cpu}m", "memory": str(limits.memory), "ephemeral-storage": str(limits.disk)}
+    requests = {"cpu": f"{min(cpu, REQUEST_CPU)}m", "memory": str(min(limits.memory, REQUEST_MEMORY))}
     spec: dict = {
         "restartPolicy": "Never",
         "activeDeadlineSeconds": security.deadline,
@@ -132,7 +135,7 @@ def pod_manifest(
                 "stdin": True,
                 "stdinOnce": True,
                 "tty": tty,
-                "resources": {"limits": resources, "requests": resources},
+                "resources": {"limits": resources, "requests": requests},
                 "securityContext": {
                     "readOnlyRootFilesystem": True,
                     "allowPrivilegeEscalation": False,

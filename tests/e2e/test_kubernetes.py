@@ -66,6 +66,7 @@ def test_pool_pods_are_hardened_in_kubernetes_terms(warm):
     security = box.security_context
     assert security.read_only_root_filesystem and security.allow_privilege_escalation is False
     assert security.capabilities.drop == ["ALL"]
+    assert box.resources.requests == {"cpu": "50m", "memory": str(32 * 1024**2)}
     assert box.resources.limits == {
         "cpu": "500m",
         "memory": str(256 * 1024**2),

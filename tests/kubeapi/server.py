@@ -165,9 +165,10 @@ class Pods:
         with self.lock:
             return self.pods.get((namespace, name))
 
-    def view(self, pod: dict) -> dict:
-        """The pod as the API shows it: its manifest, and a status from its container."""
-        state = self._state(pod["_container"])
+    def view(self, pod: dict, running: bool = False) -> dict:
+        """The pod as the API shows it: its manifest, and a status from its container (which a
+        listing that saw it running need not ask Docker for again)."""
+        state = {"Status": "running"} if running else self._state(pod["_container"])
         with self.lock:
             # A status that changed is a change: the resourceVersion moves, as a kubelet's update does.
             if state.get("Status") != pod["_state"]:
@@ -223,7 +224,10 @@ class Pods:
     def listing(self, namespace: str, selector: str) -> list[dict]:
         with self.lock:
             pods = [p for (ns, _), p in self.pods.items() if ns == namespace]
-        return [self.view(p) for p in pods if selected(p["metadata"].get("labels") or {}, selector)]
+        pods = [p for p in pods if selected(p["metadata"].get("labels") or {}, selector)]
+        # One listing of the running containers for all, as an API server answers from its cache.
+        running = {c["Id"] for c in self.api.containers(filters={"label": DOCKER_LABEL, "status": "running"})}
+        return [self.view(p, p["_container"] in running) for p in pods]
 
     def remove_all(self) -> None:
         for namespace, name in list(self.pods):

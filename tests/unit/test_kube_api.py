@@ -44,7 +44,8 @@ def test_a_sandbox_pod_carries_the_hardening_in_kubernetes_terms():
         "capabilities": {"drop": ["ALL"]},
     }
     limits = {"cpu": "500m", "memory": str(256 * 1024**2), "ephemeral-storage": str(64 * 1024**2)}
-    assert box["resources"] == {"limits": limits, "requests": limits}
+    requests = {"cpu": "50m", "memory": str(32 * 1024**2)}
+    assert box["resources"] == {"limits": limits, "requests": requests}
     assert spec["volumes"] == [
         {"name": "workspace", "emptyDir": {"medium": "Memory", "sizeLimit": str(64 * 1024**2)}},
         {"name": "tmp", "emptyDir": {"medium": "Memory", "sizeLimit": str(64 * 1024**2)}},
@@ -52,6 +53,15 @@ def test_a_sandbox_pod_carries_the_hardening_in_kubernetes_terms():
     assert (box["stdin"], box["stdinOnce"], box["tty"]) == (True, True, True)
     assert box["env"] == [{"name": "A", "value": "1"}, {"name": "B", "value": "2"}]
     assert "runtimeClassName" not in spec
+
+
+def test_a_request_is_never_above_its_limit():
+    small = Limits(memory=16 * 1024**2, cpus=0.02, pids=32, disk=1024**2)
+    pod = kube_api.pod_manifest("p", "i", [], {}, small, False, {}, {}, kube_api.PodSecurity("n"))
+    assert pod["spec"]["containers"][0]["resources"]["requests"] == {
+        "cpu": "20m",
+        "memory": str(16 * 1024**2),
+    }
 
 
 def test_the_runtime_class_is_named_when_given():
