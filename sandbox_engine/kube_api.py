@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -30,6 +31,7 @@ from kubernetes.stream.ws_client import V5_CHANNEL_PROTOCOL
 from .executor import ExecutorError, Limits, RuntimeUnavailable
 
 STDIN, STDOUT, STDERR, ERROR, RESIZE, CLOSE = 0, 1, 2, 3, 4, 255
+_HANDSHAKE = re.compile(r"Handshake status (\d{3})")
 # The API's errors that mean "it is not there", as opposed to "it said no".
 _UNREACHABLE = (urllib3.exceptions.HTTPError, ConnectionError, OSError, websocket.WebSocketException)
 
@@ -214,8 +216,11 @@ class Channels:
                 continue
             channel, payload = data[0], bytes(data[1:])
             if channel == ERROR:
-                if payload:
-                    self.status = json.loads(payload)
+                try:
+                    self.status = json.loads(payload) if payload else self.status
+                except ValueError:
+                    # Older servers sent the error as text.
+                    self.status = {"status": "Failure", "message": payload.decode(errors="replace")}
             elif channel in (STDOUT, STDERR) and payload:
                 yield channel, payload
 
@@ -263,10 +268,14 @@ def connect(
             connection = ws_stream(method, name, namespace, _preload_content=False, binary=True, **params)
         except ApiException as exc:
             # The library reports a refused upgrade as status 0; the handshake's own status is in
-            # its message ("Handshake status 404 Not Found", ...).
-            if exc.status == 0 and "Handshake status 404" in str(exc.reason):
-                exc.status = 404
+            # its message ("Handshake status 404 Not Found ..."): a refusal, not an outage.
+            refused = _HANDSHAKE.search(str(exc.reason))
+            if exc.status == 0 and refused:
+                exc.status = int(refused.group(1))
             raise
+        finally:
+            # Only the WebSocket outlives the call.
+            api.api_client.close()
     if connection.subprotocol != V5_CHANNEL_PROTOCOL:
         connection.close()
         # Short, as a WebSocket's close reason must be: the client is told it as it is.
