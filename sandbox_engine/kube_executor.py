@@ -198,7 +198,7 @@ class KubeExecutor(Executor):
 
     def claim(self, session_id: str, owner: str, ref: SandboxRef | None = None) -> Sandbox:
         for _ in range(CLAIM_TRIES):
-            pod = self._find(session_id)
+            pod = self._read(ref.id, session_id) if ref is not None else self._find(session_id)
             if pod is None:
                 raise SandboxNotFound(session_id)
             if (pod.metadata.labels or {}).get(LABEL_OWNER):
@@ -213,8 +213,17 @@ class KubeExecutor(Executor):
                     # Changed since read: claimed by another, or only its status moved on.
                     continue
                 raise
-            return KubeSandbox(self.api, self.config, self.namespace, ref or _ref(pod, True), session_id)
+            # As read just now: a pod seen running need not be asked again before the attach.
+            running = pod.status is not None and pod.status.phase == "Running"
+            return KubeSandbox(self.api, self.config, self.namespace, _ref(pod, running), session_id)
         raise AlreadyClaimed(session_id)
+
+    def _read(self, name: str, session_id: str):
+        """The pod by its name, if it is still the session's."""
+        with translated("read the sandbox's pod", ignore=(404,)):
+            pod = self.api.read_namespaced_pod(name, self.namespace)
+            return pod if (pod.metadata.labels or {}).get(LABEL_SESSION) == session_id else None
+        return None
 
     def _delete(self, name: str) -> None:
         with translated("remove the sandbox", ignore=(404,)):

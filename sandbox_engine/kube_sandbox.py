@@ -68,6 +68,8 @@ class KubeSandbox(Sandbox):
         self._compile_channels: Channels | None = None
         self._killed = False
         self._closed = False
+        # Seen running as it was claimed: nothing to wait for before the attach.
+        self._seen_running = ref.running
 
     def start(
         self,
@@ -77,7 +79,8 @@ class KubeSandbox(Sandbox):
         files: Sequence[tuple[str, bytes]] = (),
         tests: bool = False,
     ) -> None:
-        self._wait_until(self._running, "run")
+        if not self._seen_running:
+            self._wait_until(self._running, "run")
         if self.tty:
             # Written before anyone attached; until it is, the terminal would echo the header.
             self._wait_until(self._ready, "get its terminal ready")
