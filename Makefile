@@ -3,7 +3,7 @@ BIND ?= 127.0.0.1:8080
 WORKERS ?= 2
 PYTEST_ARGS ?=
 
-.PHONY: run test test-gvisor setup setup-test ui images lint bench soak
+.PHONY: run test test-gvisor test-kubernetes setup setup-test ui images lint bench soak
 
 run: setup
 	.venv/bin/sandbox-engine serve --bind $(BIND) --workers $(WORKERS)
@@ -21,6 +21,7 @@ test: setup-test
 	SANDBOX_ENGINE_POOL_SIZE=python=2,python/tty=2 .venv/bin/python -m pytest $(PYTEST_ARGS) $(E2E_TESTS)
 	SANDBOX_ENGINE_E2E_REPLICAS=2 .venv/bin/python -m pytest $(PYTEST_ARGS) $(E2E_TESTS)
 	$(MAKE) test-gvisor
+	$(MAKE) test-kubernetes
 
 # The end-to-end tests that prove the sandbox under gVisor (--runtime runsc): sessions, the
 # terminal and signals, the threat table with its limits and output cap, batch runs and their
@@ -35,6 +36,17 @@ test-gvisor: setup-test
 	SANDBOX_ENGINE_RUNTIME=runsc .venv/bin/python -m pytest $(PYTEST_ARGS) $(GVISOR_TESTS)
 	SANDBOX_ENGINE_RUNTIME=runsc SANDBOX_ENGINE_POOL_SIZE=python=2,python/tty=2 \
 	  .venv/bin/python -m pytest $(PYTEST_ARGS) tests/e2e/test_sessions.py tests/e2e/test_terminal.py
+
+# The end-to-end suite's core under --executor kubernetes, through the test API server
+# (tests/kubeapi: the part of the Kubernetes API the executor uses, its pods Docker's containers):
+# sessions, the terminal and signals, a compiled language's compile stage, the warm pool, crash
+# recovery (a killed server's and a killed worker's pods reaped), and the executor's own tests.
+KUBE_TESTS = tests/e2e/test_sessions.py tests/e2e/test_terminal.py tests/e2e/test_compile_stage.py \
+	tests/e2e/test_pool.py tests/e2e/test_kubernetes.py tests/e2e/test_lifecycle.py \
+	-k 'not test_lifecycle or crash_recovery or killed_worker'
+
+test-kubernetes: setup-test
+	SANDBOX_ENGINE_EXECUTOR=kubernetes .venv/bin/python -m pytest $(PYTEST_ARGS) $(KUBE_TESTS)
 
 setup: ui
 	scripts/setup.sh

@@ -25,6 +25,22 @@ def _ui_root() -> str:
 ROOT = _ui_root()
 
 
+def kube_executor(config: Config, own_only: bool = False):
+    """The Kubernetes executor of this configuration; imported here, as docker-py is below.
+    `own_only`: it lists only this replica's pods (the start-up reap's)."""
+    from .kube_executor import KubeExecutor
+
+    return KubeExecutor(
+        config.instance,
+        namespace=config.namespace,
+        kubeconfig=config.kubeconfig or None,
+        runtime_class=config.runtime_class or None,
+        deadline=config.sandbox_deadline,
+        own_only=own_only,
+        registry=config.registry or None,
+    )
+
+
 def create_app(config: Config | None = None, executor=None) -> Flask:
     """The application factory. `config` defaults to the environment; `executor` to Docker."""
     from . import (
@@ -63,6 +79,8 @@ def create_app(config: Config | None = None, executor=None) -> Flask:
     # The one place the store is chosen: the state directory, or Redis with --redis-url.
     records = open_store(config)
     metrics = Metrics()
+    if executor is None and config.executor == "kubernetes":
+        executor = kube_executor(config)
     if executor is None:
         # Imported here: an app given another executor (the unit tests' fake) never loads docker-py.
         from .docker_executor import DockerExecutor

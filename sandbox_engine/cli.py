@@ -62,6 +62,14 @@ LIMIT_FLAGS = (
     ("--uid-range", "uid_range", "host uids for sandboxes, one each: FIRST-LAST (200000-265535)"),
     ("--uid-dir", "uid_dir", "the uid leases, one directory for every engine on the host"),
     ("--runtime", "runtime", "Docker's runtime for the sandboxes: runc, or runsc for gVisor (runc)"),
+    ("--executor", "executor", "where sandboxes run: docker, or kubernetes (a pod each) (docker)"),
+    ("--namespace", "namespace", "the Kubernetes namespace of the sandbox pods (default)"),
+    ("--kubeconfig", "kubeconfig", "the Kubernetes client's config (KUBECONFIG, else in-cluster)"),
+    (
+        "--runtime-class",
+        "runtime_class",
+        "the RuntimeClass of sandbox pods, e.g. gvisor (the cluster's default)",
+    ),
     (
         "--log-format",
         "log_format",
@@ -186,6 +194,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def reap_command(reason: Reason) -> int:
     """Prints how many containers it removed; the configuration comes from the environment."""
+    from .app import kube_executor
     from .docker_executor import DockerExecutor
     from .executor import ExecutorError
     from .reaper import reap_instance
@@ -193,7 +202,10 @@ def reap_command(reason: Reason) -> int:
     from .uids import UidLeases
 
     config = Config.from_env()
-    executor = DockerExecutor(config.instance, UidLeases(config.uid_dir, config.uids), config.docker_host)
+    if config.executor == "kubernetes":
+        executor = kube_executor(config, own_only=True)
+    else:
+        executor = DockerExecutor(config.instance, UidLeases(config.uid_dir, config.uids), config.docker_host)
     try:
         records = open_store(config)
         print(reap_instance(executor, records, reason))

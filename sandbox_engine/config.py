@@ -22,6 +22,7 @@ _UNITS = {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3}
 # A name Docker may know a runtime by (daemon.json's "runtimes").
 _RUNTIME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 AUTH_MODES = ("auto", "required")
+EXECUTORS = ("docker", "kubernetes")
 # The settings given in bytes, which take 256m, 64k and the like.
 SIZES = ("memory", "disk", "output_limit", "max_code_size", "input_limit", "compile_memory", "replay_buffer")
 
@@ -86,6 +87,16 @@ class Config:
     # Docker's OCI runtime for the sandboxes: runc (Docker's default) or runsc (gVisor: a kernel
     # of its own in user space between the program and the host's).
     runtime: str = "runc"
+    # Where sandboxes run: docker (the daemon at docker_host), or kubernetes (a pod each, in
+    # `namespace`, through the API server of `kubeconfig`, KUBECONFIG, or the pod's own account).
+    executor: str = "docker"
+    namespace: str = "default"
+    kubeconfig: str = ""
+    # The RuntimeClass of sandbox pods (gVisor's, e.g. "gvisor"); empty for the cluster's default.
+    runtime_class: str = ""
+    # The registry the cluster's nodes pull sandbox images from, put before each image's name
+    # (registry.example.com/team: registry.example.com/team/sandbox-engine/python:latest).
+    registry: str = ""
     # Browser origins allowed to open a WebSocket; empty allows same-origin and non-browser clients.
     allowed_origins: tuple[str, ...] = field(default_factory=tuple)
     # How long a session's program runs on after its client went away without closing (or
@@ -154,6 +165,8 @@ class Config:
             raise ValueError(f"auth {self.auth!r}: one of {', '.join(AUTH_MODES)}")
         if self.log_format not in LOG_FORMATS:
             raise ValueError(f"log_format {self.log_format!r}: one of {', '.join(LOG_FORMATS)}")
+        if self.executor not in EXECUTORS:
+            raise ValueError(f"executor {self.executor!r}: one of {', '.join(EXECUTORS)}")
         if not _RUNTIME.match(self.runtime):
             raise ValueError(f"runtime {self.runtime!r}: the name of a Docker runtime, such as runc or runsc")
         uids = self.uids
@@ -166,6 +179,13 @@ class Config:
             raise ValueError(
                 f"uid_range {self.uid_range} holds {len(uids)} uids; max_sessions and the pool need {needed}"
             )
+
+    @property
+    def sandbox_deadline(self) -> int:
+        """Seconds a sandbox may live at most, whoever forgot it (Kubernetes' activeDeadlineSeconds):
+        every stage's timeout, the grace to resume, and a minute to spare."""
+        stages = self.idle_timeout + self.compile_timeout + self.run_timeout + self.reconnect_grace
+        return int(stages) + 60
 
     @property
     def replay_limit(self) -> int:

@@ -9,9 +9,18 @@ from urllib.parse import urlsplit
 import described
 import docker
 import httpx
+import kube
 import pytest
 import requests
-from harness import INSTANCE_LABEL, STARTED_INSTANCES, Server, shutdown, start_server, stop_shared_redis
+from harness import (
+    INSTANCE_LABEL,
+    KUBE,
+    STARTED_INSTANCES,
+    Server,
+    shutdown,
+    start_server,
+    stop_shared_redis,
+)
 from tcpproxy import TcpProxy
 
 
@@ -83,6 +92,28 @@ def docker_client() -> Iterator[docker.DockerClient]:
         pytest.skip(message)
     yield client
     client.close()
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Under the Kubernetes executor, tests of what only the Docker executor makes are skipped."""
+    if not KUBE:
+        return
+    skip = pytest.mark.skip(reason="about the Docker executor's own objects")
+    for item in items:
+        if item.get_closest_marker("docker_only"):
+            item.add_marker(skip)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def kubernetes_api(tmp_path_factory) -> Iterator[None]:
+    """Under the Kubernetes executor, the test API server every server of the suite talks to."""
+    if not KUBE:
+        yield
+        return
+    with kube.api_server(str(tmp_path_factory.mktemp("kubeapi"))) as kubeconfig:
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setenv(kube.KUBECONFIG_ENV, kubeconfig)
+            yield
 
 
 @pytest.fixture(scope="session")

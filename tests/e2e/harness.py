@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 
 import described
 import docker
+import kube
 import requests
 from redisserver import redis_server
 from websockets.sync.client import ClientConnection, connect
@@ -40,6 +41,10 @@ UID_DIR = Config().uid_dir
 # start_server hands on through the environment; where gVisor differs, the tests say how.
 RUNTIME = os.environ.get("SANDBOX_ENGINE_RUNTIME") or "runc"
 GVISOR = RUNTIME == "runsc"
+# Where the servers run their sandboxes: docker, or kubernetes (`make test-kubernetes`), through
+# the test API server (tests/kubeapi), whose pods are containers of the same daemon.
+KUBE = (os.environ.get("SANDBOX_ENGINE_EXECUTOR") or "docker") == "kubernetes"
+SESSION_LABEL = "sandbox-engine/session"
 # How soon every worker of a server sees a change of its API keys.
 KEYS_SEEN_WITHIN = 1.0
 # Every instance this test run started, for the end-of-suite leak check.
@@ -146,11 +151,31 @@ class Server:
 
     def sessions_containers(self) -> list[dict]:
         """Every container of a session, leaving out the warm pool's."""
+        if KUBE:
+            # A pool's pod taken for a session keeps its name; its session label says.
+            pods = set(kube.pod_names(self.instance, f"{SESSION_LABEL}!="))
+            return [c for c in self.containers() if c["Names"][0].lstrip("/") in pods]
         return [c for c in self.containers() if "-pool-" not in c["Names"][0]]
 
     def session_containers(self, session_id: str) -> list[dict]:
-        """The session's container, by its name: `se-<instance>-<session>`, claimed or not."""
+        """The session's container, by its name: `se-<instance>-<session>`, claimed or not (a
+        pod's: the container of the pod that carries the session's label)."""
+        if KUBE:
+            pods = set(kube.pod_names(self.instance, f"{SESSION_LABEL}={session_id}"))
+            return [c for c in self.containers() if c["Names"][0].lstrip("/") in pods]
         return [c for c in self.containers() if c["Names"][0].lstrip("/").split(".")[0].endswith(session_id)]
+
+    def owner(self, session_id: str) -> str | None:
+        """Which worker claimed the session's sandbox (`p<pid>`): its container's name says under
+        Docker, its pod's owner label under Kubernetes; None while unclaimed."""
+        if KUBE:
+            owners = kube.pod_labels(self.instance, f"{SESSION_LABEL}={session_id}", "sandbox-engine/owner")
+            return next((owner for owner in owners if owner), None)
+        for container in self.session_containers(session_id):
+            _, dot, owner = container["Names"][0].partition(".")
+            if dot and owner.startswith("p"):
+                return owner
+        return None
 
     def leases(self) -> dict[int, dict]:
         """The host uids this server's sandboxes hold now, by uid, with what each lease says."""

@@ -5,9 +5,10 @@ from __future__ import annotations
 import threading
 import time
 
+import kube
 import pytest
 import requests
-from harness import GVISOR, shutdown, start_server
+from harness import GVISOR, KUBE, shutdown, start_server
 
 from sandbox_engine import bench
 
@@ -18,6 +19,13 @@ INTERACTIVE = 'name = input("Enter your name: ")\nprint("Hello", name)\n'
 
 
 def pool(server) -> list[dict]:
+    """The pool's running sandboxes that no session took yet."""
+    if KUBE:
+        # A pool's pod keeps its name when it is taken; its session label says.
+        waiting = set(kube.pod_names(server.instance, "sandbox-engine/pool=1,sandbox-engine/session="))
+        return [
+            c for c in server.containers() if c["Names"][0].lstrip("/") in waiting and c["State"] == "running"
+        ]
     return [c for c in server.containers() if "-pool-" in c["Names"][0] and c["State"] == "running"]
 
 
@@ -37,6 +45,7 @@ def warm(docker_client, tmp_path_factory):
     shutdown(server)
 
 
+@pytest.mark.docker_only
 def test_pool_fills_with_hardened_started_sandboxes(warm):
     assert wait_for(lambda: len(pool(warm)) == 5)
     ttys = [c for c in pool(warm) if c["Labels"]["sandbox-engine.tty"] == "1"]
@@ -90,6 +99,7 @@ def test_timers_start_when_the_session_takes_the_sandbox(warm):
     assert transcript.text() == "awake\n" and transcript.final["reason"] == "exited"
 
 
+@pytest.mark.docker_only
 def test_tty_sessions_take_tty_sandboxes(warm):
     assert wait_for(lambda: len(pool(warm)) == 5)
     response = warm.post(
