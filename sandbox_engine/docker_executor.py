@@ -28,12 +28,13 @@ import time
 import uuid
 import zlib
 from contextlib import AbstractContextManager
+from dataclasses import replace
 
 import docker.types
 
 from . import launch
 from .docker_api import Failed, client, remove_container, status_of, translated, uncounted
-from .docker_sandbox import DockerSandbox
+from .docker_sandbox import DockerSandbox, close_socket, wait_until_ready
 from .executor import (
     AlreadyClaimed,
     Executor,
@@ -132,21 +133,40 @@ class DockerExecutor(Executor):
     def create(self, spec: SandboxSpec) -> SandboxRef:
         try:
             with self.uids.take(self.instance) as lease:
-                created, labels = self._create(spec, lease.uid)
+                created, labels, name = self._create(spec, lease.uid)
                 lease.bind(created["Id"])
         except RangeExhausted as exc:
             raise RuntimeUnavailable(f"no host uid is free for a sandbox: {exc}") from exc
         if spec.session_id is None:
             try:
-                # Warm: started now, its launcher waiting for a program on stdin.
-                with self.starts, self._translated("start a pool sandbox"):
-                    self.api.start(created["Id"])
+                self._start_warm(created["Id"], spec.tty)
             except ExecutorError:
                 self._remove(created["Id"], lease.uid)
                 raise
-        return _ref(created["Id"], labels, running=spec.session_id is None)
+            return replace(_ref(created["Id"], labels, running=True), name=name)
+        return _ref(created["Id"], labels, running=False)
 
-    def _create(self, spec: SandboxSpec, uid: int) -> tuple[dict, dict[str, str]]:
+    def _start_warm(self, container: str, tty: bool) -> None:
+        """Start a pool's sandbox, its launcher waiting for a program on stdin; a tty's only once
+        the launcher said its terminal is raw, so that a session's header, sent the moment it is
+        taken, is never typed into a cooked terminal (echoed, and read a line at a time)."""
+        sock = None
+        if tty:
+            # Attached before the start (output before an attach is lost), stdout alone: closing
+            # it then leaves the stdin that the session's attach uses open.
+            with self._translated("attach to a pool sandbox"):
+                attached = self.api.attach_socket(container, params={"stdout": 1, "stream": 1})
+            sock = getattr(attached, "_sock", attached)
+        try:
+            with self.starts, self._translated("start a pool sandbox"):
+                self.api.start(container)
+            if sock is not None and wait_until_ready(sock) is None:
+                raise ExecutorError("a pool sandbox ended before its terminal was ready")
+        finally:
+            if sock is not None:
+                close_socket(sock)
+
+    def _create(self, spec: SandboxSpec, uid: int) -> tuple[dict, dict[str, str], str]:
         """The container, not started, running as `uid`; and its labels."""
         # The container starts under the compile stage's limits when there is one, lowered to the
         # run's once it is over. runsc cannot change a running sandbox's limits (it has no
@@ -209,7 +229,7 @@ class DockerExecutor(Executor):
         # The image is named in the error: "a sandbox image is missing" alone would not say which.
         with self._translated(f"create a sandbox of {spec.image}", operation="create a sandbox"):
             created = self.api.create_container(**create)
-        return created, labels
+        return created, labels, name
 
     def _remove(self, container: str, uid: int | None) -> None:
         """Remove a container, then free its uid: only once no process of it is left."""
@@ -285,25 +305,13 @@ class DockerExecutor(Executor):
         self.api.rename(old, fixed)
         self.api.rename(fixed, new)
 
-    def take_pooled(self, session_id: str, candidates: list[SandboxInfo]) -> SandboxRef | None:
-        """Make one of the pool's containers this session's. The rename from the name it was
-        listed under is the take: once another session took it, that name is gone."""
-        for info in candidates:
-            try:
-                with self._translated("take a pool sandbox", expected=RACE_LOST):
-                    self._rename(info.name, self._name(session_id), f"{info.name}.{TAKING}")
-            except RuntimeUnavailable:
-                raise
-            except ExecutorError:
-                continue  # another session took it first
-            return info.ref
-        return None
-
     def claim(self, session_id: str, owner: str, ref: SandboxRef | None = None) -> Sandbox:
         name = self._name(session_id)
+        # A warm sandbox taken for the session (in the state store) still has its pool's name.
+        old = ref.name if ref is not None and ref.name else name
         try:
             with self._translated("claim the sandbox", expected=RACE_LOST):
-                self._rename(name, f"{name}.{owner}", f"{name}.{CLAIMING}")
+                self._rename(old, f"{name}.{owner}", f"{old}.{CLAIMING}")
         except RuntimeUnavailable:
             raise
         except ExecutorError as exc:

@@ -122,20 +122,8 @@ class DockerSandbox(Sandbox):
     def _wait_until_ready(self) -> None:
         """A tty launcher says when its terminal is raw; what it wrote before is no one's output."""
         assert self._sock is not None
-        mark = launch.mark(launch.READY)
-        self._sock.settimeout(READY_TIMEOUT)
-        seen = b""
-        try:
-            while mark not in seen:
-                data = self._sock.recv(4096)
-                if not data:
-                    break
-                seen += data
-        except TimeoutError as exc:
-            raise ExecutorError("the sandbox's terminal did not get ready") from exc
-        finally:
-            self._sock.settimeout(None)
-        self._early = seen.partition(mark)[2]
+        # A launcher that ended first: its end is read from the stream as any other.
+        self._early = wait_until_ready(self._sock) or b""
 
     def output(self) -> Iterator[Output]:
         items = self._raw() if self.tty else framing.demultiplex(self._chunks(self._sock))
@@ -300,13 +288,36 @@ class DockerSandbox(Sandbox):
         self._remove()
 
     def _close_socket(self) -> None:
-        # Shut the socket down both ways, not just close the wrapper: a half-open attach keeps
-        # the daemon's copy loop alive and can stall a later kill for 30 s.
         self._closed = True
         for sock in (self._sock, self._compile_sock):
             if sock is not None:
-                try:
-                    sock.shutdown(socket.SHUT_RDWR)
-                except OSError:
-                    pass
-                sock.close()
+                close_socket(sock)
+
+
+def close_socket(sock: socket.socket) -> None:
+    # Shut the socket down both ways, not just close the wrapper: a half-open attach keeps the
+    # daemon's copy loop alive and can stall a later kill for 30 s.
+    try:
+        sock.shutdown(socket.SHUT_RDWR)
+    except OSError:
+        pass
+    sock.close()
+
+
+def wait_until_ready(sock: socket.socket) -> bytes | None:
+    """Read a tty launcher's stream until its READY mark (its terminal is raw): what followed
+    it, or None if the stream ended first."""
+    mark = launch.mark(launch.READY)
+    sock.settimeout(READY_TIMEOUT)
+    seen = b""
+    try:
+        while mark not in seen:
+            data = sock.recv(4096)
+            if not data:
+                return None
+            seen += data
+    except TimeoutError as exc:
+        raise ExecutorError("the sandbox's terminal did not get ready") from exc
+    finally:
+        sock.settimeout(None)
+    return seen.partition(mark)[2]

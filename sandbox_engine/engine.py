@@ -26,6 +26,7 @@ from .executor import (
     ExecutorError,
     Sandbox,
     SandboxNotFound,
+    SandboxRef,
     SandboxSpec,
     Terminal,
 )
@@ -33,12 +34,12 @@ from .hub import Hubs, SessionHub, Subscriber
 from .keys import Key
 from .languages import LANGUAGES, LanguageSpec
 from .metrics import Metrics
+from .pool_members import FileMembers, Members
 from .protocol import shown
 from .records import Admission, Record, RecordStore
 from .session import Outcome, SessionRun
 from .specs import sandbox_spec, session_limits
 from .states import Reason, State
-from .warm import WarmListing
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +55,7 @@ class Engine:
         records: RecordStore,
         languages: dict[str, LanguageSpec] | None = None,
         metrics: Metrics | None = None,
+        members: Members | None = None,
     ) -> None:
         self.config = config
         self.executor = executor
@@ -71,7 +73,8 @@ class Engine:
         self.pool_sizes = config.pool_sizes(list(self.languages))
         # Told when a session took a warm sandbox, so that the pool refills (see worker).
         self.on_take: Callable[[], None] = lambda: None
-        self._warm = WarmListing(executor, set(self.pool_sizes))
+        # The warm pool's members, taken without a runtime call (see pool_members).
+        self.members = members if members is not None else FileMembers(records.directory)
         self._shutting_down = False
 
     @property
@@ -116,10 +119,9 @@ class Engine:
             raise _refusal(admission, key, self.config)
         self.records.write_code(session_id, source)
         try:
-            warm = _call(self._warm.candidates, spec.id, tty)
-            ref = _call(self.executor.take_pooled, session_id, warm) if warm else None
+            # A warm sandbox is taken in the state store alone: no runtime call (see pool_members).
+            ref = self.members.take(spec.id, tty, session_id) if (spec.id, tty) in self.pool_sizes else None
             if ref is not None:
-                self._warm.taken(ref)
                 self.on_take()
             else:
                 ref = _call(self.executor.create, sandbox_spec(self.config, spec, session_id, tty))
@@ -158,6 +160,7 @@ class Engine:
                 sandbox = _call(self.executor.claim, session_id, self.owner, record.sandbox)
             except (AlreadyClaimed, SandboxNotFound):
                 raise EngineError(Kind.SESSION_ENDED, f"run {session_id} has ended") from None
+            self._settle(record.sandbox)
             self.records.write(replace(record, state=State.RUNNING, started_at=time.time()))
             try:
                 yield sandbox
@@ -196,6 +199,7 @@ class Engine:
                 raise _already_attached(session_id) from None
             except SandboxNotFound:
                 raise EngineError(Kind.SESSION_ENDED, f"session {session_id} has ended") from None
+            self._settle(record.sandbox)
             hub = self.hubs.open(session_id)
             run = self._run(record, sandbox, hub)
             hub.on_gone = run.client_gone
@@ -245,6 +249,11 @@ class Engine:
         )
         return run
 
+    def _settle(self, ref: SandboxRef | None) -> None:
+        """The sandbox is claimed under the session's name now: the pool's word of it is done."""
+        if ref is not None and ref.name:
+            self.members.settle(ref.id)
+
     @contextmanager
     def _claim(self, session_id: str) -> Iterator[None]:
         with self._lock:
@@ -282,7 +291,7 @@ class Engine:
         with self._claim(session_id):
             try:
                 # Claiming it ourselves keeps any client from attaching while we remove it.
-                sandbox = _call(self.executor.claim, session_id, self.owner)
+                sandbox = _call(self.executor.claim, session_id, self.owner, record.sandbox)
             except AlreadyClaimed:
                 # Another worker runs it: leave word of the reason, then stop the container.
                 self.records.request_end(session_id, Reason.KILLED)
@@ -291,18 +300,21 @@ class Engine:
             except SandboxNotFound:
                 self.records.end(session_id, Reason.KILLED)
                 return
+            self._settle(record.sandbox)
             self._end_claimed(sandbox, Reason.KILLED)
 
-    def expire(self, session_id: str, reason: Reason) -> None:
-        """End a session no client attached to, unless one attaches first."""
+    def expire(self, session_id: str, reason: Reason, ref: SandboxRef | None = None) -> None:
+        """End a session no client attached to, unless one attaches first. `ref`: its sandbox as
+        the reaper found it (a warm one taken for it still has its pool's name)."""
         with self._claim(session_id):
             try:
-                sandbox = _call(self.executor.claim, session_id, self.owner)
+                sandbox = _call(self.executor.claim, session_id, self.owner, ref)
             except AlreadyClaimed:
                 return  # a client attached in time, or another reaper got there first
             except SandboxNotFound:
                 self.records.end(session_id, reason)
                 return
+            self._settle(ref)
             self._end_claimed(sandbox, reason)
 
     def _end_claimed(self, sandbox: Sandbox, reason: Reason) -> None:

@@ -81,6 +81,9 @@ class SandboxRef:
     # The host uid its programs run as, its own while it exists (see uids); None if the runtime
     # does not say.
     uid: int | None = None
+    # The runtime's name a warm sandbox waits under (Docker: the pool's container name); a session
+    # takes it in the state store (see pool_members), and its claim renames it from this name.
+    name: str | None = None
 
     def __post_init__(self) -> None:
         # As read back from JSON, the command is a list.
@@ -291,16 +294,14 @@ OwnerAlive = Callable[[str, str], bool]
 class Executor(abc.ABC):
     @abc.abstractmethod
     def create(self, spec: SandboxSpec) -> SandboxRef:
-        """Create the sandbox, hardened and limited; start it only if it is for the pool."""
-
-    @abc.abstractmethod
-    def take_pooled(self, session_id: str, candidates: list[SandboxInfo]) -> SandboxRef | None:
-        """Make one of candidates (pooled sandboxes) this session's, or None if none could be had."""
+        """Create the sandbox, hardened and limited; start it only if it is for the pool, and then
+        return once its launcher is ready for a program (a tty's terminal is raw)."""
 
     @abc.abstractmethod
     def claim(self, session_id: str, owner: str, ref: SandboxRef | None = None) -> Sandbox:
         """Atomically take the session's sandbox for one attachment; AlreadyClaimed for every
-        later one, SandboxNotFound when there is none. With `ref` the runtime is not asked."""
+        later one, SandboxNotFound when there is none. With `ref` the runtime is not asked about
+        it, and a warm sandbox taken for the session (ref.name) is found under its pool's name."""
 
     @abc.abstractmethod
     def list(self) -> list[SandboxInfo]:

@@ -61,6 +61,7 @@ class Worker:
                 # size: the server's containers never pass the two together.
                 capacity=config.max_sessions + sum(self.engine.pool_sizes.values()),
                 state_dir=records.directory,
+                members=self.engine.members,
                 on_level=self.metrics.pool_level,
             )
             self.engine.on_take = self.pool.wake
@@ -72,6 +73,7 @@ class Worker:
             keep_records=config.record_ttl,
             max_records=config.max_records,
             max_age=max_session_age(config),
+            members=self.engine.members,
         )
         self.relay: RelayServer | None = None
         self._started_pid: int | None = None

@@ -257,28 +257,23 @@ class FakeExecutor(Executor):
                 tty=spec.tty,
                 compile=spec.compile,
                 running=spec.session_id is None,
+                name=key if spec.session_id is None else None,
             )
             self.refs[key] = ref
             return ref
 
-    def take_pooled(self, session_id: str, candidates: list[SandboxInfo]) -> SandboxRef | None:
-        self._fail()
-        with self._lock:
-            for info in candidates:
-                sandbox = self.sandboxes.get(info.name)
-                if sandbox is None or info.name in self.owners:
-                    continue  # another session took it first
-                del self.sandboxes[info.name]
-                sandbox.session_id = session_id
-                self.sandboxes[session_id] = sandbox
-                for table in (self.specs, self.refs, self.created_at):
-                    table[session_id] = table.pop(info.name)
-                return self.refs[session_id]
-        return None
-
     def claim(self, session_id: str, owner: str, ref: SandboxRef | None = None) -> FakeSandbox:
         self._fail()
         with self._lock:
+            if ref is not None and ref.name in self.sandboxes:
+                # A warm sandbox taken for the session: claimed from its pool's name (one rename).
+                sandbox = self.sandboxes.pop(ref.name)
+                sandbox.session_id = session_id
+                self.sandboxes[session_id] = sandbox
+                for table in (self.specs, self.refs, self.created_at):
+                    table[session_id] = table.pop(ref.name)
+                self.owners[session_id] = owner
+                return sandbox
             if session_id not in self.sandboxes:
                 raise SandboxNotFound(session_id)
             if session_id in self.owners:
