@@ -41,6 +41,10 @@ log = logging.getLogger(__name__)
 
 # How long a started tty sandbox may take to put its terminal in raw mode.
 READY_TIMEOUT = 10.0
+# After the launcher's EXIT mark on stdout, how long stderr (a stream of its own, which Docker
+# copies apart from stdout) may stay quiet before it is taken to be complete: the program wrote
+# it before it ended, so it is in flight already, not still to come.
+SETTLE = 0.005
 
 
 class DockerSandbox(Sandbox):
@@ -80,6 +84,10 @@ class DockerSandbox(Sandbox):
         self._fixed_limits = fixed_limits
         self._early = b""
         self._stderr_ends = False
+        # A program that runs once, and whether its stdout and stderr are one stream (see output).
+        self._once = True
+        self._one_stream = self.tty
+        self._settling = False
         self._terminal: Terminal | None = None
         self._sock: socket.socket | None = None
         # The compile stage's connection while it runs.
@@ -111,6 +119,8 @@ class DockerSandbox(Sandbox):
         self._terminal = terminal
         # Each test's stderr ends with a mark of its own where stderr is a stream of its own.
         self._stderr_ends = tests and not self.tty and not merge_stderr
+        self._once = not tests
+        self._one_stream = self.tty or merge_stderr
         self.write(launch.header(code, terminal, self._nonce, merge_stderr, files, tests))
 
     def test(self, stdin: bytes, timeout_ms: int, args: Sequence[str] = ()) -> None:
@@ -129,6 +139,15 @@ class DockerSandbox(Sandbox):
         items = self._raw() if self.tty else framing.demultiplex(self._chunks(self._sock))
         items = framing.take_marks(items, self._nonce, launch.marks_expected(self.tty, self.compiles))
         for item in framing.take_ends(items, self._nonce, self._stderr_ends):
+            if isinstance(item, ProgramEnd) and self._once:
+                yield item
+                # The program and every process of its user are gone (see launch's EXIT): its
+                # output is complete without waiting for the container to stop and Docker to
+                # close the stream, which takes tens of milliseconds more.
+                if self._one_stream:
+                    return
+                self._settle()
+                continue
             if not isinstance(item, Started):
                 yield item
                 continue
@@ -202,10 +221,20 @@ class DockerSandbox(Sandbox):
             pause = min(pause * 2, 0.5)
         return 137  # removed meanwhile, and its processes with it
 
+    def _settle(self) -> None:
+        """From now on a read that waits SETTLE for more ends the output (see output)."""
+        assert self._sock is not None
+        self._settling = True
+        self._sock.settimeout(SETTLE)
+
     def _recv(self, sock: socket.socket | None) -> bytes:
         assert sock is not None, "start() first"
         try:
             return sock.recv(65536)
+        except TimeoutError:
+            if self._settling and sock is self._sock:
+                return b""
+            raise RuntimeUnavailable("the connection to Docker timed out") from None
         except OSError as exc:
             if self._closed:
                 return b""

@@ -160,7 +160,7 @@ class Engine:
                 sandbox = _call(self.executor.claim, session_id, self.owner, record.sandbox)
             except (AlreadyClaimed, SandboxNotFound):
                 raise EngineError(Kind.SESSION_ENDED, f"run {session_id} has ended") from None
-            self._settle(record.sandbox)
+            _settle(self.members, record.sandbox)
             self.records.write(replace(record, state=State.RUNNING, started_at=time.time()))
             try:
                 yield sandbox
@@ -199,7 +199,7 @@ class Engine:
                 raise _already_attached(session_id) from None
             except SandboxNotFound:
                 raise EngineError(Kind.SESSION_ENDED, f"session {session_id} has ended") from None
-            self._settle(record.sandbox)
+            _settle(self.members, record.sandbox)
             hub = self.hubs.open(session_id)
             run = self._run(record, sandbox, hub)
             hub.on_gone = run.client_gone
@@ -249,11 +249,6 @@ class Engine:
         )
         return run
 
-    def _settle(self, ref: SandboxRef | None) -> None:
-        """The sandbox is claimed under the session's name now: the pool's word of it is done."""
-        if ref is not None and ref.name:
-            self.members.settle(ref.id)
-
     @contextmanager
     def _claim(self, session_id: str) -> Iterator[None]:
         with self._lock:
@@ -300,12 +295,11 @@ class Engine:
             except SandboxNotFound:
                 self.records.end(session_id, Reason.KILLED)
                 return
-            self._settle(record.sandbox)
+            _settle(self.members, record.sandbox)
             self._end_claimed(sandbox, Reason.KILLED)
 
     def expire(self, session_id: str, reason: Reason, ref: SandboxRef | None = None) -> None:
-        """End a session no client attached to, unless one attaches first. `ref`: its sandbox as
-        the reaper found it (a warm one taken for it still has its pool's name)."""
+        """End a session no client attached to, unless one attaches first; `ref`: its sandbox."""
         with self._claim(session_id):
             try:
                 sandbox = _call(self.executor.claim, session_id, self.owner, ref)
@@ -314,7 +308,7 @@ class Engine:
             except SandboxNotFound:
                 self.records.end(session_id, reason)
                 return
-            self._settle(ref)
+            _settle(self.members, ref)
             self._end_claimed(sandbox, reason)
 
     def _end_claimed(self, sandbox: Sandbox, reason: Reason) -> None:
@@ -353,6 +347,12 @@ class Engine:
                     )
         except ExecutorError as exc:
             log.warning("shutdown could not remove every container: %s", exc)
+
+
+def _settle(members: Members, ref: SandboxRef | None) -> None:
+    """The sandbox is claimed under its session's name now: the pool's word of it is done."""
+    if ref is not None and ref.name:
+        members.settle(ref.id)
 
 
 def _remove_quietly(remove: Callable[[], None]) -> None:

@@ -24,6 +24,7 @@ from sandbox_engine.executor import (
     ExitStatus,
     Limits,
     OwnerAlive,
+    ProgramEnd,
     Sandbox,
     SandboxInfo,
     SandboxNotFound,
@@ -95,6 +96,12 @@ class FakeSandbox(Sandbox):
     def exit(self, exit_code: int | None = 0, oom_killed: bool = False) -> None:
         """The program ends on its own: its streams close after what was already written."""
         self._end(ExitStatus(exit_code, oom_killed))
+
+    def ends_in_band(self, exit_code: int = 0, signal: int = 0) -> None:
+        """The launcher reports the program's end (its EXIT mark) and the output ends there; the
+        sandbox itself runs on until it is removed, as a container takes a while to stop."""
+        self._chunks.put(ProgramEnd(None if signal else exit_code, signal, Usage(1.5, 2.5, 4096)))
+        self._chunks.put(_END)
 
     def started_terminal(self) -> None:
         """A tty sandbox's terminal is ready for input."""
