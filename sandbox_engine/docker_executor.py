@@ -34,7 +34,7 @@ import docker.types
 
 from . import launch
 from .docker_api import Failed, client, remove_container, status_of, translated, uncounted
-from .docker_sandbox import DockerSandbox, close_socket, wait_until_ready
+from .docker_sandbox import READY_TIMEOUT, DockerSandbox, close_socket, wait_until_ready, waiting_on_stdin
 from .executor import (
     AlreadyClaimed,
     Executor,
@@ -147,9 +147,12 @@ class DockerExecutor(Executor):
         return _ref(created["Id"], labels, running=False)
 
     def _start_warm(self, container: str, tty: bool) -> None:
-        """Start a pool's sandbox, its launcher waiting for a program on stdin; a tty's only once
-        the launcher said its terminal is raw, so that a session's header, sent the moment it is
-        taken, is never typed into a cooked terminal (echoed, and read a line at a time)."""
+        """Start a pool's sandbox, and return once its launcher waits for a program on stdin: a
+        tty's once the launcher said its terminal is raw, so that a session's header, sent the
+        moment it is taken, is never typed into a cooked terminal (echoed, and read a line at a
+        time); a pipe's once the host's /proc shows it reading stdin, so that a session never
+        pays for the interpreter's start. A pipe holds the header meanwhile: where /proc cannot
+        tell (gVisor's kernel is its own), it is offered after READY_TIMEOUT all the same."""
         sock = None
         if tty:
             # Attached before the start (output before an attach is lost), stdout alone: closing
@@ -162,9 +165,18 @@ class DockerExecutor(Executor):
                 self.api.start(container)
             if sock is not None and wait_until_ready(sock) is None:
                 raise ExecutorError("a pool sandbox ended before its terminal was ready")
+            if sock is None:
+                self._wait_reading(container)
         finally:
             if sock is not None:
                 close_socket(sock)
+
+    def _wait_reading(self, container: str) -> None:
+        deadline = time.monotonic() + (0 if self.gvisor else READY_TIMEOUT)
+        pause = 0.01
+        while time.monotonic() < deadline and not waiting_on_stdin(self.api, container, self._translated):
+            time.sleep(pause)
+            pause = min(pause * 2, 0.2)
 
     def _create(self, spec: SandboxSpec, uid: int) -> tuple[dict, dict[str, str], str]:
         """The container, not started, running as `uid`; and its labels."""

@@ -300,17 +300,7 @@ class DockerSandbox(Sandbox):
         return ExitStatus(exit_code=result.get("StatusCode"), oom_killed=bool(state.get("OOMKilled")))
 
     def waiting_for_input(self) -> bool:
-        # The host's pids of the container's processes, then the host's /proc (see procfs).
-        try:
-            with self._translated("list the sandbox's processes"):
-                top = self.api.top(self.container)
-        except ExecutorError:
-            return False
-        titles = top.get("Titles") or []
-        if "PID" not in titles:
-            return False
-        column = titles.index("PID")
-        return procfs.waiting_on_stdin(int(row[column]) for row in top.get("Processes") or [])
+        return waiting_on_stdin(self.api, self.container, self._translated)
 
     def remove(self) -> None:
         self._close_socket()
@@ -321,6 +311,21 @@ class DockerSandbox(Sandbox):
         for sock in (self._sock, self._compile_sock):
             if sock is not None:
                 close_socket(sock)
+
+
+def waiting_on_stdin(api: docker.APIClient, container: str, translated: Callable = translated) -> bool:
+    """Whether the container's processes sleep waiting for its stdin: the host's pids of them,
+    then the host's /proc (see procfs); False when that cannot be told (gVisor's own kernel)."""
+    try:
+        with translated("list the sandbox's processes"):
+            top = api.top(container)
+    except ExecutorError:
+        return False
+    titles = top.get("Titles") or []
+    if "PID" not in titles:
+        return False
+    column = titles.index("PID")
+    return procfs.waiting_on_stdin(int(row[column]) for row in top.get("Processes") or [])
 
 
 def close_socket(sock: socket.socket) -> None:
