@@ -34,7 +34,8 @@ import docker.types
 
 from . import launch
 from .docker_api import Failed, client, remove_container, status_of, translated, uncounted
-from .docker_sandbox import READY_TIMEOUT, DockerSandbox, close_socket, wait_until_ready, waiting_on_stdin
+from .docker_sandbox import DockerSandbox
+from .docker_warm import start_warm
 from .executor import (
     AlreadyClaimed,
     Executor,
@@ -139,44 +140,12 @@ class DockerExecutor(Executor):
             raise RuntimeUnavailable(f"no host uid is free for a sandbox: {exc}") from exc
         if spec.session_id is None:
             try:
-                self._start_warm(created["Id"], spec.tty)
+                start_warm(self.api, created["Id"], spec.tty, self.gvisor, self.starts, self._translated)
             except ExecutorError:
                 self._remove(created["Id"], lease.uid)
                 raise
             return replace(_ref(created["Id"], labels, running=True), name=name)
         return _ref(created["Id"], labels, running=False)
-
-    def _start_warm(self, container: str, tty: bool) -> None:
-        """Start a pool's sandbox, and return once its launcher waits for a program on stdin: a
-        tty's once the launcher said its terminal is raw, so that a session's header, sent the
-        moment it is taken, is never typed into a cooked terminal (echoed, and read a line at a
-        time); a pipe's once the host's /proc shows it reading stdin, so that a session never
-        pays for the interpreter's start. A pipe holds the header meanwhile: where /proc cannot
-        tell (gVisor's kernel is its own), it is offered after READY_TIMEOUT all the same."""
-        sock = None
-        if tty:
-            # Attached before the start (output before an attach is lost), stdout alone: closing
-            # it then leaves the stdin that the session's attach uses open.
-            with self._translated("attach to a pool sandbox"):
-                attached = self.api.attach_socket(container, params={"stdout": 1, "stream": 1})
-            sock = getattr(attached, "_sock", attached)
-        try:
-            with self.starts, self._translated("start a pool sandbox"):
-                self.api.start(container)
-            if sock is not None and wait_until_ready(sock) is None:
-                raise ExecutorError("a pool sandbox ended before its terminal was ready")
-            if sock is None:
-                self._wait_reading(container)
-        finally:
-            if sock is not None:
-                close_socket(sock)
-
-    def _wait_reading(self, container: str) -> None:
-        deadline = time.monotonic() + (0 if self.gvisor else READY_TIMEOUT)
-        pause = 0.01
-        while time.monotonic() < deadline and not waiting_on_stdin(self.api, container, self._translated):
-            time.sleep(pause)
-            pause = min(pause * 2, 0.2)
 
     def _create(self, spec: SandboxSpec, uid: int) -> tuple[dict, dict[str, str], str]:
         """The container, not started, running as `uid`; and its labels."""
@@ -338,6 +307,16 @@ class DockerExecutor(Executor):
             ref = _ref(details["Id"], details["Config"]["Labels"], running=details["State"]["Running"])
         return self._sandbox(ref, session_id)
 
+    def sandbox(self, ref: SandboxRef, session_id: str) -> Sandbox:
+        return self._sandbox(ref, session_id)
+
+    def name_claim(self, session_id: str, owner: str, ref: SandboxRef) -> None:
+        if not ref.name:
+            return
+        name = self._name(session_id)
+        with self._translated("name the sandbox's claim", ignore=(404,)):
+            self._rename(ref.name, f"{name}.{owner}", f"{ref.name}.{CLAIMING}")
+
     def _sandbox(self, ref: SandboxRef, session_id: str) -> DockerSandbox:
         # Its removal frees its uid, as every other removal of a container does.
         return DockerSandbox(
@@ -355,7 +334,10 @@ class DockerExecutor(Executor):
             details = self.api.inspect_container(container)
         return details
 
-    def remove(self, session_id: str) -> None:
+    def remove(self, session_id: str, ref: SandboxRef | None = None) -> None:
+        if ref is not None:
+            self._remove(ref.id, ref.uid)
+            return
         info = self._find(session_id)
         if info is not None:
             self._remove(info.ref.id, info.ref.uid)

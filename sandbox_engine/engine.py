@@ -18,6 +18,7 @@ from contextlib import contextmanager
 from dataclasses import replace
 
 from .catalog import Catalog
+from .claims import Claims
 from .config import Config
 from .errors import EngineError, Kind, runtime_error
 from .executor import (
@@ -65,16 +66,16 @@ class Engine:
         self._runs: dict[str, SessionRun] = {}
         # Who hears each run: its client, its replay buffer, its reconnect grace (see hub).
         self.hubs = Hubs(config.replay_limit, config.reconnect_grace)
-        # Claims in progress, counted per session (two attachments may race in one worker):
-        # the reaper must not take a claimed container that has no run yet for a leftover.
+        # Claims in progress per session: the reaper must not take one without a run yet.
         self._claiming: Counter[str] = Counter()
         self._lock = threading.Lock()
         self.catalog = Catalog(self.languages, executor)
         self.pool_sizes = config.pool_sizes(list(self.languages))
         # Told when a session took a warm sandbox, so that the pool refills (see worker).
         self.on_take: Callable[[], None] = lambda: None
-        # The warm pool's members, taken without a runtime call (see pool_members).
+        # The warm pool's members, taken and claimed without a runtime call (see pool_members).
         self.members = members if members is not None else FileMembers(records.directory)
+        self._claims = Claims(executor, self.members, lambda: self.owner)
         self._shutting_down = False
 
     @property
@@ -123,8 +124,7 @@ class Engine:
             ref = self.members.take(spec.id, tty, session_id) if (spec.id, tty) in self.pool_sizes else None
             if ref is not None:
                 self.on_take()
-            else:
-                ref = _call(self.executor.create, sandbox_spec(self.config, spec, session_id, tty))
+            ref = ref or _call(self.executor.create, sandbox_spec(self.config, spec, session_id, tty))
         except EngineError:
             self.records.forget(session_id)
             raise
@@ -141,8 +141,7 @@ class Engine:
 
     def _record(self, session_id: str) -> Record:
         record = self.records.read(session_id) if _is_uuid(session_id) else None
-        # A batch run's session is the run's alone: no client attaches to it, deletes it or asks
-        # about it as a session (GET /run/<id> tells of it).
+        # A batch run's session is the run's alone (GET /run/<id> tells of it).
         if record is None or record.batch:
             raise EngineError(Kind.NOT_FOUND, f"no session {shown(session_id)}")
         return record
@@ -157,10 +156,10 @@ class Engine:
             raise EngineError(Kind.NOT_FOUND, f"no run {shown(session_id)}")
         with self._claim(session_id), self.metrics.run_active():
             try:
-                sandbox = _call(self.executor.claim, session_id, self.owner, record.sandbox)
+                sandbox = _call(self._claims.claim, session_id, record.sandbox)
             except (AlreadyClaimed, SandboxNotFound):
                 raise EngineError(Kind.SESSION_ENDED, f"run {session_id} has ended") from None
-            _settle(self.members, record.sandbox)
+            self._claims.named(session_id)
             self.records.write(replace(record, state=State.RUNNING, started_at=time.time()))
             try:
                 yield sandbox
@@ -192,14 +191,13 @@ class Engine:
         record = self._record(session_id)
         with self._claim(session_id):
             try:
-                sandbox = _call(self.executor.claim, session_id, self.owner, record.sandbox)
+                sandbox = _call(self._claims.claim, session_id, record.sandbox)
             except AlreadyClaimed:
                 if self.records.requested_end(session_id) is not None:
                     raise EngineError(Kind.SESSION_ENDED, f"session {session_id} has ended") from None
                 raise _already_attached(session_id) from None
             except SandboxNotFound:
                 raise EngineError(Kind.SESSION_ENDED, f"session {session_id} has ended") from None
-            _settle(self.members, record.sandbox)
             hub = self.hubs.open(session_id)
             run = self._run(record, sandbox, hub)
             hub.on_gone = run.client_gone
@@ -207,8 +205,7 @@ class Engine:
             with self._lock:
                 self._runs[session_id] = run
                 self.metrics.sessions_active(len(self._runs))
-        # The new state is recorded before the program starts: a program that ends at once must
-        # not have its FINISHED record overwritten by a late RUNNING.
+        # Recorded before the program starts: a late RUNNING must not overwrite its FINISHED.
         state = State.COMPILING if sandbox.compiles else State.RUNNING
         self.records.write(replace(record, state=state, started_at=time.time()))
         code = self.records.read_code(session_id) or b""
@@ -216,10 +213,12 @@ class Engine:
         try:
             run.start(code, terminal, record.merge_stderr)
         except ExecutorError as exc:
+            self._claims.named(session_id)
             self._forget(session_id)
             self.hubs.drop(session_id)
             self.records.end(session_id, Reason.INTERNAL_ERROR, lambda: _remove_quietly(sandbox.remove))
             raise EngineError(Kind.RUNTIME_UNAVAILABLE, f"the sandbox could not start: {exc}") from None
+        self._claims.named(session_id)  # the program runs: the runtime may learn of the claim
         if self._shutting_down:
             run.end(Reason.SERVER_SHUTDOWN)
         return run
@@ -286,34 +285,33 @@ class Engine:
         with self._claim(session_id):
             try:
                 # Claiming it ourselves keeps any client from attaching while we remove it.
-                sandbox = _call(self.executor.claim, session_id, self.owner, record.sandbox)
+                sandbox = _call(self._claims.claim, session_id, record.sandbox)
             except AlreadyClaimed:
                 # Another worker runs it: leave word of the reason, then stop the container.
                 self.records.request_end(session_id, Reason.KILLED)
-                _call(self.executor.remove, session_id)
+                _call(self.executor.remove, session_id, record.sandbox)
                 return
             except SandboxNotFound:
                 self.records.end(session_id, Reason.KILLED)
                 return
-            _settle(self.members, record.sandbox)
             self._end_claimed(sandbox, Reason.KILLED)
 
     def expire(self, session_id: str, reason: Reason, ref: SandboxRef | None = None) -> None:
         """End a session no client attached to, unless one attaches first; `ref`: its sandbox."""
         with self._claim(session_id):
             try:
-                sandbox = _call(self.executor.claim, session_id, self.owner, ref)
+                sandbox = _call(self._claims.claim, session_id, ref)
             except AlreadyClaimed:
                 return  # a client attached in time, or another reaper got there first
             except SandboxNotFound:
                 self.records.end(session_id, reason)
                 return
-            _settle(self.members, ref)
             self._end_claimed(sandbox, reason)
 
     def _end_claimed(self, sandbox: Sandbox, reason: Reason) -> None:
         """End an unattached session whose sandbox this worker has claimed (see RecordStore.end)."""
         self.records.end(sandbox.session_id, reason, lambda: _call(sandbox.remove))
+        self._claims.removed(sandbox.session_id)
 
     def is_live(self, session_id: str) -> bool:
         """Whether this worker runs the session, or is claiming its sandbox right now."""
@@ -337,6 +335,8 @@ class Engine:
         for run in runs:
             if not run.join(max(0.0, deadline - time.monotonic())):
                 log.warning("session %s did not end within the shutdown grace", run.sandbox.session_id)
+        # The containers' names then say which are this worker's.
+        self._claims.join()
         try:
             for info in self.executor.list():
                 if info.owner == self.owner:
@@ -347,12 +347,6 @@ class Engine:
                     )
         except ExecutorError as exc:
             log.warning("shutdown could not remove every container: %s", exc)
-
-
-def _settle(members: Members, ref: SandboxRef | None) -> None:
-    """The sandbox is claimed under its session's name now: the pool's word of it is done."""
-    if ref is not None and ref.name:
-        members.settle(ref.id)
 
 
 def _remove_quietly(remove: Callable[[], None]) -> None:

@@ -304,6 +304,16 @@ class Executor(abc.ABC):
         it, and a warm sandbox taken for the session (ref.name) is found under its pool's name."""
 
     @abc.abstractmethod
+    def sandbox(self, ref: SandboxRef, session_id: str) -> Sandbox:
+        """A warm sandbox claimed for the session in the state store (see claims), to drive at
+        once: no runtime call."""
+
+    @abc.abstractmethod
+    def name_claim(self, session_id: str, owner: str, ref: SandboxRef) -> None:
+        """Make the runtime's name of a sandbox claimed in the state store say whose it is, as
+        claim() would have (Docker: rename it from its pool's name). Missing is fine."""
+
+    @abc.abstractmethod
     def list(self) -> list[SandboxInfo]:
         """Every sandbox of this server's instance."""
 
@@ -318,8 +328,9 @@ class Executor(abc.ABC):
         """Remove one sandbox as listed, pooled or not. Missing is fine."""
 
     @abc.abstractmethod
-    def remove(self, session_id: str) -> None:
-        """Remove a session's sandbox, claimed or not, running or not. Missing is fine."""
+    def remove(self, session_id: str, ref: SandboxRef | None = None) -> None:
+        """Remove a session's sandbox, claimed or not, running or not. Missing is fine. With
+        `ref`, the one it refers to, whatever its name."""
 
     @abc.abstractmethod
     def check(self, images: list[str]) -> str | None:

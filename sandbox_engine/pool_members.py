@@ -3,10 +3,11 @@ asking the runtime: the take is one atomic claim here, and the runtime hears of 
 session's client attaches (the claim renames the sandbox then; see Executor.claim).
 
 The refiller adds a sandbox once it is started and its launcher is ready; a session takes one by
-renaming its entry, which exactly one taker can do; the entry of a taken sandbox names its
-session until the sandbox is claimed under the session's own name, so that whoever reaps after a
-crash still knows whose it is. The reaper reconciles both kinds of entry with the runtime's
-listing (see reconcile), off the sessions' path.
+renaming its entry, which exactly one taker can do, and its client's attachment claims it by
+renaming that entry again, to one that names the claiming worker. The runtime learns of the
+claim afterwards, off the client's path (see claims): until then the entries say whose the
+sandbox is, so that whoever reaps after a crash still knows. The reaper reconciles the entries
+with the runtime's listing, off the sessions' path.
 
 `FileMembers` keeps them in the instance's state directory, shared by every worker of a server;
 a store shared by servers (Redis) would implement `Members` the same way.
@@ -25,6 +26,7 @@ from .executor import SandboxRef
 from .statedir import private_directory, private_opener
 
 _TAKEN = "taken"
+_CLAIMED = "claimed"
 _SUFFIX = ".json"
 
 
@@ -34,8 +36,10 @@ class Taken:
 
     ref: SandboxRef
     session_id: str
-    # When it was taken (time.time()).
+    # When it was taken, or claimed (time.time()).
     at: float
+    # The worker that claimed it (see Executor.claim's owner); None while only taken.
+    owner: str | None = None
 
 
 class Members(abc.ABC):
@@ -49,12 +53,16 @@ class Members(abc.ABC):
         takers of one sandbox, exactly one gets it."""
 
     @abc.abstractmethod
+    def claim(self, container_id: str, session_id: str, owner: str) -> bool:
+        """Claim a sandbox the session took, for one attachment: False for every later one."""
+
+    @abc.abstractmethod
     def waiting(self) -> list[SandboxRef]:
         """Every sandbox offered and not taken."""
 
     @abc.abstractmethod
     def taken(self) -> list[Taken]:
-        """Every sandbox taken and not yet settled (see settle)."""
+        """Every sandbox taken or claimed, and not yet settled (see settle)."""
 
     @abc.abstractmethod
     def drop(self, container_id: str) -> bool:
@@ -62,18 +70,21 @@ class Members(abc.ABC):
 
     @abc.abstractmethod
     def settle(self, container_id: str) -> None:
-        """Forget a taken sandbox: the runtime now knows it by its session's name, or it is gone."""
+        """Forget a taken or claimed sandbox: the runtime knows it by its session's name now, or
+        it is gone."""
 
 
 class FileMembers(Members):
     """One file per member, `<kind>/<container id>.json`; a take renames it to
-    `taken/<container id>.<session id>.json`. rename(2) within one file system is atomic: a
-    second taker finds no source and moves on."""
+    `taken/<container id>.<session id>.json`, a claim to `claimed/<container id>.<session
+    id>.<owner>.json`. rename(2) within one file system is atomic: a second taker or claimer
+    finds no source."""
 
     def __init__(self, directory: str) -> None:
         self.directory = os.path.join(directory, "pool")
         private_directory(self.directory)
         private_directory(os.path.join(self.directory, _TAKEN))
+        private_directory(os.path.join(self.directory, _CLAIMED))
 
     def _kind(self, language: str, tty: bool) -> str:
         path = os.path.join(self.directory, f"{language}.tty" if tty else language)
@@ -108,10 +119,21 @@ class FileMembers(Members):
                 return ref
         return None
 
+    def claim(self, container_id: str, session_id: str, owner: str) -> bool:
+        name = f"{container_id}.{session_id}"
+        try:
+            os.rename(
+                os.path.join(self.directory, _TAKEN, name + _SUFFIX),
+                os.path.join(self.directory, _CLAIMED, f"{name}.{owner}{_SUFFIX}"),
+            )
+        except FileNotFoundError:
+            return False
+        return True
+
     def waiting(self) -> list[SandboxRef]:
         refs = []
         for kind in os.listdir(self.directory):
-            if kind == _TAKEN:
+            if kind in (_TAKEN, _CLAIMED):
                 continue
             with contextlib.suppress(NotADirectoryError, FileNotFoundError):
                 for name in os.listdir(os.path.join(self.directory, kind)):
@@ -120,20 +142,23 @@ class FileMembers(Members):
         return refs
 
     def taken(self) -> list[Taken]:
-        directory = os.path.join(self.directory, _TAKEN)
         found = []
-        for name in os.listdir(directory):
-            container_id, _, session_id = name[: -len(_SUFFIX)].partition(".")
-            path = os.path.join(directory, name)
-            ref = _read(path) if name.endswith(_SUFFIX) else None
-            if ref is not None and session_id and ref.id == container_id:
-                with contextlib.suppress(FileNotFoundError):
-                    found.append(Taken(ref, session_id, os.stat(path).st_mtime))
+        # Claimed first: an entry that moves on from taken/ meanwhile is then seen in neither
+        # list, never in both; the reaper takes two looks before it acts on that (see reaper).
+        for directory in (_CLAIMED, _TAKEN):
+            directory = os.path.join(self.directory, directory)
+            for name in os.listdir(directory):
+                container_id, session_id, owner = ([*name[: -len(_SUFFIX)].split("."), None, None])[:3]
+                path = os.path.join(directory, name)
+                ref = _read(path) if name.endswith(_SUFFIX) else None
+                if ref is not None and session_id and ref.id == container_id:
+                    with contextlib.suppress(FileNotFoundError):
+                        found.append(Taken(ref, session_id, os.stat(path).st_mtime, owner))
         return found
 
     def drop(self, container_id: str) -> bool:
         for kind in os.listdir(self.directory):
-            if kind == _TAKEN:
+            if kind in (_TAKEN, _CLAIMED):
                 continue
             try:
                 os.unlink(os.path.join(self.directory, kind, container_id + _SUFFIX))
@@ -143,11 +168,12 @@ class FileMembers(Members):
         return False
 
     def settle(self, container_id: str) -> None:
-        directory = os.path.join(self.directory, _TAKEN)
-        for name in os.listdir(directory):
-            if name.startswith(container_id + "."):
-                with contextlib.suppress(FileNotFoundError):
-                    os.unlink(os.path.join(directory, name))
+        for directory in (_TAKEN, _CLAIMED):
+            directory = os.path.join(self.directory, directory)
+            for name in os.listdir(directory):
+                if name.startswith(container_id + "."):
+                    with contextlib.suppress(FileNotFoundError):
+                        os.unlink(os.path.join(directory, name))
 
 
 def _read(path: str) -> SandboxRef | None:

@@ -4,9 +4,9 @@ It expires sessions created but never attached once the idle timeout passes, and
 the executor calls orphaned: sandboxes whose claiming worker has died, sandboxes this worker
 claimed but no longer runs (a removal that failed while the runtime was away), and dead warm
 sandboxes. It reconciles the warm pool's members (see pool_members) with the runtime: a warm
-sandbox a session took is that session's until its client claims it; one neither offered nor
-taken, two passes running, was left by a refiller or taker that died; a taken entry whose sandbox
-no longer has its pool's name is settled. It also forgets the records of ended sessions past
+sandbox a session took is that session's, claimed by a worker if the store says so; one neither
+offered nor taken, two passes running, was left by a refiller or taker that died; an entry whose
+sandbox no longer has its pool's name is settled. It also forgets the records of ended sessions past
 their age or count, and once a minute lets the executor free what removed sandboxes still hold
 (their uids). Reaping and pruning are idempotent, so every worker's reaper may run at once.
 """
@@ -157,17 +157,18 @@ class Reaper:
         # Read after the listing: what was offered or taken before it is known here.
         waiting = {ref.id for ref in self.members.waiting()}
         taken = self.members.taken()
-        sessions = {t.ref.id: t.session_id for t in taken}
-        refs = {t.ref.id: t.ref for t in taken}
+        entries = {t.ref.id: t for t in taken}
         pool_named = {info.ref.id for info in listed if info.pooled}
         for t in taken:
             if t.at < listed_at and t.ref.id not in pool_named:
                 self.members.settle(t.ref.id)  # claimed under its session's name, or gone
         unowned, reconciled = set(), []
         for info in listed:
-            if info.pooled and info.ref.id in sessions:
-                # Its reference as taken names it by its pool's name, which a claim renames.
-                info = replace(info, ref=refs[info.ref.id], session_id=sessions[info.ref.id], pooled=False)
+            if info.pooled and (t := entries.get(info.ref.id)):
+                # Its session's, claimed by its owner if claimed; its reference as taken names it
+                # by its pool's name, which the runtime's claim renames.
+                info = replace(info, ref=t.ref, session_id=t.session_id, pooled=False, owner=t.owner)
+                info = replace(info, claimed=t.owner is not None)
             elif info.pooled and not info.exited and info.ref.id not in waiting:
                 unowned.add(info.ref.id)
                 if info.ref.id in self._unowned and listed_at - info.created_at > STUCK:

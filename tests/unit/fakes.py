@@ -232,6 +232,8 @@ class FakeExecutor(Executor):
         # Image labels, as a build would record versions in them.
         self.labels: dict[str, dict[str, str]] = {}
         self.removed: list[str] = []
+        # Claims made in the state store whose runtime name followed: (session, owner).
+        self.named: list[tuple[str, str]] = []
         # Raised by every runtime call while set, as a daemon that went away.
         self.error: ExecutorError | None = None
         # What check() answers: None when ready.
@@ -274,13 +276,9 @@ class FakeExecutor(Executor):
         with self._lock:
             if ref is not None and ref.name in self.sandboxes:
                 # A warm sandbox taken for the session: claimed from its pool's name (one rename).
-                sandbox = self.sandboxes.pop(ref.name)
-                sandbox.session_id = session_id
-                self.sandboxes[session_id] = sandbox
-                for table in (self.specs, self.refs, self.created_at):
-                    table[session_id] = table.pop(ref.name)
+                self._rekey(ref.name, session_id)
                 self.owners[session_id] = owner
-                return sandbox
+                return self.sandboxes[session_id]
             if session_id not in self.sandboxes:
                 raise SandboxNotFound(session_id)
             if session_id in self.owners:
@@ -288,6 +286,28 @@ class FakeExecutor(Executor):
             assert ref is None or ref == self.refs[session_id], "claimed with another sandbox's ref"
             self.owners[session_id] = owner
             return self.sandboxes[session_id]
+
+    def sandbox(self, ref: SandboxRef, session_id: str) -> FakeSandbox:
+        # Still listed under its pool's name until name_claim, as in Docker.
+        with self._lock:
+            sandbox = self.sandboxes.get(ref.name or "") or self.sandboxes[session_id]
+            sandbox.session_id = session_id
+            return sandbox
+
+    def name_claim(self, session_id: str, owner: str, ref: SandboxRef) -> None:
+        self._fail()
+        with self._lock:
+            if ref.name in self.sandboxes:
+                self._rekey(ref.name, session_id)
+                self.owners[session_id] = owner
+            self.named.append((session_id, owner))
+
+    def _rekey(self, old: str, session_id: str) -> None:
+        sandbox = self.sandboxes.pop(old)
+        sandbox.session_id = session_id
+        self.sandboxes[session_id] = sandbox
+        for table in (self.specs, self.refs, self.created_at):
+            table[session_id] = table.pop(old)
 
     def list(self) -> list[SandboxInfo]:
         self._fail()
@@ -301,9 +321,9 @@ class FakeExecutor(Executor):
             return info.exited
         return info.owner is not None and not alive(info.owner, info.session_id)
 
-    def remove(self, session_id: str) -> None:
+    def remove(self, session_id: str, ref: SandboxRef | None = None) -> None:
         self._fail()
-        sandbox = self.sandboxes.get(session_id)
+        sandbox = self.sandboxes.get(session_id) or (self.sandboxes.get(ref.name or "") if ref else None)
         if sandbox is not None:
             sandbox.remove()
 
@@ -322,8 +342,12 @@ class FakeExecutor(Executor):
 
     def forget(self, key: str) -> None:
         with self._lock:
-            if self.sandboxes.pop(key, None) is not None:
-                self.removed.append(key)
+            sandbox = self.sandboxes.get(key)
+            if sandbox is None:
+                # Claimed in the state store and removed before its runtime name followed.
+                key = next((k for k, v in self.sandboxes.items() if v.session_id == key), key)
+            if (popped := self.sandboxes.pop(key, None)) is not None:
+                self.removed.append(popped.session_id)
 
     def _info(self, key: str) -> SandboxInfo:
         sandbox = self.sandboxes[key]

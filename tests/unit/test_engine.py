@@ -480,7 +480,9 @@ def test_a_session_takes_a_warm_sandbox_and_attaches_by_its_reference(make_engin
     assert [ref.name for ref in engine.members.waiting()] == [n for n in names if n != taken.name]
     assert [(t.ref, t.session_id) for t in engine.members.taken()] == [(taken, session_id)]
     client = FakeClient()
-    engine.attach(session_id, client)  # the claim renames it from its pool's name
+    engine.attach(session_id, client)  # claimed in the store; the runtime's name follows
+    engine._claims.join()
+    assert executor.named == [(session_id, engine.owner)]
     assert executor.refs[session_id] == taken
     assert engine.members.taken() == [], "claimed under the session's name: settled"
     sandbox = executor.sandboxes[session_id]

@@ -171,9 +171,9 @@ def test_first_output_is_timed_once_per_session_cold_or_warm(make_app, executor)
     for session_id in (warm, cold):
         ws = FakeClient()
         run = worker_of(app).engine.attach(session_id, ws)
-        executor.sandboxes[session_id].stdout("a")
-        executor.sandboxes[session_id].stderr("b")
-        executor.sandboxes[session_id].exit(0)
+        run.sandbox.stdout("a")
+        run.sandbox.stderr("b")
+        run.sandbox.exit(0)
         assert run.wait(5)
     samples = scrape(client)
     assert value(samples, "sandbox_engine_sessions_started_total", language="python", start="warm") == 1

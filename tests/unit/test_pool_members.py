@@ -7,14 +7,20 @@ import threading
 import time
 import uuid
 
-from fakes import FakeExecutor
-from test_engine import CODE, END, make_engine, reaper  # noqa: F401 - fixtures
+import pytest
+import test_engine
+from fakes import FakeClient, FakeExecutor
+from test_engine import CODE, END, reaper
 
+from sandbox_engine.errors import EngineError, Kind
 from sandbox_engine.executor import SandboxRef
 from sandbox_engine.pool_members import FileMembers
 from sandbox_engine.reaper import STUCK
 from sandbox_engine.records import Record
 from sandbox_engine.states import State
+
+# The engine's fixture, for the tests of crash recovery below.
+make_engine = test_engine.make_engine
 
 
 def ref(n: int, tty: bool = False) -> SandboxRef:
@@ -30,6 +36,18 @@ def test_a_member_is_taken_once_and_then_names_its_session(tmp_path):
     assert members.take("c", False, "s3") is None
     assert [(t.ref, t.session_id) for t in members.taken()] == [(ref(1), "s1")]
     assert members.waiting() == [ref(2, tty=True)]
+    members.settle(ref(1).id)
+    assert members.taken() == []
+
+
+def test_a_taken_member_is_claimed_once(tmp_path):
+    members = FileMembers(str(tmp_path))
+    members.add(ref(1))
+    assert not members.claim(ref(1).id, "s1", "p1"), "not taken yet: nothing to claim"
+    members.take("python", False, "s1")
+    assert members.claim(ref(1).id, "s1", "p1")
+    assert not members.claim(ref(1).id, "s1", "p2")
+    assert [(t.session_id, t.owner) for t in members.taken()] == [("s1", "p1")]
     members.settle(ref(1).id)
     assert members.taken() == []
 
@@ -98,7 +116,7 @@ def offer(engine, executor: FakeExecutor) -> SandboxRef:
     return taken
 
 
-def test_a_warm_sandbox_taken_by_a_session_never_attached_expires_with_it(make_engine, executor):  # noqa: F811
+def test_a_warm_sandbox_taken_by_a_session_never_attached_expires_with_it(make_engine, executor):
     engine = make_engine(pool_size="python=1", idle_timeout=0.05)
     offer(engine, executor)
     session_id = engine.create_session("python", CODE)
@@ -110,7 +128,7 @@ def test_a_warm_sandbox_taken_by_a_session_never_attached_expires_with_it(make_e
     assert engine.members.taken() == []
 
 
-def test_a_taker_that_died_before_recording_its_session_leaves_nothing_behind(make_engine, executor):  # noqa: F811
+def test_a_taker_that_died_before_recording_its_session_leaves_nothing_behind(make_engine, executor):
     # A worker admitted the session, took the member (the store says whose it is) and died before
     # writing the record's reference: the reaper still finds the sandbox and expires the session.
     engine = make_engine(pool_size="python=1", idle_timeout=0.05)
@@ -124,7 +142,7 @@ def test_a_taker_that_died_before_recording_its_session_leaves_nothing_behind(ma
     assert engine.describe(session_id)["reason"] == "idle_timeout"
 
 
-def test_a_pool_sandbox_offered_to_nobody_is_reaped_on_the_second_look(make_engine, executor):  # noqa: F811
+def test_a_pool_sandbox_offered_to_nobody_is_reaped_on_the_second_look(make_engine, executor):
     # A refiller that died between the start and the offer: neither waiting nor taken.
     engine = make_engine(pool_size="python=1")
     executor.create(engine.sandbox_spec("python", False))
@@ -137,7 +155,7 @@ def test_a_pool_sandbox_offered_to_nobody_is_reaped_on_the_second_look(make_engi
     assert executor.list() == []
 
 
-def test_a_stale_taken_entry_is_settled_and_its_claimed_sandbox_kept(make_engine, executor):  # noqa: F811
+def test_a_stale_taken_entry_is_settled_and_its_claimed_sandbox_kept(make_engine, executor):
     engine = make_engine(pool_size="python=1")
     taken = offer(engine, executor)
     session_id = engine.create_session("python", CODE)
@@ -150,3 +168,34 @@ def test_a_stale_taken_entry_is_settled_and_its_claimed_sandbox_kept(make_engine
         passes.reap_once()
         assert engine.members.taken() == []
         assert [info.session_id for info in executor.list()] == [session_id]
+
+
+def test_a_warm_session_attaches_without_a_runtime_claim_and_a_second_client_is_refused(
+    make_engine, executor
+):
+    engine = make_engine(pool_size="python=1")
+    offer(engine, executor)
+    session_id = engine.create_session("python", CODE)
+    first = FakeClient()
+    run = engine.attach(session_id, first)
+    with pytest.raises(EngineError) as refused:
+        engine.attach(session_id, FakeClient())
+    assert refused.value.kind is Kind.ALREADY_ATTACHED
+    engine._claims.join()
+    assert executor.owners == {session_id: engine.owner}, "the runtime's name followed"
+    executor.sandboxes[session_id].exit(0)
+    assert run.wait(END)
+
+
+def test_a_claim_whose_worker_died_before_the_runtime_heard_of_it_is_reaped(make_engine, executor):
+    engine = make_engine(pool_size="python=1")
+    taken = offer(engine, executor)
+    session_id = engine.create_session("python", CODE)
+    assert engine.members.claim(taken.id, session_id, "p999999999")  # a worker now gone
+    reaper(engine).reap_once()
+    assert executor.list() == []
+    described = engine.describe(session_id)
+    assert (described["state"], described["reason"]) == ("TERMINATED", "internal_error")
+    passes = reaper(engine)
+    passes.reap_once()  # the container is gone now: its entry is settled
+    assert engine.members.taken() == []
