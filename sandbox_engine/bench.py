@@ -439,6 +439,6 @@ def main(
                 "All figures are end to end over the public API (POST /session, the WebSocket, the first "
                 "`stdout` message), from a client on the same machine. Baselines ran in the same run: "
                 "compare ratios, not absolute numbers, between runs on a shared machine.\n\n"
-                f"{results['table']}\n" + (f"\n{kept}" if kept else "")
+                f"{results['table']}\n\n{bench_phases.EXPLAINED}" + (f"\n{kept}" if kept else "")
             )
     return 0

@@ -92,3 +92,31 @@ def table(rows: Sequence[tuple[str, Sequence[Phases]]]) -> list[str]:
             steps = " | ".join(f"{p50(phases, step) * 1000:.1f} ms" for _, step in STEPS)
             lines.append(f"| {name} | {steps} | {len(phases)} |")
     return lines
+
+
+# What each step holds, from the profile of issue 14 (py-spy of the workers, and the same steps
+# timed on the executor alone): written under the split in BENCHMARKS.md.
+EXPLAINED = """What each step holds (warm, then what a cold start adds):
+
+- **POST**: admission (the records' lock, the record and the program written), the take of a warm
+  sandbox (one rename of its entry in the state directory, see `pool_members`), the record
+  rewritten with its sandbox. No Docker call. Cold: Docker's create (a uid leased, the container
+  made).
+- **WS open**: the WebSocket handshake, and the session's record read.
+- **open → RUNNING**: the claim (warm: one rename in the state directory; Docker's rename to the
+  session's claimed name follows on a thread of its own, off this path: it took 19 ms p50 at load
+  11 and 48 ms at load 25), docker-py's `attach_socket` (one Docker call), the header and the
+  program written, the RUNNING record. Cold: Docker's start too (runc, the shim, the cgroup).
+- **RUNNING → first output**: inside the sandbox the launcher reads the header, writes the source,
+  lets its forked child go, which runs the program; then Docker's stdio path (the shim, dockerd,
+  the attach stream), the pump and one WebSocket frame. The Docker floor baseline is this step's
+  share that no server can avoid, plus the attach. Cold: the interpreter's start too.
+- **last output → final state**: the program's exit (its interpreter's finalization), the
+  launcher's wait for it and for every other process of its user, its EXIT mark (exit code and
+  usage) through Docker's stdio path, 5 ms for a separate stderr to settle, the record's end, one
+  WebSocket frame. The container's stop and removal come after, off the client's path.
+
+On a loaded machine every step stretches with the run queue (the sandbox's processes, runc,
+containerd and dockerd wait for a core like everything else): compare the steps with the
+baselines of the same run, not with another run's.
+"""

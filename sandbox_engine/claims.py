@@ -4,8 +4,9 @@ A warm sandbox a session took (see pool_members) is claimed in the state store, 
 rename of its entry, and driven at once; the runtime's name follows on a thread of its own, off
 the client's path (Docker's rename costs a core for ten to twenty milliseconds under load). Until
 it has, the store says who claimed it: the reaper reads that (an owner that died, a session that
-expired), and so does every later claimer, who is refused. Any other sandbox is claimed by the
-runtime, as before (Executor.claim).
+expired), and so does every later claimer, who is refused. The runtime is also asked then whether
+the sandbox still runs: a warm one that died while it waited is removed, and its session ends
+with internal_error. Any other sandbox is claimed by the runtime, as before (Executor.claim).
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ class Claims:
         self.members = members
         self._owner = owner
         # Claims made in the store whose runtime name is still to follow, by session.
-        self._unnamed: dict[str, SandboxRef] = {}
+        self._unnamed: dict[str, tuple[SandboxRef, Sandbox]] = {}
         self._naming: set[threading.Thread] = set()
         self._lock = threading.Lock()
 
@@ -38,9 +39,10 @@ class Claims:
         Executor.claim. Call named() once the program started (or it ended)."""
         if ref is not None and ref.name:
             if self.members.claim(ref.id, session_id, self._owner()):
+                sandbox = self.executor.sandbox(ref, session_id)
                 with self._lock:
-                    self._unnamed[session_id] = ref
-                return self.executor.sandbox(ref, session_id)
+                    self._unnamed[session_id] = (ref, sandbox)
+                return sandbox
             if any(t.ref.id == ref.id and t.owner for t in self.members.taken()):
                 raise AlreadyClaimed(session_id)
         # Not a warm one, or its claim moved on to the runtime's name already.
@@ -52,11 +54,11 @@ class Claims:
     def named(self, session_id: str) -> None:
         """Let the runtime's name of a claim made in the store follow, on a thread of its own."""
         with self._lock:
-            ref = self._unnamed.pop(session_id, None)
-            if ref is None:
+            claimed = self._unnamed.pop(session_id, None)
+            if claimed is None:
                 return
             thread = threading.Thread(
-                target=self._name, args=(session_id, ref), name=f"se-claim-{session_id}", daemon=True
+                target=self._name, args=(session_id, *claimed), name=f"se-claim-{session_id}", daemon=True
             )
             self._naming.add(thread)
         thread.start()
@@ -64,16 +66,21 @@ class Claims:
     def removed(self, session_id: str) -> None:
         """The claimed sandbox is gone: no runtime name need follow, the store's word is done."""
         with self._lock:
-            ref = self._unnamed.pop(session_id, None)
-        if ref is not None:
-            self.members.settle(ref.id)
+            claimed = self._unnamed.pop(session_id, None)
+        if claimed is not None:
+            self.members.settle(claimed[0].id)
 
-    def _name(self, session_id: str, ref: SandboxRef) -> None:
+    def _name(self, session_id: str, ref: SandboxRef, sandbox: Sandbox) -> None:
         try:
-            self.executor.name_claim(session_id, self._owner(), ref)
+            running = self.executor.name_claim(session_id, self._owner(), ref)
             # Named (or gone): the store's word is no longer needed. Had the runtime failed, the
             # entry stays, and the reaper settles it once the name changed or the sandbox is gone.
             self.members.settle(ref.id)
+            if not running:
+                # A warm sandbox that died while it waited: its streams, which would never end,
+                # are closed with it, and its run ends as one that lost its sandbox.
+                log.warning("the sandbox of %s was no longer running when claimed", session_id)
+                sandbox.remove()
         except ExecutorError as exc:
             log.warning("the claim of %s is known to the state store only: %s", session_id, exc)
         finally:

@@ -310,12 +310,16 @@ class DockerExecutor(Executor):
     def sandbox(self, ref: SandboxRef, session_id: str) -> Sandbox:
         return self._sandbox(ref, session_id)
 
-    def name_claim(self, session_id: str, owner: str, ref: SandboxRef) -> None:
-        if not ref.name:
-            return
+    def name_claim(self, session_id: str, owner: str, ref: SandboxRef) -> bool:
         name = self._name(session_id)
-        with self._translated("name the sandbox's claim", ignore=(404,)):
-            self._rename(ref.name, f"{name}.{owner}", f"{ref.name}.{CLAIMING}")
+        if ref.name:
+            with self._translated("name the sandbox's claim", ignore=(404,)):
+                self._rename(ref.name, f"{name}.{owner}", f"{ref.name}.{CLAIMING}")
+        # Attaching to a stopped container does not fail, and its stream never ends: asked here,
+        # off the client's path, instead.
+        with self._translated("inspect the sandbox", ignore=(404,)):
+            return bool(self.api.inspect_container(ref.id)["State"]["Running"])
+        return False
 
     def _sandbox(self, ref: SandboxRef, session_id: str) -> DockerSandbox:
         # Its removal frees its uid, as every other removal of a container does.

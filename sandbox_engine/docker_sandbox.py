@@ -12,10 +12,12 @@ from __future__ import annotations
 
 import functools
 import logging
+import re
 import socket
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
+from datetime import datetime
 
 import docker
 
@@ -94,6 +96,7 @@ class DockerSandbox(Sandbox):
         self._compile_sock: socket.socket | None = None
         self._write_lock = threading.Lock()
         self._closed = False
+        self._attached_at = float("inf")
 
     def start(
         self,
@@ -103,6 +106,7 @@ class DockerSandbox(Sandbox):
         files: Sequence[tuple[str, bytes]] = (),
         tests: bool = False,
     ) -> None:
+        self._attached_at = time.time()
         with self._translated("attach to the sandbox"):
             attached = self.api.attach_socket(
                 self.container, params={"stdin": 1, "stdout": 1, "stderr": 1, "stream": 1}
@@ -297,7 +301,10 @@ class DockerSandbox(Sandbox):
         with self._translated("learn how the sandbox ended"):
             result = self.api.wait(self.container, timeout=timeout)
             state = self.api.inspect_container(self.container)["State"]
-        return ExitStatus(exit_code=result.get("StatusCode"), oom_killed=bool(state.get("OOMKilled")))
+        # Docker's clock is this host's: a warm sandbox that stopped before it was attached to
+        # never ran the program.
+        ended_before = self._running and _timestamp(state.get("FinishedAt", "")) < self._attached_at
+        return ExitStatus(result.get("StatusCode"), bool(state.get("OOMKilled")), ended_before)
 
     def waiting_for_input(self) -> bool:
         return waiting_on_stdin(self.api, self.container, self._translated)
@@ -326,6 +333,15 @@ def waiting_on_stdin(api: docker.APIClient, container: str, translated: Callable
         return False
     column = titles.index("PID")
     return procfs.waiting_on_stdin(int(row[column]) for row in top.get("Processes") or [])
+
+
+def _timestamp(rfc3339: str) -> float:
+    """Docker's time (nanoseconds, Z) as seconds since the epoch; +inf if there is none."""
+    found = re.match(r"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(\.\d{1,6})?\d*Z$", rfc3339)
+    if found is None or found.group(1).startswith("0001"):
+        return float("inf")
+    moment = datetime.fromisoformat(found.group(1) + (found.group(2) or "") + "+00:00")
+    return moment.timestamp()
 
 
 def close_socket(sock: socket.socket) -> None:

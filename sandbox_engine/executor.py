@@ -187,6 +187,9 @@ Output = tuple[Stream, bytes] | Started | CompileResult | ProgramEnd | StderrEnd
 class ExitStatus:
     exit_code: int | None
     oom_killed: bool = False
+    # It had ended before the program was handed to it (a warm sandbox that died while waiting):
+    # the exit is not the program's.
+    ended_before: bool = False
 
 
 class ExecutorError(Exception):
@@ -309,9 +312,10 @@ class Executor(abc.ABC):
         once: no runtime call."""
 
     @abc.abstractmethod
-    def name_claim(self, session_id: str, owner: str, ref: SandboxRef) -> None:
+    def name_claim(self, session_id: str, owner: str, ref: SandboxRef) -> bool:
         """Make the runtime's name of a sandbox claimed in the state store say whose it is, as
-        claim() would have (Docker: rename it from its pool's name). Missing is fine."""
+        claim() would have (Docker: rename it from its pool's name). False when it is no longer
+        running (missing, or a warm sandbox that died while it waited): its session cannot run."""
 
     @abc.abstractmethod
     def list(self) -> list[SandboxInfo]:

@@ -372,6 +372,9 @@ def exit_status(sandbox: Sandbox, end: ProgramEnd | None) -> tuple[int | None, b
         return (end.exit_code if end.exit_code is not None else 128 + end.signal), False, False
     try:
         status = sandbox.wait(KILL_WAIT)
+        if status.ended_before:
+            log.warning("the sandbox of %s had ended before it was given the program", sandbox.session_id)
+            return None, False, True
         return status.exit_code, status.oom_killed, False
     except ExecutorError as exc:
         log.warning("no exit status for %s: %s", sandbox.session_id, exc)

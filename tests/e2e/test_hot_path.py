@@ -98,3 +98,21 @@ def test_the_final_state_carries_the_exit_code_before_a_slow_removal(docker_prox
     assert (record["exitCode"], record["reason"]) == (3, "exited") and record["usage"]
     docker_proxy.delays.clear()
     assert wait_for(lambda: server.sessions_containers() == [] and not server.session_containers(session_id))
+
+
+def test_a_warm_sandbox_that_died_after_its_take_fails_its_session_cleanly(make_server):
+    # Chosen: the session fails with internal_error, rather than starting cold at attach (which
+    # would need a Docker call on every warm attach to find out); its record says so, its exit
+    # (Docker's 137 of the kill) is not passed off as the program's, and nothing leaks.
+    server = make_server(workers=1, pool_size="python=1")
+    assert wait_for(lambda: warm(server) == 1, timeout=60)
+    session_id = server.create("print('never')")
+    server.docker.api.kill(server.record(session_id)["sandbox"]["id"])
+    with server.attach(session_id) as ws:
+        transcript = ws.read_to_end(30)
+    assert transcript.text() == ""
+    final = transcript.final
+    assert (final["state"], final["reason"], final["exitCode"]) == ("TERMINATED", "internal_error", None)
+    assert server.session(session_id)["reason"] == "internal_error"
+    assert wait_for(lambda: server.sessions_containers() == [] and warm(server) == 1, timeout=60)
+    assert server.run("print('next')").text() == "next\n"

@@ -294,13 +294,15 @@ class FakeExecutor(Executor):
             sandbox.session_id = session_id
             return sandbox
 
-    def name_claim(self, session_id: str, owner: str, ref: SandboxRef) -> None:
+    def name_claim(self, session_id: str, owner: str, ref: SandboxRef) -> bool:
         self._fail()
         with self._lock:
             if ref.name in self.sandboxes:
                 self._rekey(ref.name, session_id)
                 self.owners[session_id] = owner
             self.named.append((session_id, owner))
+            sandbox = self.sandboxes.get(session_id)
+            return sandbox is not None and not sandbox._ended.is_set()
 
     def _rekey(self, old: str, session_id: str) -> None:
         sandbox = self.sandboxes.pop(old)
