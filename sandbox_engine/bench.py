@@ -198,7 +198,7 @@ def echo_round_trip(client: Client, rounds: int) -> Series:
     ws = client.attach(client.create(ECHO))
     series = Series("input echo round trip")
     try:
-        while json.loads(ws.recv(60)) != {"type": "state", "state": "RUNNING"}:
+        while json.loads(ws.recv(60)).get("state") != "RUNNING":  # messages carry a seq now
             pass
         for i in range(rounds + 5):
             line = f"echo {i}\n"
@@ -229,7 +229,7 @@ def idle_memory(client: Client, sessions: int) -> dict:
         for _ in range(sessions):
             session_ids.append(client.create(IDLE))
             ws = client.attach(session_ids[-1])
-            while json.loads(ws.recv(60)) != {"type": "state", "state": "RUNNING"}:
+            while json.loads(ws.recv(60)).get("state") != "RUNNING":  # messages carry a seq now
                 pass
             sockets.append(ws)
         time.sleep(1)

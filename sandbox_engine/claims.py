@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable
 
 from .executor import AlreadyClaimed, Executor, ExecutorError, Sandbox, SandboxRef
@@ -30,7 +31,7 @@ class Claims:
         self.members = members
         self._owner = owner
         # Claims made in the store whose runtime name is still to follow, by session.
-        self._unnamed: dict[str, tuple[SandboxRef, Sandbox]] = {}
+        self._unnamed: dict[str, tuple[SandboxRef, Sandbox, float]] = {}
         self._naming: set[threading.Thread] = set()
         self._lock = threading.Lock()
 
@@ -41,7 +42,7 @@ class Claims:
             if self.members.claim(ref.id, session_id, self._owner()):
                 sandbox = self.executor.sandbox(ref, session_id)
                 with self._lock:
-                    self._unnamed[session_id] = (ref, sandbox)
+                    self._unnamed[session_id] = (ref, sandbox, time.time())
                 return sandbox
             if any(t.ref.id == ref.id and t.owner for t in self.members.taken()):
                 raise AlreadyClaimed(session_id)
@@ -70,16 +71,16 @@ class Claims:
         if claimed is not None:
             self.members.settle(claimed[0].id)
 
-    def _name(self, session_id: str, ref: SandboxRef, sandbox: Sandbox) -> None:
+    def _name(self, session_id: str, ref: SandboxRef, sandbox: Sandbox, claimed_at: float) -> None:
         try:
-            running = self.executor.name_claim(session_id, self._owner(), ref)
+            running = self.executor.name_claim(session_id, self._owner(), ref, claimed_at)
             # Named (or gone): the store's word is no longer needed. Had the runtime failed, the
             # entry stays, and the reaper settles it once the name changed or the sandbox is gone.
             self.members.settle(ref.id)
             if not running:
                 # A warm sandbox that died while it waited: its streams, which would never end,
                 # are closed with it, and its run ends as one that lost its sandbox.
-                log.warning("the sandbox of %s was no longer running when claimed", session_id)
+                log.warning("the sandbox of %s had stopped before it was claimed", session_id)
                 sandbox.remove()
         except ExecutorError as exc:
             log.warning("the claim of %s is known to the state store only: %s", session_id, exc)

@@ -34,7 +34,7 @@ import docker.types
 
 from . import launch
 from .docker_api import Failed, client, remove_container, status_of, translated, uncounted
-from .docker_sandbox import DockerSandbox
+from .docker_sandbox import DockerSandbox, finished_before
 from .docker_warm import start_warm
 from .executor import (
     AlreadyClaimed,
@@ -310,7 +310,7 @@ class DockerExecutor(Executor):
     def sandbox(self, ref: SandboxRef, session_id: str) -> Sandbox:
         return self._sandbox(ref, session_id)
 
-    def name_claim(self, session_id: str, owner: str, ref: SandboxRef) -> bool:
+    def name_claim(self, session_id: str, owner: str, ref: SandboxRef, claimed_at: float) -> bool:
         name = self._name(session_id)
         if ref.name:
             with self._translated("name the sandbox's claim", ignore=(404,)):
@@ -318,8 +318,8 @@ class DockerExecutor(Executor):
         # Attaching to a stopped container does not fail, and its stream never ends: asked here,
         # off the client's path, instead.
         with self._translated("inspect the sandbox", ignore=(404,)):
-            return bool(self.api.inspect_container(ref.id)["State"]["Running"])
-        return False
+            return not finished_before(self.api.inspect_container(ref.id)["State"], claimed_at)
+        return True  # removed already: its session ran, and ended (or its attach failed)
 
     def _sandbox(self, ref: SandboxRef, session_id: str) -> DockerSandbox:
         # Its removal frees its uid, as every other removal of a container does.

@@ -301,9 +301,9 @@ class DockerSandbox(Sandbox):
         with self._translated("learn how the sandbox ended"):
             result = self.api.wait(self.container, timeout=timeout)
             state = self.api.inspect_container(self.container)["State"]
-        # Docker's clock is this host's: a warm sandbox that stopped before it was attached to
-        # never ran the program.
-        ended_before = self._running and _timestamp(state.get("FinishedAt", "")) < self._attached_at
+        # Docker's clock is this host's: a warm sandbox that had stopped before it was attached
+        # to never ran the program.
+        ended_before = self._running and finished_before(state, self._attached_at)
         return ExitStatus(result.get("StatusCode"), bool(state.get("OOMKilled")), ended_before)
 
     def waiting_for_input(self) -> bool:
@@ -333,6 +333,11 @@ def waiting_on_stdin(api: docker.APIClient, container: str, translated: Callable
         return False
     column = titles.index("PID")
     return procfs.waiting_on_stdin(int(row[column]) for row in top.get("Processes") or [])
+
+
+def finished_before(state: dict, moment: float) -> bool:
+    """Whether a container (its inspected State) had stopped before `moment` (time.time())."""
+    return not state.get("Running") and _timestamp(state.get("FinishedAt", "")) < moment
 
 
 def _timestamp(rfc3339: str) -> float:

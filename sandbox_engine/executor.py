@@ -312,10 +312,11 @@ class Executor(abc.ABC):
         once: no runtime call."""
 
     @abc.abstractmethod
-    def name_claim(self, session_id: str, owner: str, ref: SandboxRef) -> bool:
+    def name_claim(self, session_id: str, owner: str, ref: SandboxRef, claimed_at: float) -> bool:
         """Make the runtime's name of a sandbox claimed in the state store say whose it is, as
-        claim() would have (Docker: rename it from its pool's name). False when it is no longer
-        running (missing, or a warm sandbox that died while it waited): its session cannot run."""
+        claim() would have (Docker: rename it from its pool's name). False when it had stopped
+        before `claimed_at` (time.time()): a warm sandbox that died while it waited, whose
+        session cannot run. (One that stopped since, or is gone, ran its program, or failed to.)"""
 
     @abc.abstractmethod
     def list(self) -> list[SandboxInfo]:

@@ -294,7 +294,7 @@ class FakeExecutor(Executor):
             sandbox.session_id = session_id
             return sandbox
 
-    def name_claim(self, session_id: str, owner: str, ref: SandboxRef) -> bool:
+    def name_claim(self, session_id: str, owner: str, ref: SandboxRef, claimed_at: float) -> bool:
         self._fail()
         with self._lock:
             if ref.name in self.sandboxes:
@@ -302,7 +302,7 @@ class FakeExecutor(Executor):
                 self.owners[session_id] = owner
             self.named.append((session_id, owner))
             sandbox = self.sandboxes.get(session_id)
-            return sandbox is not None and not sandbox._ended.is_set()
+            return sandbox is not None and not (sandbox._ended.is_set() and not sandbox.started)
 
     def _rekey(self, old: str, session_id: str) -> None:
         sandbox = self.sandboxes.pop(old)

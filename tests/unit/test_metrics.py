@@ -166,6 +166,9 @@ def test_first_output_is_timed_once_per_session_cold_or_warm(make_app, executor)
     app = make_app(pool_size="python=1")
     client = app.test_client()
     worker_of(app).pool.refill()
+    # No refill between the two: the second session is a cold one.
+    client.get("/healthz")  # the first request starts the refiller; stopped here
+    worker_of(app).pool.stop()
     warm = create(client).get_json()["sessionId"]
     cold = create(client).get_json()["sessionId"]
     for session_id in (warm, cold):
