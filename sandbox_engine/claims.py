@@ -23,11 +23,6 @@ log = logging.getLogger(__name__)
 
 # How long shutdown waits for the runtime's names of claims still under way.
 NAMING_WAIT = 5.0
-# How long after the program's start the runtime's name follows: Docker's rename and inspect
-# contend in the daemon with the session's first output (measured at load 9.5: warm first
-# output p50 55 ms with them at once, 31 ms with them a second later), and most short programs
-# are done by then. A warm sandbox that died while it waited is found this much later too.
-NAMING_DELAY = 1.0
 
 
 class Claims:
@@ -39,8 +34,6 @@ class Claims:
         self._unnamed: dict[str, tuple[SandboxRef, Sandbox, float]] = {}
         self._naming: set[threading.Thread] = set()
         self._lock = threading.Lock()
-        # Set at shutdown: the names still to follow do so at once.
-        self._hurry = threading.Event()
 
     def claim(self, session_id: str, ref: SandboxRef | None) -> Sandbox:
         """The session's sandbox, claimed for this worker; AlreadyClaimed or SandboxNotFound as
@@ -79,7 +72,6 @@ class Claims:
             self.members.settle(claimed[0].id)
 
     def _name(self, session_id: str, ref: SandboxRef, sandbox: Sandbox, claimed_at: float) -> None:
-        self._hurry.wait(NAMING_DELAY)
         try:
             running = self.executor.name_claim(session_id, self._owner(), ref, claimed_at)
             # Named (or gone): the store's word is no longer needed. Had the runtime failed, the
@@ -98,7 +90,6 @@ class Claims:
 
     def join(self, timeout: float = NAMING_WAIT) -> None:
         """Wait for the names under way (at shutdown)."""
-        self._hurry.set()
         for session_id in list(self._unnamed):
             self.named(session_id)
         with self._lock:
