@@ -1,12 +1,15 @@
 # The two commands: `make run` serves on http://localhost:8080, `make test` passes the tests.
 BIND ?= 127.0.0.1:8080
 WORKERS ?= 2
+# A small warm pool, so that a first session is a warm one: Python with pipes, and in a terminal
+# (the IDE's sessions). `make run POOL=` serves without one; README: sizing pools.
+POOL ?= python=2,python/tty=2
 PYTEST_ARGS ?=
 
 .PHONY: run test test-gvisor test-kubernetes setup setup-test ui images lint bench soak
 
 run: setup
-	.venv/bin/sandbox-engine serve --bind $(BIND) --workers $(WORKERS)
+	.venv/bin/sandbox-engine serve --bind $(BIND) --workers $(WORKERS) --pool-size "$(POOL)"
 
 # Every test, pool off; then the end-to-end tests again with a warm pool, which must not change
 # what any of them sees; then again as two replicas sharing one Redis (--redis-url), each request

@@ -15,8 +15,13 @@ from dataclasses import dataclass, field
 
 import docker
 
-from .docker_executor import WORKDIR
+from . import launch
+from .config import Config
+from .docker_executor import WORKDIR, DockerExecutor
 from .executor import SANDBOX_USER
+from .languages import LANGUAGES
+from .specs import sandbox_spec
+from .uids import UidLeases
 
 HELLO = "print('hi')"
 
@@ -25,6 +30,8 @@ HELLO = "print('hi')"
 class Series:
     name: str
     samples: list[float] = field(default_factory=list)
+    # Each sample's steps, where the API was measured (see bench_phases).
+    phases: list = field(default_factory=list)
 
     @property
     def p50(self) -> float:
@@ -164,6 +171,54 @@ def raw_docker_api(image: str, runs: int) -> Series:
         return Series("raw Docker API: create, attach, start, first output", [once() for _ in range(runs)])
     finally:
         api.close()
+
+
+def docker_floor(config: Config, runs: int) -> Series:
+    """Docker's own floor under a warm session: a sandbox started ahead of time (our image, our
+    hardening, our launcher waiting on stdin, as the pool makes it), then attached with docker-py's
+    attach_socket, the program written, until its first output byte. Only this part is timed."""
+    executor = DockerExecutor(
+        "bench-floor", UidLeases(config.uid_dir, config.uids), lock_dir=None, pool_size=4
+    )
+    spec = sandbox_spec(config, LANGUAGES["python"], None, False)
+
+    def once() -> float:
+        ref = executor.create(spec)
+        # As a pool's sandbox waits before it is taken: the CPU quota (cpus 0.5, per 100 ms
+        # period) its interpreter's start spent is refilled, or the program would wait for it.
+        time.sleep(0.2)
+        try:
+            started = time.perf_counter()
+            attached = executor.api.attach_socket(
+                ref.id, params={"stdin": 1, "stdout": 1, "stderr": 1, "stream": 1}
+            )
+            sock = getattr(attached, "_sock", attached)
+            sock.sendall(launch.header(HELLO.encode(), None, launch.new_nonce(), False, (), False))
+            seen = b""
+            while b"hi" not in seen:
+                data = sock.recv(4096)
+                if not data:
+                    raise RuntimeError("the floor's sandbox ended without output")
+                seen += data
+            elapsed = time.perf_counter() - started
+            sock.close()
+        finally:
+            executor.remove_sandbox(executor_info(executor, ref.id))
+        return elapsed
+
+    try:
+        once()
+        return Series(
+            "Docker floor: warm sandbox, attach_socket, program written, first output byte",
+            [once() for _ in range(runs)],
+        )
+    finally:
+        executor.close()
+
+
+def executor_info(executor: DockerExecutor, container: str):
+    """The floor's sandbox as listed, for its removal (which frees its uid too)."""
+    return next(info for info in executor.list() if info.ref.id == container)
 
 
 # --- the report ------------------------------------------------------------------------------

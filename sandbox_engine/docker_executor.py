@@ -28,12 +28,14 @@ import time
 import uuid
 import zlib
 from contextlib import AbstractContextManager
+from dataclasses import replace
 
 import docker.types
 
 from . import launch
 from .docker_api import Failed, client, remove_container, status_of, translated, uncounted
-from .docker_sandbox import DockerSandbox
+from .docker_sandbox import DockerSandbox, finished_before
+from .docker_warm import start_warm
 from .executor import (
     AlreadyClaimed,
     Executor,
@@ -132,21 +134,20 @@ class DockerExecutor(Executor):
     def create(self, spec: SandboxSpec) -> SandboxRef:
         try:
             with self.uids.take(self.instance) as lease:
-                created, labels = self._create(spec, lease.uid)
+                created, labels, name = self._create(spec, lease.uid)
                 lease.bind(created["Id"])
         except RangeExhausted as exc:
             raise RuntimeUnavailable(f"no host uid is free for a sandbox: {exc}") from exc
         if spec.session_id is None:
             try:
-                # Warm: started now, its launcher waiting for a program on stdin.
-                with self.starts, self._translated("start a pool sandbox"):
-                    self.api.start(created["Id"])
+                start_warm(self.api, created["Id"], spec.tty, self.gvisor, self.starts, self._translated)
             except ExecutorError:
                 self._remove(created["Id"], lease.uid)
                 raise
-        return _ref(created["Id"], labels, running=spec.session_id is None)
+            return replace(_ref(created["Id"], labels, running=True), name=name)
+        return _ref(created["Id"], labels, running=False)
 
-    def _create(self, spec: SandboxSpec, uid: int) -> tuple[dict, dict[str, str]]:
+    def _create(self, spec: SandboxSpec, uid: int) -> tuple[dict, dict[str, str], str]:
         """The container, not started, running as `uid`; and its labels."""
         # The container starts under the compile stage's limits when there is one, lowered to the
         # run's once it is over. runsc cannot change a running sandbox's limits (it has no
@@ -209,7 +210,7 @@ class DockerExecutor(Executor):
         # The image is named in the error: "a sandbox image is missing" alone would not say which.
         with self._translated(f"create a sandbox of {spec.image}", operation="create a sandbox"):
             created = self.api.create_container(**create)
-        return created, labels
+        return created, labels, name
 
     def _remove(self, container: str, uid: int | None) -> None:
         """Remove a container, then free its uid: only once no process of it is left."""
@@ -285,25 +286,13 @@ class DockerExecutor(Executor):
         self.api.rename(old, fixed)
         self.api.rename(fixed, new)
 
-    def take_pooled(self, session_id: str, candidates: list[SandboxInfo]) -> SandboxRef | None:
-        """Make one of the pool's containers this session's. The rename from the name it was
-        listed under is the take: once another session took it, that name is gone."""
-        for info in candidates:
-            try:
-                with self._translated("take a pool sandbox", expected=RACE_LOST):
-                    self._rename(info.name, self._name(session_id), f"{info.name}.{TAKING}")
-            except RuntimeUnavailable:
-                raise
-            except ExecutorError:
-                continue  # another session took it first
-            return info.ref
-        return None
-
     def claim(self, session_id: str, owner: str, ref: SandboxRef | None = None) -> Sandbox:
         name = self._name(session_id)
+        # A warm sandbox taken for the session (in the state store) still has its pool's name.
+        old = ref.name if ref is not None and ref.name else name
         try:
             with self._translated("claim the sandbox", expected=RACE_LOST):
-                self._rename(name, f"{name}.{owner}", f"{name}.{CLAIMING}")
+                self._rename(old, f"{name}.{owner}", f"{old}.{CLAIMING}")
         except RuntimeUnavailable:
             raise
         except ExecutorError as exc:
@@ -317,6 +306,20 @@ class DockerExecutor(Executor):
             details = self._inspect(f"{name}.{owner}")
             ref = _ref(details["Id"], details["Config"]["Labels"], running=details["State"]["Running"])
         return self._sandbox(ref, session_id)
+
+    def sandbox(self, ref: SandboxRef, session_id: str) -> Sandbox:
+        return self._sandbox(ref, session_id)
+
+    def name_claim(self, session_id: str, owner: str, ref: SandboxRef, claimed_at: float) -> bool:
+        name = self._name(session_id)
+        if ref.name:
+            with self._translated("name the sandbox's claim", ignore=(404,)):
+                self._rename(ref.name, f"{name}.{owner}", f"{ref.name}.{CLAIMING}")
+        # Attaching to a stopped container does not fail, and its stream never ends: asked here,
+        # off the client's path, instead.
+        with self._translated("inspect the sandbox", ignore=(404,)):
+            return not finished_before(self.api.inspect_container(ref.id)["State"], claimed_at)
+        return True  # removed already: its session ran, and ended (or its attach failed)
 
     def _sandbox(self, ref: SandboxRef, session_id: str) -> DockerSandbox:
         # Its removal frees its uid, as every other removal of a container does.
@@ -335,7 +338,10 @@ class DockerExecutor(Executor):
             details = self.api.inspect_container(container)
         return details
 
-    def remove(self, session_id: str) -> None:
+    def remove(self, session_id: str, ref: SandboxRef | None = None) -> None:
+        if ref is not None:
+            self._remove(ref.id, ref.uid)
+            return
         info = self._find(session_id)
         if info is not None:
             self._remove(info.ref.id, info.ref.uid)

@@ -12,10 +12,12 @@ from __future__ import annotations
 
 import functools
 import logging
+import re
 import socket
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
+from datetime import datetime
 
 import docker
 
@@ -41,6 +43,10 @@ log = logging.getLogger(__name__)
 
 # How long a started tty sandbox may take to put its terminal in raw mode.
 READY_TIMEOUT = 10.0
+# After the launcher's EXIT mark on stdout, how long stderr (a stream of its own, which Docker
+# copies apart from stdout) may stay quiet before it is taken to be complete: the program wrote
+# it before it ended, so it is in flight already, not still to come.
+SETTLE = 0.005
 
 
 class DockerSandbox(Sandbox):
@@ -80,12 +86,17 @@ class DockerSandbox(Sandbox):
         self._fixed_limits = fixed_limits
         self._early = b""
         self._stderr_ends = False
+        # A program that runs once, and whether its stdout and stderr are one stream (see output).
+        self._once = True
+        self._one_stream = self.tty
+        self._settling = False
         self._terminal: Terminal | None = None
         self._sock: socket.socket | None = None
         # The compile stage's connection while it runs.
         self._compile_sock: socket.socket | None = None
         self._write_lock = threading.Lock()
         self._closed = False
+        self._attached_at = float("inf")
 
     def start(
         self,
@@ -95,6 +106,7 @@ class DockerSandbox(Sandbox):
         files: Sequence[tuple[str, bytes]] = (),
         tests: bool = False,
     ) -> None:
+        self._attached_at = time.time()
         with self._translated("attach to the sandbox"):
             attached = self.api.attach_socket(
                 self.container, params={"stdin": 1, "stdout": 1, "stderr": 1, "stream": 1}
@@ -111,6 +123,8 @@ class DockerSandbox(Sandbox):
         self._terminal = terminal
         # Each test's stderr ends with a mark of its own where stderr is a stream of its own.
         self._stderr_ends = tests and not self.tty and not merge_stderr
+        self._once = not tests
+        self._one_stream = self.tty or merge_stderr
         self.write(launch.header(code, terminal, self._nonce, merge_stderr, files, tests))
 
     def test(self, stdin: bytes, timeout_ms: int, args: Sequence[str] = ()) -> None:
@@ -122,25 +136,22 @@ class DockerSandbox(Sandbox):
     def _wait_until_ready(self) -> None:
         """A tty launcher says when its terminal is raw; what it wrote before is no one's output."""
         assert self._sock is not None
-        mark = launch.mark(launch.READY)
-        self._sock.settimeout(READY_TIMEOUT)
-        seen = b""
-        try:
-            while mark not in seen:
-                data = self._sock.recv(4096)
-                if not data:
-                    break
-                seen += data
-        except TimeoutError as exc:
-            raise ExecutorError("the sandbox's terminal did not get ready") from exc
-        finally:
-            self._sock.settimeout(None)
-        self._early = seen.partition(mark)[2]
+        # A launcher that ended first: its end is read from the stream as any other.
+        self._early = wait_until_ready(self._sock) or b""
 
     def output(self) -> Iterator[Output]:
         items = self._raw() if self.tty else framing.demultiplex(self._chunks(self._sock))
         items = framing.take_marks(items, self._nonce, launch.marks_expected(self.tty, self.compiles))
         for item in framing.take_ends(items, self._nonce, self._stderr_ends):
+            if isinstance(item, ProgramEnd) and self._once:
+                yield item
+                # The program and every process of its user are gone (see launch's EXIT): its
+                # output is complete without waiting for the container to stop and Docker to
+                # close the stream, which takes tens of milliseconds more.
+                if self._one_stream:
+                    return
+                self._settle()
+                continue
             if not isinstance(item, Started):
                 yield item
                 continue
@@ -214,10 +225,20 @@ class DockerSandbox(Sandbox):
             pause = min(pause * 2, 0.5)
         return 137  # removed meanwhile, and its processes with it
 
+    def _settle(self) -> None:
+        """From now on a read that waits SETTLE for more ends the output (see output)."""
+        assert self._sock is not None
+        self._settling = True
+        self._sock.settimeout(SETTLE)
+
     def _recv(self, sock: socket.socket | None) -> bytes:
         assert sock is not None, "start() first"
         try:
             return sock.recv(65536)
+        except TimeoutError:
+            if self._settling and sock is self._sock:
+                return b""
+            raise RuntimeUnavailable("the connection to Docker timed out") from None
         except OSError as exc:
             if self._closed:
                 return b""
@@ -280,33 +301,78 @@ class DockerSandbox(Sandbox):
         with self._translated("learn how the sandbox ended"):
             result = self.api.wait(self.container, timeout=timeout)
             state = self.api.inspect_container(self.container)["State"]
-        return ExitStatus(exit_code=result.get("StatusCode"), oom_killed=bool(state.get("OOMKilled")))
+        # Docker's clock is this host's: a warm sandbox that had stopped before it was attached
+        # to never ran the program.
+        ended_before = self._running and finished_before(state, self._attached_at)
+        return ExitStatus(result.get("StatusCode"), bool(state.get("OOMKilled")), ended_before)
 
     def waiting_for_input(self) -> bool:
-        # The host's pids of the container's processes, then the host's /proc (see procfs).
-        try:
-            with self._translated("list the sandbox's processes"):
-                top = self.api.top(self.container)
-        except ExecutorError:
-            return False
-        titles = top.get("Titles") or []
-        if "PID" not in titles:
-            return False
-        column = titles.index("PID")
-        return procfs.waiting_on_stdin(int(row[column]) for row in top.get("Processes") or [])
+        return waiting_on_stdin(self.api, self.container, self._translated)
 
     def remove(self) -> None:
         self._close_socket()
         self._remove()
 
     def _close_socket(self) -> None:
-        # Shut the socket down both ways, not just close the wrapper: a half-open attach keeps
-        # the daemon's copy loop alive and can stall a later kill for 30 s.
         self._closed = True
         for sock in (self._sock, self._compile_sock):
             if sock is not None:
-                try:
-                    sock.shutdown(socket.SHUT_RDWR)
-                except OSError:
-                    pass
-                sock.close()
+                close_socket(sock)
+
+
+def waiting_on_stdin(api: docker.APIClient, container: str, translated: Callable = translated) -> bool:
+    """Whether the container's processes sleep waiting for its stdin: the host's pids of them,
+    then the host's /proc (see procfs); False when that cannot be told (gVisor's own kernel)."""
+    try:
+        with translated("list the sandbox's processes"):
+            top = api.top(container)
+    except ExecutorError:
+        return False
+    titles = top.get("Titles") or []
+    if "PID" not in titles:
+        return False
+    column = titles.index("PID")
+    return procfs.waiting_on_stdin(int(row[column]) for row in top.get("Processes") or [])
+
+
+def finished_before(state: dict, moment: float) -> bool:
+    """Whether a container (its inspected State) had stopped before `moment` (time.time())."""
+    return not state.get("Running") and _timestamp(state.get("FinishedAt", "")) < moment
+
+
+def _timestamp(rfc3339: str) -> float:
+    """Docker's time (nanoseconds, Z) as seconds since the epoch; +inf if there is none."""
+    found = re.match(r"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(\.\d{1,6})?\d*Z$", rfc3339)
+    if found is None or found.group(1).startswith("0001"):
+        return float("inf")
+    moment = datetime.fromisoformat(found.group(1) + (found.group(2) or "") + "+00:00")
+    return moment.timestamp()
+
+
+def close_socket(sock: socket.socket) -> None:
+    # Shut the socket down both ways, not just close the wrapper: a half-open attach keeps the
+    # daemon's copy loop alive and can stall a later kill for 30 s.
+    try:
+        sock.shutdown(socket.SHUT_RDWR)
+    except OSError:
+        pass
+    sock.close()
+
+
+def wait_until_ready(sock: socket.socket) -> bytes | None:
+    """Read a tty launcher's stream until its READY mark (its terminal is raw): what followed
+    it, or None if the stream ended first."""
+    mark = launch.mark(launch.READY)
+    sock.settimeout(READY_TIMEOUT)
+    seen = b""
+    try:
+        while mark not in seen:
+            data = sock.recv(4096)
+            if not data:
+                return None
+            seen += data
+    except TimeoutError as exc:
+        raise ExecutorError("the sandbox's terminal did not get ready") from exc
+    finally:
+        sock.settimeout(None)
+    return seen.partition(mark)[2]

@@ -18,6 +18,7 @@ from contextlib import contextmanager
 from dataclasses import replace
 
 from .catalog import Catalog
+from .claims import Claims
 from .config import Config
 from .errors import EngineError, Kind, runtime_error
 from .executor import (
@@ -26,6 +27,7 @@ from .executor import (
     ExecutorError,
     Sandbox,
     SandboxNotFound,
+    SandboxRef,
     SandboxSpec,
     Terminal,
 )
@@ -33,13 +35,13 @@ from .hub import Hubs, SessionHub, Subscriber
 from .keys import Key
 from .languages import LANGUAGES, LanguageSpec
 from .metrics import Metrics
+from .pool_members import FileMembers, Members
 from .protocol import shown
 from .records import Admission, Record
 from .session import Outcome, SessionRun
 from .specs import sandbox_spec, session_limits
 from .states import Reason, State
 from .store import Store
-from .warm import WarmListing
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +57,7 @@ class Engine:
         records: Store,
         languages: dict[str, LanguageSpec] | None = None,
         metrics: Metrics | None = None,
+        members: Members | None = None,
     ) -> None:
         self.config = config
         self.executor = executor
@@ -72,7 +75,9 @@ class Engine:
         self.pool_sizes = config.pool_sizes(list(self.languages))
         # Told when a session took a warm sandbox, so that the pool refills (see worker).
         self.on_take: Callable[[], None] = lambda: None
-        self._warm = WarmListing(executor, set(self.pool_sizes))
+        # The warm pool's members, taken and claimed without a runtime call (see pool_members).
+        self.members = members if members is not None else FileMembers(records.directory)
+        self._claims = Claims(executor, self.members, lambda: self.owner)
         self._shutting_down = False
 
     @property
@@ -98,17 +103,7 @@ class Engine:
             raise EngineError(Kind.RUNTIME_UNAVAILABLE, "the server is shutting down")
         session_id = str(uuid.uuid4())
         tty = terminal is not None
-        record = Record(
-            session_id=session_id,
-            language=spec.id,
-            state=State.CREATED,
-            created_at=time.time(),
-            cols=terminal.cols if terminal else None,
-            rows=terminal.rows if terminal else None,
-            merge_stderr=merge_stderr,
-            batch=batch,
-            key=key.name if key is not None else None,
-        )
+        record = _new_record(session_id, spec.id, terminal, merge_stderr, batch, key)
         # The record and the program first: whoever finds the container must find them too.
         admission = self.records.admit(
             record, self.config.max_sessions, key.max_sessions if key is not None else None
@@ -117,13 +112,11 @@ class Engine:
             raise _refusal(admission, key, self.config)
         self.records.write_code(session_id, source)
         try:
-            warm = _call(self._warm.candidates, spec.id, tty)
-            ref = _call(self.executor.take_pooled, session_id, warm) if warm else None
+            # A warm sandbox is taken in the state store alone: no runtime call (see pool_members).
+            ref = self.members.take(spec.id, tty, session_id) if (spec.id, tty) in self.pool_sizes else None
             if ref is not None:
-                self._warm.taken(ref)
                 self.on_take()
-            else:
-                ref = _call(self.executor.create, sandbox_spec(self.config, spec, session_id, tty))
+            ref = ref or _call(self.executor.create, sandbox_spec(self.config, spec, session_id, tty))
         except EngineError:
             self.records.forget(session_id)
             raise
@@ -140,8 +133,7 @@ class Engine:
 
     def _record(self, session_id: str) -> Record:
         record = self.records.read(session_id) if _is_uuid(session_id) else None
-        # A batch run's session is the run's alone: no client attaches to it, deletes it or asks
-        # about it as a session (GET /run/<id> tells of it).
+        # A batch run's session is the run's alone (GET /run/<id> tells of it).
         if record is None or record.batch:
             raise EngineError(Kind.NOT_FOUND, f"no session {shown(session_id)}")
         return record
@@ -156,9 +148,10 @@ class Engine:
             raise EngineError(Kind.NOT_FOUND, f"no run {shown(session_id)}")
         with self._claim(session_id), self.metrics.run_active():
             try:
-                sandbox = _call(self.executor.claim, session_id, self.owner, record.sandbox)
+                sandbox = _call(self._claims.claim, session_id, record.sandbox)
             except (AlreadyClaimed, SandboxNotFound):
                 raise EngineError(Kind.SESSION_ENDED, f"run {session_id} has ended") from None
+            self._claims.named(session_id)
             self.records.write(replace(record, state=State.RUNNING, started_at=time.time()))
             try:
                 yield sandbox
@@ -190,7 +183,7 @@ class Engine:
         record = self._record(session_id)
         with self._claim(session_id):
             try:
-                sandbox = _call(self.executor.claim, session_id, self.owner, record.sandbox)
+                sandbox = _call(self._claims.claim, session_id, record.sandbox)
             except AlreadyClaimed:
                 if self.records.requested_end(session_id) is not None:
                     raise EngineError(Kind.SESSION_ENDED, f"session {session_id} has ended") from None
@@ -204,8 +197,7 @@ class Engine:
             with self._lock:
                 self._runs[session_id] = run
                 self.metrics.sessions_active(len(self._runs))
-        # The new state is recorded before the program starts: a program that ends at once must
-        # not have its FINISHED record overwritten by a late RUNNING.
+        # Recorded before the program starts: a late RUNNING must not overwrite its FINISHED.
         state = State.COMPILING if sandbox.compiles else State.RUNNING
         self.records.write(replace(record, state=state, started_at=time.time()))
         code = self.records.read_code(session_id) or b""
@@ -213,10 +205,12 @@ class Engine:
         try:
             run.start(code, terminal, record.merge_stderr)
         except ExecutorError as exc:
+            self._claims.named(session_id)
             self._forget(session_id)
             self.hubs.drop(session_id)
             self.records.end(session_id, Reason.INTERNAL_ERROR, lambda: _remove_quietly(sandbox.remove))
             raise EngineError(Kind.RUNTIME_UNAVAILABLE, f"the sandbox could not start: {exc}") from None
+        self._claims.named(session_id)  # the program runs: the runtime may learn of the claim
         if self._shutting_down:
             run.end(Reason.SERVER_SHUTDOWN)
         return run
@@ -283,22 +277,22 @@ class Engine:
         with self._claim(session_id):
             try:
                 # Claiming it ourselves keeps any client from attaching while we remove it.
-                sandbox = _call(self.executor.claim, session_id, self.owner)
+                sandbox = _call(self._claims.claim, session_id, record.sandbox)
             except AlreadyClaimed:
                 # Another worker runs it: leave word of the reason, then stop the container.
                 self.records.request_end(session_id, Reason.KILLED)
-                _call(self.executor.remove, session_id)
+                _call(self.executor.remove, session_id, record.sandbox)
                 return
             except SandboxNotFound:
                 self.records.end(session_id, Reason.KILLED)
                 return
             self._end_claimed(sandbox, Reason.KILLED)
 
-    def expire(self, session_id: str, reason: Reason) -> None:
-        """End a session no client attached to, unless one attaches first."""
+    def expire(self, session_id: str, reason: Reason, ref: SandboxRef | None = None) -> None:
+        """End a session no client attached to, unless one attaches first; `ref`: its sandbox."""
         with self._claim(session_id):
             try:
-                sandbox = _call(self.executor.claim, session_id, self.owner)
+                sandbox = _call(self._claims.claim, session_id, ref)
             except AlreadyClaimed:
                 return  # a client attached in time, or another reaper got there first
             except SandboxNotFound:
@@ -309,6 +303,7 @@ class Engine:
     def _end_claimed(self, sandbox: Sandbox, reason: Reason) -> None:
         """End an unattached session whose sandbox this worker has claimed (see RecordStore.end)."""
         self.records.end(sandbox.session_id, reason, lambda: _call(sandbox.remove))
+        self._claims.removed(sandbox.session_id)
 
     def is_live(self, session_id: str) -> bool:
         """Whether this worker runs the session, or is claiming its sandbox right now."""
@@ -335,6 +330,8 @@ class Engine:
         for run in runs:
             if not run.join(max(0.0, deadline - time.monotonic())):
                 log.warning("session %s did not end within the shutdown grace", run.sandbox.session_id)
+        # The containers' names then say which are this worker's.
+        self._claims.join()
         try:
             for info in self.executor.list():
                 if info.owner == self.owner:
@@ -345,6 +342,27 @@ class Engine:
                     )
         except ExecutorError as exc:
             log.warning("shutdown could not remove every container: %s", exc)
+
+
+def _new_record(
+    session_id: str,
+    language: str,
+    terminal: Terminal | None,
+    merge_stderr: bool,
+    batch: bool,
+    key: Key | None,
+) -> Record:
+    return Record(
+        session_id=session_id,
+        language=language,
+        state=State.CREATED,
+        created_at=time.time(),
+        cols=terminal.cols if terminal else None,
+        rows=terminal.rows if terminal else None,
+        merge_stderr=merge_stderr,
+        batch=batch,
+        key=key.name if key is not None else None,
+    )
 
 
 def _remove_quietly(remove: Callable[[], None]) -> None:

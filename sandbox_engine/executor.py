@@ -81,6 +81,9 @@ class SandboxRef:
     # The host uid its programs run as, its own while it exists (see uids); None if the runtime
     # does not say.
     uid: int | None = None
+    # The runtime's name a warm sandbox waits under (Docker: the pool's container name); a session
+    # takes it in the state store (see pool_members), and its claim renames it from this name.
+    name: str | None = None
 
     def __post_init__(self) -> None:
         # As read back from JSON, the command is a list.
@@ -184,6 +187,9 @@ Output = tuple[Stream, bytes] | Started | CompileResult | ProgramEnd | StderrEnd
 class ExitStatus:
     exit_code: int | None
     oom_killed: bool = False
+    # It had ended before the program was handed to it (a warm sandbox that died while waiting):
+    # the exit is not the program's.
+    ended_before: bool = False
 
 
 class ExecutorError(Exception):
@@ -291,16 +297,26 @@ OwnerAlive = Callable[[str, str], bool]
 class Executor(abc.ABC):
     @abc.abstractmethod
     def create(self, spec: SandboxSpec) -> SandboxRef:
-        """Create the sandbox, hardened and limited; start it only if it is for the pool."""
-
-    @abc.abstractmethod
-    def take_pooled(self, session_id: str, candidates: list[SandboxInfo]) -> SandboxRef | None:
-        """Make one of candidates (pooled sandboxes) this session's, or None if none could be had."""
+        """Create the sandbox, hardened and limited; start it only if it is for the pool, and then
+        return once its launcher is ready for a program (a tty's terminal is raw)."""
 
     @abc.abstractmethod
     def claim(self, session_id: str, owner: str, ref: SandboxRef | None = None) -> Sandbox:
         """Atomically take the session's sandbox for one attachment; AlreadyClaimed for every
-        later one, SandboxNotFound when there is none. With `ref` the runtime is not asked."""
+        later one, SandboxNotFound when there is none. With `ref` the runtime is not asked about
+        it, and a warm sandbox taken for the session (ref.name) is found under its pool's name."""
+
+    @abc.abstractmethod
+    def sandbox(self, ref: SandboxRef, session_id: str) -> Sandbox:
+        """A warm sandbox claimed for the session in the state store (see claims), to drive at
+        once: no runtime call."""
+
+    @abc.abstractmethod
+    def name_claim(self, session_id: str, owner: str, ref: SandboxRef, claimed_at: float) -> bool:
+        """Make the runtime's name of a sandbox claimed in the state store say whose it is, as
+        claim() would have (Docker: rename it from its pool's name). False when it had stopped
+        before `claimed_at` (time.time()): a warm sandbox that died while it waited, whose
+        session cannot run. (One that stopped since, or is gone, ran its program, or failed to.)"""
 
     @abc.abstractmethod
     def list(self) -> list[SandboxInfo]:
@@ -317,8 +333,9 @@ class Executor(abc.ABC):
         """Remove one sandbox as listed, pooled or not. Missing is fine."""
 
     @abc.abstractmethod
-    def remove(self, session_id: str) -> None:
-        """Remove a session's sandbox, claimed or not, running or not. Missing is fine."""
+    def remove(self, session_id: str, ref: SandboxRef | None = None) -> None:
+        """Remove a session's sandbox, claimed or not, running or not. Missing is fine. With
+        `ref`, the one it refers to, whatever its name."""
 
     @abc.abstractmethod
     def check(self, images: list[str]) -> str | None:

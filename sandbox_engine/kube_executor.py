@@ -1,11 +1,12 @@
 """The Kubernetes implementation of the executor: a pod per sandbox, its labels, and its claims.
 
 A session's sandbox is one pod, `se-<instance>-<session>` (a warm pool's: `se-<instance>-pool-<id>`),
-labelled with the instance, language, session and pool. A pool's pod is taken for a session by
-setting its session label, and a session's pod claimed for one attachment by setting its owner
-label; both are patches made with the pod's resourceVersion, which the API server applies only
-if nobody changed the pod since it was read (409 Conflict otherwise), so exactly one take and
-exactly one claim ever succeed. The launcher protocol is Docker's (see launch); the pod starts
+labelled with the instance, language, session and pool. A pool's pod, offered once it runs, is
+taken for a session in the state store (see pool_members) and claimed there too, its labels
+following off the client's path (name_claim); any other pod is claimed for one attachment by
+setting its owner label. Labels are set by patches made with the pod's resourceVersion, which
+the API server applies only if nobody changed the pod since it was read (409 Conflict
+otherwise), so exactly one claim ever succeeds. The launcher protocol is Docker's (see launch); the pod starts
 when it is created, and its launcher waits on stdin for the program.
 
 Owners are a worker's `p<pid>` and the replica's host name: a replica judges only its own claims
@@ -22,6 +23,7 @@ import re
 import socket
 import time
 import uuid
+from dataclasses import replace
 from datetime import datetime
 
 import kubernetes.client
@@ -129,8 +131,28 @@ class KubeExecutor(Executor):
         )
         with translated(f"create a sandbox of {spec.image}"):
             pod = self.api.create_namespaced_pod(self.namespace, manifest)
-        # A pod runs from its creation: a session's waits for its program like a pool's.
-        return _ref(pod, running=pooled)
+        if not pooled:
+            # A pod runs from its creation: a session's waits for its program like a pool's.
+            return _ref(pod, running=False)
+        # A pool's pod is offered once it runs (the refiller withdraws a member it does not see
+        # running); a session takes it in the state store under this name (see pool_members).
+        self._wait_running(name)
+        return replace(_ref(pod, running=True), name=name)
+
+    def _wait_running(self, name: str) -> None:
+        deadline, pause = time.monotonic() + STUCK, 0.02
+        while time.monotonic() < deadline:
+            with translated("read a pool sandbox's pod"):
+                pod = self.api.read_namespaced_pod(name, self.namespace)
+            phase = pod.status.phase if pod.status else None
+            if phase == "Running":
+                return
+            if phase in ("Succeeded", "Failed"):
+                break
+            time.sleep(pause)
+            pause = min(pause * 2, 0.5)
+        self._delete(name)
+        raise ExecutorError(f"the pool's pod {name} did not start (phase {phase})")
 
     def _pods(self, selector: str = "") -> list:
         query = f"{LABEL_INSTANCE}={_label(self.instance)}" + (f",{selector}" if selector else "")
@@ -179,33 +201,16 @@ class KubeExecutor(Executor):
         body = {"metadata": {"resourceVersion": pod.metadata.resource_version, "labels": labels}}
         self.api.patch_namespaced_pod(pod.metadata.name, self.namespace, body)
 
-    def take_pooled(self, session_id: str, candidates: list[SandboxInfo]) -> SandboxRef | None:
-        """Make one of the pool's pods this session's: the session label, set only while the pod
-        is as it was read with no session, is the take."""
-        for info in candidates:
-            try:
-                with translated("take a pool sandbox"):
-                    pod = self.api.read_namespaced_pod(info.name, self.namespace)
-                    if (pod.metadata.labels or {}).get(LABEL_SESSION):
-                        continue
-                    self._patch_labels(pod, {LABEL_SESSION: session_id})
-            except ExecutorError as exc:
-                if status_of(exc) in (404, 409):
-                    continue  # another session took it first, or it is gone
-                raise
-            return info.ref
-        return None
-
     def claim(self, session_id: str, owner: str, ref: SandboxRef | None = None) -> Sandbox:
         for _ in range(CLAIM_TRIES):
-            pod = self._read(ref.id, session_id) if ref is not None else self._find(session_id)
+            pod = self._read(ref, session_id) if ref is not None else self._find(session_id)
             if pod is None:
                 raise SandboxNotFound(session_id)
             if (pod.metadata.labels or {}).get(LABEL_OWNER):
                 raise AlreadyClaimed(session_id)
             try:
                 with translated("claim the sandbox"):
-                    self._patch_labels(pod, {LABEL_OWNER: _label(owner), LABEL_HOST: self.host})
+                    self._patch_labels(pod, self._claim_labels(session_id, owner))
             except ExecutorError as exc:
                 if status_of(exc) == 404:
                     raise SandboxNotFound(session_id) from exc
@@ -218,18 +223,48 @@ class KubeExecutor(Executor):
             return KubeSandbox(self.api, self.config, self.namespace, _ref(pod, running), session_id)
         raise AlreadyClaimed(session_id)
 
-    def _read(self, name: str, session_id: str):
-        """The pod by its name, if it is still the session's."""
+    def _claim_labels(self, session_id: str, owner: str) -> dict[str, str]:
+        # The session's label too: a pool's pod taken in the state store has none yet.
+        return {LABEL_SESSION: session_id, LABEL_OWNER: _label(owner), LABEL_HOST: self.host}
+
+    def sandbox(self, ref: SandboxRef, session_id: str) -> Sandbox:
+        return KubeSandbox(self.api, self.config, self.namespace, ref, session_id)
+
+    def name_claim(self, session_id: str, owner: str, ref: SandboxRef, claimed_at: float) -> bool:
+        for _ in range(CLAIM_TRIES):
+            pod = self._read(ref, session_id)
+            if pod is None:
+                return True  # removed already: its session ran, and ended (or its attach failed)
+            try:
+                with translated("name the sandbox's claim"):
+                    self._patch_labels(pod, self._claim_labels(session_id, owner))
+            except ExecutorError as exc:
+                if status_of(exc) == 404:
+                    return True
+                if status_of(exc) == 409:
+                    continue  # its status moved on since it was read
+                raise
+            return not _finished_before(pod, claimed_at)
+        raise ExecutorError(f"the pod of {session_id} kept changing while its claim was labelled")
+
+    def _read(self, ref: SandboxRef, session_id: str):
+        """The pod by its name, if it is still the session's (or, for a pool's pod the session
+        took in the state store, `ref.name`, still nobody's)."""
         with translated("read the sandbox's pod", ignore=(404,)):
-            pod = self.api.read_namespaced_pod(name, self.namespace)
-            return pod if (pod.metadata.labels or {}).get(LABEL_SESSION) == session_id else None
+            pod = self.api.read_namespaced_pod(ref.id, self.namespace)
+            labels = pod.metadata.labels or {}
+            taken = bool(ref.name) and labels.get(LABEL_POOL) == "1" and not labels.get(LABEL_SESSION)
+            return pod if labels.get(LABEL_SESSION) == session_id or taken else None
         return None
 
     def _delete(self, name: str) -> None:
         with translated("remove the sandbox", ignore=(404,)):
             self.api.delete_namespaced_pod(name, self.namespace, grace_period_seconds=0)
 
-    def remove(self, session_id: str) -> None:
+    def remove(self, session_id: str, ref: SandboxRef | None = None) -> None:
+        if ref is not None:
+            self._delete(ref.id)
+            return
         pod = self._find(session_id)
         if pod is not None:
             self._delete(pod.metadata.name)
@@ -258,6 +293,15 @@ def _created(pod) -> float:
     except ValueError:
         stamp = pod.metadata.creation_timestamp
         return stamp.timestamp() if isinstance(stamp, datetime) else 0.0
+
+
+def _finished_before(pod, claimed_at: float) -> bool:
+    """Whether the pod's program had ended before the claim: a warm pod that died while it waited."""
+    for status in (pod.status.container_statuses or []) if pod.status else []:
+        ended = status.state.terminated if status.state else None
+        if ended is not None and isinstance(ended.finished_at, datetime):
+            return ended.finished_at.timestamp() < claimed_at
+    return False
 
 
 def _ref(pod, running: bool) -> SandboxRef:

@@ -3,7 +3,10 @@ program, so that a session skips the runtime's create and start.
 
 Single use: a pooled sandbox becomes one session's and is removed with it. Every worker runs
 a refiller, but only the one holding the pool's lock refills at a time, so the workers share
-one pool instead of each keeping its own; any worker may take from it (see take_pooled).
+one pool instead of each keeping its own; any worker may take from it. The pool's members are
+known in the state store (see pool_members): the refiller offers a sandbox there once it is
+started and ready, and withdraws those that died, so that a session takes one without asking
+the runtime.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from collections import Counter
 from collections.abc import Callable
 
 from .executor import Executor, ExecutorError, SandboxSpec
+from .pool_members import Members
 from .statedir import private_opener, touch
 
 log = logging.getLogger(__name__)
@@ -36,6 +40,7 @@ class Pool:
         sizes: dict[tuple[str, bool], int],
         capacity: int,
         state_dir: str,
+        members: Members,
         on_level: Callable[[str, bool, int], None] = lambda language, tty, warm: None,
     ) -> None:
         """`spec_for(language, tty)` describes a warm sandbox; `capacity` bounds the sandboxes of
@@ -45,6 +50,7 @@ class Pool:
         self.spec_for = spec_for
         self.sizes = sizes
         self.capacity = capacity
+        self.members = members
         self.on_level = on_level
         self._wake = threading.Event()
         self._stop = threading.Event()
@@ -95,8 +101,10 @@ class Pool:
                 self._stop.wait(QUIET - quiet_for)
 
     def levels(self) -> list[dict]:
-        """Each warm pool's size and how many of its sandboxes wait now, from a fresh listing."""
-        warm = Counter((i.language, i.tty) for i in self.executor.list() if i.waiting)
+        """Each warm pool's size and how many of its sandboxes wait now: offered in the store and
+        running, from a fresh listing (this is no session's path)."""
+        running = {info.ref.id for info in self.executor.list() if info.running}
+        warm = Counter((ref.language, ref.tty) for ref in self.members.waiting() if ref.id in running)
         self._report(warm)
         return [
             {"language": language, "tty": tty, "size": size, "warm": warm[(language, tty)]}
@@ -118,7 +126,15 @@ class Pool:
 
     def _refill(self) -> int:
         live = [info for info in self.executor.list() if not info.exited]
-        warm = Counter((i.language, i.tty) for i in live if i.waiting)
+        running = {info.ref.id for info in live if info.running}
+        warm: Counter = Counter()
+        # Only the refiller (one at a time, under the lock) offers sandboxes: none was offered
+        # since the listing, so a member missing from it died.
+        for ref in self.members.waiting():
+            if ref.id in running:
+                warm[(ref.language, ref.tty)] += 1
+            elif self.members.drop(ref.id):
+                log.info("pool: withdrew a warm sandbox that is no longer running (%s)", ref.id[:12])
         self._report(warm)
         room = self.capacity - len(live)
         created = 0
@@ -127,7 +143,7 @@ class Pool:
                 urgent = warm[(language, tty)] == 0
                 if room <= 0 or self._stop.is_set() or not (urgent or self._quiet_for() >= QUIET):
                     return created
-                self.executor.create(self.spec_for(language, tty))
+                self.members.add(self.executor.create(self.spec_for(language, tty)))
                 warm[(language, tty)] += 1
                 self.on_level(language, tty, warm[(language, tty)])
                 created += 1

@@ -3,9 +3,12 @@
 It expires sessions created but never attached once the idle timeout passes, and removes what
 the executor calls orphaned: sandboxes whose claiming worker has died, sandboxes this worker
 claimed but no longer runs (a removal that failed while the runtime was away), and dead warm
-sandboxes. It also forgets the records of ended sessions past their age or count, and once a
-minute lets the executor free what removed sandboxes still hold (their uids). Reaping and pruning
-are idempotent, so every worker's reaper may run at once.
+sandboxes. It reconciles the warm pool's members (see pool_members) with the runtime: a warm
+sandbox a session took is that session's, claimed by a worker if the store says so; one neither
+offered nor taken, two passes running, was left by a refiller or taker that died; an entry whose
+sandbox no longer has its pool's name is settled. It also forgets the records of ended sessions past
+their age or count, and once a minute lets the executor free what removed sandboxes still hold
+(their uids). Reaping and pruning are idempotent, so every worker's reaper may run at once.
 """
 
 from __future__ import annotations
@@ -15,11 +18,13 @@ import math
 import os
 import threading
 import time
+from dataclasses import replace
 from typing import Protocol
 
 from .config import Config
 from .errors import EngineError
-from .executor import Executor, ExecutorError, SandboxInfo
+from .executor import Executor, ExecutorError, SandboxInfo, SandboxRef
+from .pool_members import Members
 from .states import Reason
 from .store import Store
 
@@ -30,6 +35,8 @@ INTERVAL = 1.0
 SWEEP_EVERY = 60.0
 # How often a reaper frees what sandboxes removed by someone else still hold (their uids).
 RECLAIM_EVERY = 60.0
+# A warm sandbox is offered within this long of its creation (see _reconciled).
+STUCK = 60.0
 
 
 class Sessions(Protocol):
@@ -42,8 +49,8 @@ class Sessions(Protocol):
     def is_live(self, session_id: str) -> bool:
         """Whether this worker runs the session, or is claiming it now."""
 
-    def expire(self, session_id: str, reason: Reason) -> None:
-        """End a session no client attached to, unless one attaches first."""
+    def expire(self, session_id: str, reason: Reason, ref: SandboxRef | None = None) -> None:
+        """End a session no client attached to, unless one attaches first; `ref`: its sandbox."""
 
     def forget_ended(self) -> None:
         """Let go of the replay buffers of sessions whose grace after their end is over."""
@@ -73,6 +80,7 @@ class Reaper:
         max_records: int = Config.max_records,
         max_age: float = math.inf,
         interval: float = INTERVAL,
+        members: Members | None = None,
     ) -> None:
         """`idle_timeout` is how long a session may wait for its client; records of ended
         sessions are kept `keep_records` seconds, and at most `max_records` of them; no session
@@ -85,6 +93,9 @@ class Reaper:
         self.max_records = max_records
         self.max_age = max_age
         self.interval = interval
+        self.members = members
+        # Pool sandboxes neither offered nor taken at the last pass (see _unowned).
+        self._unowned: set[str] = set()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._last_sweep = 0.0
@@ -130,7 +141,7 @@ class Reaper:
 
     def reap_once(self) -> None:
         now = time.time()
-        for info in self.executor.list():
+        for info in self._reconciled(self.executor.list(), now):
             # Decided from what is true after the listing: a session claimed since the last pass
             # is live by the time its container is seen claimed.
             if self.executor.orphaned(info, self._alive, now):
@@ -139,10 +150,41 @@ class Reaper:
                 self._remove(info, Reason.TIMEOUT)
             elif not info.claimed and not info.pooled and self._expired(info, now):
                 log.info("reaping session %s (idle_timeout)", info.session_id)
-                self.sessions.expire(info.session_id, Reason.IDLE_TIMEOUT)
+                self.sessions.expire(info.session_id, Reason.IDLE_TIMEOUT, info.ref)
         if now - self._last_reclaim > RECLAIM_EVERY:
             self._last_reclaim = now
             self.executor.reclaim()
+
+    def _reconciled(self, listed: list[SandboxInfo], listed_at: float) -> list[SandboxInfo]:
+        """The listing as the pool's members tell it: a taken warm sandbox as its session's; one
+        nobody owns twice running removed now (a take or a claim moves a sandbox on within a
+        pass: one seen so twice was left by someone who died)."""
+        if self.members is None:
+            return listed
+        # Read after the listing: what was offered or taken before it is known here.
+        waiting = {ref.id for ref in self.members.waiting()}
+        taken = self.members.taken()
+        entries = {t.ref.id: t for t in taken}
+        pool_named = {info.ref.id for info in listed if info.pooled}
+        for t in taken:
+            if t.at < listed_at and t.ref.id not in pool_named:
+                self.members.settle(t.ref.id)  # claimed under its session's name, or gone
+        unowned, reconciled = set(), []
+        for info in listed:
+            if info.pooled and (t := entries.get(info.ref.id)):
+                # Its session's, claimed by its owner if claimed; its reference as taken names it
+                # by its pool's name, which the runtime's claim renames.
+                info = replace(info, ref=t.ref, session_id=t.session_id, pooled=False, owner=t.owner)
+                info = replace(info, claimed=t.owner is not None)
+            elif info.pooled and not info.exited and info.ref.id not in waiting:
+                unowned.add(info.ref.id)
+                if info.ref.id in self._unowned and listed_at - info.created_at > STUCK:
+                    log.info("reaping pooled sandbox %s: offered to nobody, taken by nobody", info.name)
+                    self.executor.remove_sandbox(info)
+                continue
+            reconciled.append(info)
+        self._unowned = unowned
+        return reconciled
 
     def prune_once(self) -> None:
         """Forget ended sessions' records past their age or count; now and then, sweep."""

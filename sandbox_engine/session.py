@@ -10,6 +10,7 @@ All end with the run, and the pump joins the others before the run counts as fin
 from __future__ import annotations
 
 import logging
+import signal
 import threading
 import time
 from collections.abc import Callable
@@ -111,6 +112,8 @@ class SessionRun:
         self._terminal_ready = not sandbox.tty
         self._compile_failed = False
         self._usage: Usage | None = None
+        # The program's end as its launcher reported it in-band (see _exit_status).
+        self._program_end: ProgramEnd | None = None
         # Input waits while compiling, or until a terminal is ready for it.
         self._stdin = Stdin(sandbox, limits.input_limit, held=self._compiling or not self._terminal_ready)
         self._controls = Controls(sandbox, clock, self._wake.set)
@@ -266,6 +269,7 @@ class SessionRun:
                 if isinstance(item, ProgramEnd | StderrEnd):
                     # A session's program ends once: what it used goes with its final state.
                     self._usage = item.usage if isinstance(item, ProgramEnd) else self._usage
+                    self._program_end = item if isinstance(item, ProgramEnd) else self._program_end
                     continue
                 if isinstance(item, CompileResult):
                     if item.exit_code == 0 and self._reason is None:
@@ -328,14 +332,9 @@ class SessionRun:
             self.client_gone()
 
     def _finish(self, output_bytes: int) -> None:
-        exit_code: int | None = None
-        oom = lost = False
-        try:
-            status = self.sandbox.wait(KILL_WAIT)
-            exit_code, oom = status.exit_code, status.oom_killed
-        except ExecutorError as exc:
-            log.warning("no exit status for %s: %s", self.sandbox.session_id, exc)
-            lost = True
+        with self._lock:
+            asked = self._reason is not None
+        exit_code, oom, lost = exit_status(self.sandbox, None if asked else self._program_end)
         with self._lock:
             asked = self._reason or self._external_reason()
             reason, exit_code = decide_end(asked, exit_code, oom, lost, self._compile_failed)
@@ -362,6 +361,24 @@ class SessionRun:
         if not self._stdin.join(KILL_WAIT):
             log.warning("stdin's writer of %s did not return in time", self.sandbox.session_id)
         _join((self._watchdog_thread, self._killer))
+
+
+def exit_status(sandbox: Sandbox, end: ProgramEnd | None) -> tuple[int | None, bool, bool]:
+    """The exit code, whether the memory limit killed it, whether the runtime was lost. From the
+    launcher's EXIT mark (`end`) when the program ended by itself: the final state then need not
+    wait for the sandbox to stop (it is removed after the client is told). A SIGKILL may be the
+    memory limit's, which only the runtime can tell."""
+    if end is not None and end.signal != signal.SIGKILL:
+        return (end.exit_code if end.exit_code is not None else 128 + end.signal), False, False
+    try:
+        status = sandbox.wait(KILL_WAIT)
+        if status.ended_before:
+            log.warning("the sandbox of %s had ended before it was given the program", sandbox.session_id)
+            return None, False, True
+        return status.exit_code, status.oom_killed, False
+    except ExecutorError as exc:
+        log.warning("no exit status for %s: %s", sandbox.session_id, exc)
+        return None, False, True
 
 
 def _join(threads: tuple[threading.Thread | None, ...]) -> None:

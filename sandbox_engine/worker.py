@@ -63,6 +63,7 @@ class Worker:
                 # size: the server's containers never pass the two together.
                 capacity=config.max_sessions + sum(self.engine.pool_sizes.values()),
                 state_dir=records.directory,
+                members=self.engine.members,
                 on_level=self.metrics.pool_level,
             )
             self.engine.on_take = self.pool.wake
@@ -74,6 +75,7 @@ class Worker:
             keep_records=config.record_ttl,
             max_records=config.max_records,
             max_age=max_session_age(config),
+            members=self.engine.members,
         )
         self.relay: RelayServer | None = None
         self.owners: Owners | None = None

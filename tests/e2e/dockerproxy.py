@@ -1,10 +1,14 @@
-"""A Docker socket that the tests can cut: Docker "stops answering" without stopping the daemon."""
+"""A Docker socket that the tests can cut: Docker "stops answering" without stopping the daemon.
+It also notes each request's line (method and path), and can hold back requests of a method.
+"""
 
 from __future__ import annotations
 
 import os
+import re
 import socket
 import threading
+import time
 
 DOCKER_SOCKET = "/var/run/docker.sock"
 
@@ -16,6 +20,10 @@ class DockerProxy:
         self._listener: socket.socket | None = None
         self._connections: list[socket.socket] = []
         self._lock = threading.Lock()
+        # Every request line seen, e.g. "POST /v1.41/containers/<id>/rename?name=...", in order.
+        self.requests: list[str] = []
+        # Seconds to hold back requests of a method ("DELETE") before they go on to Docker.
+        self.delays: dict[str, float] = {}
 
     @property
     def url(self) -> str:
@@ -54,14 +62,21 @@ class DockerProxy:
             upstream.connect(self.target)
             with self._lock:
                 self._connections += [client, upstream]
-            for a, b in ((client, upstream), (upstream, client)):
-                threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
+            for a, b, outbound in ((client, upstream, True), (upstream, client, False)):
+                threading.Thread(target=self._pipe, args=(a, b, outbound), daemon=True).start()
 
-    @staticmethod
-    def _pipe(source: socket.socket, sink: socket.socket) -> None:
+    def _pipe(self, source: socket.socket, sink: socket.socket, outbound: bool) -> None:
         try:
             while data := source.recv(65536):
+                if outbound and (line := _REQUEST.match(data)):
+                    method, path = line.group(1).decode(), line.group(2).decode()
+                    with self._lock:
+                        self.requests.append(f"{method} {path}")
+                    time.sleep(self.delays.get(method, 0))
                 sink.sendall(data)
             sink.shutdown(socket.SHUT_WR)
         except OSError:
             pass
+
+
+_REQUEST = re.compile(rb"(GET|POST|PUT|DELETE|HEAD) (\S+) HTTP/1\.[01]\r\n")

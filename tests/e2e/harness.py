@@ -146,6 +146,11 @@ class Server:
                 ws.send({"type": "input", "data": data})
             return ws.read_to_end(timeout)
 
+    def record(self, session_id: str) -> dict:
+        """The session's record in the server's state directory, as its workers read it."""
+        with open(os.path.join(self.state_dir, self.instance, f"{session_id}.json")) as f:
+            return json.load(f)
+
     def containers(self) -> list:
         return instance_containers(self.docker, self.instance)
 

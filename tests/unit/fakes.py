@@ -24,6 +24,7 @@ from sandbox_engine.executor import (
     ExitStatus,
     Limits,
     OwnerAlive,
+    ProgramEnd,
     Sandbox,
     SandboxInfo,
     SandboxNotFound,
@@ -95,6 +96,12 @@ class FakeSandbox(Sandbox):
     def exit(self, exit_code: int | None = 0, oom_killed: bool = False) -> None:
         """The program ends on its own: its streams close after what was already written."""
         self._end(ExitStatus(exit_code, oom_killed))
+
+    def ends_in_band(self, exit_code: int = 0, signal: int = 0) -> None:
+        """The launcher reports the program's end (its EXIT mark) and the output ends there; the
+        sandbox itself runs on until it is removed, as a container takes a while to stop."""
+        self._chunks.put(ProgramEnd(None if signal else exit_code, signal, Usage(1.5, 2.5, 4096)))
+        self._chunks.put(_END)
 
     def started_terminal(self) -> None:
         """A tty sandbox's terminal is ready for input."""
@@ -225,6 +232,8 @@ class FakeExecutor(Executor):
         # Image labels, as a build would record versions in them.
         self.labels: dict[str, dict[str, str]] = {}
         self.removed: list[str] = []
+        # Claims made in the state store whose runtime name followed: (session, owner).
+        self.named: list[tuple[str, str]] = []
         # Raised by every runtime call while set, as a daemon that went away.
         self.error: ExecutorError | None = None
         # What check() answers: None when ready.
@@ -257,28 +266,19 @@ class FakeExecutor(Executor):
                 tty=spec.tty,
                 compile=spec.compile,
                 running=spec.session_id is None,
+                name=key if spec.session_id is None else None,
             )
             self.refs[key] = ref
             return ref
 
-    def take_pooled(self, session_id: str, candidates: list[SandboxInfo]) -> SandboxRef | None:
-        self._fail()
-        with self._lock:
-            for info in candidates:
-                sandbox = self.sandboxes.get(info.name)
-                if sandbox is None or info.name in self.owners:
-                    continue  # another session took it first
-                del self.sandboxes[info.name]
-                sandbox.session_id = session_id
-                self.sandboxes[session_id] = sandbox
-                for table in (self.specs, self.refs, self.created_at):
-                    table[session_id] = table.pop(info.name)
-                return self.refs[session_id]
-        return None
-
     def claim(self, session_id: str, owner: str, ref: SandboxRef | None = None) -> FakeSandbox:
         self._fail()
         with self._lock:
+            if ref is not None and ref.name in self.sandboxes:
+                # A warm sandbox taken for the session: claimed from its pool's name (one rename).
+                self._rekey(ref.name, session_id)
+                self.owners[session_id] = owner
+                return self.sandboxes[session_id]
             if session_id not in self.sandboxes:
                 raise SandboxNotFound(session_id)
             if session_id in self.owners:
@@ -286,6 +286,30 @@ class FakeExecutor(Executor):
             assert ref is None or ref == self.refs[session_id], "claimed with another sandbox's ref"
             self.owners[session_id] = owner
             return self.sandboxes[session_id]
+
+    def sandbox(self, ref: SandboxRef, session_id: str) -> FakeSandbox:
+        # Still listed under its pool's name until name_claim, as in Docker.
+        with self._lock:
+            sandbox = self.sandboxes.get(ref.name or "") or self.sandboxes[session_id]
+            sandbox.session_id = session_id
+            return sandbox
+
+    def name_claim(self, session_id: str, owner: str, ref: SandboxRef, claimed_at: float) -> bool:
+        self._fail()
+        with self._lock:
+            if ref.name in self.sandboxes:
+                self._rekey(ref.name, session_id)
+                self.owners[session_id] = owner
+            self.named.append((session_id, owner))
+            sandbox = self.sandboxes.get(session_id)
+            return sandbox is not None and not (sandbox._ended.is_set() and not sandbox.started)
+
+    def _rekey(self, old: str, session_id: str) -> None:
+        sandbox = self.sandboxes.pop(old)
+        sandbox.session_id = session_id
+        self.sandboxes[session_id] = sandbox
+        for table in (self.specs, self.refs, self.created_at):
+            table[session_id] = table.pop(old)
 
     def list(self) -> list[SandboxInfo]:
         self._fail()
@@ -299,9 +323,9 @@ class FakeExecutor(Executor):
             return info.exited
         return info.owner is not None and not alive(info.owner, info.session_id)
 
-    def remove(self, session_id: str) -> None:
+    def remove(self, session_id: str, ref: SandboxRef | None = None) -> None:
         self._fail()
-        sandbox = self.sandboxes.get(session_id)
+        sandbox = self.sandboxes.get(session_id) or (self.sandboxes.get(ref.name or "") if ref else None)
         if sandbox is not None:
             sandbox.remove()
 
@@ -320,8 +344,12 @@ class FakeExecutor(Executor):
 
     def forget(self, key: str) -> None:
         with self._lock:
-            if self.sandboxes.pop(key, None) is not None:
-                self.removed.append(key)
+            sandbox = self.sandboxes.get(key)
+            if sandbox is None:
+                # Claimed in the state store and removed before its runtime name followed.
+                key = next((k for k, v in self.sandboxes.items() if v.session_id == key), key)
+            if (popped := self.sandboxes.pop(key, None)) is not None:
+                self.removed.append(popped.session_id)
 
     def _info(self, key: str) -> SandboxInfo:
         sandbox = self.sandboxes[key]

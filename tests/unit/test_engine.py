@@ -52,7 +52,13 @@ def reaper(engine: Engine) -> Reaper:
     """A reaper of the engine's sessions, as the worker wires one, for passes the test makes."""
     config = engine.config
     return Reaper(
-        engine.executor, engine.records, engine, config.idle_timeout, config.record_ttl, max_age=3600
+        engine.executor,
+        engine.records,
+        engine,
+        config.idle_timeout,
+        config.record_ttl,
+        max_age=3600,
+        members=engine.members,
     )
 
 
@@ -457,9 +463,9 @@ def test_shutdown_ends_every_run_with_server_shutdown(engine, executor):
 
 
 def warm(engine: Engine, executor: FakeExecutor, count: int, tty: bool = False) -> list[str]:
-    """Pool sandboxes as the refiller makes them; their names."""
+    """Pool sandboxes as the refiller makes and offers them; their names."""
     for _ in range(count):
-        executor.create(engine.sandbox_spec("python", tty))
+        engine.members.add(executor.create(engine.sandbox_spec("python", tty)))
     return [info.name for info in executor.list() if info.waiting and info.tty == tty]
 
 
@@ -469,13 +475,16 @@ def test_a_session_takes_a_warm_sandbox_and_attaches_by_its_reference(make_engin
     session_id = engine.create_session("python", CODE)
 
     record = engine.records.read(session_id)
-    taken = executor.refs[session_id]
-    assert record.sandbox == taken and taken.running, "the record keeps the taken sandbox's reference"
-    assert [info.name for info in executor.list() if info.waiting] == [
-        n for n in names if n != f"{taken.id[5:]}"
-    ]
+    taken = record.sandbox
+    assert taken is not None and taken.running and taken.name in names
+    assert [ref.name for ref in engine.members.waiting()] == [n for n in names if n != taken.name]
+    assert [(t.ref, t.session_id) for t in engine.members.taken()] == [(taken, session_id)]
     client = FakeClient()
-    engine.attach(session_id, client)  # the fake checks the reference it is given
+    engine.attach(session_id, client)  # claimed in the store; the runtime's name follows
+    engine._claims.join()
+    assert executor.named == [(session_id, engine.owner)]
+    assert executor.refs[session_id] == taken
+    assert engine.members.taken() == [], "claimed under the session's name: settled"
     sandbox = executor.sandboxes[session_id]
     assert sandbox.code == CODE.encode()
     sandbox.exit(0)
@@ -487,7 +496,7 @@ def test_without_a_warm_sandbox_of_its_kind_a_session_gets_a_new_one(make_engine
     warm(engine, executor, 1, tty=True)  # a terminal session's, not a pipe session's
     session_id = engine.create_session("python", CODE)
     assert not executor.refs[session_id].running
-    assert len([info for info in executor.list() if info.waiting]) == 1
+    assert len(engine.members.waiting()) == 1
 
 
 def test_two_sessions_never_take_the_same_warm_sandbox(make_engine, executor):
@@ -502,10 +511,11 @@ def test_two_sessions_never_take_the_same_warm_sandbox(make_engine, executor):
         thread.start()
     for thread in threads:
         thread.join()
-    refs = [executor.refs[session_id].id for session_id in sessions]
+    refs = [engine.records.read(session_id).sandbox.id for session_id in sessions]
     assert len(set(refs)) == 8
     # Every session got one of the warm ones or a new one; none of the pool is left half taken.
     assert all(info.session_id in sessions for info in executor.list() if not info.pooled)
+    assert sorted(t.ref.id for t in engine.members.taken()) == sorted(r for r in refs if "pool" in r)
 
 
 def test_the_reaper_never_takes_a_session_claimed_after_its_last_look_for_an_orphan(engine, executor):

@@ -12,6 +12,7 @@ from fakes import FakeExecutor
 from sandbox_engine.config import Config
 from sandbox_engine.languages import LANGUAGES
 from sandbox_engine.pool import QUIET, Pool
+from sandbox_engine.pool_members import FileMembers
 from sandbox_engine.specs import sandbox_spec
 
 CONFIG = Config()
@@ -26,7 +27,7 @@ def make_pool(tmp_path, executor: FakeExecutor):
     pools: list[Pool] = []
 
     def make(sizes: dict, capacity: int = 64) -> Pool:
-        pool = Pool(executor, spec_for, sizes, capacity, str(tmp_path))
+        pool = Pool(executor, spec_for, sizes, capacity, str(tmp_path), FileMembers(str(tmp_path)))
         pools.append(pool)
         return pool
 
@@ -36,13 +37,20 @@ def make_pool(tmp_path, executor: FakeExecutor):
 
 
 def waiting(executor: FakeExecutor) -> list[tuple[str, bool]]:
+    """The warm sandboxes the pool offers, as the runtime lists them."""
     return sorted((info.language, info.tty) for info in executor.list() if info.waiting)
+
+
+def offered(pool: Pool) -> list[tuple[str, bool]]:
+    """The warm sandboxes the pool offers, as the state store knows them."""
+    return sorted((ref.language, ref.tty) for ref in pool.members.waiting())
 
 
 def test_a_refill_creates_what_each_pool_lacks(make_pool, executor):
     pool = make_pool({("python", False): 2, ("python", True): 1})
     assert pool.refill() == 3
     assert waiting(executor) == [("python", False), ("python", False), ("python", True)]
+    assert offered(pool) == waiting(executor), "every warm sandbox is offered in the store"
     assert all(spec.session_id is None for spec in executor.specs.values())
     assert pool.refill() == 0
 
@@ -61,6 +69,8 @@ def test_a_dead_warm_sandbox_is_not_counted_and_is_replaced(make_pool, executor)
     executor.sandboxes[first].exit(1)
     assert pool.refill() == 1
     assert len(waiting(executor)) == 2
+    assert executor.refs[first].id not in {ref.id for ref in pool.members.waiting()}, "the dead one withdrawn"
+    assert len(offered(pool)) == 2
 
 
 def test_after_a_take_only_an_empty_pool_refills_before_things_are_quiet(make_pool, executor, tmp_path):

@@ -680,3 +680,29 @@ def test_the_programs_usage_reaches_the_final_state_and_its_record(make_run):
     assert h.run.wait(END)
     assert h.client.final["usage"] == {"cpuTimeMs": 12.5, "wallTimeMs": 40.0, "memoryPeakBytes": 9 << 20}
     assert h.run.outcome.usage == Usage(12.5, 40.0, 9 << 20)
+
+
+# --- the end, learned in-band -----------------------------------------------------------------
+
+
+def test_an_end_reported_in_band_is_final_before_the_sandbox_stops(make_run):
+    h = make_run()
+    h.run.start(b"")
+    h.sandbox.stdout("done\n")
+    h.sandbox.ends_in_band(3)
+    outcome = h.ended()
+    assert (outcome.exit_code, outcome.reason, outcome.usage.cpu_time_ms) == (3, Reason.EXITED, 1.5)
+    assert h.client.final == {**final("FINISHED", 3, "exited"), "usage": outcome.usage.public()}
+    # Told first, then removed: the sandbox had not stopped when the client heard of its end.
+    events = h.client.events
+    assert events.index("recorded") < events.index(h.client.final) < events.index("released")
+    assert h.sandbox.removed.is_set()
+
+
+def test_a_sigkill_reported_in_band_asks_the_runtime_whether_it_was_the_memory_limit(make_run):
+    h = make_run()
+    h.run.start(b"")
+    h.sandbox.ends_in_band(signal=9)
+    h.sandbox.exit(137, oom_killed=True)
+    outcome = h.ended()
+    assert (outcome.exit_code, outcome.reason) == (137, Reason.MEMORY_LIMIT)

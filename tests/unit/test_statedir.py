@@ -53,7 +53,7 @@ def test_a_new_state_directory_and_everything_the_server_writes_in_it_are_privat
         waiting = client.post("/session", json={"language": "python", "code": "print(1)"}).get_json()
         ws = FakeClient()
         run = worker.engine.attach(ran["sessionId"], ws)
-        executor.sandboxes[ran["sessionId"]].exit(0)
+        run.sandbox.exit(0)
         assert run.wait(5)
         worker.engine.records.request_end(waiting["sessionId"], Reason.KILLED)
     finally:

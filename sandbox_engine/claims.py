@@ -1,0 +1,98 @@
+"""Claims: which attachment drives a session's sandbox, decided without the runtime when it can be.
+
+A warm sandbox a session took (see pool_members) is claimed in the state store, by one atomic
+rename of its entry, and driven at once; the runtime's name follows on a thread of its own, off
+the client's path (Docker's rename costs a core for ten to twenty milliseconds under load). Until
+it has, the store says who claimed it: the reaper reads that (an owner that died, a session that
+expired), and so does every later claimer, who is refused. The runtime is also asked then whether
+the sandbox still runs: a warm one that died while it waited is removed, and its session ends
+with internal_error. Any other sandbox is claimed by the runtime, as before (Executor.claim).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+
+from .executor import AlreadyClaimed, Executor, ExecutorError, Sandbox, SandboxRef
+from .pool_members import Members
+
+log = logging.getLogger(__name__)
+
+# How long shutdown waits for the runtime's names of claims still under way.
+NAMING_WAIT = 5.0
+
+
+class Claims:
+    def __init__(self, executor: Executor, members: Members, owner: Callable[[], str]) -> None:
+        self.executor = executor
+        self.members = members
+        self._owner = owner
+        # Claims made in the store whose runtime name is still to follow, by session.
+        self._unnamed: dict[str, tuple[SandboxRef, Sandbox, float]] = {}
+        self._naming: set[threading.Thread] = set()
+        self._lock = threading.Lock()
+
+    def claim(self, session_id: str, ref: SandboxRef | None) -> Sandbox:
+        """The session's sandbox, claimed for this worker; AlreadyClaimed or SandboxNotFound as
+        Executor.claim. Call named() once the program started (or it ended)."""
+        if ref is not None and ref.name:
+            if self.members.claim(ref.id, session_id, self._owner()):
+                sandbox = self.executor.sandbox(ref, session_id)
+                with self._lock:
+                    self._unnamed[session_id] = (ref, sandbox, time.time())
+                return sandbox
+            if any(t.ref.id == ref.id and t.owner for t in self.members.taken()):
+                raise AlreadyClaimed(session_id)
+        # Not a warm one, or its claim moved on to the runtime's name already.
+        sandbox = self.executor.claim(session_id, self._owner(), ref)
+        if ref is not None and ref.name:
+            self.members.settle(ref.id)
+        return sandbox
+
+    def named(self, session_id: str) -> None:
+        """Let the runtime's name of a claim made in the store follow, on a thread of its own."""
+        with self._lock:
+            claimed = self._unnamed.pop(session_id, None)
+            if claimed is None:
+                return
+            thread = threading.Thread(
+                target=self._name, args=(session_id, *claimed), name=f"se-claim-{session_id}", daemon=True
+            )
+            self._naming.add(thread)
+        thread.start()
+
+    def removed(self, session_id: str) -> None:
+        """The claimed sandbox is gone: no runtime name need follow, the store's word is done."""
+        with self._lock:
+            claimed = self._unnamed.pop(session_id, None)
+        if claimed is not None:
+            self.members.settle(claimed[0].id)
+
+    def _name(self, session_id: str, ref: SandboxRef, sandbox: Sandbox, claimed_at: float) -> None:
+        try:
+            running = self.executor.name_claim(session_id, self._owner(), ref, claimed_at)
+            # Named (or gone): the store's word is no longer needed. Had the runtime failed, the
+            # entry stays, and the reaper settles it once the name changed or the sandbox is gone.
+            self.members.settle(ref.id)
+            if not running:
+                # A warm sandbox that died while it waited: its streams, which would never end,
+                # are closed with it, and its run ends as one that lost its sandbox.
+                log.warning("the sandbox of %s had stopped before it was claimed", session_id)
+                sandbox.remove()
+        except ExecutorError as exc:
+            log.warning("the claim of %s is known to the state store only: %s", session_id, exc)
+        finally:
+            with self._lock:
+                self._naming.discard(threading.current_thread())
+
+    def join(self, timeout: float = NAMING_WAIT) -> None:
+        """Wait for the names under way (at shutdown)."""
+        for session_id in list(self._unnamed):
+            self.named(session_id)
+        with self._lock:
+            threads = list(self._naming)
+        for thread in threads:
+            thread.join(timeout)

@@ -1,0 +1,57 @@
+"""Starting a warm pool's container, and knowing when its launcher is ready for a program.
+
+The pool offers a sandbox to sessions only once its launcher waits on stdin (see pool_members),
+so that a session taken the moment it is offered never meets a launcher still starting.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+
+import docker
+
+from .docker_sandbox import READY_TIMEOUT, close_socket, wait_until_ready, waiting_on_stdin
+from .executor import ExecutorError
+
+
+def start_warm(
+    api: docker.APIClient,
+    container: str,
+    tty: bool,
+    gvisor: bool,
+    starts: threading.BoundedSemaphore,
+    translated: Callable,
+) -> None:
+    """Start a pool's sandbox, and return once its launcher waits for a program on stdin: a
+    tty's once the launcher said its terminal is raw, so that a session's header, sent the
+    moment it is taken, is never typed into a cooked terminal (echoed, and read a line at a
+    time); a pipe's once the host's /proc shows it reading stdin, so that a session never pays
+    for the interpreter's start. A pipe holds the header meanwhile: where /proc cannot tell
+    (gVisor's kernel is its own), it is offered at once all the same."""
+    sock = None
+    if tty:
+        # Attached before the start (output before an attach is lost), stdout alone: closing it
+        # then leaves the stdin that the session's attach uses open.
+        with translated("attach to a pool sandbox"):
+            attached = api.attach_socket(container, params={"stdout": 1, "stream": 1})
+        sock = getattr(attached, "_sock", attached)
+    try:
+        with starts, translated("start a pool sandbox"):
+            api.start(container)
+        if sock is not None and wait_until_ready(sock) is None:
+            raise ExecutorError("a pool sandbox ended before its terminal was ready")
+        if sock is None and not gvisor:
+            _wait_reading(api, container, translated)
+    finally:
+        if sock is not None:
+            close_socket(sock)
+
+
+def _wait_reading(api: docker.APIClient, container: str, translated: Callable) -> None:
+    deadline = time.monotonic() + READY_TIMEOUT
+    pause = 0.01
+    while time.monotonic() < deadline and not waiting_on_stdin(api, container, translated):
+        time.sleep(pause)
+        pause = min(pause * 2, 0.2)

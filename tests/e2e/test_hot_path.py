@@ -1,0 +1,118 @@
+"""The warm path through the real server and Docker: what POST /session asks of Docker (nothing),
+what a killed worker leaves (nothing), and a final state that does not wait for the removal."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+
+import pytest
+import requests
+from dockerproxy import DockerProxy
+
+# Every test here runs a real server on the real Docker daemon.
+pytestmark = [pytest.mark.docker, pytest.mark.slow]
+
+SLEEPER = "import time\nprint('up', flush=True)\ntime.sleep(120)"
+
+
+def wait_for(predicate, timeout: float = 20):
+    deadline = time.monotonic() + timeout
+    while not (result := predicate()) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    return result
+
+
+def warm(server) -> int:
+    return sum(level["warm"] for level in requests.get(f"{server.url}/pool", timeout=10).json()["pool"])
+
+
+@pytest.fixture
+def docker_proxy(tmp_path):
+    proxy = DockerProxy(str(tmp_path / "docker.sock"))
+    proxy.start()
+    yield proxy
+    proxy.stop()
+
+
+def test_post_session_on_the_warm_path_makes_no_docker_call(docker_proxy, make_server):
+    # docker_proxy first: torn down last, so the server can still clean up through it.
+    server = make_server(workers=2, pool_size="python=6", docker_host=docker_proxy.url)
+    assert wait_for(lambda: warm(server) == 6, timeout=60)
+    seen = len(docker_proxy.requests)
+    sessions = [server.create("print('hi')") for _ in range(6)]
+    during = docker_proxy.requests[seen:]
+    # The reapers (each second) and the refillers list the containers on their own; nothing else
+    # reaches Docker while the sessions are created, and not one listing per session either.
+    assert [r for r in during if "/containers/json" not in r] == [], during
+    assert len(during) < len(sessions) // 2, during
+    assert all(server.record(s)["sandbox"]["running"] for s in sessions), "every one was warm"
+    # The claim at attach is the sandbox's first Docker call: the rename from its pool name.
+    seen = len(docker_proxy.requests)
+    with server.attach(sessions[0]) as ws:
+        assert ws.read_to_end(20).text() == "hi\n"
+    claimed = [r for r in docker_proxy.requests[seen:] if "/rename" in r]
+    assert claimed and sessions[0] in claimed[0], docker_proxy.requests[seen:]
+    for session_id in sessions[1:]:
+        requests.delete(f"{server.url}/session/{session_id}", timeout=30)
+    assert wait_for(lambda: server.sessions_containers() == [] and warm(server) == 6, timeout=60)
+
+
+def test_a_killed_worker_leaves_no_taken_or_claimed_warm_sandbox_behind(make_server):
+    server = make_server(workers=2, pool_size="python=3", idle_timeout=3)
+    assert wait_for(lambda: warm(server) == 3, timeout=60)
+    # One taken and attached (claimed by a worker), one taken and never attached.
+    running = server.create(SLEEPER)
+    waiting = server.create(SLEEPER)
+    ids = {server.record(s)["sandbox"]["id"] for s in (running, waiting)}
+    ws = server.attach(running)
+    ws.read_stdout_until("up")
+    [container] = [c for c in server.containers() if c["Id"] in ids and running in c["Names"][0]]
+    os.kill(int(container["Names"][0].rsplit(".p", 1)[-1]), signal.SIGKILL)
+    # The other worker's reaper: the orphaned claim at once, the unattached one at its timeout.
+    assert wait_for(lambda: not ids & {c["Id"] for c in server.containers()}, timeout=30)
+    assert server.session(running)["reason"] == "internal_error"
+    assert server.session(waiting)["reason"] == "idle_timeout"
+    # The pool is whole again, and what it offers works.
+    assert wait_for(lambda: warm(server) == 3, timeout=60)
+    assert server.run("print('back')").text() == "back\n"
+
+
+def test_the_final_state_carries_the_exit_code_before_a_slow_removal(docker_proxy, make_server):
+    server = make_server(workers=1, pool_size="python=1", docker_host=docker_proxy.url)
+    assert wait_for(lambda: warm(server) == 1, timeout=60)
+    docker_proxy.delays["DELETE"] = 3.0  # Docker takes its time removing the container
+    session_id = server.create("import sys\nprint('out')\nprint('err', file=sys.stderr)\nsys.exit(3)")
+    with server.attach(session_id) as ws:
+        ws.read_stdout_until("out")
+        started = time.monotonic()
+        transcript = ws.read_to_end(20)
+        told_after = time.monotonic() - started
+    final = transcript.final
+    assert (final["state"], final["reason"], final["exitCode"]) == ("FINISHED", "exited", 3)
+    assert transcript.text("stderr") == "err\n"
+    assert final["usage"] and final["usage"]["wallTimeMs"] > 0
+    assert told_after < 2.0, f"the final state waited {told_after:.1f} s, as long as the removal"
+    record = server.session(session_id)
+    assert (record["exitCode"], record["reason"]) == (3, "exited") and record["usage"]
+    docker_proxy.delays.clear()
+    assert wait_for(lambda: server.sessions_containers() == [] and not server.session_containers(session_id))
+
+
+def test_a_warm_sandbox_that_died_after_its_take_fails_its_session_cleanly(make_server):
+    # Chosen: the session fails with internal_error, rather than starting cold at attach (which
+    # would need a Docker call on every warm attach to find out); its record says so, its exit
+    # (Docker's 137 of the kill) is not passed off as the program's, and nothing leaks.
+    server = make_server(workers=1, pool_size="python=1")
+    assert wait_for(lambda: warm(server) == 1, timeout=60)
+    session_id = server.create("print('never')")
+    server.docker.api.kill(server.record(session_id)["sandbox"]["id"])
+    with server.attach(session_id) as ws:
+        transcript = ws.read_to_end(30)
+    assert transcript.text() == ""
+    final = transcript.final
+    assert (final["state"], final["reason"], final["exitCode"]) == ("TERMINATED", "internal_error", None)
+    assert server.session(session_id)["reason"] == "internal_error"
+    assert wait_for(lambda: server.sessions_containers() == [] and warm(server) == 1, timeout=60)
+    assert server.run("print('next')").text() == "next\n"
