@@ -90,14 +90,15 @@ def test_a_tty_session_takes_a_tty_pod_by_its_label(warm):
         "import os, sys\nprint(sys.stdin.isatty(), tuple(os.get_terminal_size()))", tty=True, cols=91, rows=33
     )
     session_id = response.json()["sessionId"]
-    [pod] = kube.pods(warm.instance, f"sandbox-engine/session={session_id}")
-    assert pod.metadata.name.startswith(f"se-{warm.instance}-pool-")
-    assert pod.metadata.labels["sandbox-engine/tty"] == "1"
+    # Taken in the state store (its record names the pod); its labels follow the client's claim.
+    name = warm.record(session_id)["sandbox"]["id"]
+    assert name.startswith(f"se-{warm.instance}-pool-")
+    assert name in {p.metadata.name for p in kube.pods(warm.instance, "sandbox-engine/tty=1")}
     with warm.attach(session_id) as ws:
         assert ws.read_to_end(20).text() == "True (91, 33)\r\n"
     # Refilled: a new pod, not the taken one.
     assert wait_for(lambda: len(running_pods(warm, WAITING)) == 3)
-    assert pod.metadata.name not in {p.metadata.name for p in running_pods(warm, WAITING)}
+    assert name not in {p.metadata.name for p in running_pods(warm, WAITING)}
 
 
 def test_an_api_server_without_v5_attach_is_refused_in_words(docker_client, tmp_path_factory, monkeypatch):

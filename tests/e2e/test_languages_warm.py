@@ -7,6 +7,7 @@ from __future__ import annotations
 import time
 
 import pytest
+import requests
 from harness import shutdown, start_server
 from test_languages import COMPILE_ERRORS, GREETINGS
 
@@ -28,10 +29,20 @@ def warm(docker_client, tmp_path_factory):
     shutdown(server)
 
 
+def offered(server, language: str, tty: bool) -> bool:
+    """Whether the pool offers a sandbox of this language and mode: one started is offered only
+    once its launcher is ready for a program."""
+    levels = requests.get(f"{server.url}/pool", timeout=10).json()["pool"]
+    return any(level["language"] == language and level["tty"] == tty and level["warm"] for level in levels)
+
+
 def pooled(server, language: str, tty: bool) -> set[str]:
-    """The ids of the pool's started sandboxes of this language and mode, once there is one."""
+    """The ids of the pool's started sandboxes of this language and mode, once one is offered."""
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
+        if not offered(server, language, tty):
+            time.sleep(0.2)
+            continue
         found = {
             c["Id"]
             for c in server.containers()
@@ -53,8 +64,8 @@ def take(server, code: str, language: str, tty: bool) -> str:
     response = server.post(code, language=language, **terminal)
     assert response.status_code == 201, response.text
     session_id = response.json()["sessionId"]
-    [container] = server.session_containers(session_id)
-    assert container["Id"] in warm_ids
+    # Taken in the state store, it keeps its pool's name until a client attaches: its record says.
+    assert server.record(session_id)["sandbox"]["id"] in warm_ids
     return session_id
 
 

@@ -29,6 +29,12 @@ def pool(server) -> list[dict]:
     return [c for c in server.containers() if "-pool-" in c["Names"][0] and c["State"] == "running"]
 
 
+def sandbox_id(container: dict) -> str:
+    """A sandbox's id as its session's record has it: Docker's container id, or under Kubernetes
+    its pod's name (the test API server names the pod's container so)."""
+    return container["Names"][0].lstrip("/") if KUBE else container["Id"]
+
+
 def warm_levels(server) -> int:
     """How many warm sandboxes the server offers, in all."""
     return sum(level["warm"] for level in requests.get(f"{server.url}/pool", timeout=10).json()["pool"])
@@ -82,17 +88,18 @@ def test_the_benchmark_waits_for_a_full_pool_and_says_so(warm):
 
 def test_a_session_takes_a_pooled_sandbox_and_the_pool_refills(warm):
     assert wait_for(lambda: len(pool(warm)) == 5)
-    before = {c["Id"] for c in pool(warm)}
+    before = {sandbox_id(c) for c in pool(warm)}
     session_id = warm.create(INTERACTIVE)
     # Taken in the state store: Docker hears of it when the client attaches (the claim's rename).
     taken = warm.record(session_id)["sandbox"]
     assert taken["id"] in before and taken["running"]
     with warm.attach(session_id) as ws:
         ws.read_stdout_until("Enter your name: ")
-        assert [c["Id"] for c in warm.session_containers(session_id)] == [taken["id"]]
+        # The runtime's name (Docker's rename, a pod's labels) follows the claim on a thread.
+        assert wait_for(lambda: [sandbox_id(c) for c in warm.session_containers(session_id)] == [taken["id"]])
         ws.send({"type": "input", "data": "Ada\n"})
         assert ws.read_to_end(20).text() == "Enter your name: Hello Ada\n"
-    assert wait_for(lambda: len(pool(warm)) == 5 and taken["id"] not in {c["Id"] for c in pool(warm)})
+    assert wait_for(lambda: len(pool(warm)) == 5 and taken["id"] not in {sandbox_id(c) for c in pool(warm)})
     # Single use: the taken sandbox is gone with its session.
     assert wait_for(lambda: not warm.session_containers(session_id), timeout=5)
 
@@ -166,7 +173,7 @@ def test_a_server_keeps_at_most_max_sessions_plus_its_pool_in_containers(make_se
     assert len(server.containers()) == 5
     assert all(server.session(session_id)["state"] == "CREATED" for session_id in sessions)
     # Each session's sandbox, taken warm (under its pool's name until a client claims it) or new.
-    ids = {c["Id"] for c in server.containers()}
+    ids = {sandbox_id(c) for c in server.containers()}
     assert all(server.record(session_id)["sandbox"]["id"] in ids for session_id in sessions)
 
 
