@@ -35,7 +35,7 @@ from .hub import Hubs, SessionHub, Subscriber
 from .keys import Key
 from .languages import LANGUAGES, LanguageSpec
 from .metrics import Metrics
-from .pool_members import FileMembers, Members
+from .pool_members import Members
 from .protocol import shown
 from .records import Admission, Record
 from .session import Outcome, SessionRun
@@ -76,7 +76,7 @@ class Engine:
         # Told when a session took a warm sandbox, so that the pool refills (see worker).
         self.on_take: Callable[[], None] = lambda: None
         # The warm pool's members, taken and claimed without a runtime call (see pool_members).
-        self.members = members if members is not None else FileMembers(records.directory)
+        self.members = members if members is not None else records.members()
         self._claims = Claims(executor, self.members, lambda: self.owner)
         self._shutting_down = False
 

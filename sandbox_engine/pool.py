@@ -11,7 +11,6 @@ the runtime.
 
 from __future__ import annotations
 
-import fcntl
 import logging
 import os
 import threading
@@ -21,7 +20,7 @@ from collections.abc import Callable
 
 from .executor import Executor, ExecutorError, SandboxSpec
 from .pool_members import Members
-from .statedir import private_opener, touch
+from .statedir import touch
 
 log = logging.getLogger(__name__)
 
@@ -55,7 +54,6 @@ class Pool:
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        self._lock_path = os.path.join(state_dir, ".pool.lock")
         self._took_path = os.path.join(state_dir, ".pool.took")
 
     def start(self) -> None:
@@ -117,12 +115,8 @@ class Pool:
 
     def refill(self) -> int:
         """Create what the pool lacks, one sandbox at a time, while there is room. Returns how many."""
-        with open(self._lock_path, "a", opener=private_opener) as lock:
-            try:
-                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                return 0  # another worker is refilling
-            return self._refill()
+        with self.members.refilling() as held:
+            return self._refill() if held else 0  # else another worker (or replica) is refilling
 
     def _refill(self) -> int:
         live = [info for info in self.executor.list() if not info.exited]

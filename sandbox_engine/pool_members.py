@@ -10,16 +10,18 @@ sandbox is, so that whoever reaps after a crash still knows. The reaper reconcil
 with the runtime's listing, off the sessions' path.
 
 `FileMembers` keeps them in the instance's state directory, shared by every worker of a server;
-a store shared by servers (Redis) would implement `Members` the same way.
+`redis_members.RedisMembers` keeps them in Redis, shared by replicas (`--redis-url`).
 """
 
 from __future__ import annotations
 
 import abc
 import contextlib
+import fcntl
 import json
 import os
 import random
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 
 from .executor import SandboxRef
@@ -72,6 +74,11 @@ class Members(abc.ABC):
     def settle(self, container_id: str) -> None:
         """Forget a taken or claimed sandbox: the runtime knows it by its session's name now, or
         it is gone."""
+
+    @abc.abstractmethod
+    def refilling(self) -> contextlib.AbstractContextManager[bool]:
+        """The refiller's lock, held by one refiller of all who share the members: True if this
+        one holds it (until the block ends), False if another does."""
 
 
 class FileMembers(Members):
@@ -174,6 +181,16 @@ class FileMembers(Members):
                 if name.startswith(container_id + "."):
                     with contextlib.suppress(FileNotFoundError):
                         os.unlink(os.path.join(directory, name))
+
+    @contextlib.contextmanager
+    def refilling(self) -> Iterator[bool]:
+        with open(os.path.join(self.directory, ".lock"), "a", opener=private_opener) as lock:
+            try:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                yield False  # another worker is refilling
+                return
+            yield True
 
 
 def _read(path: str) -> SandboxRef | None:

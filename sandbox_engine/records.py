@@ -21,6 +21,7 @@ from datetime import UTC, datetime
 from .batch import RunRequest, dump_request, dump_result, load_request, load_result
 from .executor import SandboxRef
 from .locks import exclusive
+from .pool_members import FileMembers
 from .relay import LocalOwners
 from .statedir import private_directory, private_opener, touch
 from .states import Reason, State, signal_name
@@ -233,23 +234,7 @@ class RecordStore:
 
     def watch_secret(self, session_id: str, make: bool = False) -> bytes | None:
         """The secret of the session's watch links (see watch_tokens), made first if asked."""
-        path = self._path(session_id, ".watch")
-        if make and not os.path.exists(path):
-            # Written aside then linked in: two workers making it at once agree on one secret.
-            tmp = self._path(f".tmp-{secrets.token_hex(8)}", ".watch")
-            with open(tmp, "wb", opener=private_opener) as f:
-                f.write(secrets.token_bytes(32))
-            try:
-                os.link(tmp, path)
-            except FileExistsError:
-                pass
-            finally:
-                os.unlink(tmp)
-        try:
-            with open(path, "rb") as f:
-                return f.read()
-        except FileNotFoundError:
-            return None
+        return _secret(self._path(session_id, ".watch"), make)
 
     def revoke_watch(self, session_id: str) -> None:
         with contextlib.suppress(FileNotFoundError):
@@ -421,6 +406,10 @@ class RecordStore:
                     with contextlib.suppress(FileNotFoundError):
                         os.unlink(os.path.join(directory, session_id))
 
+    def members(self) -> FileMembers:
+        """The warm pool's members, in this directory: one server's workers share them."""
+        return FileMembers(self.directory)
+
     def owners(self, owner: str, host: str, secret: str) -> LocalOwners:
         """Unix sockets in this directory, private to the server's user: no host, no secret."""
         return LocalOwners(self.directory, owner)
@@ -430,6 +419,25 @@ class RecordStore:
 
     def others_alive(self) -> bool:
         return False
+
+
+def _secret(path: str, make: bool) -> bytes | None:
+    if make and not os.path.exists(path):
+        # Written aside then linked in: two workers making it at once agree on one secret.
+        tmp = os.path.join(os.path.dirname(path), f".tmp-{secrets.token_hex(8)}.watch")
+        with open(tmp, "wb", opener=private_opener) as f:
+            f.write(secrets.token_bytes(32))
+        try:
+            os.link(tmp, path)
+        except FileExistsError:
+            pass
+        finally:
+            os.unlink(tmp)
+    try:
+        with open(path, "rb") as f:
+            return f.read()
+    except FileNotFoundError:
+        return None
 
 
 def _ns(ts: float) -> str:

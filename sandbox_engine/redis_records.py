@@ -29,6 +29,7 @@ import redis
 
 from .batch import RunRequest, dump_request, dump_result, load_request, load_result
 from .records import Admission, Record
+from .redis_members import RedisMembers
 from .redis_relay import RedisOwners
 from .states import Reason
 
@@ -259,6 +260,10 @@ class RedisRecordStore:
                     self._redis.srem(name, raw)
 
     # --- the replicas ---------------------------------------------------------------------
+    def members(self) -> RedisMembers:
+        """The warm pool's members, in Redis: one pool for every replica (see redis_members)."""
+        return RedisMembers(self._redis, self._prefix)
+
     def owners(self, owner: str, host: str, secret: str) -> RedisOwners:
         return RedisOwners(self._redis, self._prefix, host, secret)
 

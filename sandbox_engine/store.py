@@ -13,6 +13,7 @@ from typing import Protocol
 
 from .batch import RunRequest
 from .config import Config
+from .pool_members import Members
 from .records import Admission, Record
 from .relay import Owners
 from .states import Reason
@@ -77,6 +78,9 @@ class Store(Protocol):
     def prune(self, older_than: float, most: int) -> int: ...
 
     def sweep(self, older_than: float) -> None: ...
+
+    def members(self) -> Members:
+        """The warm pool's members, shared as the records are."""
 
     def owners(self, owner: str, host: str, secret: str) -> Owners:
         """How this worker (named `owner`) lets the others reach the sessions it runs (see relay):

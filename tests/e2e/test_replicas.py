@@ -3,13 +3,17 @@ posted to one is attached on the other, resumed through either, and counted once
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Iterator
 
 import pytest
+import redis
 import requests
 from harness import Server, Transcript, shared_redis, shutdown, start_server
 from websockets.exceptions import ConnectionClosed, InvalidStatus
+
+from sandbox_engine.reaper import STUCK
 
 LINES = 40
 COUNTER = (
@@ -114,3 +118,56 @@ def test_a_resume_after_the_replica_that_ran_it_stopped_replays_from_redis(repli
     assert Transcript(away.messages).text() + transcript.text() == EXPECTED
     assert away.seqs + back.seqs == list(range(1, back.last_seq + 1))
     assert transcript.final["reason"] == "exited"
+
+
+def test_replicas_keep_one_warm_pool_which_either_takes_from_and_neither_reaps(
+    docker_client, tmp_path_factory
+):
+    """The pool's members are in Redis too: one pool of the size asked, not one per replica; a
+    session posted to one runs warm, attached on the other; and no replica takes the sandboxes
+    the other offered for ones nobody offered (the reaper removes those after STUCK)."""
+    url = shared_redis(tmp_path_factory)
+    options = {"redis_url": url, "max_sessions": 4, "workers": 1, "pool_size": "python=2"}
+    first = start_server(docker_client, tmp_path_factory, **options)
+    try:
+        second = start_server(docker_client, tmp_path_factory, instance=first.instance, **options)
+    except BaseException:
+        shutdown(first)
+        raise
+
+    def pool() -> set[str]:
+        return {c["Id"] for c in first.containers() if "-pool-" in c["Names"][0] and c["State"] == "running"}
+
+    store = redis.Redis.from_url(url)
+    try:
+        assert wait_until(lambda: len(pool()) == 2, 60)
+        time.sleep(3)  # both refillers had their turn: still one pool of two
+        assert len(pool()) == 2
+        for n in range(4):
+            posted, attached = (first, second) if n % 2 == 0 else (second, first)
+            warm = pool()
+            session_id = posted.create("print('warm', input())")
+            record = json.loads(store.get(f"se:{first.instance}:rec:{session_id}"))
+            assert record["sandbox"]["id"] in warm
+            with attached.attach(session_id) as ws:
+                ws.send({"type": "input", "data": f"{n}\n"})
+                assert ws.read_to_end().text() == f"warm {n}\n"
+            assert wait_until(lambda: len(pool()) == 2, 60)
+        # Past the reapers' STUCK (60 s) for sandboxes offered to nobody: both pools' sandboxes
+        # are known to both replicas, so neither is removed.
+        kept = pool()
+        time.sleep(STUCK + 4)
+        assert pool() == kept
+    finally:
+        store.close()
+        second.stop()
+        shutdown(first)
+
+
+def wait_until(predicate, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.2)
+    return True

@@ -87,7 +87,7 @@ def test_after_a_take_only_an_empty_pool_refills_before_things_are_quiet(make_po
 def test_only_one_worker_refills_at_a_time(make_pool, executor, tmp_path):
     first = make_pool({("python", False): 1})
     second = make_pool({("python", False): 1})
-    with open(tmp_path / ".pool.lock", "a") as held:
+    with open(tmp_path / "pool" / ".lock", "a") as held:
         fcntl.flock(held, fcntl.LOCK_EX)
         assert first.refill() == 0 and second.refill() == 0
     assert first.refill() == 1
