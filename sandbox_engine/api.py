@@ -89,8 +89,11 @@ def healthz():
 @bp.get("/readyz")
 def readyz():
     problem = engine().catalog.readiness()
-    if problem is not None:
-        raise EngineError(Kind.RUNTIME_UNAVAILABLE, problem)
+    unready = EngineError(Kind.RUNTIME_UNAVAILABLE, problem) if problem is not None else None
+    # Told to the engine as well: a warm take asks the runtime nothing (see Engine.create_session).
+    engine().runtime_answered(unready)
+    if unready is not None:
+        raise unready
     return {"status": "ready"}
 
 

@@ -39,7 +39,7 @@ from .pool_members import Members
 from .protocol import shown
 from .records import Admission, Record
 from .session import Outcome, SessionRun
-from .specs import sandbox_spec, session_limits
+from .specs import checked_program, sandbox_spec, session_limits
 from .states import Reason, State
 from .store import Store
 
@@ -79,6 +79,10 @@ class Engine:
         self.members = members if members is not None else records.members()
         self._claims = Claims(executor, self.members, lambda: self.owner)
         self._shutting_down = False
+        self._unanswered: EngineError | None = None
+
+    def runtime_answered(self, error: EngineError | None) -> None:
+        self._unanswered = error
 
     @property
     def owner(self) -> str:
@@ -98,9 +102,12 @@ class Engine:
         """A new session and its sandbox (from the pool when one is warm). A `batch` session is
         a batch run's (see runs), which no client may attach to. The API key that asks for it
         owns it, within the key's own limit of live sessions and runs."""
-        spec, source = _checked(self.languages, self.config.max_code_size, language, code)
+        spec, source = checked_program(self.languages, self.config.max_code_size, language, code)
         if self._shutting_down:
             raise EngineError(Kind.RUNTIME_UNAVAILABLE, "the server is shutting down")
+        if self._unanswered is not None:
+            # Found away by the reaper's last pass: a warm take would hand out an unreachable sandbox.
+            raise self._unanswered
         session_id = str(uuid.uuid4())
         tty = terminal is not None
         record = _new_record(session_id, spec.id, terminal, merge_stderr, batch, key)
@@ -387,22 +394,6 @@ def _first_output_timed(
         emit(message)
 
     return emit_timed
-
-
-def _checked(
-    languages: dict[str, LanguageSpec], max_size: int, language: str, code: str | bytes
-) -> tuple[LanguageSpec, bytes]:
-    """The language's spec and the code as bytes, or why a session cannot have them."""
-    spec = languages.get(language)
-    if spec is None:
-        known = ", ".join(sorted(languages))
-        raise EngineError(Kind.UNKNOWN_LANGUAGE, f"unknown language {shown(language)}; known: {known}")
-    source = code.encode("utf-8", "surrogatepass") if isinstance(code, str) else code
-    if len(source) > max_size:
-        raise EngineError(Kind.TOO_LARGE, f"code is over the limit of {max_size} bytes")
-    if b"\x00" in source:
-        raise EngineError(Kind.INVALID_REQUEST, "code must not contain NUL characters")
-    return spec, source
 
 
 def _owned(record: Record, key: Key | None) -> Record:

@@ -22,8 +22,8 @@ from dataclasses import replace
 from typing import Protocol
 
 from .config import Config
-from .errors import EngineError
-from .executor import Executor, ExecutorError, SandboxInfo, SandboxRef
+from .errors import EngineError, Kind, runtime_error
+from .executor import Executor, ExecutorError, RuntimeUnavailable, SandboxInfo, SandboxRef
 from .pool_members import Members
 from .states import Reason
 from .store import Store
@@ -54,6 +54,9 @@ class Sessions(Protocol):
 
     def forget_ended(self) -> None:
         """Let go of the replay buffers of sessions whose grace after their end is over."""
+
+    def runtime_answered(self, error: EngineError | None) -> None:
+        """What this pass found of the runtime: None when it answered, else why it did not."""
 
 
 def owner_alive(owner: str) -> bool:
@@ -127,10 +130,15 @@ class Reaper:
             log.exception("announcing this worker failed")
         try:
             self.reap_once()
+            self.sessions.runtime_answered(None)
         except ExecutorError as exc:
             log.debug("reaper: runtime unavailable: %s", exc)
+            if isinstance(exc, RuntimeUnavailable):
+                self.sessions.runtime_answered(runtime_error(exc))
         except EngineError as exc:  # an executor failure, as the engine reports it
             log.debug("reaper: %s", exc.message)
+            if exc.kind is Kind.RUNTIME_UNAVAILABLE:
+                self.sessions.runtime_answered(exc)
         except Exception:
             log.exception("reaper pass failed")
         # Reaping stops while the runtime is away; records of sessions ending meanwhile do not.

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from . import launch
 from .config import Config
+from .errors import EngineError, Kind
 from .executor import Limits, SandboxSpec
 from .languages import LanguageSpec
+from .protocol import shown
 from .timeouts import RunLimits
 
 
@@ -50,3 +52,19 @@ def sandbox_spec(config: Config, language: LanguageSpec, session_id: str | None,
         tty=tty,
         launcher=language.launcher,
     )
+
+
+def checked_program(
+    languages: dict[str, LanguageSpec], max_size: int, language: str, code: str | bytes
+) -> tuple[LanguageSpec, bytes]:
+    """The language's spec and the code as bytes, or why a session cannot have them."""
+    spec = languages.get(language)
+    if spec is None:
+        known = ", ".join(sorted(languages))
+        raise EngineError(Kind.UNKNOWN_LANGUAGE, f"unknown language {shown(language)}; known: {known}")
+    source = code.encode("utf-8", "surrogatepass") if isinstance(code, str) else code
+    if len(source) > max_size:
+        raise EngineError(Kind.TOO_LARGE, f"code is over the limit of {max_size} bytes")
+    if b"\x00" in source:
+        raise EngineError(Kind.INVALID_REQUEST, "code must not contain NUL characters")
+    return spec, source

@@ -13,7 +13,7 @@ from fakes import FakeClient, FakeExecutor
 from test_engine import CODE, END, reaper
 
 from sandbox_engine.errors import EngineError, Kind
-from sandbox_engine.executor import SandboxRef
+from sandbox_engine.executor import RuntimeUnavailable, SandboxRef
 from sandbox_engine.pool_members import FileMembers
 from sandbox_engine.reaper import STUCK
 from sandbox_engine.records import Record
@@ -199,3 +199,21 @@ def test_a_claim_whose_worker_died_before_the_runtime_heard_of_it_is_reaped(make
     passes = reaper(engine)
     passes.reap_once()  # the container is gone now: its entry is settled
     assert engine.members.taken() == []
+
+
+def test_no_warm_take_while_the_reaper_finds_the_runtime_away(make_engine, executor):
+    """A take asks the runtime nothing: while the reaper's last pass found it away, POST is told
+    so (503) instead of being handed a warm sandbox nobody can reach; once it answers, takes go on."""
+    engine = make_engine(pool_size="python=1")
+    offer(engine, executor)
+    executor.error = RuntimeUnavailable("the Docker daemon is not running")
+    reaper(engine).run_once()
+    with pytest.raises(EngineError) as refused:
+        engine.create_session("python", CODE)
+    assert refused.value.kind is Kind.RUNTIME_UNAVAILABLE
+    assert "not running" in refused.value.message
+    assert len(engine.members.waiting()) == 1, "the warm sandbox is still offered"
+    executor.error = None
+    reaper(engine).run_once()
+    session_id = engine.create_session("python", CODE)
+    assert engine.records.read(session_id).sandbox.running
