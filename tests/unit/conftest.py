@@ -8,6 +8,7 @@ from collections.abc import Iterator
 import pytest
 from fakes import FakeExecutor
 from hostbox import hostbox, se_run_binary  # noqa: F401 - fixtures for the launchers' tests
+from redisserver import redis_client, redis_prefix, redis_url  # noqa: F401 - the Redis stores' tests'
 
 # Every thread the package starts is named se-<role>: the reaper, the pool's refiller, and each
 # run's pump, watchdog and killer.

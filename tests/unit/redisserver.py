@@ -8,6 +8,7 @@ import shutil
 import socket
 import subprocess
 import time
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -56,3 +57,23 @@ def redis_server(directory: str) -> Iterator[str]:
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+
+
+# The unit suite's fixtures: one redis-server for the whole suite, each test module a client of
+# its own, each test its own key prefix (an instance of its own), so that tests never meet.
+@pytest.fixture(scope="session")
+def redis_url(tmp_path_factory) -> Iterator[str]:
+    with redis_server(str(tmp_path_factory.mktemp("redis"))) as url:
+        yield url
+
+
+@pytest.fixture(scope="module")
+def redis_client(redis_url) -> Iterator[redis.Redis]:
+    made = redis.Redis.from_url(redis_url)
+    yield made
+    made.close()
+
+
+@pytest.fixture
+def redis_prefix() -> str:
+    return f"se:t{uuid.uuid4().hex[:10]}:"

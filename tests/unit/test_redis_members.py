@@ -9,16 +9,9 @@ from collections.abc import Iterator
 
 import pytest
 import redis
-from redisserver import redis_server
 
 from sandbox_engine.executor import SandboxRef
 from sandbox_engine.redis_members import RedisMembers
-
-
-@pytest.fixture(scope="module")
-def redis_url(tmp_path_factory) -> Iterator[str]:
-    with redis_server(str(tmp_path_factory.mktemp("redis"))) as url:
-        yield url
 
 
 @pytest.fixture

@@ -15,7 +15,6 @@ from dataclasses import replace
 
 import pytest
 import redis
-from redisserver import redis_server
 
 from sandbox_engine import watch_tokens
 from sandbox_engine.batch import RunRequest, SourceFile
@@ -35,12 +34,6 @@ class Clock:
 
     def __call__(self) -> float:
         return self.now
-
-
-@pytest.fixture(scope="module")
-def redis_url(tmp_path_factory) -> Iterator[str]:
-    with redis_server(str(tmp_path_factory.mktemp("redis"))) as url:
-        yield url
 
 
 @pytest.fixture

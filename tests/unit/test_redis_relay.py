@@ -3,35 +3,19 @@ who know the replicas' secret."""
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterator
 
 import pytest
-import redis
-from redisserver import redis_server
 
 from sandbox_engine.errors import EngineError, Kind
 from sandbox_engine.redis_relay import RedisOwners
 from sandbox_engine.relay import LineReader, RelayClient, RelayServer, connect, probe
 
 
-@pytest.fixture(scope="module")
-def client(tmp_path_factory) -> Iterator[redis.Redis]:
-    with redis_server(str(tmp_path_factory.mktemp("redis"))) as url:
-        client = redis.Redis.from_url(url)
-        yield client
-        client.close()
-
-
 @pytest.fixture
-def prefix() -> str:
-    return f"se:t{uuid.uuid4().hex[:10]}:"
-
-
-@pytest.fixture
-def owner(client, prefix) -> Iterator[tuple[RedisOwners, list[dict]]]:
+def owner(redis_client, redis_prefix) -> Iterator[tuple[RedisOwners, list[dict]]]:
     """A replica's worker that runs session s1: it answers a probe, and echoes a relayed line."""
-    owners = RedisOwners(client, prefix, "127.0.0.1")
+    owners = RedisOwners(redis_client, redis_prefix, "127.0.0.1")
     served: list[dict] = []
 
     def serve(request: dict, relayed: RelayClient, reader: LineReader) -> None:
@@ -50,10 +34,10 @@ def owner(client, prefix) -> Iterator[tuple[RedisOwners, list[dict]]]:
     server.stop()
 
 
-def test_another_replica_reaches_the_sessions_owner_through_redis(client, prefix, owner):
+def test_another_replica_reaches_the_sessions_owner_through_redis(redis_client, redis_prefix, owner):
     owners, served = owner
     # The other replica's view: the same Redis and instance, the secret found there.
-    other = RedisOwners(client, prefix, "127.0.0.1")
+    other = RedisOwners(redis_client, redis_prefix, "127.0.0.1")
     assert other.secret == owners.secret and len(other.secret) == 64
     probe(other, "s1", takeover=False)
     conn, reader = connect(other, {"session": "s1", "after": 3})
@@ -70,15 +54,15 @@ def test_another_replica_reaches_the_sessions_owner_through_redis(client, prefix
     ]
 
 
-def test_a_request_without_the_secret_is_not_served(client, prefix, owner):
+def test_a_request_without_the_secret_is_not_served(redis_client, redis_prefix, owner):
     owners, served = owner
-    stranger = RedisOwners(client, prefix, "127.0.0.1", secret="guessed")
+    stranger = RedisOwners(redis_client, redis_prefix, "127.0.0.1", secret="guessed")
     with pytest.raises(EngineError) as refused:
         probe(stranger, "s1", takeover=False)
     assert refused.value.kind is Kind.SESSION_ENDED and served == []
 
 
-def test_a_session_nobody_advertises_or_withdrawn_has_ended(client, prefix, owner):
+def test_a_session_nobody_advertises_or_withdrawn_has_ended(redis_client, redis_prefix, owner):
     owners, _ = owner
     for session_id in ("nobody", "s1"):
         if session_id == "s1":
@@ -88,8 +72,8 @@ def test_a_session_nobody_advertises_or_withdrawn_has_ended(client, prefix, owne
         assert ended.value.kind is Kind.SESSION_ENDED
 
 
-def test_an_owner_that_is_gone_reads_as_ended(client, prefix):
-    owners = RedisOwners(client, prefix, "127.0.0.1")
+def test_an_owner_that_is_gone_reads_as_ended(redis_client, redis_prefix):
+    owners = RedisOwners(redis_client, redis_prefix, "127.0.0.1")
     listener = owners.listen()
     owners.advertise("s2")
     listener.close()

@@ -4,29 +4,12 @@ resume elsewhere needs them."""
 from __future__ import annotations
 
 import json
-import uuid
-from collections.abc import Iterator
 
 import pytest
-import redis
-from redisserver import redis_server
 
 from sandbox_engine.hub import Hubs
 from sandbox_engine.redis_replay import RUNNING_TTL, ReplayMirror, stored
 from sandbox_engine.replay import Gap, ReplayBuffer, stored_since
-
-
-@pytest.fixture(scope="module")
-def client(tmp_path_factory) -> Iterator[redis.Redis]:
-    with redis_server(str(tmp_path_factory.mktemp("redis"))) as url:
-        client = redis.Redis.from_url(url)
-        yield client
-        client.close()
-
-
-@pytest.fixture
-def prefix() -> str:
-    return f"se:t{uuid.uuid4().hex[:10]}:"
 
 
 class Recorder:
@@ -59,9 +42,11 @@ def test_every_published_text_and_the_end_are_told_to_the_mirror_in_order():
     hubs.clear()
 
 
-def test_the_copy_holds_what_the_buffer_holds_and_an_ended_one_lives_for_the_grace(client, prefix):
+def test_the_copy_holds_what_the_buffer_holds_and_an_ended_one_lives_for_the_grace(
+    redis_client, redis_prefix
+):
     buffer = ReplayBuffer(100)
-    mirror = ReplayMirror(client, prefix, 100, grace=7)
+    mirror = ReplayMirror(redis_client, redis_prefix, 100, grace=7)
     mirror.start()
     for n in range(12):
         text = buffer.append({"type": "stdout", "data": f"line {n}"})
@@ -69,17 +54,27 @@ def test_the_copy_holds_what_the_buffer_holds_and_an_ended_one_lives_for_the_gra
         mirror.appended("s2", text)
     mirror.ended("s2")
     mirror.stop()
-    assert stored(client, prefix, "s1") == buffer.since(0)[1] == stored(client, prefix, "s2")
-    assert 0 < client.ttl(prefix + "replay:s2") <= 7 < client.ttl(prefix + "replay:s1") <= RUNNING_TTL
-    assert stored(client, prefix, "nobody") is None
+    assert (
+        stored(redis_client, redis_prefix, "s1")
+        == buffer.since(0)[1]
+        == stored(redis_client, redis_prefix, "s2")
+    )
+    assert (
+        0
+        < redis_client.ttl(redis_prefix + "replay:s2")
+        <= 7
+        < redis_client.ttl(redis_prefix + "replay:s1")
+        <= RUNNING_TTL
+    )
+    assert stored(redis_client, redis_prefix, "nobody") is None
 
 
-def test_the_newest_message_is_kept_whatever_its_size(client, prefix):
-    mirror = ReplayMirror(client, prefix, 10, grace=7)
+def test_the_newest_message_is_kept_whatever_its_size(redis_client, redis_prefix):
+    mirror = ReplayMirror(redis_client, redis_prefix, 10, grace=7)
     for n in range(3):
         mirror.appended("s1", json.dumps({"type": "stdout", "data": "x" * 50, "seq": n + 1}))
     mirror.flush()
-    assert [json.loads(t)["seq"] for t in stored(client, prefix, "s1")] == [3]
+    assert [json.loads(t)["seq"] for t in stored(redis_client, redis_prefix, "s1")] == [3]
 
 
 def test_what_a_resume_missed_is_read_from_the_copy_as_from_the_buffer():
