@@ -9,7 +9,6 @@ from whichever worker the watcher lands on (relayed to the run's worker like a r
 from __future__ import annotations
 
 import logging
-import socket
 import threading
 import uuid
 
@@ -24,7 +23,7 @@ from .records import Record
 from .states import State
 from .worker import current_engine as engine
 from .worker import current_owners
-from .ws import LINGER, Channel, WholeFrameSocket, downstream, origin_allowed, sock
+from .ws import Channel, WholeFrameSocket, downstream, hang_up, origin_allowed, sock
 
 log = logging.getLogger(__name__)
 
@@ -172,9 +171,4 @@ def relayed(request: dict, ws, channel: Channel) -> None:
     except OSError:
         pass
     finally:
-        try:
-            conn.shutdown(socket.SHUT_RDWR)
-        except OSError:
-            pass
-        sending.join(LINGER)
-        conn.close()
+        hang_up(conn, sending)

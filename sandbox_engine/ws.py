@@ -252,12 +252,18 @@ def relayed(ws, channel: Channel, request: dict) -> None:
     except OSError:
         channel.close(Kind.INTERNAL.close_code, "the worker that runs this session is gone")
     finally:
-        try:
-            conn.shutdown(socket.SHUT_RDWR)
-        except OSError:
-            pass
-        sending.join(LINGER)
-        conn.close()
+        hang_up(conn, sending)
+
+
+def hang_up(conn: socket.socket, sending: threading.Thread) -> None:
+    """End a relayed connection: the run's worker sees the client gone, and what it still sent
+    on its way down gets a moment to reach the client."""
+    try:
+        conn.shutdown(socket.SHUT_RDWR)
+    except OSError:
+        pass
+    sending.join(LINGER)
+    conn.close()
 
 
 def replay_stored(channel: Channel, request: dict) -> bool:
