@@ -6,7 +6,12 @@ from __future__ import annotations
 
 import os
 import re
+import signal
 import subprocess
+import threading
+from collections.abc import Callable
+from functools import partial
+from typing import TypeVar
 
 import pytest
 import requests
@@ -27,6 +32,39 @@ def reattached(server: Server, kind: str, path: str) -> float:
     return sum(float(m) for m in re.findall(pattern, text, re.MULTILINE))
 
 
+T = TypeVar("T")
+
+
+def away_from_its_worker(server: Server, session_id: str, connect: Callable[[], T]) -> T:
+    """connect() while the worker running the session is stopped (SIGSTOP), so that the other
+    worker, which shares the listening socket, is the one that accepts: left to the kernel, one
+    worker may win every accept on a loaded machine. The stopped worker goes on (SIGCONT) after
+    a second, since a relayed connection needs it to finish."""
+    owner = server.owner(session_id)
+    if not owner or not owner.startswith("p"):
+        return connect()
+    done: dict[str, object] = {}
+
+    def run() -> None:
+        try:
+            done["value"] = connect()
+        except BaseException as error:  # handed to the test's thread below
+            done["error"] = error
+
+    thread = threading.Thread(target=run)
+    pid = int(owner[1:])
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        thread.start()
+        thread.join(1)
+    finally:
+        os.kill(pid, signal.SIGCONT)
+    thread.join(30)
+    if "error" in done:
+        raise done["error"]  # type: ignore[misc]
+    return done["value"]  # type: ignore[return-value]
+
+
 def lines(n: int) -> str:
     return "".join(f"line {i}\n" for i in range(n))
 
@@ -36,13 +74,14 @@ def test_a_resume_and_a_watch_relayed_from_the_other_worker(make_server, proxy_t
     proxy = proxy_to(server)
     session_id = server.create(LONG)
     attachments = [server.attach(session_id, base=proxy.ws_base)]
-    # Cut and resume until a resume is seen to land on the worker without the run: each lands
-    # on whichever worker accepts it, so a few tries all but surely get there; the count says.
-    for n in range(1, 21):
+    # Cut and resume until a resume is seen to land on the worker without the run: each is
+    # made while that worker is stopped, so the other accepts it; the count says it did.
+    for n in range(1, 6):
         attachments[-1].read_stdout_until(f"line {3 * n}\n")
         proxy.cut()
         drained(attachments[-1])
-        attachments.append(resumed(server, session_id, attachments[-1].last_seq, proxy.ws_base))
+        resume = partial(resumed, server, session_id, attachments[-1].last_seq, proxy.ws_base)
+        attachments.append(away_from_its_worker(server, session_id, resume))
         if reattached(server, "resume", "relayed"):
             break
     assert reattached(server, "resume", "relayed") == 1, "no resume landed on the other worker"
@@ -50,8 +89,8 @@ def test_a_resume_and_a_watch_relayed_from_the_other_worker(make_server, proxy_t
     relayed.read_stdout_until(f"line {3 * n + 5}\n")
     # And a watcher there too, the same way.
     token = server.share(session_id)["watchToken"]
-    for _ in range(20):
-        with server.watch(session_id, token) as watcher:
+    for _ in range(5):
+        with away_from_its_worker(server, session_id, lambda: server.watch(session_id, token)) as watcher:
             watcher.read_until(lambda m: m["type"] == "live")
         if reattached(server, "watch", "relayed"):
             break
