@@ -35,6 +35,7 @@ from .executor import (
     Sandbox,
     SandboxRef,
     Started,
+    StderrEnd,
     Stream,
     Terminal,
 )
@@ -121,8 +122,9 @@ class DockerSandbox(Sandbox):
             if self.tty:
                 self._wait_until_ready()
         self._terminal = terminal
-        # Each test's stderr ends with a mark of its own where stderr is a stream of its own.
-        self._stderr_ends = tests and not self.tty and not merge_stderr
+        # Each test's stderr ends with a mark of its own where stderr is a stream of its own; so
+        # does a single run's, with the Python and fork launchers (see launch's END).
+        self._stderr_ends = not self.tty and not merge_stderr
         self._once = not tests
         self._one_stream = self.tty or merge_stderr
         self.write(launch.header(code, terminal, self._nonce, merge_stderr, files, tests))
@@ -142,14 +144,24 @@ class DockerSandbox(Sandbox):
     def output(self) -> Iterator[Output]:
         items = self._raw() if self.tty else framing.demultiplex(self._chunks(self._sock))
         items = framing.take_marks(items, self._nonce, launch.marks_expected(self.tty, self.compiles))
+        stderr_complete = program_ended = False
         for item in framing.take_ends(items, self._nonce, self._stderr_ends):
+            if isinstance(item, StderrEnd) and self._once:
+                # Docker copies the two streams apart: this may come before the EXIT mark.
+                stderr_complete = True
+                if program_ended:
+                    return
+                continue
             if isinstance(item, ProgramEnd) and self._once:
                 yield item
                 # The program and every process of its user are gone (see launch's EXIT): its
                 # output is complete without waiting for the container to stop and Docker to
-                # close the stream, which takes tens of milliseconds more.
-                if self._one_stream:
+                # close the stream, which takes tens of milliseconds more. A separate stderr
+                # is, once its END mark came; without one (se-run writes none for a single
+                # run), once it stayed quiet for SETTLE.
+                if self._one_stream or stderr_complete:
                     return
+                program_ended = True
                 self._settle()
                 continue
             if not isinstance(item, Started):

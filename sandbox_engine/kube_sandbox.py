@@ -30,6 +30,7 @@ from .executor import (
     Sandbox,
     SandboxRef,
     Started,
+    StderrEnd,
     Stream,
     Terminal,
 )
@@ -63,6 +64,7 @@ class KubeSandbox(Sandbox):
         self._compile = ref.compile
         self._nonce = launch.new_nonce()
         self._stderr_ends = False
+        self._once = True
         self._terminal: Terminal | None = None
         self._channels: Channels | None = None
         self._compile_channels: Channels | None = None
@@ -96,7 +98,10 @@ class KubeSandbox(Sandbox):
             tty=self.tty,
         )
         self._terminal = terminal
-        self._stderr_ends = tests and not self.tty and not merge_stderr
+        # With a separate stderr, each test's ends with an END mark, and a single run's too with
+        # the Python and fork launchers (see launch's END): read, and for a single run dropped.
+        self._stderr_ends = not self.tty and not merge_stderr
+        self._once = not tests
         self.write(launch.header(code, terminal, self._nonce, merge_stderr, files, tests))
 
     def _wait_until(self, done, doing: str) -> None:
@@ -145,6 +150,8 @@ class KubeSandbox(Sandbox):
         items = self._streams(self._channels)
         items = framing.take_marks(items, self._nonce, launch.marks_expected(self.tty, self.compiles))
         for item in framing.take_ends(items, self._nonce, self._stderr_ends):
+            if isinstance(item, StderrEnd) and self._once:
+                continue
             if not isinstance(item, Started):
                 yield item
                 continue

@@ -72,8 +72,11 @@ STARTED = "STARTED"
 # largest resident set among them; wall: from its start to its end; flag: `-`, `timeout` (the
 # launcher killed it at the frame's timeout) or `abort` (killed on SIGUSR2, see ABORT_SIGNAL).
 # In TESTS mode, when stderr is a stream of its own (no tty, not merged), END <nonce> follows on
-# stderr, so that each stream's share of a test is known. The nonce makes them unforgeable: the
-# launcher holds it in a process the program cannot read (not dumpable; see the module's doc).
+# stderr, so that each stream's share of a test is known. The Python and fork launchers write it
+# in ONCE mode too, so that a reader knows stderr is complete at once (the runtime may copy the
+# two streams apart) rather than after a quiet moment; se-run does not, and a reader must not
+# wait for it there. The nonce makes them unforgeable: the launcher holds it in a process the
+# program cannot read (not dumpable; see the module's doc).
 EXIT = "EXIT"
 END = "END"
 # Sent to the launcher's process group (the runtime's signal), it kills the current test's run.
@@ -260,6 +263,7 @@ def python_launcher(se_run: str = SE_RUN) -> str:
         "MARK_READY": mark(READY),
         "MARK_STARTED": MARK_START + STARTED.encode() + b" ",
         "MARK_EXIT": MARK_START + EXIT.encode() + b" ",
+        "MARK_END": MARK_START + END.encode() + b" ",
     }
     return _definitions(constants) + body
 
@@ -376,6 +380,7 @@ def fork_launcher(
         "MARK_READY": mark(READY).decode(),
         "MARK_STARTED": (MARK_START + STARTED.encode() + b" ").decode(),
         "MARK_EXIT": (MARK_START + EXIT.encode() + b" ").decode(),
+        "MARK_END": (MARK_START + END.encode() + b" ").decode(),
     }
     # The program's file is the run command's last argument (main.js, for TypeScript too).
     lists = {"WARM": (*warm, run[-1]), "RUN": tuple(run)}

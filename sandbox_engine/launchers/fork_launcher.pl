@@ -192,4 +192,6 @@ my $signal = POSIX::WIFSIGNALED($status) ? POSIX::WTERMSIG($status) : 0;
 my ($user_s, $user_us, $system_s, $system_us, $maxrss) = unpack('q5', $usage);
 my $cpu = ($user_s + $system_s) * 1_000_000 + $user_us + $system_us;
 syswrite(STDOUT, "$MARK_EXIT$nonce $code $signal $cpu $maxrss $wall -\n");
+# stderr, a stream of its own (merged ones went to se-run above), is complete too (launch's END).
+syswrite(STDERR, "$MARK_END$nonce\n") unless $tty;
 POSIX::_exit($code >= 0 ? $code : 128 + $signal);

@@ -197,6 +197,9 @@ def _run_once(merge: bool, nonce: bytes):
     cpu = round((usage.ru_utime + usage.ru_stime) * 1e6)
     figures = f" {max(code, -1)} {max(-code, 0)} {cpu} {usage.ru_maxrss} {round(wall * 1e6)} -\n"
     os.write(1, MARK_EXIT + nonce + figures.encode())
+    if not merge and not tty:
+        # stderr, a stream of its own, is complete too (see launch's END).
+        os.write(2, MARK_END + nonce + b"\n")
     os._exit(code if code >= 0 else 128 - code)
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import signal
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import requests
@@ -116,3 +117,35 @@ def test_a_warm_sandbox_that_died_after_its_take_fails_its_session_cleanly(make_
     assert server.session(session_id)["reason"] == "internal_error"
     assert wait_for(lambda: server.sessions_containers() == [] and warm(server) == 1, timeout=60)
     assert server.run("print('next')").text() == "next\n"
+
+
+# stderr written last, and a lot of it, beside a little stdout: Docker copies the two streams
+# apart, so the launcher's END mark on stderr (launch's END), not a quiet moment, says it is
+# complete. Each session's transcript must hold every byte once, and no mark.
+LAST_WORDS = {
+    "python": (
+        "import sys\nfor i in range(2000):\n    print(f'err {i:05d} ' + 'x' * 40, file=sys.stderr)\n"
+        "print('done')\nprint('last', file=sys.stderr)\nsys.exit(5)\n"
+    ),
+    "javascript": (
+        "const pad = (i) => String(i).padStart(5, '0');\n"
+        "for (let i = 0; i < 2000; i++) process.stderr.write(`err ${pad(i)} ${'x'.repeat(40)}\\n`);\n"
+        "console.log('done');\nprocess.stderr.write('last\\n');\nprocess.exitCode = 5;\n"
+    ),
+}
+LAST_STDERR = "".join(f"err {i:05d} {'x' * 40}\n" for i in range(2000)) + "last\n"
+
+
+@pytest.mark.parametrize("language", sorted(LAST_WORDS))
+def test_stderr_written_last_arrives_whole_before_the_final_state(make_server, language):
+    server = make_server(workers=2, pool_size=f"{language}=4")
+    assert wait_for(lambda: warm(server) == 4, timeout=90)
+    with ThreadPoolExecutor(4) as clients:
+        transcripts = list(
+            clients.map(lambda _: server.run(LAST_WORDS[language], language=language), range(16))
+        )
+    for transcript in transcripts:
+        assert transcript.final["exitCode"] == 5, transcript.final
+        assert transcript.text() == "done\n"
+        assert transcript.text("stderr") == LAST_STDERR
+    assert wait_for(lambda: server.sessions_containers() == [])

@@ -398,7 +398,9 @@ def test_the_python_launcher_ends_as_python3_would(hostbox, code, status, sig, s
     done = hostbox.run(python(hostbox), launch.header(code, None, NONCE), SANDBOX_SOURCE="main.py")
     _, mark = one_run(done.stdout)
     assert (done.returncode, mark.signal) == (status, sig)
-    assert done.stderr.endswith(stderr.replace(b"MAIN", str(hostbox.workdir / "main.py").encode()))
+    # stderr, a stream of its own, ends with the END mark (launch's END), after all the program's.
+    expected = stderr.replace(b"MAIN", str(hostbox.workdir / "main.py").encode()) + END
+    assert done.stderr.endswith(expected) and done.stderr.count(b"\x1eSANDBOX-") == 1
 
 
 def test_the_python_launcher_measures_the_program_alone(hostbox):
@@ -464,7 +466,8 @@ def test_the_fork_launcher_lets_its_warm_child_go_and_reports_its_end(hostbox):
     # NODE_OPTIONS is held back from the child until its go (node_warm.js gives it back).
     assert output == b"ran CODE unset --require x\ninput\n", done.stderr
     assert (mark.code, mark.signal, mark.flag, done.returncode) == (3, 0, "-", 3)
-    assert done.stderr == b"oops\n" and mark.wall_us > 0
+    # stderr, a stream of its own, ends with the END mark (launch's END), after all the program's.
+    assert done.stderr == b"oops\n" + END and mark.wall_us > 0
     assert (hostbox.workdir / "lib/a.js").read_bytes() == b"A"
     assert (hostbox.workdir / "lib").stat().st_mode & 0o777 == 0o700
     assert (hostbox.workdir / "main.js").stat().st_mode & 0o777 == 0o600
