@@ -2,11 +2,14 @@
 
 A warm sandbox a session took (see pool_members) is claimed in the state store, by one atomic
 rename of its entry, and driven at once; the runtime's name follows on a thread of its own, off
-the client's path (Docker's rename costs a core for ten to twenty milliseconds under load). Until
-it has, the store says who claimed it: the reaper reads that (an owner that died, a session that
-expired), and so does every later claimer, who is refused. The runtime is also asked then whether
-the sandbox still runs: a warm one that died while it waited is removed, and its session ends
-with internal_error. Any other sandbox is claimed by the runtime, as before (Executor.claim).
+the client's path, and only for a session still running NAMING_DELAY after its start: Docker's
+rename costs a core for ten to twenty milliseconds under load, which a short session's first
+output and the next session's start would wait for, and a sandbox about to be removed needs no
+name. Until it has, the store says who claimed it: the reaper reads that (an owner that died, a
+session that expired), and so does every later claimer, who is refused. The runtime is also
+asked then whether the sandbox still runs: a warm one that died while it waited is removed, and
+its session ends with internal_error. Any other sandbox is claimed by the runtime, as before
+(Executor.claim).
 """
 
 from __future__ import annotations
@@ -23,15 +26,22 @@ log = logging.getLogger(__name__)
 
 # How long shutdown waits for the runtime's names of claims still under way.
 NAMING_WAIT = 5.0
+# How long after its start a session's claim waits before the runtime learns of it.
+NAMING_DELAY = 2.0
 
 
 class Claims:
-    def __init__(self, executor: Executor, members: Members, owner: Callable[[], str]) -> None:
+    def __init__(
+        self, executor: Executor, members: Members, owner: Callable[[], str], delay: float = NAMING_DELAY
+    ) -> None:
         self.executor = executor
         self.members = members
         self._owner = owner
+        self.delay = delay
         # Claims made in the store whose runtime name is still to follow, by session.
         self._unnamed: dict[str, tuple[SandboxRef, Sandbox, float]] = {}
+        # Of those, the ones whose name waits for the delay: set to name at once (or to let go).
+        self._waits: dict[str, threading.Event] = {}
         self._naming: set[threading.Thread] = set()
         self._lock = threading.Lock()
 
@@ -53,23 +63,40 @@ class Claims:
         return sandbox
 
     def named(self, session_id: str) -> None:
-        """Let the runtime's name of a claim made in the store follow, on a thread of its own."""
+        """Let the runtime's name of a claim made in the store follow, on a thread of its own,
+        after the delay unless the session let its sandbox go first (see removed)."""
         with self._lock:
-            claimed = self._unnamed.pop(session_id, None)
-            if claimed is None:
+            if session_id not in self._unnamed or session_id in self._waits:
                 return
+            wait = self._waits[session_id] = threading.Event()
             thread = threading.Thread(
-                target=self._name, args=(session_id, *claimed), name=f"se-claim-{session_id}", daemon=True
+                target=self._name_later, args=(session_id, wait), name=f"se-claim-{session_id}", daemon=True
             )
             self._naming.add(thread)
         thread.start()
 
     def removed(self, session_id: str) -> None:
-        """The claimed sandbox is gone: no runtime name need follow, the store's word is done."""
+        """The session let its claimed sandbox go (removed, or about to be): no runtime name
+        need follow, the store's word is done."""
         with self._lock:
             claimed = self._unnamed.pop(session_id, None)
+            wait = self._waits.pop(session_id, None)
+        if wait is not None:
+            wait.set()
         if claimed is not None:
             self.members.settle(claimed[0].id)
+
+    def _name_later(self, session_id: str, wait: threading.Event) -> None:
+        try:
+            wait.wait(self.delay)
+            with self._lock:
+                self._waits.pop(session_id, None)
+                claimed = self._unnamed.pop(session_id, None)
+            if claimed is not None:
+                self._name(session_id, *claimed)
+        finally:
+            with self._lock:
+                self._naming.discard(threading.current_thread())
 
     def _name(self, session_id: str, ref: SandboxRef, sandbox: Sandbox, claimed_at: float) -> None:
         try:
@@ -84,15 +111,14 @@ class Claims:
                 sandbox.remove()
         except ExecutorError as exc:
             log.warning("the claim of %s is known to the state store only: %s", session_id, exc)
-        finally:
-            with self._lock:
-                self._naming.discard(threading.current_thread())
 
     def join(self, timeout: float = NAMING_WAIT) -> None:
-        """Wait for the names under way (at shutdown)."""
+        """Name every claim still unnamed now, and wait for them (at shutdown)."""
         for session_id in list(self._unnamed):
             self.named(session_id)
         with self._lock:
-            threads = list(self._naming)
+            waits, threads = list(self._waits.values()), list(self._naming)
+        for wait in waits:
+            wait.set()
         for thread in threads:
             thread.join(timeout)

@@ -166,6 +166,8 @@ class Engine:
                 raise runtime_error(exc) from exc
             finally:
                 self.records.forget_code(session_id)
+                # The run removes it now, off its client's path (see runs): no name need follow.
+                self._claims.removed(session_id)
 
     def check_attachable(self, session_id: str, resume: int | None = None, takeover: bool = False) -> bool:
         """Refuse before the handshake what can be: unknown, taken, over. True: relay the resume."""
@@ -212,10 +214,10 @@ class Engine:
         try:
             run.start(code, terminal, record.merge_stderr)
         except ExecutorError as exc:
-            self._claims.named(session_id)
             self._forget(session_id)
             self.hubs.drop(session_id)
             self.records.end(session_id, Reason.INTERNAL_ERROR, lambda: _remove_quietly(sandbox.remove))
+            self._claims.removed(session_id)
             raise EngineError(Kind.RUNTIME_UNAVAILABLE, f"the sandbox could not start: {exc}") from None
         self._claims.named(session_id)  # the program runs: the runtime may learn of the claim
         if self._shutting_down:
@@ -268,6 +270,8 @@ class Engine:
     def _release(self, run: SessionRun) -> None:
         # If Docker is gone this fails; the reaper removes the container once Docker is back.
         _remove_quietly(run.sandbox.remove)
+        # Had the removal failed, the reaper removes it: pool-named and in no one's store entry.
+        self._claims.removed(run.sandbox.session_id)
         self._forget(run.sandbox.session_id)
         self.records.forget_code(run.sandbox.session_id)
 

@@ -161,25 +161,52 @@ class Server:
             # A pool's pod taken for a session keeps its name; its session label says.
             pods = set(kube.pod_names(self.instance, f"{SESSION_LABEL}!="))
             return [c for c in self.containers() if c["Names"][0].lstrip("/") in pods]
-        return [c for c in self.containers() if "-pool-" not in c["Names"][0]]
+        taken = self._taken()
+        return [c for c in self.containers() if "-pool-" not in c["Names"][0] or c["Id"] in taken]
 
     def session_containers(self, session_id: str) -> list[dict]:
-        """The session's container, by its name: `se-<instance>-<session>`, claimed or not (a
-        pod's: the container of the pod that carries the session's label)."""
+        """The session's container: by its name, `se-<instance>-<session>`, claimed or not, or
+        a warm one the session took while it keeps its pool's name (a pod's: the container of
+        the pod that carries the session's label)."""
         if KUBE:
             pods = set(kube.pod_names(self.instance, f"{SESSION_LABEL}={session_id}"))
             return [c for c in self.containers() if c["Names"][0].lstrip("/") in pods]
-        return [c for c in self.containers() if c["Names"][0].lstrip("/").split(".")[0].endswith(session_id)]
+        taken = self._taken(session_id)
+        return [
+            c
+            for c in self.containers()
+            if c["Names"][0].lstrip("/").split(".")[0].endswith(session_id) or c["Id"] in taken
+        ]
+
+    def _taken(self, session_id: str | None = None) -> set[str]:
+        """The warm sandboxes the state store says sessions took (or this session), by container
+        id: until Docker's name follows (see claims) they keep their pool's name."""
+        found = set()
+        for kind in ("taken", "claimed"):
+            directory = os.path.join(self.state_dir, self.instance, "pool", kind)
+            for name in os.listdir(directory) if os.path.isdir(directory) else []:
+                container_id, session, *_ = [*name.split("."), ""]
+                if session_id is None or session == session_id:
+                    found.add(container_id)
+        return found
 
     def owner(self, session_id: str) -> str | None:
-        """Which worker claimed the session's sandbox (`p<pid>`): its container's name says under
-        Docker, its pod's owner label under Kubernetes; None while unclaimed."""
+        """Which worker claimed the session's sandbox (`p<pid>`): its container's name or the
+        state store says under Docker, its pod's owner label under Kubernetes; None while
+        unclaimed."""
         if KUBE:
             owners = kube.pod_labels(self.instance, f"{SESSION_LABEL}={session_id}", "sandbox-engine/owner")
             return next((owner for owner in owners if owner), None)
         for container in self.session_containers(session_id):
             _, dot, owner = container["Names"][0].partition(".")
             if dot and owner.startswith("p"):
+                return owner
+        # A warm sandbox's claim is the state store's alone until Docker's name follows, a
+        # moment after its start (see claims): `pool/claimed/<container>.<session>.<owner>.json`.
+        claimed = os.path.join(self.state_dir, self.instance, "pool", "claimed")
+        for name in os.listdir(claimed) if os.path.isdir(claimed) else []:
+            _, session, owner, *_ = [*name.split("."), "", ""]
+            if session == session_id and owner.startswith("p"):
                 return owner
         return None
 

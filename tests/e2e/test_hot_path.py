@@ -42,19 +42,35 @@ def test_post_session_on_the_warm_path_makes_no_docker_call(docker_proxy, make_s
     server = make_server(workers=2, pool_size="python=6", docker_host=docker_proxy.url)
     assert wait_for(lambda: warm(server) == 6, timeout=60)
     seen = len(docker_proxy.requests)
-    sessions = [server.create("print('hi')") for _ in range(6)]
+    sessions = [server.create(SLEEPER if n == 1 else "print('hi')") for n in range(6)]
     during = docker_proxy.requests[seen:]
     # The reapers (each second) and the refillers list the containers on their own; nothing else
     # reaches Docker while the sessions are created, and not one listing per session either.
     assert [r for r in during if "/containers/json" not in r] == [], during
     assert len(during) < len(sessions) // 2, during
     assert all(server.record(s)["sandbox"]["running"] for s in sessions), "every one was warm"
-    # The claim at attach is the sandbox's first Docker call: the rename from its pool name.
+    # At attach the sandbox's first Docker call is the attach itself, and a session over within
+    # the naming delay (see claims) is never renamed: its only other call is its removal.
     seen = len(docker_proxy.requests)
     with server.attach(sessions[0]) as ws:
         assert ws.read_to_end(20).text() == "hi\n"
-    claimed = [r for r in docker_proxy.requests[seen:] if "/rename" in r]
-    assert claimed and sessions[0] in claimed[0], docker_proxy.requests[seen:]
+    sandbox_id = server.record(sessions[0])["sandbox"]["id"]
+    assert wait_for(
+        lambda: any(r.startswith("DELETE") and sandbox_id in r for r in docker_proxy.requests[seen:])
+    )
+    calls = [r for r in docker_proxy.requests[seen:] if sandbox_id in r]
+    assert calls[0].startswith("POST") and "/attach" in calls[0], calls
+    assert [r.split(" ")[0] for r in calls] == ["POST", "DELETE"], calls
+    # One still running after the delay gets its session's name then, off its client's path.
+    seen = len(docker_proxy.requests)
+    with server.attach(sessions[1]) as ws:
+        ws.read_stdout_until("up")
+        renamed = wait_for(lambda: [r for r in docker_proxy.requests[seen:] if "/rename" in r], timeout=10)
+        assert renamed and sessions[1] in renamed[0], docker_proxy.requests[seen:]
+        assert (
+            server.owner(sessions[1])
+            and "-pool-" not in server.session_containers(sessions[1])[0]["Names"][0]
+        )
     for session_id in sessions[1:]:
         requests.delete(f"{server.url}/session/{session_id}", timeout=30)
     assert wait_for(lambda: server.sessions_containers() == [] and warm(server) == 6, timeout=60)
@@ -69,8 +85,10 @@ def test_a_killed_worker_leaves_no_taken_or_claimed_warm_sandbox_behind(make_ser
     ids = {server.record(s)["sandbox"]["id"] for s in (running, waiting)}
     ws = server.attach(running)
     ws.read_stdout_until("up")
-    [container] = [c for c in server.containers() if c["Id"] in ids and running in c["Names"][0]]
-    os.kill(int(container["Names"][0].rsplit(".p", 1)[-1]), signal.SIGKILL)
+    # Killed before Docker's name follows (see claims): the claim is the state store's alone.
+    owner = server.owner(running)
+    assert owner and all("-pool-" in c["Names"][0] for c in server.session_containers(running))
+    os.kill(int(owner[1:]), signal.SIGKILL)
     # The other worker's reaper: the orphaned claim at once, the unattached one at its timeout.
     assert wait_for(lambda: not ids & {c["Id"] for c in server.containers()}, timeout=30)
     assert server.session(running)["reason"] == "internal_error"

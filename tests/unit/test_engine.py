@@ -491,6 +491,42 @@ def test_a_session_takes_a_warm_sandbox_and_attaches_by_its_reference(make_engin
     assert engine._runs == {} or engine._runs[session_id].wait(END)
 
 
+def wait_until(predicate: Callable[[], object], timeout: float = 5) -> bool:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.01)
+    return True
+
+
+def test_a_short_session_ends_before_the_runtime_learns_of_its_claim(make_engine, executor):
+    # Docker's rename costs a core for tens of milliseconds: a session over within the naming
+    # delay never pays it; its store entry is settled as its sandbox goes.
+    engine = make_engine(pool_size="python=1")
+    warm(engine, executor, 1)
+    session_id = engine.create_session("python", CODE)
+    engine.attach(session_id, FakeClient())
+    executor.sandboxes[engine.records.read(session_id).sandbox.name].exit(0)
+    assert engine._runs == {} or engine._runs[session_id].wait(END)
+    assert wait_until(lambda: engine.records.read(session_id).final)
+    engine._claims.join()
+    assert executor.named == []
+    assert engine.members.taken() == []
+
+
+def test_a_session_still_running_after_the_naming_delay_is_named(make_engine, executor):
+    engine = make_engine(pool_size="python=1")
+    engine._claims.delay = 0.05
+    warm(engine, executor, 1)
+    session_id = engine.create_session("python", CODE)
+    engine.attach(session_id, FakeClient())
+    assert wait_until(lambda: executor.named == [(session_id, engine.owner)])
+    assert wait_until(lambda: engine.members.taken() == [])
+    executor.sandboxes[session_id].exit(0)
+    assert engine._runs == {} or engine._runs[session_id].wait(END)
+
+
 def test_without_a_warm_sandbox_of_its_kind_a_session_gets_a_new_one(make_engine, executor):
     engine = make_engine(pool_size="python=1")
     warm(engine, executor, 1, tty=True)  # a terminal session's, not a pipe session's
