@@ -38,8 +38,9 @@ from .metrics import Metrics
 from .pool_members import Members
 from .protocol import shown
 from .records import Admission, Record
+from .removals import Removals
 from .session import Outcome, SessionRun
-from .specs import checked_program, sandbox_spec, session_limits
+from .specs import checked_program, new_record, sandbox_spec, session_limits
 from .states import Reason, State
 from .store import Store
 
@@ -78,6 +79,8 @@ class Engine:
         # The warm pool's members, taken and claimed without a runtime call (see pool_members).
         self.members = members if members is not None else records.members()
         self._claims = Claims(executor, self.members, lambda: self.owner)
+        # Ended sessions' sandboxes, removed once sessions stop arriving (see removals).
+        self.removals = Removals()
         self._shutting_down = False
         self._unanswered: EngineError | None = None
 
@@ -110,7 +113,7 @@ class Engine:
             raise self._unanswered
         session_id = str(uuid.uuid4())
         tty = terminal is not None
-        record = _new_record(session_id, spec.id, terminal, merge_stderr, batch, key)
+        record = new_record(session_id, spec.id, terminal, merge_stderr, batch, key)
         # The record and the program first: whoever finds the container must find them too.
         admission = self.records.admit(
             record, self.config.max_sessions, key.max_sessions if key is not None else None
@@ -136,14 +139,7 @@ class Engine:
         return sandbox_spec(self.config, self.languages[language], None, tty)
 
     def describe(self, session_id: str, key: Key | None = None) -> dict:
-        return _owned(self._record(session_id), key).public()
-
-    def _record(self, session_id: str) -> Record:
-        record = self.records.read(session_id) if _is_uuid(session_id) else None
-        # A batch run's session is the run's alone (GET /run/<id> tells of it).
-        if record is None or record.batch:
-            raise EngineError(Kind.NOT_FOUND, f"no session {shown(session_id)}")
-        return record
+        return _owned(_session_record(self.records, session_id), key).public()
 
     @contextmanager
     def batch_sandbox(self, session_id: str) -> Iterator[Sandbox]:
@@ -171,7 +167,7 @@ class Engine:
 
     def check_attachable(self, session_id: str, resume: int | None = None, takeover: bool = False) -> bool:
         """Refuse before the handshake what can be: unknown, taken, over. True: relay the resume."""
-        record = self._record(session_id)
+        record = _session_record(self.records, session_id)
         if resume is not None:
             hub = self.hubs.get(session_id)
             if hub is not None and not takeover and not hub.ended and hub.attached:
@@ -189,7 +185,7 @@ class Engine:
     def attach(self, session_id: str, client: Subscriber) -> SessionRun:
         """Claim the session's sandbox, attach the client to its hub and start the program.
         Raises EngineError if refused."""
-        record = self._record(session_id)
+        record = _session_record(self.records, session_id)
         with self._claim(session_id):
             try:
                 sandbox = _call(self._claims.claim, session_id, record.sandbox)
@@ -199,6 +195,7 @@ class Engine:
                 raise _already_attached(session_id) from None
             except SandboxNotFound:
                 raise EngineError(Kind.SESSION_ENDED, f"session {session_id} has ended") from None
+            self.removals.started()
             hub = self.hubs.open(session_id)
             run = self._run(record, sandbox, hub)
             hub.on_gone = run.client_gone
@@ -268,15 +265,20 @@ class Engine:
         )
 
     def _release(self, run: SessionRun) -> None:
-        # If Docker is gone this fails; the reaper removes the container once Docker is back.
-        _remove_quietly(run.sandbox.remove)
-        # Had the removal failed, the reaper removes it: pool-named and in no one's store entry.
-        self._claims.removed(run.sandbox.session_id)
-        self._forget(run.sandbox.session_id)
-        self.records.forget_code(run.sandbox.session_id)
+        # Its program ended: its stopped container waits for a quiet moment (see removals).
+        sandbox = run.sandbox  # not the run, which the removal need not keep
+        self.removals.add(sandbox.session_id, lambda: self._remove(sandbox))
+        self._forget(sandbox.session_id)
+        self.records.forget_code(sandbox.session_id)
+
+    def _remove(self, sandbox: Sandbox) -> None:
+        # If Docker is gone this fails; the reaper removes the container once Docker is back
+        # (pool-named and in no one's store entry, or under its session's name).
+        _remove_quietly(sandbox.remove)
+        self._claims.removed(sandbox.session_id)
 
     def delete(self, session_id: str, key: Key | None = None) -> None:
-        record = _owned(self._record(session_id), key)
+        record = _owned(_session_record(self.records, session_id), key)
         if record.final:
             return
         with self._lock:
@@ -319,7 +321,8 @@ class Engine:
     def is_live(self, session_id: str) -> bool:
         """Whether this worker runs the session, or is claiming its sandbox right now."""
         with self._lock:
-            return session_id in self._runs or session_id in self._claiming
+            live = session_id in self._runs or session_id in self._claiming
+        return live or self.removals.holds(session_id)
 
     def forget_ended(self) -> None:
         self.hubs.prune()
@@ -341,39 +344,22 @@ class Engine:
         for run in runs:
             if not run.join(max(0.0, deadline - time.monotonic())):
                 log.warning("session %s did not end within the shutdown grace", run.sandbox.session_id)
+        self.removals.flush()
         # The containers' names then say which are this worker's.
         self._claims.join()
-        try:
-            for info in self.executor.list():
-                if info.owner == self.owner:
-                    self.records.end(
-                        info.session_id,
-                        Reason.SERVER_SHUTDOWN,
-                        lambda i=info: self.executor.remove_sandbox(i),
-                    )
-        except ExecutorError as exc:
-            log.warning("shutdown could not remove every container: %s", exc)
+        _remove_owned(self.executor, self.records, self.owner)
 
 
-def _new_record(
-    session_id: str,
-    language: str,
-    terminal: Terminal | None,
-    merge_stderr: bool,
-    batch: bool,
-    key: Key | None,
-) -> Record:
-    return Record(
-        session_id=session_id,
-        language=language,
-        state=State.CREATED,
-        created_at=time.time(),
-        cols=terminal.cols if terminal else None,
-        rows=terminal.rows if terminal else None,
-        merge_stderr=merge_stderr,
-        batch=batch,
-        key=key.name if key is not None else None,
-    )
+def _remove_owned(executor: Executor, records: Store, owner: str) -> None:
+    """End the sessions of every container `owner` claimed, and remove it (at shutdown)."""
+    try:
+        for info in executor.list():
+            if info.owner == owner:
+                records.end(
+                    info.session_id, Reason.SERVER_SHUTDOWN, lambda i=info: executor.remove_sandbox(i)
+                )
+    except ExecutorError as exc:
+        log.warning("shutdown could not remove every container: %s", exc)
 
 
 def _remove_quietly(remove: Callable[[], None]) -> None:
@@ -398,6 +384,14 @@ def _first_output_timed(
         emit(message)
 
     return emit_timed
+
+
+def _session_record(records: Store, session_id: str) -> Record:
+    record = records.read(session_id) if _is_uuid(session_id) else None
+    # A batch run's session is the run's alone (GET /run/<id> tells of it).
+    if record is None or record.batch:
+        raise EngineError(Kind.NOT_FOUND, f"no session {shown(session_id)}")
+    return record
 
 
 def _owned(record: Record, key: Key | None) -> Record:

@@ -78,7 +78,8 @@ class Pool:
         os.utime(self._took_path)
         self._wake.set()
 
-    def _quiet_for(self) -> float:
+    def quiet_for(self) -> float:
+        """Seconds since a session last took a warm sandbox, in any worker."""
         try:
             return time.time() - os.stat(self._took_path).st_mtime
         except FileNotFoundError:
@@ -94,7 +95,7 @@ class Pool:
                 log.exception("pool refill failed")
             self._wake.wait(INTERVAL)
             self._wake.clear()
-            quiet_for = self._quiet_for()
+            quiet_for = self.quiet_for()
             if quiet_for < QUIET and not self._stop.is_set():
                 self._stop.wait(QUIET - quiet_for)
 
@@ -135,7 +136,7 @@ class Pool:
         for (language, tty), target in self.sizes.items():
             for _ in range(target - warm[(language, tty)]):
                 urgent = warm[(language, tty)] == 0
-                if room <= 0 or self._stop.is_set() or not (urgent or self._quiet_for() >= QUIET):
+                if room <= 0 or self._stop.is_set() or not (urgent or self.quiet_for() >= QUIET):
                     return created
                 self.members.add(self.executor.create(self.spec_for(language, tty)))
                 warm[(language, tty)] += 1

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import time
+
 from . import launch
 from .config import Config
 from .errors import EngineError, Kind
-from .executor import Limits, SandboxSpec
+from .executor import Limits, SandboxSpec, Terminal
+from .keys import Key
 from .languages import LanguageSpec
 from .protocol import shown
+from .records import Record
+from .states import State
 from .timeouts import RunLimits
 
 
@@ -68,3 +73,25 @@ def checked_program(
     if b"\x00" in source:
         raise EngineError(Kind.INVALID_REQUEST, "code must not contain NUL characters")
     return spec, source
+
+
+def new_record(
+    session_id: str,
+    language: str,
+    terminal: Terminal | None,
+    merge_stderr: bool,
+    batch: bool,
+    key: Key | None,
+) -> Record:
+    """A new session's record, as admission writes it."""
+    return Record(
+        session_id=session_id,
+        language=language,
+        state=State.CREATED,
+        created_at=time.time(),
+        cols=terminal.cols if terminal else None,
+        rows=terminal.rows if terminal else None,
+        merge_stderr=merge_stderr,
+        batch=batch,
+        key=key.name if key is not None else None,
+    )

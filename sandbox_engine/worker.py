@@ -67,6 +67,8 @@ class Worker:
                 on_level=self.metrics.pool_level,
             )
             self.engine.on_take = self.pool.wake
+            # Removals wait for the quiet the refill waits for: no take in any worker.
+            self.engine.removals.quiet_for = self.pool.quiet_for
         self.reaper = Reaper(
             executor,
             records,
