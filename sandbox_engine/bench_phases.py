@@ -94,29 +94,42 @@ def table(rows: Sequence[tuple[str, Sequence[Phases]]]) -> list[str]:
     return lines
 
 
-# What each step holds, from the profile of issue 14 (py-spy of the workers, and the same steps
-# timed on the executor alone): written under the split in BENCHMARKS.md.
-EXPLAINED = """What each step holds (warm, then what a cold start adds):
+# What each step holds, from the profile of issue 14 (py-spy of the workers, and the server's own
+# timestamps of each step, added for the profile and taken out): written under the split.
+EXPLAINED = """What each step holds (warm, then what a cold start adds), with the server's own
+timestamps of one quiet run of 40 warm sessions (p50, from the POST's start; a client and a
+server on one machine, a 50 ms pause between sessions):
 
-- **POST**: admission (the records' lock, the record and the program written), the take of a warm
-  sandbox (one rename of its entry in the state directory, see `pool_members`), the record
-  rewritten with its sandbox. No Docker call. Cold: Docker's create (a uid leased, the container
+- **POST** (3.9 ms): the request reaches the handler at 1.6 ms (the client's HTTP, gunicorn,
+  Flask's hooks: request id, key check), which takes 1.2 ms: admission (the records' lock, the
+  record and the program written), the take of a warm sandbox (one rename of its entry in the
+  state directory, see `pool_members`), the record rewritten with its sandbox; no Docker call.
+  The answer reaches the client 1.0 ms later. Cold: Docker's create (a uid leased, the container
   made).
-- **WS open**: the WebSocket handshake, and the session's record read.
-- **open → RUNNING**: the claim (warm: one rename in the state directory; Docker's rename to the
-  session's claimed name follows on a thread of its own, off this path: it took 19 ms p50 at load
-  11 and 48 ms at load 25), docker-py's `attach_socket` (one Docker call), the header and the
-  program written, the RUNNING record. Cold: Docker's start too (runc, the shim, the cgroup).
-- **RUNNING → first output**: inside the sandbox the launcher reads the header, writes the source,
-  lets its forked child go, which runs the program; then Docker's stdio path (the shim, dockerd,
-  the attach stream), the pump and one WebSocket frame. The Docker floor baseline is this step's
-  share that no server can avoid, plus the attach. Cold: the interpreter's start too.
-- **last output → final state**: the program's exit (its interpreter's finalization), the
-  launcher's wait for it and for every other process of its user, its EXIT mark (exit code and
-  usage) through Docker's stdio path, 5 ms for a separate stderr to settle, the record's end, one
-  WebSocket frame. The container's stop and removal come after, off the client's path.
+- **WS open** (2.4 ms): the client's connection and handshake reach the server at 1.4 ms; the
+  record read and the checks before the upgrade, 0.9 ms.
+- **open → RUNNING** (3.4 ms): the claim (warm: one rename in the state directory, 0.8 ms with
+  the RUNNING record), docker-py's `attach_socket` (the one Docker call, 1.7 ms), the header and
+  the program written, one WebSocket frame (0.8 ms). Docker's rename to the session's claimed name
+  follows only for a session still running 2 s later (see `claims`): a short one never pays it.
+  Cold: Docker's start too (runc, the shim, the cgroup).
+- **RUNNING → first output** (7.7 ms): from the header written to the first bytes read back,
+  7.9 ms: inside the sandbox the launcher reads the header, writes the source, lets its forked
+  child go, which runs the program; then Docker's stdio path (the shim, dockerd, the attach
+  stream). Then the pump and one WebSocket frame, 0.5 ms. The Docker floor baseline is this
+  step's header-to-bytes share plus the attach: no server can do less. Cold: the interpreter's
+  start too.
+- **last output → final state** (6.8 ms): the program's exit (its interpreter's finalization,
+  with the launcher's objects frozen out of its collections), the launcher's wait for it and for
+  every other process of its user, its EXIT mark (exit code and usage) on stdout and END mark on
+  stderr through Docker's stdio path (3.4 ms from the last output to both marks read), the
+  record's end (1.7 ms), one WebSocket frame (1.4 ms). The container's removal comes after, off
+  the client's path, once sessions stop arriving (see `removals`).
 
-On a loaded machine every step stretches with the run queue (the sandbox's processes, runc,
-containerd and dockerd wait for a core like everything else): compare the steps with the
-baselines of the same run, not with another run's.
+Back to back (the sequential figure: no pause between sessions) every step is slower by the
+work the previous session left: its container's exit (the shim, containerd and dockerd's
+handling of it, runc's cgroup teardown) overlaps the next session's start. The removal itself
+waits for a quiet moment, at most 2 s. On a loaded machine every step stretches with the run
+queue (the sandbox's processes, runc, containerd and dockerd wait for a core like everything
+else): compare the steps with the baselines of the same run, not with another run's.
 """
