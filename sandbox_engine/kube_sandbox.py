@@ -65,6 +65,7 @@ class KubeSandbox(Sandbox):
         self._nonce = launch.new_nonce()
         self._stderr_ends = False
         self._once = True
+        self._one_stream = self.tty
         self._terminal: Terminal | None = None
         self._channels: Channels | None = None
         self._compile_channels: Channels | None = None
@@ -102,6 +103,7 @@ class KubeSandbox(Sandbox):
         # the Python and fork launchers (see launch's END): read, and for a single run dropped.
         self._stderr_ends = not self.tty and not merge_stderr
         self._once = not tests
+        self._one_stream = self.tty or merge_stderr
         self.write(launch.header(code, terminal, self._nonce, merge_stderr, files, tests))
 
     def _wait_until(self, done, doing: str) -> None:
@@ -149,8 +151,20 @@ class KubeSandbox(Sandbox):
         assert self._channels is not None, "start() first"
         items = self._streams(self._channels)
         items = framing.take_marks(items, self._nonce, launch.marks_expected(self.tty, self.compiles))
+        stderr_complete = program_ended = False
         for item in framing.take_ends(items, self._nonce, self._stderr_ends):
             if isinstance(item, StderrEnd) and self._once:
+                stderr_complete = True
+                if program_ended:
+                    return
+                continue
+            if isinstance(item, ProgramEnd) and self._once:
+                yield item
+                # Complete at its marks, as under Docker: the Python launcher keeps the pod up
+                # after them (launch's LINGER). Under se-run, at the stream's end.
+                if self._one_stream or stderr_complete:
+                    return
+                program_ended = True
                 continue
             if not isinstance(item, Started):
                 yield item

@@ -79,6 +79,12 @@ STARTED = "STARTED"
 # program cannot read (not dumpable; see the module's doc).
 EXIT = "EXIT"
 END = "END"
+# After a single run's marks, the Python and fork launchers keep the sandbox up, idle, for at most this
+# long, until the engine removes it at a quiet moment (see removals): a sandbox that stopped at
+# once would have the runtime tear it down (containerd's and dockerd's handling of its exit,
+# runc's cgroup) while the next session starts. Not after a SIGKILL, which only the runtime can
+# explain (the memory limit's, see session.exit_status): the sandbox then stops at once.
+LINGER = 10.0
 # Sent to the launcher's process group (the runtime's signal), it kills the current test's run.
 ABORT_SIGNAL = "SIGUSR2"
 # A mark is a short line: a \x1e further back than this in the output begins none.
@@ -168,14 +174,14 @@ def command(spec: SandboxSpec) -> list[str]:
     """The sandbox's command: the language's own launcher where it has one, else `sh`."""
     if spec.launcher == "python" and not spec.compile:
         # The interpreter starts now and waits for the program: a warm sandbox skips its start-up.
-        return ["python3", "-u", "-c", python_launcher()]
+        return ["python3", "-u", "-c", python_launcher(linger=LINGER)]
     if spec.launcher == NODE and not spec.compile:
         # Node starts now and waits for the program: a warm sandbox skips its start-up.
-        return ["perl", "-e", fork_launcher(spec.command)]
+        return ["perl", "-e", fork_launcher(spec.command, linger=LINGER)]
     if spec.launcher == TYPESCRIPT and spec.compile:
         # The compiler and Node start now, and wait for the code: a warm sandbox skips both.
         prelude = typescript_prelude(tsc_arguments(spec.compile))
-        return ["perl", "-e", fork_launcher(spec.command, prelude=prelude)]
+        return ["perl", "-e", fork_launcher(spec.command, prelude=prelude, linger=LINGER)]
     return sh_launcher(spec.command, spec.compile is not None, spec.tty)
 
 
@@ -250,8 +256,9 @@ def compile_command(compile: tuple[str, ...], se_run: str = SE_RUN) -> list[str]
     return ["/bin/sh", "-c", script, "compile", *compile]
 
 
-def python_launcher(se_run: str = SE_RUN) -> str:
-    """The Python launcher's source, with this protocol's constants defined before its code."""
+def python_launcher(se_run: str = SE_RUN, linger: float = 0.0) -> str:
+    """The Python launcher's source, with this protocol's constants defined before its code;
+    `linger`: see LINGER (0: it ends with its program)."""
     with open(os.path.join(_LAUNCHERS, "python_launcher.py"), encoding="utf-8") as f:
         body = f.read()
     constants = {
@@ -264,11 +271,12 @@ def python_launcher(se_run: str = SE_RUN) -> str:
         "MARK_STARTED": MARK_START + STARTED.encode() + b" ",
         "MARK_EXIT": MARK_START + EXIT.encode() + b" ",
         "MARK_END": MARK_START + END.encode() + b" ",
+        "LINGER": linger,
     }
     return _definitions(constants) + body
 
 
-def _definitions(constants: Mapping[str, str | bytes]) -> str:
+def _definitions(constants: Mapping[str, str | bytes | float]) -> str:
     return "".join(f"{name} = {value!r}\n" for name, value in constants.items())
 
 
@@ -358,12 +366,14 @@ def fork_launcher(
     se_run: str = SE_RUN,
     warm: Sequence[str] | None = None,
     prelude: Sequence[str] | None = None,
+    linger: float = 0.0,
 ) -> str:
     """The fork launcher's source for Node, with this protocol's constants defined before its
     code; `run` is the language's command, which se-run runs in TESTS mode; `warm` the program's
     process, which waits for the go on fd 3 (node_warm.js in Node; another in the tests). With a
     prelude (sh lines, run before the header is read), the language compiles: the launcher
-    waits for the engine's go after its STARTED mark, as the sh launcher does."""
+    waits for the engine's go after its STARTED mark, as the sh launcher does. `linger`: see
+    LINGER (0: it ends with its program)."""
     if warm is None:
         with open(os.path.join(_LAUNCHERS, "node_warm.js"), encoding="utf-8") as f:
             warm = ("node", "-e", f.read())
@@ -389,6 +399,7 @@ def fork_launcher(
         "".join(f"our ${name} = {_perl(value)};\n" for name, value in scalars.items())
         + "".join(f"our @{name} = ({', '.join(map(_perl, value))});\n" for name, value in lists.items())
         + f"our $COMPILES = {int(prelude is not None)};\n"
+        + f"our $LINGER = {float(linger)!r};\n"
         + f"our %SYSCALLS = ({machines});\n"
         + body
     )

@@ -194,4 +194,6 @@ my $cpu = ($user_s + $system_s) * 1_000_000 + $user_us + $system_us;
 syswrite(STDOUT, "$MARK_EXIT$nonce $code $signal $cpu $maxrss $wall -\n");
 # stderr, a stream of its own (merged ones went to se-run above), is complete too (launch's END).
 syswrite(STDERR, "$MARK_END$nonce\n") unless $tty;
+# Up, idle, until the engine removes the sandbox (launch's LINGER); not after a SIGKILL.
+select(undef, undef, undef, $LINGER) if $LINGER && $signal != 9;
 POSIX::_exit($code >= 0 ? $code : 128 + $signal);

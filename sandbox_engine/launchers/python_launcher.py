@@ -205,6 +205,9 @@ def _run_once(merge: bool, nonce: bytes):
     if not merge and not tty:
         # stderr, a stream of its own, is complete too (see launch's END).
         os.write(2, MARK_END + nonce + b"\n")
+    if LINGER and code != -signal.SIGKILL:
+        # Up, idle, until the engine removes the sandbox (see launch's LINGER).
+        time.sleep(LINGER)
     os._exit(code if code >= 0 else 128 - code)
 
 

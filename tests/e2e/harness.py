@@ -161,7 +161,7 @@ class Server:
             # A pool's pod taken for a session keeps its name; its session label says.
             pods = set(kube.pod_names(self.instance, f"{SESSION_LABEL}!="))
             return [c for c in self.containers() if c["Names"][0].lstrip("/") in pods]
-        taken = self._taken()
+        taken = self.taken()
         return [c for c in self.containers() if "-pool-" not in c["Names"][0] or c["Id"] in taken]
 
     def session_containers(self, session_id: str) -> list[dict]:
@@ -171,16 +171,17 @@ class Server:
         if KUBE:
             pods = set(kube.pod_names(self.instance, f"{SESSION_LABEL}={session_id}"))
             return [c for c in self.containers() if c["Names"][0].lstrip("/") in pods]
-        taken = self._taken(session_id)
+        taken = self.taken(session_id)
         return [
             c
             for c in self.containers()
             if c["Names"][0].lstrip("/").split(".")[0].endswith(session_id) or c["Id"] in taken
         ]
 
-    def _taken(self, session_id: str | None = None) -> set[str]:
+    def taken(self, session_id: str | None = None) -> set[str]:
         """The warm sandboxes the state store says sessions took (or this session), by container
-        id: until Docker's name follows (see claims) they keep their pool's name."""
+        id (a pod's name): until Docker's name follows (see claims), or their removal, they keep
+        their pool's name."""
         found = set()
         for kind in ("taken", "claimed"):
             directory = os.path.join(self.state_dir, self.instance, "pool", kind)

@@ -19,14 +19,23 @@ INTERACTIVE = 'name = input("Enter your name: ")\nprint("Hello", name)\n'
 
 
 def pool(server) -> list[dict]:
-    """The pool's running sandboxes that no session took yet."""
+    """The pool's running sandboxes that no session took yet: a session's keeps its pool's name
+    (a pod its labels) until Docker's name follows (see claims) or its removal; the state store
+    says it was taken."""
+    taken = server.taken()
     if KUBE:
-        # A pool's pod keeps its name when it is taken; its session label says.
+        # A pool's pod keeps its name when it is taken; its session label says, once named.
         waiting = set(kube.pod_names(server.instance, "sandbox-engine/pool=1,sandbox-engine/session="))
         return [
-            c for c in server.containers() if c["Names"][0].lstrip("/") in waiting and c["State"] == "running"
+            c
+            for c in server.containers()
+            if c["Names"][0].lstrip("/") in waiting - taken and c["State"] == "running"
         ]
-    return [c for c in server.containers() if "-pool-" in c["Names"][0] and c["State"] == "running"]
+    return [
+        c
+        for c in server.containers()
+        if "-pool-" in c["Names"][0] and c["State"] == "running" and c["Id"] not in taken
+    ]
 
 
 def sandbox_id(container: dict) -> str:

@@ -135,10 +135,18 @@ def test_replicas_keep_one_warm_pool_which_either_takes_from_and_neither_reaps(
         shutdown(first)
         raise
 
-    def pool() -> set[str]:
-        return {c["Id"] for c in first.containers() if "-pool-" in c["Names"][0] and c["State"] == "running"}
-
     store = redis.Redis.from_url(url)
+
+    def pool() -> set[str]:
+        """The warm sandboxes waiting: a session's keeps its pool's name until Docker's rename
+        follows (see claims) or its removal; the members' taken hash says it is a session's."""
+        taken = {key.decode() for key in store.hkeys(f"se:{first.instance}:pool:taken")}
+        return {
+            c["Id"]
+            for c in first.containers()
+            if "-pool-" in c["Names"][0] and c["State"] == "running" and c["Id"] not in taken
+        }
+
     try:
         assert wait_until(lambda: len(pool()) == 2, 60)
         time.sleep(3)  # both refillers had their turn: still one pool of two

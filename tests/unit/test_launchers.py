@@ -415,6 +415,19 @@ def test_the_python_launcher_keeps_its_own_objects_out_of_the_programs_collectio
     assert (output, mark.code) == (b"collected\nTrue True\n", 0), done.stderr
 
 
+def test_the_python_launcher_lingers_after_its_marks_unless_the_program_was_killed(hostbox):
+    # Up until the engine removes the sandbox (launch's LINGER), its marks written first; a
+    # SIGKILL's sandbox stops at once, for the runtime to say whether the memory limit did it.
+    launcher = ["python3", "-u", "-c", launch.python_launcher(se_run=hostbox.se_run, linger=1.0)]
+    for code, lingers in ((b"print('done')", True), (b"import os, signal\nos.kill(os.getpid(), 9)", False)):
+        started = time.monotonic()
+        done = hostbox.run(launcher, launch.header(code, None, NONCE), SANDBOX_SOURCE="main.py")
+        took = time.monotonic() - started
+        _, mark = one_run(done.stdout)
+        assert done.stderr.endswith(END)
+        assert (took >= 1.0) is lingers, (code, took, mark)
+
+
 def test_the_python_launcher_measures_the_program_alone(hostbox):
     done = hostbox.run(python(hostbox), launch.header(SPIN.encode(), None, NONCE), SANDBOX_SOURCE="main.py")
     _, mark = one_run(done.stdout)
@@ -484,6 +497,16 @@ def test_the_fork_launcher_lets_its_warm_child_go_and_reports_its_end(hostbox):
     assert (hostbox.workdir / "lib").stat().st_mode & 0o777 == 0o700
     assert (hostbox.workdir / "main.js").stat().st_mode & 0o777 == 0o600
     assert (hostbox.workdir / "started").exists()
+
+
+def test_the_fork_launcher_lingers_after_its_marks(hostbox):
+    # As the Python launcher does (launch's LINGER), its marks written first.
+    launcher = ["perl", "-e", launch.fork_launcher(RUN, se_run=hostbox.se_run, warm=WARM, linger=1.0)]
+    started = time.monotonic()
+    done = hostbox.run(launcher, launch.header(b"CODE", None, NONCE) + b"input\n", SANDBOX_SOURCE="main.js")
+    _, mark = one_run(done.stdout)
+    assert mark.code == 3 and done.stderr.endswith(END)
+    assert time.monotonic() - started >= 1.0
 
 
 def test_the_fork_launcher_merges_through_se_run(hostbox):

@@ -35,8 +35,8 @@ def test_the_warm_compiler_starts_before_the_header_is_read_with_tscs_arguments(
     # The fork launcher, with the compiler's start as its prelude and a compile stage to wait for.
     assert argv[:2] == ["perl", "-e"]
     lines = launch.typescript_prelude(TSC[1:])
-    assert argv[2] == launch.fork_launcher(spec.command, prelude=lines)
-    assert "our $COMPILES = 1;" in argv[2]
+    assert argv[2] == launch.fork_launcher(spec.command, prelude=lines, linger=launch.LINGER)
+    assert "our $COMPILES = 1;" in argv[2] and f"our $LINGER = {launch.LINGER!r};" in argv[2]
     prelude = "\n".join(lines)
     assert " -- --strict --target es2022" in prelude
     # Its stdin, stdout and stderr are not the sandbox's.
