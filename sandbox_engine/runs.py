@@ -54,7 +54,6 @@ class Runs:
         self.engine = engine
         self.records = engine.records
         self._threads: dict[str, threading.Thread] = {}
-        self._removals: dict[str, threading.Thread] = {}
         self._lock = threading.Lock()
 
     # --- batch.Runner --------------------------------------------------------------------
@@ -119,30 +118,27 @@ class Runs:
 
     def _remove_later(self, run_id: str, sandbox: Sandbox) -> None:
         """Remove the sandbox after the answer: its client need not wait for Docker's removal
-        (a hundred milliseconds and more), as a session's does not after its final state."""
+        (a hundred milliseconds and more), as a session's does not after its final state; it
+        waits for a quiet moment as theirs does, and the reaper leaves it alone meanwhile (see
+        removals)."""
 
         def remove() -> None:
             try:
                 sandbox.remove()
             except ExecutorError as exc:
                 log.warning("removal of run %s deferred to the reaper: %s", run_id, exc)
-            finally:
-                with self._lock:
-                    self._removals.pop(run_id, None)
 
-        thread = threading.Thread(target=remove, name=f"se-remove-{run_id}", daemon=True)
-        with self._lock:
-            self._removals[run_id] = thread
-        thread.start()
+        self.engine.removals.add(run_id, remove)
 
     def shutdown(self, timeout: float) -> None:
         """Wait for this worker's background runs (their sandboxes are ended by the engine's)
         and removals."""
         deadline = time.monotonic() + timeout
         with self._lock:
-            threads = [*self._threads.values(), *self._removals.values()]
+            threads = list(self._threads.values())
         for thread in threads:
             thread.join(max(0.0, deadline - time.monotonic()))
+        self.engine.removals.flush(max(0.0, deadline - time.monotonic()))
 
     # --- admission -----------------------------------------------------------------------
     def plan(self, request: RunRequest) -> Plan:
@@ -204,23 +200,28 @@ class Runs:
 
     def _carry_out(self, run_id: str, plan: Plan) -> RunResult:
         request, c = plan.request, self.engine.config
-        reason = Reason.INTERNAL_ERROR
+        result: RunResult | None = None
         try:
             with self.engine.batch_sandbox(run_id) as sandbox:
                 try:
                     compile_stage, stages = Batch(sandbox, plan, run_limits(c), compile_limits(c)).carry_out()
                 finally:
                     self._remove_later(run_id, sandbox)
-            result = _result(request, self.version(request.language), plan, compile_stage, stages)
-            reason = (
-                Reason.COMPILE_ERROR
-                if compile_stage and compile_stage.status is not Status.OK
-                else Reason.EXITED
-            )
-            self.records.write_result(run_id, {"result": result})
-            return result
+                result = _result(request, self.version(request.language), plan, compile_stage, stages)
+                reason = (
+                    Reason.COMPILE_ERROR
+                    if compile_stage and compile_stage.status is not Status.OK
+                    else Reason.EXITED
+                )
+                self.records.write_result(run_id, {"result": result})
+                # Its end recorded while this worker still holds the sandbox: a reaper pass after
+                # would take a claimed sandbox that no run holds for a leftover, and end the run
+                # internal_error first.
+                self.records.finish(run_id, reason, **result.ending())
+                return result
         finally:
-            self.records.finish(run_id, reason, **(result.ending() if result else {}))
+            if result is None:
+                self.records.finish(run_id, Reason.INTERNAL_ERROR)
 
 
 def _result(
