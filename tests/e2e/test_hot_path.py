@@ -3,6 +3,7 @@ what a killed worker leaves (nothing), and a final state that does not wait for 
 
 from __future__ import annotations
 
+import math
 import os
 import signal
 import time
@@ -41,13 +42,15 @@ def test_post_session_on_the_warm_path_makes_no_docker_call(docker_proxy, make_s
     # docker_proxy first: torn down last, so the server can still clean up through it.
     server = make_server(workers=2, pool_size="python=6", docker_host=docker_proxy.url)
     assert wait_for(lambda: warm(server) == 6, timeout=60)
-    seen = len(docker_proxy.requests)
+    seen, started = len(docker_proxy.requests), time.monotonic()
     sessions = [server.create(SLEEPER if n == 1 else "print('hi')") for n in range(6)]
-    during = docker_proxy.requests[seen:]
-    # The reapers (each second) and the refillers list the containers on their own; nothing else
-    # reaches Docker while the sessions are created, and not one listing per session either.
+    during, took = docker_proxy.requests[seen:], time.monotonic() - started
+    # The reapers (each a listing a second, in each of the 2 workers) and the refiller (one
+    # listing when woken) list the containers on their own; nothing else reaches Docker while
+    # the sessions are created, and no listing per session either: no more listings than that
+    # rhythm makes in the time the POSTs took (on a loaded machine they may take seconds).
     assert [r for r in during if "/containers/json" not in r] == [], during
-    assert len(during) < len(sessions) // 2, during
+    assert len(during) <= 2 * (math.ceil(took) + 1) + 1, (took, during)
     assert all(server.record(s)["sandbox"]["running"] for s in sessions), "every one was warm"
     # At attach the sandbox's first Docker call is the attach itself, and a session over within
     # the naming delay (see claims) is never renamed: its only other call is its removal.
