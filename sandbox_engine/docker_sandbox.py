@@ -35,7 +35,6 @@ from .executor import (
     Sandbox,
     SandboxRef,
     Started,
-    StderrEnd,
     Stream,
     Terminal,
 )
@@ -144,26 +143,11 @@ class DockerSandbox(Sandbox):
     def output(self) -> Iterator[Output]:
         items = self._raw() if self.tty else framing.demultiplex(self._chunks(self._sock))
         items = framing.take_marks(items, self._nonce, launch.marks_expected(self.tty, self.compiles))
-        stderr_complete = program_ended = False
-        for item in framing.take_ends(items, self._nonce, self._stderr_ends):
-            if isinstance(item, StderrEnd) and self._once:
-                # Docker copies the two streams apart: this may come before the EXIT mark.
-                stderr_complete = True
-                if program_ended:
-                    return
-                continue
-            if isinstance(item, ProgramEnd) and self._once:
-                yield item
-                # The program and every process of its user are gone (see launch's EXIT): its
-                # output is complete without waiting for the container to stop and Docker to
-                # close the stream, which takes tens of milliseconds more. A separate stderr
-                # is, once its END mark came; without one (se-run writes none for a single
-                # run), once it stayed quiet for SETTLE.
-                if self._one_stream or stderr_complete:
-                    return
-                program_ended = True
-                self._settle()
-                continue
+        items = framing.take_ends(items, self._nonce, self._stderr_ends)
+        if self._once:
+            # Complete at its marks; under se-run a separate stderr once it stayed quiet for SETTLE.
+            items = framing.single_run(items, self._one_stream, self._settle)
+        for item in items:
             if not isinstance(item, Started):
                 yield item
                 continue

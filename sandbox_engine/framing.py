@@ -7,7 +7,7 @@ so an executor feeds them from its socket and a test from a list.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 
 from . import launch
 from .executor import Output, ProgramEnd, Started, StderrEnd, Stream, Usage
@@ -98,6 +98,30 @@ def take_ends(items: Iterable[Output], nonce: str, stderr_ends: bool = False) ->
     for stream, marks in ((Stream.STDOUT, exits), (Stream.STDERR, ends)):
         if marks is not None and marks.pending:
             yield stream, marks.pending
+
+
+def single_run(
+    items: Iterable[Output], one_stream: bool, settle: Callable[[], None] = lambda: None
+) -> Iterator[Output]:
+    """A single run's output (take_ends' with its END marks), complete at its marks rather than
+    when the runtime closes the stream (after the sandbox stops, tens of milliseconds later, or
+    never while the launcher lingers: see launch's LINGER). One stream is complete at the EXIT
+    mark; a separate stderr also at its END mark, which may come first (the runtime copies the
+    two streams apart). se-run writes no END for a single run: after its EXIT mark `settle` is
+    called and the output goes on to the stream's end."""
+    stderr_complete = program_ended = False
+    for item in items:
+        if isinstance(item, StderrEnd):
+            stderr_complete = True
+            if program_ended:
+                return
+            continue
+        yield item
+        if isinstance(item, ProgramEnd):
+            if one_stream or stderr_complete:
+                return
+            program_ended = True
+            settle()
 
 
 _EXIT_FIELDS = rb"(-?\d+) (\d+) (\d+) (\d+) (\d+) (\S+)\r?\n"

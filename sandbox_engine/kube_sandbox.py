@@ -30,7 +30,6 @@ from .executor import (
     Sandbox,
     SandboxRef,
     Started,
-    StderrEnd,
     Stream,
     Terminal,
 )
@@ -151,21 +150,11 @@ class KubeSandbox(Sandbox):
         assert self._channels is not None, "start() first"
         items = self._streams(self._channels)
         items = framing.take_marks(items, self._nonce, launch.marks_expected(self.tty, self.compiles))
-        stderr_complete = program_ended = False
-        for item in framing.take_ends(items, self._nonce, self._stderr_ends):
-            if isinstance(item, StderrEnd) and self._once:
-                stderr_complete = True
-                if program_ended:
-                    return
-                continue
-            if isinstance(item, ProgramEnd) and self._once:
-                yield item
-                # Complete at its marks, as under Docker: the Python launcher keeps the pod up
-                # after them (launch's LINGER). Under se-run, at the stream's end.
-                if self._one_stream or stderr_complete:
-                    return
-                program_ended = True
-                continue
+        items = framing.take_ends(items, self._nonce, self._stderr_ends)
+        if self._once:
+            # Complete at its marks, as under Docker; under se-run a separate stderr at the end.
+            items = framing.single_run(items, self._one_stream)
+        for item in items:
             if not isinstance(item, Started):
                 yield item
                 continue

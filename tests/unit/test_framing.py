@@ -175,3 +175,26 @@ def test_the_sh_launcher_neither_runs_the_compiler_nor_exports_the_nonce():
     [handed] = [line for line in script.splitlines() if "$nonce" in line and "exec" in line]
     assert handed.startswith(f"{launch.ENV_NONCE}=$nonce exec {launch.SE_RUN} ")
     assert "export" not in script
+
+
+def test_a_single_run_is_complete_at_its_marks_whichever_comes_first():
+    from sandbox_engine.executor import ProgramEnd, StderrEnd, Stream
+
+    out, err = (Stream.STDOUT, b"o"), (Stream.STDERR, b"e")
+    settled: list[bool] = []
+
+    def run(items, one_stream=False):
+        return list(framing.single_run(iter(items), one_stream, lambda: settled.append(True)))
+
+    line = launch.mark(launch.EXIT, "n")[:-1] + b" 0 0 1 2 3 -\n"
+    [exit_mark] = framing.take_ends([(Stream.STDOUT, line)], "n")
+    assert isinstance(exit_mark, ProgramEnd)
+    after = (Stream.STDOUT, b"never read")
+    # stderr's END before the EXIT mark: complete at the EXIT mark, nothing to settle.
+    assert run([err, StderrEnd(), out, exit_mark, after]) == [err, out, exit_mark] and settled == []
+    # One stream: complete at the EXIT mark.
+    assert run([out, exit_mark, after], one_stream=True) == [out, exit_mark] and settled == []
+    # END after the EXIT mark: settling meanwhile (a quiet stream would end it), complete at END.
+    assert run([out, exit_mark, err, StderrEnd(), after]) == [out, exit_mark, err] and settled == [True]
+    # No END (se-run): settled, then read to the stream's end.
+    assert run([out, exit_mark, err]) == [out, exit_mark, err] and settled == [True, True]
