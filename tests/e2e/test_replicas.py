@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 
 import pytest
 import redis
@@ -23,20 +24,33 @@ EXPECTED = "".join(f"line {i}\n" for i in range(LINES))
 SLEEPER = "import time\nprint('up', flush=True)\nwhile True:\n    time.sleep(0.05)\n"
 
 
-@pytest.fixture
-def replicas(docker_client, tmp_path_factory) -> Iterator[tuple[Server, Server]]:
-    """Two one-server replicas of one instance; the second stopped first (see Server.stop)."""
+@contextmanager
+def two_replicas(docker_client, tmp_path_factory, **options) -> Iterator[tuple[Server, Server, str]]:
+    """Two one-server replicas of one instance sharing one Redis (its URL third); the second
+    stopped first (see Server.stop)."""
     url = shared_redis(tmp_path_factory)
-    options = {"redis_url": url, "reconnect_grace": 20, "max_sessions": 3, "workers": 1}
+    options = {"redis_url": url, "workers": 1, **options}
     first = start_server(docker_client, tmp_path_factory, **options)
     try:
         second = start_server(docker_client, tmp_path_factory, instance=first.instance, **options)
     except BaseException:
         shutdown(first)
         raise
-    yield first, second
-    second.stop()
-    shutdown(first)
+    try:
+        yield first, second, url
+    finally:
+        second.stop()
+        shutdown(first)
+
+
+@pytest.fixture
+def replicas(docker_client, tmp_path_factory) -> Iterator[tuple[Server, Server]]:
+    with two_replicas(docker_client, tmp_path_factory, reconnect_grace=20, max_sessions=3) as (
+        first,
+        second,
+        _,
+    ):
+        yield first, second
 
 
 def test_a_session_posted_to_one_replica_runs_on_the_other_and_both_tell_its_end(replicas):
@@ -126,17 +140,16 @@ def test_replicas_keep_one_warm_pool_which_either_takes_from_and_neither_reaps(
     """The pool's members are in Redis too: one pool of the size asked, not one per replica; a
     session posted to one runs warm, attached on the other; and no replica takes the sandboxes
     the other offered for ones nobody offered (the reaper removes those after STUCK)."""
-    url = shared_redis(tmp_path_factory)
-    options = {"redis_url": url, "max_sessions": 4, "workers": 1, "pool_size": "python=2"}
-    first = start_server(docker_client, tmp_path_factory, **options)
-    try:
-        second = start_server(docker_client, tmp_path_factory, instance=first.instance, **options)
-    except BaseException:
-        shutdown(first)
-        raise
+    pair = two_replicas(docker_client, tmp_path_factory, max_sessions=4, pool_size="python=2")
+    with pair as (first, second, url):
+        store = redis.Redis.from_url(url)
+        try:
+            _one_warm_pool(first, second, store)
+        finally:
+            store.close()
 
-    store = redis.Redis.from_url(url)
 
+def _one_warm_pool(first: Server, second: Server, store: redis.Redis) -> None:
     def pool() -> set[str]:
         """The warm sandboxes waiting: a session's keeps its pool's name until Docker's rename
         follows (see claims) or its removal; the members' taken hash says it is a session's."""
@@ -147,29 +160,24 @@ def test_replicas_keep_one_warm_pool_which_either_takes_from_and_neither_reaps(
             if "-pool-" in c["Names"][0] and c["State"] == "running" and c["Id"] not in taken
         }
 
-    try:
+    assert wait_until(lambda: len(pool()) == 2, 60)
+    time.sleep(3)  # both refillers had their turn: still one pool of two
+    assert len(pool()) == 2
+    for n in range(4):
+        posted, attached = (first, second) if n % 2 == 0 else (second, first)
+        warm = pool()
+        session_id = posted.create("print('warm', input())")
+        record = json.loads(store.get(f"se:{first.instance}:rec:{session_id}"))
+        assert record["sandbox"]["id"] in warm
+        with attached.attach(session_id) as ws:
+            ws.send({"type": "input", "data": f"{n}\n"})
+            assert ws.read_to_end().text() == f"warm {n}\n"
         assert wait_until(lambda: len(pool()) == 2, 60)
-        time.sleep(3)  # both refillers had their turn: still one pool of two
-        assert len(pool()) == 2
-        for n in range(4):
-            posted, attached = (first, second) if n % 2 == 0 else (second, first)
-            warm = pool()
-            session_id = posted.create("print('warm', input())")
-            record = json.loads(store.get(f"se:{first.instance}:rec:{session_id}"))
-            assert record["sandbox"]["id"] in warm
-            with attached.attach(session_id) as ws:
-                ws.send({"type": "input", "data": f"{n}\n"})
-                assert ws.read_to_end().text() == f"warm {n}\n"
-            assert wait_until(lambda: len(pool()) == 2, 60)
-        # Past the reapers' STUCK (60 s) for sandboxes offered to nobody: both pools' sandboxes
-        # are known to both replicas, so neither is removed.
-        kept = pool()
-        time.sleep(STUCK + 4)
-        assert pool() == kept
-    finally:
-        store.close()
-        second.stop()
-        shutdown(first)
+    # Past the reapers' STUCK (60 s) for sandboxes offered to nobody: both pools' sandboxes
+    # are known to both replicas, so neither is removed.
+    kept = pool()
+    time.sleep(STUCK + 4)
+    assert pool() == kept
 
 
 def wait_until(predicate, timeout: float) -> bool:
