@@ -97,6 +97,8 @@ class DockerSandbox(Sandbox):
         self._write_lock = threading.Lock()
         self._closed = False
         self._attached_at = float("inf")
+        # Its first process's host pid, once asked (see waiting_for_input): 0 if none was told.
+        self._pid: int | None = None
 
     def start(
         self,
@@ -303,7 +305,9 @@ class DockerSandbox(Sandbox):
         return ExitStatus(result.get("StatusCode"), bool(state.get("OOMKilled")), ended_before)
 
     def waiting_for_input(self) -> bool:
-        return waiting_on_stdin(self.api, self.container, self._translated)
+        if self._pid is None:
+            self._pid = first_pid(self.api, self.container, self._translated) or 0
+        return waiting_on_stdin(self.api, self.container, self._translated, self._pid)
 
     def remove(self) -> None:
         self._close_socket()
@@ -316,19 +320,35 @@ class DockerSandbox(Sandbox):
                 close_socket(sock)
 
 
-def waiting_on_stdin(api: docker.APIClient, container: str, translated: Callable = translated) -> bool:
+def waiting_on_stdin(
+    api: docker.APIClient, container: str, translated: Callable = translated, pid: int | None = None
+) -> bool:
     """Whether the container's processes sleep waiting for its stdin: the host's pids of them,
-    then the host's /proc (see procfs); False when that cannot be told (gVisor's own kernel)."""
+    then the host's /proc (see procfs); False when that cannot be told (gVisor's own kernel).
+    With the pid of its first process the pids come from its cgroup, with no call to Docker:
+    `docker top` runs `ps` over the whole machine on each call."""
+    pids = procfs.cgroup_pids(pid) if pid else None
+    if pids is None:
+        try:
+            with translated("list the sandbox's processes"):
+                top = api.top(container)
+        except ExecutorError:
+            return False
+        titles = top.get("Titles") or []
+        if "PID" not in titles:
+            return False
+        column = titles.index("PID")
+        pids = [int(row[column]) for row in top.get("Processes") or []]
+    return procfs.waiting_on_stdin(pids)
+
+
+def first_pid(api: docker.APIClient, container: str, translated: Callable = translated) -> int | None:
+    """The host's pid of the container's first process (docker-init), if it runs."""
     try:
-        with translated("list the sandbox's processes"):
-            top = api.top(container)
+        with translated("inspect the sandbox"):
+            return api.inspect_container(container)["State"].get("Pid") or None
     except ExecutorError:
-        return False
-    titles = top.get("Titles") or []
-    if "PID" not in titles:
-        return False
-    column = titles.index("PID")
-    return procfs.waiting_on_stdin(int(row[column]) for row in top.get("Processes") or [])
+        return None
 
 
 def finished_before(state: dict, moment: float) -> bool:

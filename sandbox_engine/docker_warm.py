@@ -12,7 +12,13 @@ from collections.abc import Callable
 
 import docker
 
-from .docker_sandbox import READY_TIMEOUT, close_socket, wait_until_ready, waiting_on_stdin
+from .docker_sandbox import (
+    READY_TIMEOUT,
+    close_socket,
+    first_pid,
+    wait_until_ready,
+    waiting_on_stdin,
+)
 from .executor import ExecutorError
 
 
@@ -51,7 +57,9 @@ def start_warm(
 
 def _wait_reading(api: docker.APIClient, container: str, translated: Callable) -> None:
     deadline = time.monotonic() + READY_TIMEOUT
-    pause = 0.01
-    while time.monotonic() < deadline and not waiting_on_stdin(api, container, translated):
+    pause = 0.005
+    # One inspect, then the host's cgroup and /proc alone on each look (see waiting_on_stdin).
+    pid = first_pid(api, container, translated)
+    while time.monotonic() < deadline and not waiting_on_stdin(api, container, translated, pid):
         time.sleep(pause)
-        pause = min(pause * 2, 0.2)
+        pause = min(pause * 1.5, 0.05)

@@ -58,6 +58,38 @@ def waiting_on_stdin(pids: Iterable[int], proc: str = "/proc") -> bool:
     return waiting
 
 
+def cgroup_pids(pid: int, proc: str = "/proc", root: str = "/sys/fs/cgroup") -> list[int] | None:
+    """Every process in pid's cgroup (a container's), from the host's cgroup filesystem: what
+    `docker top` tells, without the `ps` that dockerd runs for it on every call (some 13 ms of
+    CPU). None when it cannot be read (the process gone, another cgroup namespace)."""
+    try:
+        with open(os.path.join(proc, str(pid), "cgroup")) as f:
+            lines = f.read().splitlines()
+    except OSError:
+        return None
+    candidates = []
+    for line in lines:
+        _, controllers, path = line.split(":", 2)
+        relative = path.lstrip("/")
+        if not relative:
+            # The root cgroup would list every process of the machine: never a sandbox's.
+            continue
+        if "pids" in controllers.split(","):  # cgroup v1: the pids hierarchy holds every process
+            candidates.append(os.path.join(root, "pids", relative))
+        elif controllers == "":  # v2, unified; or a v1 host's hybrid mount
+            candidates += [os.path.join(root, relative), os.path.join(root, "unified", relative)]
+    for directory in candidates:
+        try:
+            with open(os.path.join(directory, "cgroup.procs")) as f:
+                pids = [int(line) for line in f if line.strip()]
+        except (OSError, ValueError):
+            continue
+        # Read through another cgroup namespace the path may name some other group: this one
+        # holds the process itself, or it is not the one.
+        return pids if pid in pids else None
+    return None
+
+
 def _state(base: str) -> str:
     with open(os.path.join(base, "stat")) as f:
         return f.read().rsplit(")", 1)[1].split()[0]
