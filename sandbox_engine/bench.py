@@ -36,6 +36,7 @@ from .bench_baselines import (
     sandbox_memory,
     server_pids,
 )
+from .bench_settle import describe_pool, pool_levels, settle
 from .config import Config
 from .languages import LANGUAGES
 
@@ -114,28 +115,6 @@ def syscall_cost(client: Client) -> float:
                 return float(stdout)
     finally:
         ws.close()
-
-
-def pool_levels(client: Client) -> list[dict]:
-    response = client.http.get(f"{client.server}/pool", timeout=30)
-    response.raise_for_status()
-    return response.json()["pool"]
-
-
-def describe_pool(levels: list[dict]) -> str:
-    described = [f"{p['language']}{' tty' if p['tty'] else ''} {p['warm']}/{p['size']}" for p in levels]
-    return ", ".join(described) or "none"
-
-
-def wait_for_pool(client: Client, timeout: float = 180) -> str:
-    """Wait until the server's warm pools are full (refills wait for quiet, so the previous
-    phase's sessions would otherwise still be replaced while this one is measured)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        levels = pool_levels(client)
-        if all(p["warm"] >= p["size"] for p in levels) or time.monotonic() > deadline:
-            return describe_pool(levels)
-        time.sleep(0.5)
 
 
 def sequential(client: Client, runs: int) -> Series:
@@ -264,8 +243,15 @@ def run(
     gvisor = gvisor or Servers()
     image = LANGUAGES["python"].image
     results: dict = {}
+    servers = [url for url in (server, cold_server, gvisor.warm, gvisor.cold) if url]
+    everyone = [Client(url) for url in servers]
+
+    def quiet() -> str:
+        """Every server's pools full, the last phase's sandboxes gone (see bench_settle)."""
+        return settle(everyone)
 
     out("measuring: baselines")
+    quiet()
     baselines = [
         native_python(runs),
         raw_docker_api(image, min(runs, 30)),
@@ -273,33 +259,41 @@ def run(
         docker_floor(Config(), min(runs, 30)),
     ]
     out("measuring: sequential first output")
-    pool_before = wait_for_pool(client)
+    pool_before = quiet()
     warm = sequential(client, runs)
     pool_after = describe_pool(pool_levels(client))
-    cold = sequential(Client(cold_server), runs) if cold_server else None
+    cold = None
+    if cold_server:
+        quiet()
+        cold = sequential(Client(cold_server), runs)
     out("measuring: 20 concurrent sessions")
-    pool_burst = wait_for_pool(client)
+    pool_burst = quiet()
     burst = concurrent(client, 20)
     out("measuring: input echo")
     echo = echo_round_trip(client, 200)
     out("measuring: sustained short sessions")
+    quiet()
     rate = throughput(client, 15, 4)
+    quiet()
     run_rows, run_figures = bench_runs.measure(server, runs, rate, out)
     out(f"measuring: {idle_sessions} idle interactive sessions")
+    quiet()
     memory = idle_memory(Client(cold_server or server), idle_sessions)
     syscall = syscall_cost(client)
     gvisor_warm = gvisor_cold = gvisor_syscall = gvisor_memory = None
     if gvisor.warm:
         out("measuring: gVisor, sequential first output")
         gvisor_client = Client(gvisor.warm)
-        wait_for_pool(gvisor_client)
+        quiet()
         gvisor_warm = sequential(gvisor_client, runs)
         gvisor_syscall = syscall_cost(gvisor_client)
     if gvisor.cold:
         out("measuring: gVisor, pool empty")
+        quiet()
         gvisor_cold = sequential(Client(gvisor.cold), runs)
         gvisor_syscall = gvisor_syscall or syscall_cost(Client(gvisor.cold))
         out(f"measuring: gVisor, {GVISOR_IDLE_SESSIONS} idle interactive sessions")
+        quiet()
         gvisor_memory = idle_memory(Client(gvisor.cold), GVISOR_IDLE_SESSIONS)
 
     rows = [
