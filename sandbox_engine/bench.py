@@ -18,8 +18,7 @@ from dataclasses import dataclass
 from datetime import date
 
 import docker
-import requests
-from websockets.sync.client import ClientConnection, connect
+from websockets.sync.client import ClientConnection
 
 from . import bench_phases, bench_runs
 from .bench_baselines import (
@@ -36,6 +35,7 @@ from .bench_baselines import (
     sandbox_memory,
     server_pids,
 )
+from .bench_client import Client
 from .bench_settle import describe_pool, pool_levels, settle
 from .config import Config
 from .languages import LANGUAGES
@@ -66,23 +66,6 @@ class Servers:
 
     warm: str | None = None
     cold: str | None = None
-
-
-class Client:
-    def __init__(self, server: str) -> None:
-        self.server = server.rstrip("/")
-        self.http = requests.Session()
-
-    def create(self, code: str, **extra) -> str:
-        response = self.http.post(
-            f"{self.server}/session", json={"language": "python", "code": code, **extra}, timeout=60
-        )
-        response.raise_for_status()
-        return response.json()["sessionId"]
-
-    def attach(self, session_id: str) -> ClientConnection:
-        url = "ws" + self.server[len("http") :] + f"/ws/session/{session_id}"
-        return connect(url, open_timeout=60, max_size=None).__enter__()
 
 
 def _until_end(ws: ClientConnection) -> None:

@@ -20,7 +20,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date
 
-from .bench import KEEP_FROM, Client
+from .bench import KEEP_FROM
+from .bench_client import Client
 from .bench_settle import wait_for_pool
 from .docker_executor import WORKDIR
 from .executor import SANDBOX_USER
