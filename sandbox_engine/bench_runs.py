@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable
 from urllib.parse import urlparse
 
@@ -110,6 +111,8 @@ def memory_while_waiting(server: str) -> dict:
         "after_mb": rss(pids) / 2**20,
         "ok": results.count("ok"),
         "answers": len(results),
+        # What the others were, so that a run that was not ok says how it ended.
+        "others": "".join(f"; {n} {status}" for status, n in Counter(results).items() if status != "ok"),
     }
 
 
@@ -134,7 +137,7 @@ def measure(server: str, runs: int, session_rate: float, out: Callable[[str], No
         (
             f"server RSS before / while {WAITING} runs wait / after",
             f"{memory['before_mb']:.0f} / {memory['peak_mb']:.0f} / {memory['after_mb']:.0f} MB "
-            f"({memory['ok']} of {memory['answers']} ok)",
+            f"({memory['ok']} of {memory['answers']} ok{memory['others']})",
             None,
         ),
     ]
