@@ -45,7 +45,7 @@ class LanguageSpec:
     version_command: str
     compile: tuple[str, ...] | None = None
     env: dict[str, str] = field(default_factory=dict)
-    # The launcher inside the sandbox: "sh" for any language; "python" or "node" (the interpreter
+    # The launcher inside the sandbox: "sh" for any language; "python", "node" or "ruby" (the interpreter
     # starts before the program arrives and waits for it, see sandbox_engine.launchers; `run` is
     # then what TESTS mode runs); or "typescript" (node's, with a warm compiler beside it that
     # the compile stage asks; see launch.compile_stage).
@@ -212,6 +212,8 @@ LANGUAGES: dict[str, LanguageSpec] = {
             version_command="ruby -e 'print RUBY_VERSION'",
             run=("ruby", "main.rb"),
             env={"RUBYOPT": "-r/opt/sandbox/sync.rb"},
+            # Ruby, started before the program arrives, waits for it (launchers/ruby_warm.rb).
+            launcher="ruby",
         ),
         LanguageSpec(
             id="php",

@@ -178,6 +178,9 @@ def command(spec: SandboxSpec) -> list[str]:
     if spec.launcher == NODE and not spec.compile:
         # Node starts now and waits for the program: a warm sandbox skips its start-up.
         return ["perl", "-e", fork_launcher(spec.command, linger=LINGER)]
+    if spec.launcher == RUBY and not spec.compile:
+        # So does Ruby, under the same launcher (see launchers/ruby_warm.rb).
+        return ["perl", "-e", fork_launcher(spec.command, warm=ruby_warm(), linger=LINGER)]
     if spec.launcher == TYPESCRIPT and spec.compile:
         # The compiler and Node start now, and wait for the code: a warm sandbox skips both.
         prelude = typescript_prelude(tsc_arguments(spec.compile))
@@ -357,8 +360,16 @@ def tsc_server() -> str:
 # started before the program arrives (launchers/node_warm.js), forked by a launcher that reports
 # as se-run does, since Node itself can neither fork nor make itself undumpable.
 NODE = "node"
+# Ruby's, the same way: Ruby started before the program arrives (launchers/ruby_warm.rb).
+RUBY = "ruby"
 # The system calls perl-base has no function for (prctl, wait4, clock_gettime), by machine.
 _SYSCALLS = {"x86_64": (157, 61, 228), "aarch64": (167, 260, 113)}
+
+
+def ruby_warm() -> tuple[str, ...]:
+    """The Ruby program's process for the fork launcher (its source's name comes last)."""
+    with open(os.path.join(_LAUNCHERS, "ruby_warm.rb"), encoding="utf-8") as f:
+        return ("ruby", "-e", f.read())
 
 
 def fork_launcher(
@@ -368,7 +379,7 @@ def fork_launcher(
     prelude: Sequence[str] | None = None,
     linger: float = 0.0,
 ) -> str:
-    """The fork launcher's source for Node, with this protocol's constants defined before its
+    """The fork launcher's source for Node (or Ruby), with this protocol's constants defined before its
     code; `run` is the language's command, which se-run runs in TESTS mode; `warm` the program's
     process, which waits for the go on fd 3 (node_warm.js in Node; another in the tests). With a
     prelude (sh lines, run before the header is read), the language compiles: the launcher

@@ -109,3 +109,43 @@ def test_a_warm_compiler_reports_as_the_compiler_does(warm, language, tty):
         assert "error" in said and "TS2322" in said, said
         # On a terminal tsc is pretty: colours, the line in context and a summary.
         assert ("\x1b[" in said and "Found 1 error" in said) == tty, said
+
+
+# What `ruby main.rb` prints that Ruby's warm child must print alike (launchers/ruby_warm.rb):
+# an uncaught exception (error_highlight's underline, the program's top level as <main>, its
+# cause), a syntax error, DATA, `__FILE__ == $0`, an exit code and at_exit.
+RUBY_PROGRAMS = {
+    "no_method": 'puts "#{__FILE__} #{$0} #{__FILE__ == $0} #{ARGV.inspect}"\ndef f(x) = x.fooo\nf(1)\n',
+    "cause": 'begin\n  raise ArgumentError, "inner"\nrescue => e\n  raise "outer"\nend\n',
+    "syntax": "def f\n  puts 1\n",
+    "own_syntax": 'eval("(")\n',
+    "data": "puts DATA.read\nputs local_variables.inspect\n__END__\nsome été data\n",
+    "exit": 'at_exit { puts "bye" }\n$stderr.puts "leaving"\nexit 3\n',
+}
+
+
+@pytest.mark.parametrize("program", list(RUBY_PROGRAMS))
+def test_a_warm_ruby_program_ends_as_ruby_main_rb_would(warm, docker_client, program):
+    code = RUBY_PROGRAMS[program]
+    # The reference: the same file run by a plain `ruby main.rb` in the same image.
+    spec = LANGUAGES["ruby"]
+    container = docker_client.containers.run(
+        spec.image,
+        ["sh", "-c", 'cd /tmp && printf %s "$CODE" > main.rb && exec ruby main.rb'],
+        environment={**spec.env, "CODE": code},
+        network_mode="none",
+        detach=True,
+    )
+    try:
+        exit_code = container.wait(timeout=60)["StatusCode"]
+        expected = (
+            container.logs(stdout=True, stderr=False).decode(),
+            container.logs(stdout=False, stderr=True).decode(),
+            exit_code,
+        )
+    finally:
+        container.remove(force=True)
+    session_id = take(warm, code, "ruby", tty=False)
+    with warm.attach(session_id) as ws:
+        transcript = ws.read_to_end(30)
+    assert (transcript.text(), transcript.text("stderr"), transcript.final["exitCode"]) == expected
