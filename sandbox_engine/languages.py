@@ -45,8 +45,9 @@ class LanguageSpec:
     version_command: str
     compile: tuple[str, ...] | None = None
     env: dict[str, str] = field(default_factory=dict)
-    # The launcher inside the sandbox: "sh" for any language; "python", "node" or "ruby" (the interpreter
-    # starts before the program arrives and waits for it, see sandbox_engine.launchers; `run` is
+    # The launcher inside the sandbox: "sh" for any language; "python", "node", "ruby" or "php"
+    # (the interpreter starts before the program arrives and waits for it, see
+    # sandbox_engine.launchers; `run` is
     # then what TESTS mode runs); or "typescript" (node's, with a warm compiler beside it that
     # the compile stage asks; see launch.compile_stage).
     launcher: str = "sh"
@@ -227,6 +228,8 @@ LANGUAGES: dict[str, LanguageSpec] = {
             version_command="php -r 'echo PHP_VERSION;'",
             run=("php", "main.php"),
             env={"PHP_INI_SCAN_DIR": ":/opt/sandbox/php"},
+            # `php main.php`, started before the program arrives, waits for its script (a FIFO).
+            launcher="php",
         ),
         LanguageSpec(
             id="perl",

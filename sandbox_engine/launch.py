@@ -181,6 +181,13 @@ def command(spec: SandboxSpec) -> list[str]:
     if spec.launcher == RUBY and not spec.compile:
         # So does Ruby, under the same launcher (see launchers/ruby_warm.rb).
         return ["perl", "-e", fork_launcher(spec.command, warm=ruby_warm(), linger=LINGER)]
+    if spec.launcher == PHP and not spec.compile:
+        # PHP starts as `php main.php` now, and waits in the open of its script, a FIFO.
+        return [
+            "perl",
+            "-e",
+            fork_launcher(spec.command, warm=spec.command[:-1], script_fifo=True, linger=LINGER),
+        ]
     if spec.launcher == TYPESCRIPT and spec.compile:
         # The compiler and Node start now, and wait for the code: a warm sandbox skips both.
         prelude = typescript_prelude(tsc_arguments(spec.compile))
@@ -362,6 +369,9 @@ def tsc_server() -> str:
 NODE = "node"
 # Ruby's, the same way: Ruby started before the program arrives (launchers/ruby_warm.rb).
 RUBY = "ruby"
+# PHP's: `php main.php` started before the program arrives, its script a FIFO that the launcher
+# fills at the go (its modules' start-up comes before it opens the script).
+PHP = "php"
 # The system calls perl-base has no function for (prctl, wait4, clock_gettime), by machine.
 _SYSCALLS = {"x86_64": (157, 61, 228), "aarch64": (167, 260, 113)}
 
@@ -378,6 +388,7 @@ def fork_launcher(
     warm: Sequence[str] | None = None,
     prelude: Sequence[str] | None = None,
     linger: float = 0.0,
+    script_fifo: bool = False,
 ) -> str:
     """The fork launcher's source for Node (or Ruby), with this protocol's constants defined before its
     code; `run` is the language's command, which se-run runs in TESTS mode; `warm` the program's
@@ -410,6 +421,7 @@ def fork_launcher(
         "".join(f"our ${name} = {_perl(value)};\n" for name, value in scalars.items())
         + "".join(f"our @{name} = ({', '.join(map(_perl, value))});\n" for name, value in lists.items())
         + f"our $COMPILES = {int(prelude is not None)};\n"
+        + f"our $SCRIPT_FIFO = {int(script_fifo)};\n"
         + f"our $LINGER = {float(linger)!r};\n"
         + f"our %SYSCALLS = ({machines});\n"
         + body

@@ -10,6 +10,7 @@
 # the engine's go line after the STARTED mark, as the sh launcher does, and $PRELUDE (sh) starts
 # what the compile stage will ask for (TypeScript's warm compiler) before the header is read.
 # ENV_*, MARK_*, SE_RUN, TESTS, @WARM, @RUN, $HELD (the variable the child gets only at the go),
+# $SCRIPT_FIFO (the child reads its script from a FIFO instead of waiting on fd 3: PHP's),
 # $COMPILES, $PRELUDE and the syscall numbers (%SYSCALLS, by machine) are defined before this
 # code by launch.fork_launcher.
 use strict;
@@ -39,6 +40,12 @@ delete $ENV{$ENV_KILL_GROUP};
 # The program's files, and what it writes, private to the sandbox's uid, as under the sh launcher.
 umask(077);
 system('/bin/sh', '-c', $PRELUDE) if $PRELUDE ne '';
+# The child's script, a FIFO until the header comes: the interpreter starts up, then waits in its
+# open (PHP's CLI opens its script after its modules' start-up) and reads the program from it.
+if ($SCRIPT_FIFO) {
+    unlink($source);
+    POSIX::mkfifo($source, 0600) or POSIX::_exit(126);
+}
 
 # Perl marks new fds above $^F close-on-exec: the go's fd 3 (if pipe() gives it) must stay open.
 $^F = 3;
@@ -47,6 +54,12 @@ my $child = fork();
 defined $child or POSIX::_exit(126);
 if ($child == 0) {
     close $go_write;
+    if ($SCRIPT_FIFO) {
+        # It waits in the open of its script instead, the FIFO (see place_script): no fd 3.
+        close $go;
+        exec { $WARM[0] } @WARM;
+        POSIX::_exit(127);
+    }
     POSIX::dup2(fileno($go), 3) if fileno($go) != 3;
     # Held back until the go: Node's --require of stdin.js would take stdin at start-up.
     $ENV{"SANDBOX_HELD_$HELD"} = delete $ENV{$HELD} if defined $HELD && exists $ENV{$HELD};
@@ -54,6 +67,7 @@ if ($child == 0) {
     POSIX::_exit(127);
 }
 close $go;
+my $fifo;    # the child's script, open for writing once the header came ($SCRIPT_FIFO)
 # From here on no process of the same uid can read this one's memory (the nonce, soon).
 syscall($PRCTL, 4, 0, 0, 0, 0) == 0 or POSIX::_exit(126);    # PR_SET_DUMPABLE
 
@@ -66,7 +80,15 @@ sub read_exactly {
             next if $!{EINTR};
             POSIX::_exit(126);
         }
-        POSIX::_exit(length($data) ? 126 : 0) if $got == 0;
+        if ($got == 0) {
+            # No header (or half of one): a child waiting for its script ends, as one waiting for
+            # the go does on the go's closed pipe: on an empty script once it has it open, else
+            # killed (it may still be starting up, before its open; it ran nothing of anyone's).
+            if ($SCRIPT_FIFO) {
+                $fifo ? close($fifo) : kill('KILL', $child);
+            }
+            POSIX::_exit(length($data) ? 126 : 0);
+        }
     }
     return $data;
 }
@@ -83,6 +105,25 @@ sub write_file {
     open(my $f, '>', $name) or POSIX::_exit(126);
     print {$f} $content;
     close($f) or POSIX::_exit(126);
+}
+
+sub place_script {
+    # The FIFO opened for writing (the child's open returns, its read waits), then a regular file
+    # with the program renamed over its name: the program finds its own file as it is, and a
+    # fresh interpreter (se-run's, in TESTS mode) reads it; the child reads the FIFO, at the go.
+    my ($content) = @_;
+    my $deadline = now_us() + 30_000_000;
+    until (sysopen($fifo, $source, POSIX::O_WRONLY() | POSIX::O_NONBLOCK())) {
+        # No reader yet: the child still starts up, or died (then its end is the session's).
+        POSIX::_exit(126) if !$!{ENXIO} || now_us() > $deadline || waitpid($child, POSIX::WNOHANG()) == $child;
+        select(undef, undef, undef, 0.001);
+    }
+    my $flags = fcntl($fifo, POSIX::F_GETFL(), 0) or POSIX::_exit(126);
+    fcntl($fifo, POSIX::F_SETFL(), $flags & ~POSIX::O_NONBLOCK()) or POSIX::_exit(126);
+    open(my $f, '>', "$source.part") or POSIX::_exit(126);
+    print {$f} $content;
+    close($f) or POSIX::_exit(126);
+    rename("$source.part", $source) or POSIX::_exit(126);
 }
 
 sub now_us {
@@ -126,7 +167,13 @@ sub end_the_others {
 }
 
 my ($size, $cols, $rows, $merge, $nonce, $files, $mode) = split(' ', read_line());
-write_file($source, $size);
+my $program;
+if ($SCRIPT_FIFO) {
+    $program = read_exactly($size);
+    place_script($program);
+} else {
+    write_file($source, $size);
+}
 for (1 .. $files) {
     # The further files, `<bytes> <name>` and their bytes; the server checked the names.
     my ($length, $name) = split(/ /, read_line(), 2);
@@ -164,6 +211,7 @@ if ($mode eq $TESTS || $merge) {
     # A fresh interpreter per test, or one started with both streams on one pipe: se-run runs
     # it, as the sh launcher does; the child, unused, ends on the closed pipe.
     close $go_write;
+    close $fifo if $fifo;    # an empty script: the child ends at once
     waitpid($child, 0);
     $ENV{$ENV_NONCE} = $nonce;
     exec { $SE_RUN } $SE_RUN, $mode, '--', @RUN;
@@ -177,6 +225,16 @@ my $start = now_us();
     local $SIG{PIPE} = 'IGNORE';    # a child already gone (a signal before the go)
     syswrite($go_write, 'g');
     close $go_write;
+    if ($fifo) {
+        # The go is the program itself, whole, then the end of the child's script.
+        my $done = 0;
+        while ($done < length($program)) {
+            my $wrote = syswrite($fifo, $program, length($program) - $done, $done);
+            last if !defined $wrote && !$!{EINTR};
+            $done += $wrote // 0;
+        }
+        close $fifo;
+    }
 }
 # wait4's rusage is the child's and its waited-for descendants', counted from its fork, when the
 # launcher started: the interpreter's start-up is in its figures, as the program's own.

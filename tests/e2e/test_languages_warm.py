@@ -4,6 +4,7 @@ input, the terminal, compile errors), and the session's sandbox was one of the p
 
 from __future__ import annotations
 
+import shlex
 import time
 
 import pytest
@@ -111,27 +112,58 @@ def test_a_warm_compiler_reports_as_the_compiler_does(warm, language, tty):
         assert ("\x1b[" in said and "Found 1 error" in said) == tty, said
 
 
-# What `ruby main.rb` prints that Ruby's warm child must print alike (launchers/ruby_warm.rb):
-# an uncaught exception (error_highlight's underline, the program's top level as <main>, its
-# cause), a syntax error, DATA, `__FILE__ == $0`, an exit code and at_exit.
-RUBY_PROGRAMS = {
-    "no_method": 'puts "#{__FILE__} #{$0} #{__FILE__ == $0} #{ARGV.inspect}"\ndef f(x) = x.fooo\nf(1)\n',
-    "cause": 'begin\n  raise ArgumentError, "inner"\nrescue => e\n  raise "outer"\nend\n',
-    "syntax": "def f\n  puts 1\n",
-    "own_syntax": 'eval("(")\n',
-    "data": "puts DATA.read\nputs local_variables.inspect\n__END__\nsome été data\n",
-    "exit": 'at_exit { puts "bye" }\n$stderr.puts "leaving"\nexit 3\n',
+# What `ruby main.rb` or `php main.php` prints that a warm sandbox must print alike (Ruby's warm
+# child, launchers/ruby_warm.rb, loads the program; PHP's reads its script from a FIFO): an
+# uncaught exception (Ruby's error_highlight underline, the program's top level as <main>, its
+# cause; PHP's stack trace), a syntax error, data after the program, the script's own name, an
+# exit code and what runs at exit.
+PROGRAMS = {
+    "ruby": {
+        "no_method": 'puts "#{__FILE__} #{$0} #{__FILE__ == $0} #{ARGV.inspect}"\ndef f(x) = x.fooo\nf(1)\n',
+        "cause": 'begin\n  raise ArgumentError, "inner"\nrescue => e\n  raise "outer"\nend\n',
+        "syntax": "def f\n  puts 1\n",
+        "own_syntax": 'eval("(")\n',
+        "data": "puts DATA.read\nputs local_variables.inspect\n__END__\nsome été data\n",
+        "exit": 'at_exit { puts "bye" }\n$stderr.puts "leaving"\nexit 3\n',
+    },
+    "php": {
+        "trace": (
+            "<?php\necho __FILE__, ' ', $argv[0], ' ', $argc, ' ', $_SERVER['SCRIPT_NAME'], ' ',"
+            " $_SERVER['PHP_SELF'], ' ', implode(',', get_included_files()), \"\\n\";\n"
+            "function f($x) { throw new RuntimeException('boom', 0, new LogicException('first')); }\nf(1);\n"
+        ),
+        "syntax": "<?php\nfunction f( {\n",
+        "warning": "<?php\necho $undefined ?? 'none', \"\\n\";\necho 1 / 0;\n",
+        "own_file": (
+            "<?php\necho strlen(file_get_contents(__FILE__)), ' ',"
+            " readline('? ') === false ? 'eof' : 'line', \"\\n\";\n"
+        ),
+        "halt": (
+            "<?php\necho stream_get_contents(fopen(__FILE__, 'r'), -1, __COMPILER_HALT_OFFSET__);\n"
+            "__halt_compiler();some été data\n"
+        ),
+        "exit": (
+            '<?php\nregister_shutdown_function(fn() => print("bye\\n"));\n'
+            'fwrite(STDERR, "leaving\\n");\nexit(3);\n'
+        ),
+    },
 }
+CASES = [(language, program) for language, programs in PROGRAMS.items() for program in programs]
 
 
-@pytest.mark.parametrize("program", list(RUBY_PROGRAMS))
-def test_a_warm_ruby_program_ends_as_ruby_main_rb_would(warm, docker_client, program):
-    code = RUBY_PROGRAMS[program]
-    # The reference: the same file run by a plain `ruby main.rb` in the same image.
-    spec = LANGUAGES["ruby"]
+@pytest.mark.parametrize(("language", "program"), CASES, ids=[f"{lang}-{program}" for lang, program in CASES])
+def test_a_warm_program_ends_as_its_plain_run_would(warm, docker_client, language, program):
+    code = PROGRAMS[language][program]
+    # The reference: the same file run by the language's plain command (`ruby main.rb`), in the
+    # same image and environment, its stdin empty.
+    spec = LANGUAGES[language]
     container = docker_client.containers.run(
         spec.image,
-        ["sh", "-c", 'cd /tmp && printf %s "$CODE" > main.rb && exec ruby main.rb'],
+        [
+            "sh",
+            "-c",
+            f'cd /tmp && printf %s "$CODE" > {spec.source_file} && exec {shlex.join(spec.run)} </dev/null',
+        ],
         environment={**spec.env, "CODE": code},
         network_mode="none",
         detach=True,
@@ -139,13 +171,15 @@ def test_a_warm_ruby_program_ends_as_ruby_main_rb_would(warm, docker_client, pro
     try:
         exit_code = container.wait(timeout=60)["StatusCode"]
         expected = (
-            container.logs(stdout=True, stderr=False).decode(),
-            container.logs(stdout=False, stderr=True).decode(),
+            container.logs(stdout=True, stderr=False).decode().replace("/tmp/", "/workspace/"),
+            container.logs(stdout=False, stderr=True).decode().replace("/tmp/", "/workspace/"),
             exit_code,
         )
     finally:
         container.remove(force=True)
-    session_id = take(warm, code, "ruby", tty=False)
+    session_id = take(warm, code, language, tty=False)
     with warm.attach(session_id) as ws:
+        if "readline" in code:
+            ws.send({"type": "eof"})  # as the plain run's empty stdin
         transcript = ws.read_to_end(30)
     assert (transcript.text(), transcript.text("stderr"), transcript.final["exitCode"]) == expected

@@ -578,3 +578,44 @@ def test_after_a_failed_compile_the_fork_launcher_ends_with_its_code_and_runs_no
     stdin = launch.header(b"CODE", None, NONCE) + launch.halt(2)
     done = hostbox.run(compiled_fork(hostbox), stdin, SANDBOX_SOURCE="main.js")
     assert (done.stdout, done.returncode) == (launch.mark(launch.STARTED, NONCE), 2)
+
+
+# --- the fork launcher with the child's script a FIFO (PHP's) -------------------------------------
+
+# A stand-in for `php main.php`: sh opens its script (the FIFO: its open waits for the launcher)
+# and runs it.
+FIFO_RUN = ("sh", "main.sh")
+FIFO_WARM = ("sh",)
+
+
+def fifo_fork(box: HostBox) -> list[str]:
+    return ["perl", "-e", launch.fork_launcher(FIFO_RUN, se_run=box.se_run, warm=FIFO_WARM, script_fifo=True)]
+
+
+SCRIPT = b'echo "ran $0, a $(stat -c %F "$0") of $(wc -c < "$0") bytes"; cat; echo oops >&2; exit 3\n'
+
+
+def test_the_fork_launcher_hands_its_child_the_program_through_the_script_fifo(hostbox):
+    stdin = launch.header(SCRIPT, None, NONCE) + b"input\n"
+    done = hostbox.run(fifo_fork(hostbox), stdin, SANDBOX_SOURCE="main.sh")
+    output, mark = one_run(done.stdout)
+    # The program finds its own file whole, a regular file, as a plain run does.
+    assert output == b"ran main.sh, a regular file of %d bytes\ninput\n" % len(SCRIPT), done.stderr
+    assert (mark.code, mark.signal, mark.flag, done.returncode) == (3, 0, "-", 3)
+    assert done.stderr == b"oops\n" + END
+    assert (hostbox.workdir / "main.sh").read_bytes() == SCRIPT
+    assert (hostbox.workdir / "main.sh").stat().st_mode & 0o777 == 0o600
+
+
+def test_with_a_script_fifo_tests_run_through_se_run_and_the_child_runs_nothing(hostbox):
+    stdin = launch.header(SCRIPT, None, NONCE, tests=True) + launch.test_frame(b"one\n", 5000)
+    done = hostbox.run(fifo_fork(hostbox), stdin, SANDBOX_SOURCE="main.sh")
+    outputs, marks = exits(done.stdout)
+    # Once, by se-run's fresh `sh main.sh`: the waiting child read an empty script.
+    assert outputs == [b"ran main.sh, a regular file of %d bytes\none\n" % len(SCRIPT), b""], done.stderr
+    assert [m.code for m in marks] == [3]
+
+
+def test_with_a_script_fifo_and_no_header_the_launcher_and_its_child_end_quietly(hostbox):
+    done = hostbox.run(fifo_fork(hostbox), b"", SANDBOX_SOURCE="main.sh")
+    assert (done.returncode, done.stdout, done.stderr) == (0, b"", b"")
