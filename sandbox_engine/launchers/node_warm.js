@@ -5,7 +5,7 @@
 // launcher still reads the header from it) are given back now, as Node would have applied them.
 const fs = require('fs');
 const path = require('path');
-// Node makes process.stdout and process.stderr on their first use, some 8 ms for pipes: made now,
+// Node makes process.stdout and process.stderr on their first use (4 ms of a sandbox's): made now,
 // before the go. Not a terminal's: its size comes with the header (the launcher's stty).
 if (!require('tty').isatty(1)) {
   void process.stdout;
