@@ -42,6 +42,10 @@ class Claims:
         self._unnamed: dict[str, tuple[SandboxRef, Sandbox, float]] = {}
         # Of those, the ones whose name waits for the delay: set to name at once (or to let go).
         self._waits: dict[str, threading.Event] = {}
+        # Claims whose program ended, their sandbox's removal still to come: never named now,
+        # their store entry kept until removed() (until then the reaper reads it as the
+        # session's, which a removal under way holds: see Engine.is_live).
+        self._ending: dict[str, SandboxRef] = {}
         self._naming: set[threading.Thread] = set()
         self._lock = threading.Lock()
 
@@ -75,16 +79,25 @@ class Claims:
             self._naming.add(thread)
         thread.start()
 
-    def removed(self, session_id: str) -> None:
-        """The session let its claimed sandbox go (removed, or about to be): no runtime name
-        need follow, the store's word is done."""
+    def ended(self, session_id: str) -> None:
+        """The session's program ended, its sandbox's removal is still to come (see removals):
+        no runtime name need follow; the store's word stays until removed()."""
         with self._lock:
             claimed = self._unnamed.pop(session_id, None)
             wait = self._waits.pop(session_id, None)
+            if claimed is not None:
+                self._ending[session_id] = claimed[0]
         if wait is not None:
             wait.set()
-        if claimed is not None:
-            self.members.settle(claimed[0].id)
+
+    def removed(self, session_id: str) -> None:
+        """The session let its claimed sandbox go (removed, or about to be): no runtime name
+        need follow, the store's word is done."""
+        self.ended(session_id)
+        with self._lock:
+            ref = self._ending.pop(session_id, None)
+        if ref is not None:
+            self.members.settle(ref.id)
 
     def _name_later(self, session_id: str, wait: threading.Event) -> None:
         try:

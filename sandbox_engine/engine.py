@@ -162,8 +162,9 @@ class Engine:
                 raise runtime_error(exc) from exc
             finally:
                 self.records.forget_code(session_id)
-                # The run removes it now, off its client's path (see runs): no name need follow.
-                self._claims.removed(session_id)
+                # The run removes it soon, off its client's path (see runs): no name need follow,
+                # and its store entry stays until then (see sandbox_removed).
+                self._claims.ended(session_id)
 
     def check_attachable(self, session_id: str, resume: int | None = None, takeover: bool = False) -> bool:
         """Refuse before the handshake what can be: unknown, taken, over. True: relay the resume."""
@@ -238,7 +239,7 @@ class Engine:
             session_limits(self.config),
             _first_output_timed(hub.publish, record, self.metrics),
             hub.close,
-            on_end=lambda outcome: self._ended(record, outcome),
+            on_end=lambda outcome: _record_end(self.records, record, outcome),
             release=lambda: self._release(run),
             external_reason=lambda: self.records.requested_end(record.session_id),
             on_state=lambda state: self.records.write(replace(record, state=state, started_at=time.time())),
@@ -258,15 +259,10 @@ class Engine:
                 if self._claiming[session_id] <= 0:
                     del self._claiming[session_id]
 
-    def _ended(self, record: Record, o: Outcome) -> None:
-        usage = o.usage.public() if o.usage is not None else None
-        self.records.finish(
-            record.session_id, o.reason, o.exit_code, o.started_at, o.ended_at, usage, o.output_bytes
-        )
-
     def _release(self, run: SessionRun) -> None:
         # Its program ended: its stopped container waits for a quiet moment (see removals).
         sandbox = run.sandbox  # not the run, which the removal need not keep
+        self._claims.ended(sandbox.session_id)
         self.removals.add(sandbox.session_id, lambda: self._remove(sandbox))
         self._forget(sandbox.session_id)
         self.records.forget_code(sandbox.session_id)
@@ -275,7 +271,12 @@ class Engine:
         # If Docker is gone this fails; the reaper removes the container once Docker is back
         # (pool-named and in no one's store entry, or under its session's name).
         _remove_quietly(sandbox.remove)
-        self._claims.removed(sandbox.session_id)
+        self.sandbox_removed(sandbox.session_id)
+
+    def sandbox_removed(self, session_id: str) -> None:
+        """A claimed sandbox removed (a run's too): a warm one's store entry goes only now, or a
+        reaper would take it for a pool's leftover meanwhile, and remove it a second time."""
+        self._claims.removed(session_id)
 
     def delete(self, session_id: str, key: Key | None = None) -> None:
         record = _owned(_session_record(self.records, session_id), key)
@@ -348,6 +349,11 @@ class Engine:
         # The containers' names then say which are this worker's.
         self._claims.join()
         _remove_owned(self.executor, self.records, self.owner)
+
+
+def _record_end(records: Store, record: Record, o: Outcome) -> None:
+    usage = o.usage.public() if o.usage is not None else None
+    records.finish(record.session_id, o.reason, o.exit_code, o.started_at, o.ended_at, usage, o.output_bytes)
 
 
 def _remove_owned(executor: Executor, records: Store, owner: str) -> None:

@@ -127,6 +127,7 @@ class Runs:
                 sandbox.remove()
             except ExecutorError as exc:
                 log.warning("removal of run %s deferred to the reaper: %s", run_id, exc)
+            self.engine.sandbox_removed(run_id)
 
         self.engine.removals.add(run_id, remove)
 

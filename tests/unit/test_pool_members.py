@@ -17,6 +17,7 @@ from sandbox_engine.executor import RuntimeUnavailable, SandboxRef
 from sandbox_engine.pool_members import FileMembers
 from sandbox_engine.reaper import STUCK
 from sandbox_engine.records import Record
+from sandbox_engine.removals import Removals
 from sandbox_engine.states import State
 
 # The engine's fixture, for the tests of crash recovery below.
@@ -217,3 +218,30 @@ def test_no_warm_take_while_the_reaper_finds_the_runtime_away(make_engine, execu
     reaper(engine).run_once()
     session_id = engine.create_session("python", CODE)
     assert engine.records.read(session_id).sandbox.running
+
+
+def test_a_warm_sandbox_ended_and_waiting_for_its_removal_is_removed_once(make_engine, executor):
+    # A batch run lets its sandbox go and queues its removal for a quiet moment. Its store entry
+    # must stay until the removal: settled at once, the pool-named, stopped sandbox looked like
+    # a pool's leftover to a reaper pass meanwhile, which removed it too (two removals of one
+    # container at once leave Docker 20.10 a container it lists but no longer has).
+    engine = make_engine(pool_size="python=1")
+    engine.removals = Removals(quiet_for=lambda: 0.0, longest=60)  # no quiet moment: it waits
+    offer(engine, executor)
+    run_id = engine.create_session("python", CODE, batch=True)
+    with engine.batch_sandbox(run_id) as sandbox:
+        sandbox.start(b"print(1)")
+        executor.sandboxes[next(iter(executor.sandboxes))].exit(0)
+
+    def remove() -> None:
+        sandbox.remove()
+        engine.sandbox_removed(run_id)
+
+    engine.removals.add(run_id, remove)
+    assert [t.session_id for t in engine.members.taken()] == [run_id], "its entry waits too"
+    passes = reaper(engine)
+    passes.reap_once()
+    passes.reap_once()
+    assert executor.removed == [], "the reaper left it to its removal"
+    engine.removals.flush()
+    assert executor.removed == [run_id] and engine.members.taken() == []
