@@ -102,30 +102,31 @@ on one machine). Each phase starts once every server's pools are full and the la
 sandboxes are removed (see `bench_settle`): refills and removals wait for quiet, and would
 otherwise run beside the next phase, another server's included.
 
-- **POST** (2.5 ms): the server's own part (its access log's `durationMs`) is 1.1 ms: admission
-  (the records' lock, the record written: 0.4 ms), the program written, the take of a warm
-  sandbox (one rename of its entry in the state directory, see `pool_members`: 0.2 ms), the
-  record rewritten with its sandbox (0.2 ms); no Docker call. The rest is HTTP on both sides
-  (gunicorn's parser, Flask's request, the client's): a GET /healthz costs 0.43 ms on the
-  bench's plain keep-alive connection. Python's `requests` adds 0.5 ms to each request, which
-  is why the bench does not POST with it (see `bench_client`). Cold: Docker's create (a uid
-  leased, the container made: 11 ms).
-- **WS open** (2.7 ms): the client's connection and handshake reach the server at 1.4 ms (one
+- **POST** (2.5-3.9 ms from run to run): the server's own part (its access log's `durationMs`)
+  is 1.1 ms: admission (the records' lock, the record written: 0.4 ms), the program written, the
+  take of a warm sandbox (one rename of its entry in the state directory, see `pool_members`:
+  0.2 ms), the record rewritten with its sandbox (0.2 ms); no Docker call. The rest is HTTP on
+  both sides (gunicorn's parser, Flask's request, the client's): a GET /healthz costs 0.43 ms on
+  the bench's plain keep-alive connection. Python's `requests` adds 0.5 ms to each request,
+  which is why the bench does not POST with it (see `bench_client`). Cold: Docker's create (a
+  uid leased, the container made: 11 ms).
+- **WS open** (2.3-2.7 ms): the client's connection and handshake reach the server at 1.4 ms (one
   profile's p50); the record read and the checks before the upgrade, 0.9 ms.
-- **open → RUNNING** (3.2 ms): the claim (warm: one rename in the state directory, 0.8 ms with
+- **open → RUNNING** (3.0-4.4 ms): the claim (warm: one rename in the state directory, 0.8 ms with
   the RUNNING record), docker-py's `attach_socket` (the one Docker call, 1.7 ms), the header and
   the program written, one WebSocket frame (0.8 ms). Docker's rename to the session's claimed name
   follows only for a session still running 2 s later (see `claims`): a short one never pays it.
   Cold: Docker's rename of the claim (3.8 ms), the attach (1.5 ms) and Docker's start (75-83 ms:
   runc, the shim, the cgroup; 70-77 ms for any container here, hardened or bare, whatever its
   options).
-- **RUNNING → first output** (7.4 ms): from the header written to the first bytes read back,
-  7.9 ms: inside the sandbox the launcher reads the header, writes the source, lets its forked
-  child go, which runs the program; then Docker's stdio path (the shim, dockerd, the attach
+- **RUNNING → first output** (1.7 ms): from the header written to the first bytes read back,
+  2-3 ms: inside the sandbox the launcher reads the header, writes the source, lets its forked
+  child go, which runs the program (`runpy`'s first-call imports were paid before the fork:
+  they were 6 ms of this step); then Docker's stdio path (the shim, dockerd, the attach
   stream). Then the pump and one WebSocket frame, 0.5 ms. The Docker floor baseline is this
   step's header-to-bytes share plus the attach: no server can do less. Cold: the launcher's
-  start too (the interpreter and its imports, some 20 ms of CPU: 26 ms here).
-- **last output → final state** (5.9 ms): the program's exit (its interpreter's finalization,
+  start too (the interpreter and its imports, some 20 ms of CPU: 25 ms here).
+- **last output → final state** (5.9-7.9 ms): the program's exit (its interpreter's finalization,
   with the launcher's objects frozen out of its collections), the launcher's wait for it and for
   every other process of its user, its EXIT mark (exit code and usage) on stdout and END mark on
   stderr through Docker's stdio path (3.4 ms from the last output to both marks read), the
@@ -143,9 +144,11 @@ else): compare the steps with the baselines of the same run, not with another ru
 
 Where the targets not met stand:
 
-- **Warm over the Docker floor.** The floor (9 ms) is the attach and Docker's stdio path; over
-  it a session pays two HTTP exchanges (the POST, the WebSocket's handshake) and the claim, some
-  7-8 ms of Python on both sides. 1.5x leaves 4.5 ms for them.
+- **Warm over the Docker floor.** The floor (5 ms) is the attach, the launcher's hand-over and
+  Docker's stdio path; over it a session pays two HTTP exchanges (the POST, the WebSocket's
+  handshake), the claim and the frames, some 8-9 ms of Python on both sides. 1.5x would leave
+  2.5 ms for them. Every millisecond taken out of the launcher (6 ms this round) lowers the
+  floor as much as the warm figure, so the ratio rose (1.8x to 2.9x) as both fell.
 - **Cold over the raw Docker API.** The raw path is a bare container (no limits, no init, no
   tmpfs) running `python3 -c`; a cold session adds the POST and the WebSocket (6 ms), the claim's
   Docker rename (3.8 ms) and the launcher's start before the program (some 15 ms more than a
