@@ -63,6 +63,7 @@ LABEL_POOL = "sandbox-engine.pool"
 # The compile stage's command, as JSON; empty without one.
 LABEL_COMPILE = "sandbox-engine.compile"
 LABEL_UID = "sandbox-engine.uid"
+LABEL_ENDS_STDERR = "sandbox-engine.ends-stderr"
 WORKDIR = "/workspace"
 CLAIMING = "claiming"
 TAKING = "taking"
@@ -188,6 +189,7 @@ class DockerExecutor(Executor):
             LABEL_TTY: "1" if spec.tty else "",
             LABEL_POOL: "1" if pooled else "",
             LABEL_UID: str(uid),
+            LABEL_ENDS_STDERR: "1" if launch.ends_stderr(spec) else "",
         }
         name = self._name(f"{POOL}{uuid.uuid4().hex[:12]}" if pooled else spec.session_id)
         create = dict(
@@ -410,4 +412,5 @@ def _ref(container_id: str, labels: dict[str, str], running: bool) -> SandboxRef
         compile=tuple(json.loads(labels[LABEL_COMPILE])) if labels.get(LABEL_COMPILE) else None,
         running=running,
         uid=int(labels[LABEL_UID]) if labels.get(LABEL_UID, "").isdigit() else None,
+        ends_stderr=labels.get(LABEL_ENDS_STDERR) == "1",
     )

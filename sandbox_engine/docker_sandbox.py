@@ -75,6 +75,8 @@ class DockerSandbox(Sandbox):
         self.compiles = ref.compiles
         self._compile = ref.compile
         self._uid = ref.uid
+        # Its launcher's END mark completes a single run's stderr: no quiet moment is waited for.
+        self._ends_stderr = ref.ends_stderr
         # The launcher's marks carry it; made for this start, it reaches the launcher in the
         # header only (see launch).
         self._nonce = launch.new_nonce()
@@ -148,7 +150,10 @@ class DockerSandbox(Sandbox):
         items = framing.take_ends(items, self._nonce, self._stderr_ends)
         if self._once:
             # Complete at its marks; under se-run a separate stderr once it stayed quiet for SETTLE.
-            items = framing.single_run(items, self._one_stream, self._settle)
+            # With an END mark to come no pause ends it: under load Docker's copy of a backlog of
+            # stderr pauses for longer than SETTLE (it cut stderr short under CI).
+            settle = self._settle if not self._ends_stderr else _never
+            items = framing.single_run(items, self._one_stream, settle)
         for item in items:
             if not isinstance(item, Started):
                 yield item
@@ -349,6 +354,10 @@ def first_pid(api: docker.APIClient, container: str, translated: Callable = tran
             return api.inspect_container(container)["State"].get("Pid") or None
     except ExecutorError:
         return None
+
+
+def _never() -> None:
+    pass
 
 
 def finished_before(state: dict, moment: float) -> bool:

@@ -84,6 +84,9 @@ class SandboxRef:
     # The runtime's name a warm sandbox waits under (Docker: the pool's container name); a session
     # takes it in the state store (see pool_members), and its claim renames it from this name.
     name: str | None = None
+    # Its launcher ends a single run's separate stderr with an END mark (launch.ends_stderr);
+    # else the output is complete once stderr stays quiet after the EXIT mark.
+    ends_stderr: bool = False
 
     def __post_init__(self) -> None:
         # As read back from JSON, the command is a list.

@@ -170,6 +170,12 @@ def environment(spec: SandboxSpec) -> dict[str, str]:
     return env
 
 
+def ends_stderr(spec: SandboxSpec) -> bool:
+    """Whether the sandbox's launcher writes END on a single run's separate stderr: the Python
+    and fork launchers do (see END); se-run, under the sh launcher, does so per test only."""
+    return command(spec)[0] in ("python3", "perl")
+
+
 def command(spec: SandboxSpec) -> list[str]:
     """The sandbox's command: the language's own launcher where it has one, else `sh`."""
     if spec.launcher == "python" and not spec.compile:
