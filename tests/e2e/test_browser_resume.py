@@ -208,6 +208,10 @@ def test_declining_to_reattach_leaves_the_program_alone(page: Page, resume_serve
     page.reload()
     page.click("#reattach-decline")
     wait_ready(page)
+    # The status says ready while the dialog is still up: the choice is taken once it closed,
+    # and the tab's entry goes then (CI's loaded machine read it before).
+    expect(page.locator("#reattach-dialog")).to_be_hidden()
+    page.wait_for_function("sessionStorage.getItem('sandbox-engine:attached') === null", timeout=10_000)
     assert page.evaluate("ide.session()") is None
     assert page.evaluate("sessionStorage.getItem('sandbox-engine:attached')") is None
     assert resume_server.session(session_id)["state"] == "RUNNING"
