@@ -180,6 +180,8 @@ class DockerExecutor(Executor):
             log_config=docker.types.LogConfig(type="none"),
         )
         pooled = spec.session_id is None
+        # Built once (it reads the launcher's files): what runs, and what its label says of it.
+        command = launch.command(spec)
         labels = {
             LABEL: "1",
             LABEL_INSTANCE: self.instance,
@@ -189,12 +191,12 @@ class DockerExecutor(Executor):
             LABEL_TTY: "1" if spec.tty else "",
             LABEL_POOL: "1" if pooled else "",
             LABEL_UID: str(uid),
-            LABEL_ENDS_STDERR: "1" if launch.ends_stderr(spec) else "",
+            LABEL_ENDS_STDERR: "1" if launch.ends_stderr(command) else "",
         }
         name = self._name(f"{POOL}{uuid.uuid4().hex[:12]}" if pooled else spec.session_id)
         create = dict(
             image=spec.image,
-            command=launch.command(spec),
+            command=command,
             name=name,
             # Its own uid, and a group of its own: the image's files are readable by all, and
             # /workspace is this uid's.

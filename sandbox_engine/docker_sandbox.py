@@ -152,7 +152,7 @@ class DockerSandbox(Sandbox):
             # Complete at its marks; under se-run a separate stderr once it stayed quiet for SETTLE.
             # With an END mark to come no pause ends it: under load Docker's copy of a backlog of
             # stderr pauses for longer than SETTLE (it cut stderr short under CI).
-            settle = self._settle if not self._ends_stderr else _never
+            settle = None if self._ends_stderr else self._settle
             items = framing.single_run(items, self._one_stream, settle)
         for item in items:
             if not isinstance(item, Started):
@@ -354,10 +354,6 @@ def first_pid(api: docker.APIClient, container: str, translated: Callable = tran
             return api.inspect_container(container)["State"].get("Pid") or None
     except ExecutorError:
         return None
-
-
-def _never() -> None:
-    pass
 
 
 def finished_before(state: dict, moment: float) -> bool:

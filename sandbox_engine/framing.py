@@ -101,14 +101,14 @@ def take_ends(items: Iterable[Output], nonce: str, stderr_ends: bool = False) ->
 
 
 def single_run(
-    items: Iterable[Output], one_stream: bool, settle: Callable[[], None] = lambda: None
+    items: Iterable[Output], one_stream: bool, settle: Callable[[], None] | None = None
 ) -> Iterator[Output]:
     """A single run's output (take_ends' with its END marks), complete at its marks rather than
     when the runtime closes the stream (after the sandbox stops, tens of milliseconds later, or
     never while the launcher lingers: see launch's LINGER). One stream is complete at the EXIT
     mark; a separate stderr also at its END mark, which may come first (the runtime copies the
-    two streams apart). se-run writes no END for a single run: after its EXIT mark `settle` is
-    called and the output goes on to the stream's end."""
+    two streams apart). se-run writes no END for a single run: after its EXIT mark `settle` (if
+    given) is called and the output goes on to the stream's end."""
     stderr_complete = program_ended = False
     for item in items:
         if isinstance(item, StderrEnd):
@@ -121,7 +121,8 @@ def single_run(
             if one_stream or stderr_complete:
                 return
             program_ended = True
-            settle()
+            if settle is not None:
+                settle()
 
 
 _EXIT_FIELDS = rb"(-?\d+) (\d+) (\d+) (\d+) (\d+) (\S+)\r?\n"

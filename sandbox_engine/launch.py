@@ -170,10 +170,10 @@ def environment(spec: SandboxSpec) -> dict[str, str]:
     return env
 
 
-def ends_stderr(spec: SandboxSpec) -> bool:
-    """Whether the sandbox's launcher writes END on a single run's separate stderr: the Python
-    and fork launchers do (see END); se-run, under the sh launcher, does so per test only."""
-    return command(spec)[0] in ("python3", "perl")
+def ends_stderr(command: Sequence[str]) -> bool:
+    """Whether a sandbox's command (see command) writes END on a single run's separate stderr:
+    the Python and fork launchers do (see END); se-run, under the sh launcher, per test only."""
+    return command[0] != "/bin/sh"
 
 
 def command(spec: SandboxSpec) -> list[str]:

@@ -97,4 +97,5 @@ def test_under_se_run_a_quiet_moment_after_the_exit_mark_ends_the_output():
     ],
 )
 def test_the_launchers_that_end_stderr(language, ends):
-    assert launch.ends_stderr(sandbox_spec(Config(), LANGUAGES[language], None, False)) is ends
+    spec = sandbox_spec(Config(), LANGUAGES[language], None, False)
+    assert launch.ends_stderr(launch.command(spec)) is ends
