@@ -163,7 +163,7 @@ class Engine:
             finally:
                 self.records.forget_code(session_id)
                 # The run removes it soon, off its client's path (see runs): no name need follow,
-                # and its store entry stays until then (see sandbox_removed).
+                # and its store entry stays until then (see remove_later).
                 self._claims.ended(session_id)
 
     def check_attachable(self, session_id: str, resume: int | None = None, takeover: bool = False) -> bool:
@@ -263,20 +263,21 @@ class Engine:
         # Its program ended: its stopped container waits for a quiet moment (see removals).
         sandbox = run.sandbox  # not the run, which the removal need not keep
         self._claims.ended(sandbox.session_id)
-        self.removals.add(sandbox.session_id, lambda: self._remove(sandbox))
+        self.remove_later(sandbox)
         self._forget(sandbox.session_id)
         self.records.forget_code(sandbox.session_id)
+
+    def remove_later(self, sandbox: Sandbox) -> None:
+        """Remove a claimed sandbox whose program ended (a session's or a run's) once quiet (see
+        removals); a warm one's store entry goes only then, or a reaper would take it for a
+        pool's leftover meanwhile, and remove it a second time."""
+        self.removals.add(sandbox.session_id, lambda: self._remove(sandbox))
 
     def _remove(self, sandbox: Sandbox) -> None:
         # If Docker is gone this fails; the reaper removes the container once Docker is back
         # (pool-named and in no one's store entry, or under its session's name).
         _remove_quietly(sandbox.remove)
-        self.sandbox_removed(sandbox.session_id)
-
-    def sandbox_removed(self, session_id: str) -> None:
-        """A claimed sandbox removed (a run's too): a warm one's store entry goes only now, or a
-        reaper would take it for a pool's leftover meanwhile, and remove it a second time."""
-        self._claims.removed(session_id)
+        self._claims.removed(sandbox.session_id)
 
     def delete(self, session_id: str, key: Key | None = None) -> None:
         record = _owned(_session_record(self.records, session_id), key)

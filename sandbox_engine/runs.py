@@ -30,7 +30,6 @@ from .batch import (
 from .batch_driver import Batch, Plan
 from .engine import Engine
 from .errors import EngineError, Kind
-from .executor import ExecutorError, Sandbox
 from .keys import Key
 from .protocol import shown
 from .specs import compile_limits, run_limits
@@ -116,21 +115,6 @@ class Runs:
     def version(self, language: str) -> str:
         return self.engine.catalog.versions()[language]
 
-    def _remove_later(self, run_id: str, sandbox: Sandbox) -> None:
-        """Remove the sandbox after the answer: its client need not wait for Docker's removal
-        (a hundred milliseconds and more), as a session's does not after its final state; it
-        waits for a quiet moment as theirs does, and the reaper leaves it alone meanwhile (see
-        removals)."""
-
-        def remove() -> None:
-            try:
-                sandbox.remove()
-            except ExecutorError as exc:
-                log.warning("removal of run %s deferred to the reaper: %s", run_id, exc)
-            self.engine.sandbox_removed(run_id)
-
-        self.engine.removals.add(run_id, remove)
-
     def shutdown(self, timeout: float) -> None:
         """Wait for this worker's background runs (their sandboxes are ended by the engine's)
         and removals."""
@@ -207,7 +191,9 @@ class Runs:
                 try:
                     compile_stage, stages = Batch(sandbox, plan, run_limits(c), compile_limits(c)).carry_out()
                 finally:
-                    self._remove_later(run_id, sandbox)
+                    # After the answer, off its client's path (Docker's removal takes a hundred
+                    # milliseconds and more), once quiet, as a session's (see Engine.remove_later).
+                    self.engine.remove_later(sandbox)
                 result = _result(request, self.version(request.language), plan, compile_stage, stages)
                 reason = (
                     Reason.COMPILE_ERROR

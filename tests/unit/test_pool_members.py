@@ -232,12 +232,7 @@ def test_a_warm_sandbox_ended_and_waiting_for_its_removal_is_removed_once(make_e
     with engine.batch_sandbox(run_id) as sandbox:
         sandbox.start(b"print(1)")
         executor.sandboxes[next(iter(executor.sandboxes))].exit(0)
-
-    def remove() -> None:
-        sandbox.remove()
-        engine.sandbox_removed(run_id)
-
-    engine.removals.add(run_id, remove)
+    engine.remove_later(sandbox)
     assert [t.session_id for t in engine.members.taken()] == [run_id], "its entry waits too"
     passes = reaper(engine)
     passes.reap_once()
