@@ -49,7 +49,7 @@ class LanguageSpec:
     # (the interpreter starts before the program arrives and waits for it, see
     # sandbox_engine.launchers; `run` is
     # then what TESTS mode runs); or "typescript" (node's, with a warm compiler beside it that
-    # the compile stage asks; see launch.compile_stage).
+    # the compile stage asks; see launch_typescript.compile_stage).
     launcher: str = "sh"
 
     def public(self, version: str | None = None) -> dict:

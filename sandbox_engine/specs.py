@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 
-from . import launch
+from . import launch_typescript
 from .config import Config
 from .errors import EngineError, Kind
 from .executor import Limits, SandboxSpec, Terminal
@@ -52,7 +52,7 @@ def sandbox_spec(config: Config, language: LanguageSpec, session_id: str | None,
         command=language.run,
         env=dict(language.env),
         limits=run_limits(config),
-        compile=launch.compile_stage(language.launcher, language.compile),
+        compile=launch_typescript.compile_stage(language.launcher, language.compile),
         compile_limits=compile_limits(config),
         tty=tty,
         launcher=language.launcher,

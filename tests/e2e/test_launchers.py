@@ -14,7 +14,7 @@ from contextlib import ExitStack, contextmanager
 import pytest
 from harness import GVISOR, RUNTIME
 
-from sandbox_engine import launch
+from sandbox_engine import launch, launch_typescript
 from sandbox_engine.config import Config
 from sandbox_engine.docker_executor import GVISOR_SECCOMP
 from sandbox_engine.executor import COMPILE_GID, SandboxSpec
@@ -212,7 +212,7 @@ def test_the_typescript_sandbox_compiles_with_its_warm_compiler_and_hides_the_no
         started = launch.mark(launch.STARTED, NONCE)
         assert process.stdout.read(len(started)) == started
         as_compiler = ["docker", "exec", f"--user={UID}:{COMPILE_GID}", name]
-        alive = f'kill -0 "$(cat {launch.TSC_DIR}/pid)"'
+        alive = f'kill -0 "$(cat {launch_typescript.TSC_DIR}/pid)"'
         # The warm compiler (started before the header, so without the nonce) waits beside the
         # launcher; the compile stage's client asks it, and it ends once it has answered.
         assert subprocess.run([*as_compiler, "sh", "-c", alive], timeout=30).returncode == 0

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from sandbox_engine import launch
+from sandbox_engine import launch, launch_typescript
 from sandbox_engine.config import Config
 from sandbox_engine.languages import LANGUAGES
 from sandbox_engine.specs import sandbox_spec
@@ -20,13 +20,13 @@ assert TSC is not None
 
 
 def test_typescripts_compile_stage_is_the_warm_compilers_client_and_others_are_their_compilers():
-    stage = launch.compile_stage("typescript", TSC)
-    assert stage == ("/bin/sh", "-c", launch.TSC_CLIENT, "tsc-client", *TSC)
+    stage = launch_typescript.compile_stage("typescript", TSC)
+    assert stage == ("/bin/sh", "-c", launch_typescript.TSC_CLIENT, "tsc-client", *TSC)
     assert sandbox_spec(Config(), LANGUAGES["typescript"], "s", tty=False).compile == stage
     c = LANGUAGES["c"]
     assert sandbox_spec(Config(), c, "s", tty=False).compile == c.compile
     # tsc's own arguments, whichever form the compile stage has (a sandbox's label keeps it).
-    assert launch.tsc_arguments(stage) == launch.tsc_arguments(TSC) == TSC[1:]
+    assert launch_typescript.tsc_arguments(stage) == launch_typescript.tsc_arguments(TSC) == TSC[1:]
 
 
 def test_the_warm_compiler_starts_before_the_header_is_read_with_tscs_arguments():
@@ -34,7 +34,7 @@ def test_the_warm_compiler_starts_before_the_header_is_read_with_tscs_arguments(
     argv = launch.command(spec)
     # The fork launcher, with the compiler's start as its prelude and a compile stage to wait for.
     assert argv[:2] == ["perl", "-e"]
-    lines = launch.typescript_prelude(TSC[1:])
+    lines = launch_typescript.typescript_prelude(TSC[1:])
     assert argv[2] == launch.fork_launcher(spec.command, prelude=lines, linger=launch.LINGER)
     assert "our $COMPILES = 1;" in argv[2] and f"our $LINGER = {launch.LINGER!r};" in argv[2]
     prelude = "\n".join(lines)
@@ -49,10 +49,10 @@ def test_the_warm_compiler_starts_before_the_header_is_read_with_tscs_arguments(
 @pytest.mark.skipif(shutil.which("node") is None, reason="no node on this host")
 def test_the_warm_compilers_source_is_valid_javascript(tmp_path):
     source = tmp_path / "tsc_server.js"
-    source.write_text(launch.tsc_server())
+    source.write_text(launch_typescript.tsc_server())
     checked = subprocess.run(["node", "--check", str(source)], capture_output=True, text=True)
     assert checked.returncode == 0, checked.stderr
-    assert launch.tsc_server().startswith("'use strict';\nconst DIR = \"/tmp/se-tsc\";\n")
+    assert launch_typescript.tsc_server().startswith("'use strict';\nconst DIR = \"/tmp/se-tsc\";\n")
 
 
 # Stand-ins for the server, in sh.
@@ -70,7 +70,7 @@ def client(directory: Path, server: str | None) -> subprocess.CompletedProcess:
     """The compile stage's client against a stand-in server (None: one already gone)."""
     os.mkfifo(directory / "req")
     os.mkfifo(directory / "res")
-    script = launch.TSC_CLIENT.replace(launch.TSC_DIR, str(directory))
+    script = launch_typescript.TSC_CLIENT.replace(launch_typescript.TSC_DIR, str(directory))
     pid = directory / "pid"
     # Started as the launcher starts the real one, in a subshell: an orphan, reaped when it ends.
     env = {"d": str(directory), "PATH": os.environ["PATH"]}
