@@ -35,7 +35,7 @@ import docker.types
 from . import launch
 from .docker_api import Failed, client, remove_container, status_of, translated, uncounted
 from .docker_sandbox import DockerSandbox, finished_before
-from .docker_warm import start_warm
+from .docker_warm import start_compile, start_warm
 from .executor import (
     AlreadyClaimed,
     Executor,
@@ -140,12 +140,15 @@ class DockerExecutor(Executor):
         except RangeExhausted as exc:
             raise RuntimeUnavailable(f"no host uid is free for a sandbox: {exc}") from exc
         if spec.session_id is None:
+            nonce = None
             try:
                 start_warm(self.api, created["Id"], spec.tty, self.gvisor, self.starts, self._translated)
+                if spec.compile and launch.relays_compile(spec):
+                    nonce = start_compile(self.api, created["Id"], lease.uid, spec.compile, self._translated)
             except ExecutorError:
                 self._remove(created["Id"], lease.uid)
                 raise
-            return replace(_ref(created["Id"], labels, running=True), name=name)
+            return replace(_ref(created["Id"], labels, running=True), name=name, compile_nonce=nonce)
         return _ref(created["Id"], labels, running=False)
 
     def _create(self, spec: SandboxSpec, uid: int) -> tuple[dict, dict[str, str], str]:

@@ -74,6 +74,8 @@ class DockerSandbox(Sandbox):
         self.tty = ref.tty
         self.compiles = ref.compiles
         self._compile = ref.compile
+        # Started ahead, waiting for the launcher's relay (see launch.compile_waiter): its nonce.
+        self._compile_nonce = ref.compile_nonce
         self._uid = ref.uid
         # Its launcher's END mark completes a single run's stderr: no quiet moment is waited for.
         self._ends_stderr = ref.ends_stderr
@@ -130,7 +132,9 @@ class DockerSandbox(Sandbox):
         self._stderr_ends = not self.tty and not merge_stderr
         self._once = not tests
         self._one_stream = self.tty or merge_stderr
-        self.write(launch.header(code, terminal, self._nonce, merge_stderr, files, tests))
+        header = launch.header(code, terminal, self._nonce, merge_stderr, files, tests)
+        # The relay's line goes with it: the compile stage starts as soon as the code is in place.
+        self.write(header + launch.RELAY if self._compile_nonce else header)
 
     def test(self, stdin: bytes, timeout_ms: int, args: Sequence[str] = ()) -> None:
         self.write(launch.test_frame(stdin, timeout_ms, args))
@@ -161,12 +165,21 @@ class DockerSandbox(Sandbox):
             # The source is in place and the launcher waits for the go: the compile stage's turn.
             if self.tty:
                 yield item
-            if self._compile is not None:
-                yield from self._compile_stage(self._compile)
+            if self._compile is None:
+                continue
+            if self._compile_nonce is not None:
+                stage = framing.relayed_compile(items, self._compile_nonce)
+            else:
+                stage = self._compile_stage(self._compile)
+            for part in stage:
+                yield part
+                if isinstance(part, CompileResult) and part.exit_code != 0:
+                    # A failed compile stage ends the launcher with its code.
+                    self.write(launch.halt(part.exit_code))
 
     def _compile_stage(self, command: tuple[str, ...]) -> Iterator[Output]:
         """Run the compiler beside the launcher, its output as the client's stderr (a tty's:
-        stdout), then its exit code; a failed one ends the launcher with that code."""
+        stdout), then its exit code."""
         if self._uid is None:
             raise ExecutorError("the sandbox has no uid of its own to compile as")
         # The sandbox's uid in another group than the launcher's: see launch on who can forge what.
@@ -209,10 +222,7 @@ class DockerSandbox(Sandbox):
         finally:
             self._compile_sock = None
             sock.close()
-        exit_code = self._exit_code(exec_id)
-        yield CompileResult(exit_code, usage)
-        if exit_code != 0:
-            self.write(launch.halt(exit_code))
+        yield CompileResult(self._exit_code(exec_id), usage)
 
     def _exit_code(self, exec_id: str) -> int:
         """The compile stage's exit code, once its process has ended: Docker records it a moment

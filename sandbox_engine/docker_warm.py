@@ -1,4 +1,5 @@
-"""Starting a warm pool's container, and knowing when its launcher is ready for a program.
+"""Starting a warm pool's container, and knowing when its launcher is ready for a program; and
+starting its compile stage ahead, to wait for the code (see launch.compile_waiter).
 
 The pool offers a sandbox to sessions only once its launcher waits on stdin (see pool_members),
 so that a session taken the moment it is offered never meets a launcher still starting.
@@ -19,7 +20,8 @@ from .docker_sandbox import (
     wait_until_ready,
     waiting_on_stdin,
 )
-from .executor import ExecutorError
+from .executor import COMPILE_GID, ExecutorError
+from .launch import ENV_NONCE, compile_waiter, new_nonce
 
 
 def start_warm(
@@ -63,3 +65,23 @@ def _wait_reading(api: docker.APIClient, container: str, translated: Callable) -
     while time.monotonic() < deadline and not waiting_on_stdin(api, container, translated, pid):
         time.sleep(pause)
         pause = min(pause * 1.5, 0.05)
+
+
+def start_compile(
+    api: docker.APIClient, container: str, uid: int, compile: tuple[str, ...], translated: Callable
+) -> str:
+    """Start a pool sandbox's compile stage ahead, detached, as DockerSandbox._compile_stage runs
+    it (the sandbox's uid in the compile stage's group, a nonce of its own, given before any code
+    of the user's is there): it waits for the launcher's relay. Returns the nonce."""
+    nonce = new_nonce()
+    with translated("start a pool sandbox's compile stage"):
+        exec_id = api.exec_create(
+            container,
+            compile_waiter(compile),
+            stdin=False,
+            tty=False,
+            user=f"{uid}:{COMPILE_GID}",
+            environment={ENV_NONCE: nonce},
+        )["Id"]
+        api.exec_start(exec_id, detach=True)
+    return nonce

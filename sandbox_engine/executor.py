@@ -87,6 +87,10 @@ class SandboxRef:
     # Its launcher ends a single run's separate stderr with an END mark (launch.ends_stderr);
     # else the output is complete once stderr stays quiet after the EXIT mark.
     ends_stderr: bool = False
+    # Its compile stage started already, waiting for the code (a warm pool's; see
+    # launch.compile_waiter): the nonce of its EXIT mark, which its launcher relays. None: the
+    # executor starts the compile stage when the code is in place.
+    compile_nonce: str | None = None
 
     def __post_init__(self) -> None:
         # As read back from JSON, the command is a list.

@@ -10,7 +10,7 @@ import re
 from collections.abc import Callable, Iterable, Iterator
 
 from . import launch
-from .executor import Output, ProgramEnd, Started, StderrEnd, Stream, Usage
+from .executor import CompileResult, Output, ProgramEnd, Started, StderrEnd, Stream, Usage
 
 _STREAMS = {1: Stream.STDOUT, 2: Stream.STDERR}
 HEADER = 8
@@ -98,6 +98,28 @@ def take_ends(items: Iterable[Output], nonce: str, stderr_ends: bool = False) ->
     for stream, marks in ((Stream.STDOUT, exits), (Stream.STDERR, ends)):
         if marks is not None and marks.pending:
             yield stream, marks.pending
+
+
+def relayed_compile(items: Iterator[Output], nonce: str) -> Iterator[Output]:
+    """A compile stage started ahead (see launch.compile_waiter), as the launcher relays it:
+    its output (on either stream: merged, the launcher's stderr is its stdout) as stderr, until
+    its EXIT mark of this nonce, which says how it ended; taken from `items`, which go on after."""
+
+    def relayed() -> Iterator[tuple[Stream, bytes]]:
+        for item in items:
+            if isinstance(item, tuple):
+                yield Stream.STDOUT, item[1]
+
+    for item in take_ends(relayed(), nonce):
+        if isinstance(item, ProgramEnd):
+            code = item.exit_code if item.exit_code is not None else 128 + item.signal
+            yield CompileResult(code, item.usage)
+            return
+        if isinstance(item, tuple):
+            yield Stream.STDERR, item[1]
+    # The sandbox ended first (the compile timeout's kill, or the launcher's end): as a compile
+    # stage's process killed with it.
+    yield CompileResult(137)
 
 
 def single_run(

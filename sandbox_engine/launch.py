@@ -250,8 +250,10 @@ def sh_launcher(
     if compiles:
         # The engine compiles meanwhile, then lowers the limits to the run's and says go (an
         # empty line), or ends the sandbox with the compiler's exit code.
-        read = 'read -r rc || exit 0; [ -z "$rc" ] || exit "$rc"'
-        lines.append(f"stty -echo; {read}; stty echo" if tty else read)
+        if tty:
+            lines.append('stty -echo; read -r rc || exit 0; [ -z "$rc" ] || exit "$rc"; stty echo')
+        else:
+            lines += ["read -r rc || exit 0", _RELAY, '[ -z "$rc" ] || exit "$rc"']
     # The nonce goes to se-run alone, which clears it before the program starts (see se-run.c).
     lines.append(f'{ENV_NONCE}=$nonce exec {se_run} "$mode" -- "$@"')
     return ["/bin/sh", "-c", "\n".join(lines), "launch", *command]
@@ -268,6 +270,52 @@ def compile_command(compile: tuple[str, ...], se_run: str = SE_RUN) -> list[str]
     it gets no stdin. se-run measures it and writes its EXIT mark last, after the compiler's
     output, with the nonce the executor gives it in ENV_NONCE (its own, not the launcher's)."""
     script = f'umask 077; exec {se_run} {COMPILE} -- "$@" </dev/null 1>&2'
+    return ["/bin/sh", "-c", script, "compile", *compile]
+
+
+# A compile stage started ahead, before the code arrives (Docker's `exec` costs some 40 ms, paid
+# then, off the session's path): a process of the compile stage's group waits to open COMPILE_OUT,
+# a FIFO it made, for writing, and runs the compile stage into it once the launcher opened it to
+# relay it, which the engine's RELAY line after the header asks for. What the launcher relays is
+# output like any other: the compile stage's EXIT mark, with its own nonce, says how it ended.
+COMPILE_DIR = "/tmp/se-compile"
+COMPILE_OUT = f"{COMPILE_DIR}/out"
+RELAY = b"relay\n"
+# The sh launcher's part, before it reads the go: the relay runs until the engine's next line,
+# which comes once the engine read the compile stage's EXIT mark (all of its output before it).
+# The FIFO comes a moment after the waiter's start; a waiter that never made it ends the sandbox.
+_RELAY = "\n".join(
+    [
+        'if [ "$rc" = relay ]; then',
+        "  n=0",
+        f"  until [ -p {COMPILE_OUT} ]; do",
+        '    n=$((n + 1)); [ "$n" -le 1000 ] || exit 126; sleep 0.01',
+        "  done",
+        f"  cat {COMPILE_OUT} >&2 & relay=$!",
+        "  read -r rc || exit 0",
+        '  kill "$relay" 2>/dev/null; wait "$relay"',
+        "fi",
+    ]
+)
+
+
+def relays_compile(spec: SandboxSpec) -> bool:
+    """Whether the sandbox's compile stage can be started ahead (compile_waiter): the sh
+    launcher's, without a terminal (a tty's compile stage has a terminal of its own)."""
+    return spec.compile is not None and not spec.tty and spec.launcher != TYPESCRIPT
+
+
+def compile_waiter(compile: tuple[str, ...], se_run: str = SE_RUN) -> list[str]:
+    """compile_command, started ahead (see COMPILE_OUT): its output, all of it, into the FIFO,
+    which only the sandbox's uid may open."""
+    script = "\n".join(
+        [
+            "umask 077",
+            f"mkdir {COMPILE_DIR} && mkfifo {COMPILE_OUT} || exit 126",
+            f"exec </dev/null >{COMPILE_OUT} 2>&1",
+            f'exec {se_run} {COMPILE} -- "$@"',
+        ]
+    )
     return ["/bin/sh", "-c", script, "compile", *compile]
 
 

@@ -76,11 +76,15 @@ def executor(docker_client):
     assert not left and not uids.leases(instance), "the test left a sandbox or a uid behind"
 
 
-@pytest.mark.parametrize("tty", [False, True], ids=["pipes", "tty"])
-def test_code_run_at_compile_time_reaches_nothing_of_the_launcher(executor, tty):
+# A warm pool's sandbox (no session yet) has its compile stage started ahead where it has no
+# terminal (see launch.compile_waiter), its output relayed by the launcher: the same principal.
+@pytest.mark.parametrize(
+    ("tty", "ahead"), [(False, False), (True, False), (False, True)], ids=["pipes", "tty", "ahead"]
+)
+def test_code_run_at_compile_time_reaches_nothing_of_the_launcher(executor, tty, ahead):
     session_id = str(uuid.uuid4())
     spec = SandboxSpec(
-        session_id=session_id,
+        session_id=None if ahead else session_id,
         language="test",
         image="sandbox-engine/python:latest",
         source_file="build.py",
@@ -92,6 +96,7 @@ def test_code_run_at_compile_time_reaches_nothing_of_the_launcher(executor, tty)
         tty=tty,
     )
     ref = executor.create(spec)
+    assert (ref.compile_nonce is not None) == ahead
     sandbox = executor.claim(session_id, "ptest", ref)
     try:
         sandbox.start(ATTACK.encode(), Terminal())

@@ -198,3 +198,49 @@ def test_a_single_run_is_complete_at_its_marks_whichever_comes_first():
     assert run([out, exit_mark, err, StderrEnd(), after]) == [out, exit_mark, err] and settled == [True]
     # No END (se-run): settled, then read to the stream's end.
     assert run([out, exit_mark, err]) == [out, exit_mark, err] and settled == [True, True]
+
+
+# --- a compile stage started ahead (launch.compile_waiter), relayed by the launcher -------------
+
+COMPILE_NONCE = "fedcba9876543210"
+
+
+def compile_mark(code: int, signal: int = 0) -> bytes:
+    return launch.mark(launch.EXIT, COMPILE_NONCE)[:-1] + f" {code} {signal} 10 20 30 -\n".encode()
+
+
+@pytest.mark.parametrize("size", [1, 5, 1000])
+@pytest.mark.parametrize("stream", [OUT, ERR], ids=["merged", "stderr"])
+def test_a_relayed_compile_stage_is_stderr_until_its_mark_and_the_rest_goes_on(size, stream):
+    from sandbox_engine.executor import CompileResult
+
+    relayed = b"main.c:1: warning\n" + compile_mark(1)
+    items = iter([*((stream, piece) for piece in cut(relayed, size)), (OUT, b"program")])
+    stage = list(framing.relayed_compile(items, COMPILE_NONCE))
+    assert b"".join(data for _, data in stage[:-1]) == b"main.c:1: warning\n"
+    assert {s for s, _ in stage[:-1]} == {ERR}
+    result = stage[-1]
+    assert isinstance(result, CompileResult) and result.exit_code == 1 and result.usage.cpu_time_ms == 0.01
+    # Nothing past the mark is taken: the program's output is the caller's.
+    assert list(items) == [(OUT, b"program")]
+
+
+def test_a_relayed_compile_stage_killed_by_a_signal_or_cut_short_says_so():
+    from sandbox_engine.executor import CompileResult
+
+    [result] = framing.relayed_compile(iter([(ERR, compile_mark(-1, 9))]), COMPILE_NONCE)
+    assert result == CompileResult(137, result.usage)
+    # A mark of another nonce (the launcher's, or forged) is output; the stream's end, a kill.
+    forged = launch.mark(launch.EXIT, NONCE)[:-1] + b" 0 0 1 2 3 -\n"
+    *output, result = framing.relayed_compile(iter([(ERR, forged)]), COMPILE_NONCE)
+    assert b"".join(data for _, data in output) == forged and result == CompileResult(137)
+
+
+def test_the_sh_launcher_relays_a_compile_stage_started_ahead_only_without_a_terminal():
+    assert launch.relays_compile(spec("c")) and launch.COMPILE_OUT in launch.command(spec("c"))[2]
+    assert not launch.relays_compile(spec("c", tty=True)) and not launch.relays_compile(spec("python"))
+    # TypeScript's compile stage asks its warm compiler (launch_typescript): not relayed.
+    assert not launch.relays_compile(spec("typescript"))
+    # The waiter runs the compile stage as compile_command does, its output into the FIFO.
+    script = launch.compile_waiter(("gcc", "main.c"))
+    assert script[-2:] == ["gcc", "main.c"] and f">{launch.COMPILE_OUT} 2>&1" in script[2]

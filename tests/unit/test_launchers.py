@@ -21,6 +21,8 @@ EXIT = re.compile(
     rb"\x1eSANDBOX-EXIT " + NONCE.encode() + rb" (-?\d+) (\d+) (\d+) (\d+) (\d+) (-|timeout|abort)\n"
 )
 END = launch.mark(launch.END, NONCE)
+# The compile stage's own, as the executor gives it (see launch.compile_waiter).
+COMPILE_NONCE = "fedcba9876543210"
 
 
 @dataclass(frozen=True)
@@ -114,6 +116,38 @@ def test_with_a_compile_stage_the_sh_launcher_marks_the_source_in_place_and_wait
         assert launcher.wait(10) == 0
     finally:
         stop(launcher)
+
+
+@pytest.mark.parametrize("code", [0, 3])
+def test_a_compile_stage_started_ahead_is_relayed_whole_until_the_engines_line(hostbox, code):
+    # Its FIFO where the box can make it (/tmp/se-compile in a sandbox).
+    here = str(hostbox.workdir / "se-compile")
+    compiler = ("sh", "-c", f'head -c 100000 /dev/zero | tr "\\0" x; echo; echo warned >&2; exit {code}')
+    waiting = launch.compile_waiter(compiler, hostbox.se_run)
+    waiting = [a.replace(launch.COMPILE_DIR, here) for a in waiting]
+    waiter = hostbox.popen(waiting, SANDBOX_NONCE=COMPILE_NONCE)
+    launcher = hostbox.popen([a.replace(launch.COMPILE_DIR, here) for a in sh(hostbox, ECHO, compiles=True)])
+    try:
+        # The relay's line comes with the header, before the source is in place.
+        launcher.stdin.write(launch.header(b"CODE", None, NONCE) + launch.RELAY)
+        launcher.stdin.flush()
+        started = launch.mark(launch.STARTED, NONCE)
+        assert launcher.stdout.read(len(started)) == started
+        chunks = iter(lambda: os.read(launcher.stderr.fileno(), 65536), b"")
+        items = ((Stream.STDERR, chunk) for chunk in chunks)
+        *relayed, result = framing.relayed_compile(items, COMPILE_NONCE)
+        assert b"".join(data for _, data in relayed) == b"x" * 100000 + b"\nwarned\n"
+        assert result.exit_code == code and result.usage is not None
+        # The engine's line after the compile stage's end: the go, or its code.
+        launcher.stdin.write((launch.GO if code == 0 else launch.halt(code)) + b"input\n")
+        launcher.stdin.close()
+        if code == 0:
+            output, mark = one_run(launcher.stdout.read())
+            assert (output, mark.code) == (b"ran CODE\ninput\n", 0)
+        assert launcher.wait(10) == code and waiter.wait(10) == code
+    finally:
+        stop(launcher)
+        stop(waiter)
 
 
 def stop(process) -> None:
