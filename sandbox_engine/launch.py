@@ -30,7 +30,11 @@ launcher or PID 1 nor open their stdin and stdout (a tty's terminal it can open,
 into: TIOCSTI needs the terminal to be its own; being the same uid, it can signal them, which
 only ends its own session). Its exit code comes from the runtime, not from a mark; the program
 starts only on the go, a line on stdin that only the engine can write, after it lowered the
-limits to the run's. The nonce comes in the header, never in the environment (which
+limits to the run's. A warm pool's compile stage is started ahead (see COMPILE_OUT), the same
+principal, with a nonce of its own given before any code of the user's is there: its output
+reaches the engine through the launcher, and how it ended is its se-run's EXIT mark, which the
+compiler cannot forge (se-run is not dumpable, and it clears the nonce before the compiler
+starts). The launcher's nonce comes in the header, never in the environment (which
 /proc/1/environ shows) or the runtime's labels, so no mark can be written ahead of time. The marks
 written after the program started (EXIT, END) come from a process that holds the nonce and is not
 dumpable (prctl PR_SET_DUMPABLE 0: its /proc files are root's), which the program never was: the
@@ -293,7 +297,8 @@ _RELAY = "\n".join(
         "  done",
         f"  cat {COMPILE_OUT} >&2 & relay=$!",
         "  read -r rc || exit 0",
-        '  kill "$relay" 2>/dev/null; wait "$relay"',
+        # The shell says "Terminated" of a job it waits for once killed: not the program's stderr.
+        '  { kill "$relay"; wait "$relay"; } 2>/dev/null',
         "fi",
     ]
 )

@@ -122,7 +122,9 @@ def test_with_a_compile_stage_the_sh_launcher_marks_the_source_in_place_and_wait
 def test_a_compile_stage_started_ahead_is_relayed_whole_until_the_engines_line(hostbox, code):
     # Its FIFO where the box can make it (/tmp/se-compile in a sandbox).
     here = str(hostbox.workdir / "se-compile")
-    compiler = ("sh", "-c", f'head -c 100000 /dev/zero | tr "\\0" x; echo; echo warned >&2; exit {code}')
+    # It leaves a process behind that holds its output open: the relay outlives it until the go.
+    script = f'head -c 100000 /dev/zero | tr "\\0" x; echo; echo warned >&2; sleep 5 & exit {code}'
+    compiler = ("sh", "-c", script)
     waiting = launch.compile_waiter(compiler, hostbox.se_run)
     waiting = [a.replace(launch.COMPILE_DIR, here) for a in waiting]
     waiter = hostbox.popen(waiting, SANDBOX_NONCE=COMPILE_NONCE)
@@ -145,6 +147,8 @@ def test_a_compile_stage_started_ahead_is_relayed_whole_until_the_engines_line(h
             output, mark = one_run(launcher.stdout.read())
             assert (output, mark.code) == (b"ran CODE\ninput\n", 0)
         assert launcher.wait(10) == code and waiter.wait(10) == code
+        # The relay ended quietly: nothing more on the launcher's stderr (a shell's "Terminated").
+        assert launcher.stderr.read() == b""
     finally:
         stop(launcher)
         stop(waiter)
