@@ -92,7 +92,13 @@ def remove_container(api: docker.APIClient, container: str, failed: Failed = unc
     return True
 
 
-def update_limits(api: docker.APIClient, container: str, limits: Limits, failed: Failed = uncounted) -> None:
+def update_limits(
+    api: docker.APIClient,
+    container: str,
+    limits: Limits,
+    failed: Failed = uncounted,
+    ignore: tuple[int, ...] = (),
+) -> None:
     # docker-py's update_container knows neither NanoCpus nor PidsLimit; the API does.
     body = {
         "Memory": limits.memory,
@@ -100,6 +106,6 @@ def update_limits(api: docker.APIClient, container: str, limits: Limits, failed:
         "NanoCpus": int(limits.cpus * 1e9),
         "PidsLimit": limits.pids,
     }
-    with translated("change the sandbox's limits", failed=failed):
+    with translated("change the sandbox's limits", failed=failed, ignore=ignore):
         response = api._post_json(api._url("/containers/{0}/update", container), data=body)
         api._raise_for_status(response)

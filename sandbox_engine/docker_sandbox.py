@@ -21,8 +21,8 @@ from datetime import datetime
 
 import docker
 
-from . import framing, launch, procfs
-from .docker_api import Failed, remove_container, translated, uncounted, update_limits
+from . import docker_limits, framing, launch, procfs
+from .docker_api import Failed, remove_container, translated, uncounted
 from .executor import (
     COMPILE_GID,
     CompileResult,
@@ -167,6 +167,8 @@ class DockerSandbox(Sandbox):
                 yield item
             if self._compile is None:
                 continue
+            if not self._fixed_limits:
+                self._host_pid()  # asked while it compiles: set_limits writes into its cgroup
             if self._compile_nonce is not None:
                 stage = framing.relayed_compile(items, self._compile_nonce)
             else:
@@ -270,7 +272,7 @@ class DockerSandbox(Sandbox):
 
     def set_limits(self, limits: Limits) -> None:
         if not self._fixed_limits:
-            update_limits(self.api, self.container, limits, self._failed)
+            docker_limits.set_limits(self.api, self.container, self._host_pid(), limits, self._failed)
 
     def go(self) -> None:
         self.write(launch.GO)
@@ -320,9 +322,13 @@ class DockerSandbox(Sandbox):
         return ExitStatus(result.get("StatusCode"), bool(state.get("OOMKilled")), ended_before)
 
     def waiting_for_input(self) -> bool:
+        return waiting_on_stdin(self.api, self.container, self._translated, self._host_pid())
+
+    def _host_pid(self) -> int:
+        """Its first process's pid on the host, asked once (0: none told)."""
         if self._pid is None:
             self._pid = first_pid(self.api, self.container, self._translated) or 0
-        return waiting_on_stdin(self.api, self.container, self._translated, self._pid)
+        return self._pid
 
     def remove(self) -> None:
         self._close_socket()

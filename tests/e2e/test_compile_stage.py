@@ -6,6 +6,8 @@ The compiler here is Python running the source: the simplest compiler that runs 
 
 from __future__ import annotations
 
+import os
+import time
 import uuid
 
 import pytest
@@ -61,6 +63,17 @@ PROGRAM = (
 )
 
 
+def memory_limit(pid: int) -> int:
+    """The memory limit of pid's cgroup, read on the host (v1 or v2)."""
+    for line in open(f"/proc/{pid}/cgroup").read().splitlines():
+        _, controllers, path = line.split(":", 2)
+        if "memory" in controllers.split(","):
+            return int(open(f"/sys/fs/cgroup/memory{path}/memory.limit_in_bytes").read())
+        if controllers == "" and os.path.exists(f"/sys/fs/cgroup{path}/memory.max"):
+            return int(open(f"/sys/fs/cgroup{path}/memory.max").read())
+    raise AssertionError("no memory cgroup")
+
+
 @pytest.fixture(scope="module")
 def executor(docker_client):
     instance = f"t{uuid.uuid4().hex[:10]}"
@@ -110,6 +123,14 @@ def test_code_run_at_compile_time_reaches_nothing_of_the_launcher(executor, tty,
                 compiled += item[1]
         assert isinstance(items[-1], CompileResult) and items[-1].exit_code == 0, compiled
         sandbox.set_limits(RUN)
+        # In force once set_limits returns (written into its cgroup, see cgroup_limits), and what
+        # Docker reports of them follows.
+        pid = executor.api.inspect_container(ref.id)["State"]["Pid"]
+        assert memory_limit(pid) == RUN.memory
+        deadline = time.monotonic() + 10
+        while executor.api.inspect_container(ref.id)["HostConfig"]["Memory"] != RUN.memory:
+            assert time.monotonic() < deadline, "Docker's record of the limits did not follow"
+            time.sleep(0.05)
         sandbox.go()
         ran = b"".join(item[1] for item in output if isinstance(item, tuple))
         assert sandbox.wait(30).exit_code == 0

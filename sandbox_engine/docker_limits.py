@@ -1,0 +1,42 @@
+"""Changing a running Docker sandbox's limits (the compile stage's to the run's) on the session's
+path: written into its cgroup at once where the engine can (see cgroup_limits), with Docker's
+update, which stays the record of them, following on a thread of its own; else Docker's update.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+
+import docker
+
+from . import cgroup_limits
+from .docker_api import Failed, update_limits
+from .executor import ExecutorError, Limits
+
+log = logging.getLogger(__name__)
+
+
+def set_limits(
+    api: docker.APIClient, container: str, pid: int | None, limits: Limits, failed: Failed
+) -> None:
+    """The sandbox's limits changed before this returns; `pid`: its first process's on the host."""
+    if pid and cgroup_limits.write(pid, container, limits.memory, limits.cpus, limits.pids):
+        thread = threading.Thread(
+            target=_record,
+            args=(api, container, limits, failed),
+            name=f"se-limits-{container[:12]}",
+            daemon=True,
+        )
+        thread.start()
+        return
+    update_limits(api, container, limits, failed)
+
+
+def _record(api: docker.APIClient, container: str, limits: Limits, failed: Failed) -> None:
+    """Docker's record of what the cgroup holds already (the same values: runc writes them again)."""
+    try:
+        update_limits(api, container, limits, failed, ignore=(404, 409))
+    except ExecutorError as exc:
+        # The cgroup holds the limits: only what Docker reports of them is stale.
+        log.warning("Docker's record of %s's limits was not updated: %s", container[:12], exc)
