@@ -30,7 +30,7 @@ LIMIT_FLAGS = (
     ("--input-limit", "input_limit", "bytes of input that may wait for a program not reading it (2m)"),
     ("--compile-timeout", "compile_timeout", "seconds the compile stage may take (90)"),
     ("--compile-memory", "compile_memory", "memory for the compile stage, no swap (1g)"),
-    ("--compile-cpus", "compile_cpus", "CPUs for the compile stage (1.0)"),
+    ("--compile-cpus", "compile_cpus", "CPUs for the compile stage (2, or the host's if fewer)"),
     ("--compile-pids", "compile_pids", "processes for the compile stage (128)"),
     (
         "--reconnect-grace",

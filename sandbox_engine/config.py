@@ -54,10 +54,13 @@ class Config:
     max_code_size: int = 262144
     # Input waiting for a program that does not read it; past this the client is closed (1013).
     input_limit: int = parse_size("2m")
-    # The compile stage's own limits, generous enough for rustc, ghc and javac on 2 cores.
+    # The compile stage's own limits, generous enough for rustc, ghc and javac on 2 cores. Its CPU:
+    # two, as a plain `docker run` of the compiler has (go and javac use more than one; CFS still
+    # shares the cores between sandboxes that want them), or the host's, if fewer (Docker refuses
+    # more CPUs than the host has).
     compile_timeout: float = 90.0
     compile_memory: int = parse_size("1g")
-    compile_cpus: float = 1.0
+    compile_cpus: float = field(default_factory=lambda: float(min(2, os.cpu_count() or 1)))
     compile_pids: int = 128
     # Warm sandboxes kept started per language: "2" for every language, or "python=4,c=1";
     # "python/tty=2" for terminal sessions. Empty or 0 disables the pool.

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import os
 
 import pytest
 
@@ -239,3 +240,12 @@ def test_the_uid_range_must_hold_every_session_and_the_pool():
     Config.from_env({}, uid_range="300000-300063", max_sessions=64)
     with pytest.raises(ValueError, match="holds 64 uids; max_sessions and the pool need 66"):
         Config.from_env({}, uid_range="300000-300063", max_sessions=64, pool_size="python=2")
+
+
+def test_the_compile_stage_gets_two_cpus_or_the_hosts_if_fewer(monkeypatch):
+    # As a plain `docker run` of the compiler has (go and javac use more than one); Docker
+    # refuses more CPUs than the host has.
+    monkeypatch.setattr(os, "cpu_count", lambda: 1)
+    assert Config().compile_cpus == 1.0
+    monkeypatch.setattr(os, "cpu_count", lambda: 16)
+    assert Config().compile_cpus == 2.0
