@@ -349,7 +349,7 @@ def main(argv: list[str] | None = None) -> int:
     log = open(os.path.join(state, "server.log"), "w")
     server = subprocess.Popen(
         [os.path.join(VENV_BIN, "sandbox-engine"), "serve", "--bind", f"127.0.0.1:{port}", "--workers", "2"]
-        + ["--instance", args.instance, "--pool-size", "python=8,python/tty=4,ruby=2,php=2"]
+        + ["--instance", args.instance, "--pool-size", "python=8,python/tty=4,ruby=2,php=2,c=2"]
         + ["--max-sessions", "80"]
         + ["--output-limit", "200k", "--idle-timeout", "20", "--run-timeout", "60"],
         env=env,
