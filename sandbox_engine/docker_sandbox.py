@@ -5,7 +5,9 @@ takes that apart and takes the launcher's marks out, so what leaves here is the 
 output in order, with the compile stage's end and a tty's readiness between its bytes.
 
 The compile stage runs as a `docker exec` beside the launcher, in the compile stage's group (see
-launch for why): its output is read from its own connection, its exit code is Docker's.
+launch for why): its output is read from its own connection, its exit code is Docker's. A warm
+pool's sandbox may have it started ahead (see launch.compile_waiter): then the launcher relays
+its output, up to its own EXIT mark, on the attach stream.
 """
 
 from __future__ import annotations
