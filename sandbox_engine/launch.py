@@ -285,9 +285,10 @@ def compile_command(compile: tuple[str, ...], se_run: str = SE_RUN) -> list[str]
 COMPILE_DIR = "/tmp/se-compile"
 COMPILE_OUT = f"{COMPILE_DIR}/out"
 RELAY = b"relay\n"
-# The sh launcher's part, before it reads the go: the relay runs until the engine's next line,
-# which comes once the engine read the compile stage's EXIT mark (all of its output before it).
-# The FIFO comes a moment after the waiter's start; a waiter that never made it ends the sandbox.
+# The sh launcher's part, before it reads the go (the fork launcher's is its `relay`): the relay
+# runs until the engine's next line, which comes once the engine read the compile stage's EXIT
+# mark (all of its output before it). The FIFO comes a moment after the waiter's start; a waiter
+# that never made it ends the sandbox.
 _RELAY = "\n".join(
     [
         'if [ "$rc" = relay ]; then',
@@ -305,9 +306,10 @@ _RELAY = "\n".join(
 
 
 def relays_compile(spec: SandboxSpec) -> bool:
-    """Whether the sandbox's compile stage can be started ahead (compile_waiter): the sh
-    launcher's, without a terminal (a tty's compile stage has a terminal of its own)."""
-    return spec.compile is not None and not spec.tty and spec.launcher != TYPESCRIPT
+    """Whether the sandbox's compile stage can be started ahead (compile_waiter), its launcher
+    (the sh or the fork launcher) relaying it: without a terminal (a tty's compile stage has a
+    terminal of its own)."""
+    return spec.compile is not None and not spec.tty
 
 
 def compile_waiter(compile: tuple[str, ...], se_run: str = SE_RUN) -> list[str]:
@@ -394,6 +396,7 @@ def fork_launcher(
         "TESTS": TESTS,
         "HELD": "NODE_OPTIONS",
         "PRELUDE": "\n".join(prelude or ()),
+        "COMPILE_OUT": COMPILE_OUT,
         "MARK_READY": mark(READY).decode(),
         "MARK_STARTED": (MARK_START + STARTED.encode() + b" ").decode(),
         "MARK_EXIT": (MARK_START + EXIT.encode() + b" ").decode(),

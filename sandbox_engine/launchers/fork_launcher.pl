@@ -11,8 +11,9 @@
 # what the compile stage will ask for (TypeScript's warm compiler) before the header is read.
 # ENV_*, MARK_*, SE_RUN, TESTS, @WARM, @RUN, $HELD (the variable the child gets only at the go),
 # $SCRIPT_FIFO (the child reads its script from a FIFO instead of waiting on fd 3: PHP's),
-# $COMPILES, $PRELUDE and the syscall numbers (%SYSCALLS, by machine) are defined before this
-# code by launch.fork_launcher.
+# $COMPILES, $COMPILE_OUT (the FIFO a compile stage started ahead writes into, see relay), $PRELUDE
+# and the syscall numbers (%SYSCALLS, by machine) are defined before this code by
+# launch.fork_launcher.
 use strict;
 use warnings;
 # An exec's failure is handled on the next line: no warning that it is unlikely to be reached.
@@ -148,6 +149,32 @@ sub others_alive {
     return @alive;
 }
 
+sub relay {
+    # A process of its own copies the FIFO (made a moment after the compile stage's start) to
+    # stderr, while this one waits for the engine's line.
+    my ($path) = @_;
+    my $deadline = now_us() + 10_000_000;
+    until (-p $path) {
+        POSIX::_exit(126) if now_us() > $deadline;
+        select(undef, undef, undef, 0.01);
+    }
+    my $pid = fork();
+    defined $pid or POSIX::_exit(126);
+    return $pid if $pid;
+    open(my $in, '<', $path) or POSIX::_exit(0);
+    while (1) {
+        my $got = sysread($in, my $data, 65536);
+        next if !defined $got && $!{EINTR};
+        POSIX::_exit(0) if !$got;
+        my $done = 0;
+        while ($done < $got) {
+            my $wrote = syswrite(STDERR, $data, $got - $done, $done);
+            POSIX::_exit(0) if !defined $wrote && !$!{EINTR};
+            $done += $wrote // 0;
+        }
+    }
+}
+
 sub end_the_others {
     # As se-run: kill every other process of the user (but the spared: the waiting program), and
     # return once none is alive.
@@ -200,6 +227,15 @@ if ($COMPILES) {
     system('stty', '-echo') if $tty;
     my $rc = read_line();
     chomp $rc;
+    if ($rc eq 'relay') {
+        # A compile stage started ahead (see launch.compile_waiter): its output is ours, relayed
+        # from its FIFO until the engine's next line, which comes once it read the stage's end.
+        my $relay = relay($COMPILE_OUT);
+        $rc = read_line();
+        chomp $rc;
+        kill('KILL', $relay);
+        waitpid($relay, 0);
+    }
     POSIX::_exit($rc =~ /^\d+$/ ? $rc : 126) if $rc ne '';
     system('stty', 'echo') if $tty;
     # What the compile stage may have left running does not run beside the program (as se-run).

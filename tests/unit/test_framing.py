@@ -236,11 +236,13 @@ def test_a_relayed_compile_stage_killed_by_a_signal_or_cut_short_says_so():
     assert b"".join(data for _, data in output) == forged and result == CompileResult(137)
 
 
-def test_the_sh_launcher_relays_a_compile_stage_started_ahead_only_without_a_terminal():
-    assert launch.relays_compile(spec("c")) and launch.COMPILE_OUT in launch.command(spec("c"))[2]
-    assert not launch.relays_compile(spec("c", tty=True)) and not launch.relays_compile(spec("python"))
-    # TypeScript's compile stage asks its warm compiler (launch_typescript): not relayed.
-    assert not launch.relays_compile(spec("typescript"))
+def test_a_compile_stage_started_ahead_is_relayed_only_without_a_terminal():
+    for language in ("c", "typescript"):
+        # The sh launcher's, and the fork launcher's (TypeScript's: its warm compiler's client).
+        assert launch.relays_compile(spec(language))
+        assert launch.COMPILE_OUT in launch.command(spec(language))[2]
+        assert not launch.relays_compile(spec(language, tty=True))
+    assert not launch.relays_compile(spec("python"))
     # The waiter runs the compile stage as compile_command does, its output into the FIFO.
     script = launch.compile_waiter(("gcc", "main.c"))
     assert script[-2:] == ["gcc", "main.c"] and f">{launch.COMPILE_OUT} 2>&1" in script[2]

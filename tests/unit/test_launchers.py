@@ -118,8 +118,9 @@ def test_with_a_compile_stage_the_sh_launcher_marks_the_source_in_place_and_wait
         stop(launcher)
 
 
+@pytest.mark.parametrize("launcher_kind", ["sh", "fork"])
 @pytest.mark.parametrize("code", [0, 3])
-def test_a_compile_stage_started_ahead_is_relayed_whole_until_the_engines_line(hostbox, code):
+def test_a_compile_stage_started_ahead_is_relayed_whole_until_the_engines_line(hostbox, code, launcher_kind):
     # Its FIFO where the box can make it (/tmp/se-compile in a sandbox).
     here = str(hostbox.workdir / "se-compile")
     # It leaves a process behind that holds its output open: the relay outlives it until the go.
@@ -128,7 +129,13 @@ def test_a_compile_stage_started_ahead_is_relayed_whole_until_the_engines_line(h
     waiting = launch.compile_waiter(compiler, hostbox.se_run)
     waiting = [a.replace(launch.COMPILE_DIR, here) for a in waiting]
     waiter = hostbox.popen(waiting, SANDBOX_NONCE=COMPILE_NONCE)
-    launcher = hostbox.popen([a.replace(launch.COMPILE_DIR, here) for a in sh(hostbox, ECHO, compiles=True)])
+    # The sh launcher (C's and the like), or the fork launcher (TypeScript's).
+    argv, source = (
+        (sh(hostbox, ECHO, compiles=True), "main")
+        if launcher_kind == "sh"
+        else (compiled_fork(hostbox), "main.js")
+    )
+    launcher = hostbox.popen([a.replace(launch.COMPILE_DIR, here) for a in argv], SANDBOX_SOURCE=source)
     try:
         # The relay's line comes with the header, before the source is in place.
         launcher.stdin.write(launch.header(b"CODE", None, NONCE) + launch.RELAY)
@@ -145,10 +152,12 @@ def test_a_compile_stage_started_ahead_is_relayed_whole_until_the_engines_line(h
         launcher.stdin.close()
         if code == 0:
             output, mark = one_run(launcher.stdout.read())
-            assert (output, mark.code) == (b"ran CODE\ninput\n", 0)
+            ran = b"ran CODE\ninput\n" if launcher_kind == "sh" else b"gone\nCODE"
+            assert (output, mark.code) == (ran, 0)
         assert launcher.wait(10) == code and waiter.wait(10) == code
-        # The relay ended quietly: nothing more on the launcher's stderr (a shell's "Terminated").
-        assert launcher.stderr.read() == b""
+        # The relay ended quietly: nothing more on the launcher's stderr (a shell's "Terminated")
+        # but the fork launcher's END mark after its program.
+        assert launcher.stderr.read() == (END if launcher_kind == "fork" and code == 0 else b"")
     finally:
         stop(launcher)
         stop(waiter)
