@@ -7,14 +7,19 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 
 import docker
 
 from . import cgroup_limits
-from .docker_api import Failed, update_limits
+from .docker_api import Failed, translated, update_limits
 from .executor import ExecutorError, Limits
 
 log = logging.getLogger(__name__)
+
+# After Docker refused the record, how long a sandbox that runc found stopped may still be
+# running to dockerd.
+STOPPING = 1.0
 
 
 def set_limits(
@@ -34,9 +39,27 @@ def set_limits(
 
 
 def _record(api: docker.APIClient, container: str, limits: Limits, failed: Failed) -> None:
-    """Docker's record of what the cgroup holds already (the same values: runc writes them again)."""
+    """Docker's record of what the cgroup holds already (the same values: runc writes them again).
+    A short program's sandbox may have stopped first (Docker then refuses: not running): its
+    limits are no one's concern any more."""
     try:
         update_limits(api, container, limits, failed, ignore=(404, 409))
     except ExecutorError as exc:
-        # The cgroup holds the limits: only what Docker reports of them is stale.
-        log.warning("Docker's record of %s's limits was not updated: %s", container[:12], exc)
+        # runc may say so before dockerd does (it learns of the exit a moment later).
+        deadline = time.monotonic() + STOPPING
+        while _running(api, container) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        if _running(api, container):
+            # The cgroup holds the limits: only what Docker reports of them is stale.
+            log.warning("Docker's record of %s's limits was not updated: %s", container[:12], exc)
+        else:
+            log.debug("%s stopped before Docker's record of its limits: %s", container[:12], exc)
+
+
+def _running(api: docker.APIClient, container: str) -> bool:
+    try:
+        with translated("inspect the sandbox", ignore=(404,)):
+            return bool(api.inspect_container(container)["State"].get("Running"))
+    except ExecutorError:
+        return True  # unknown: as if it ran
+    return False  # removed
