@@ -5,9 +5,9 @@ takes that apart and takes the launcher's marks out, so what leaves here is the 
 output in order, with the compile stage's end and a tty's readiness between its bytes.
 
 The compile stage runs as a `docker exec` beside the launcher, in the compile stage's group (see
-launch for why): its output is read from its own connection, its exit code is Docker's. A warm
-pool's sandbox may have it started ahead (see launch.compile_waiter): then the launcher relays
-its output, up to its own EXIT mark, on the attach stream.
+launch for why): its output is read from its own connection, up to its se-run's EXIT mark, which
+says how it ended. A warm pool's sandbox may have it started ahead (see launch.compile_waiter):
+then the launcher relays its output on the attach stream.
 """
 
 from __future__ import annotations
@@ -32,7 +32,6 @@ from .executor import (
     ExitStatus,
     Limits,
     Output,
-    ProgramEnd,
     RuntimeUnavailable,
     Sandbox,
     SandboxRef,
@@ -172,7 +171,7 @@ class DockerSandbox(Sandbox):
             if not self._fixed_limits:
                 self._host_pid()  # asked while it compiles: set_limits writes into its cgroup
             if self._compile_nonce is not None:
-                stage = framing.relayed_compile(items, self._compile_nonce)
+                stage = framing.compile_stage(items, self._compile_nonce)
             else:
                 stage = self._compile_stage(self._compile)
             for part in stage:
@@ -183,7 +182,7 @@ class DockerSandbox(Sandbox):
 
     def _compile_stage(self, command: tuple[str, ...]) -> Iterator[Output]:
         """Run the compiler beside the launcher, its output as the client's stderr (a tty's:
-        stdout), then its exit code."""
+        stdout), then how it ended (see framing.compile_stage)."""
         if self._uid is None:
             raise ExecutorError("the sandbox has no uid of its own to compile as")
         # The sandbox's uid in another group than the launcher's: see launch on who can forge what.
@@ -210,37 +209,16 @@ class DockerSandbox(Sandbox):
                 # A quick compiler may be done already; its output is what matters.
                 log.debug("compile stage of %s not resized: %s", self.session_id, exc)
         sock = self._compile_sock = getattr(started, "_sock", started)
-        # All its output is one stream (stderr, or a tty's), its EXIT mark last: parsed as stdout.
-        stream = Stream.STDOUT if self.tty else Stream.STDERR
+        # All its output is one stream (stderr, or a tty's), its EXIT mark last.
         if self.tty:
             items = ((Stream.STDOUT, data) for data in self._chunks(sock))
         else:
-            items = ((Stream.STDOUT, data) for _, data in framing.demultiplex(self._chunks(sock)))
-        usage = None
+            items = framing.demultiplex(self._chunks(sock))
         try:
-            for item in framing.take_ends(items, nonce):
-                if isinstance(item, ProgramEnd):
-                    usage = item.usage
-                elif isinstance(item, tuple):
-                    yield stream, item[1]
+            yield from framing.compile_stage(items, nonce, Stream.STDOUT if self.tty else Stream.STDERR)
         finally:
             self._compile_sock = None
             sock.close()
-        yield CompileResult(self._exit_code(exec_id), usage)
-
-    def _exit_code(self, exec_id: str) -> int:
-        """The compile stage's exit code, once its process has ended: Docker records it a moment
-        after the output ends, or later if the compiler closed its output and went on (until
-        it ends, or the compile timeout kills the sandbox: then 137, as for any kill)."""
-        pause = 0.01
-        while not self._closed:
-            with self._translated("learn how the compile stage ended"):
-                state = self.api.exec_inspect(exec_id)
-            if not state.get("Running") and state.get("ExitCode") is not None:
-                return state["ExitCode"]
-            time.sleep(pause)
-            pause = min(pause * 2, 0.5)
-        return 137  # removed meanwhile, and its processes with it
 
     def _settle(self) -> None:
         """From now on a read that waits SETTLE for more ends the output (see output)."""

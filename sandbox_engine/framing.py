@@ -100,23 +100,26 @@ def take_ends(items: Iterable[Output], nonce: str, stderr_ends: bool = False) ->
             yield stream, marks.pending
 
 
-def relayed_compile(items: Iterator[Output], nonce: str) -> Iterator[Output]:
-    """A compile stage started ahead (see launch.compile_waiter), as the launcher relays it:
-    its output (on either stream: merged, the launcher's stderr is its stdout) as stderr, until
-    its EXIT mark of this nonce, which says how it ended; taken from `items`, which go on after."""
+def compile_stage(items: Iterator[Output], nonce: str, stream: Stream = Stream.STDERR) -> Iterator[Output]:
+    """A compile stage's output, from its own connection or relayed by the launcher (a compile
+    stage started ahead, see launch.compile_waiter; then on either stream: merged, the
+    launcher's stderr is its stdout): as `stream`, until its se-run's EXIT mark of this nonce,
+    which says how it ended (the compiler cannot forge it: see launch). Nothing past the mark is
+    taken from `items`, which go on after (a process the compiler left holding its output does not
+    hold the program back: the program's se-run kills it)."""
 
-    def relayed() -> Iterator[tuple[Stream, bytes]]:
+    def all_as_stdout() -> Iterator[tuple[Stream, bytes]]:
         for item in items:
             if isinstance(item, tuple):
                 yield Stream.STDOUT, item[1]
 
-    for item in take_ends(relayed(), nonce):
+    for item in take_ends(all_as_stdout(), nonce):
         if isinstance(item, ProgramEnd):
             code = item.exit_code if item.exit_code is not None else 128 + item.signal
             yield CompileResult(code, item.usage)
             return
         if isinstance(item, tuple):
-            yield Stream.STDERR, item[1]
+            yield stream, item[1]
     # The sandbox ended first (the compile timeout's kill, or the launcher's end): as a compile
     # stage's process killed with it.
     yield CompileResult(137)

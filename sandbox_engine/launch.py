@@ -28,13 +28,12 @@ group (executor.COMPILE_GID), which makes it another principal to the kernel (pt
 /proc/<pid>/environ, mem and fd/* need every uid and gid to match): it can neither read the
 launcher or PID 1 nor open their stdin and stdout (a tty's terminal it can open, but not type
 into: TIOCSTI needs the terminal to be its own; being the same uid, it can signal them, which
-only ends its own session). Its exit code comes from the runtime, not from a mark; the program
-starts only on the go, a line on stdin that only the engine can write, after it lowered the
-limits to the run's. A warm pool's compile stage is started ahead (see COMPILE_OUT), the same
-principal, with a nonce of its own given before any code of the user's is there: its output
-reaches the engine through the launcher, and how it ended is its se-run's EXIT mark, which the
-compiler cannot forge (se-run is not dumpable, and it clears the nonce before the compiler
-starts). The launcher's nonce comes in the header, never in the environment (which
+only ends its own session). How it ended is its se-run's EXIT mark, under a nonce of its own
+that the compiler cannot learn (se-run is not dumpable, and clears it before the compiler starts);
+the program starts only on the go, a line on stdin that only the engine can write, after it
+lowered the limits to the run's. A warm pool's compile stage is started ahead (see COMPILE_OUT),
+the same principal, its nonce given before any code of the user's is there: its output reaches
+the engine through the launcher. The launcher's nonce comes in the header, never in the environment (which
 /proc/1/environ shows) or the runtime's labels, so no mark can be written ahead of time. The marks
 written after the program started (EXIT, END) come from a process that holds the nonce and is not
 dumpable (prctl PR_SET_DUMPABLE 0: its /proc files are root's), which the program never was: the

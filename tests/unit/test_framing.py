@@ -216,7 +216,7 @@ def test_a_relayed_compile_stage_is_stderr_until_its_mark_and_the_rest_goes_on(s
 
     relayed = b"main.c:1: warning\n" + compile_mark(1)
     items = iter([*((stream, piece) for piece in cut(relayed, size)), (OUT, b"program")])
-    stage = list(framing.relayed_compile(items, COMPILE_NONCE))
+    stage = list(framing.compile_stage(items, COMPILE_NONCE))
     assert b"".join(data for _, data in stage[:-1]) == b"main.c:1: warning\n"
     assert {s for s, _ in stage[:-1]} == {ERR}
     result = stage[-1]
@@ -228,11 +228,11 @@ def test_a_relayed_compile_stage_is_stderr_until_its_mark_and_the_rest_goes_on(s
 def test_a_relayed_compile_stage_killed_by_a_signal_or_cut_short_says_so():
     from sandbox_engine.executor import CompileResult
 
-    [result] = framing.relayed_compile(iter([(ERR, compile_mark(-1, 9))]), COMPILE_NONCE)
+    [result] = framing.compile_stage(iter([(ERR, compile_mark(-1, 9))]), COMPILE_NONCE)
     assert result == CompileResult(137, result.usage)
     # A mark of another nonce (the launcher's, or forged) is output; the stream's end, a kill.
     forged = launch.mark(launch.EXIT, NONCE)[:-1] + b" 0 0 1 2 3 -\n"
-    *output, result = framing.relayed_compile(iter([(ERR, forged)]), COMPILE_NONCE)
+    *output, result = framing.compile_stage(iter([(ERR, forged)]), COMPILE_NONCE)
     assert b"".join(data for _, data in output) == forged and result == CompileResult(137)
 
 

@@ -144,7 +144,7 @@ def test_a_compile_stage_started_ahead_is_relayed_whole_until_the_engines_line(h
         assert launcher.stdout.read(len(started)) == started
         chunks = iter(lambda: os.read(launcher.stderr.fileno(), 65536), b"")
         items = ((Stream.STDERR, chunk) for chunk in chunks)
-        *relayed, result = framing.relayed_compile(items, COMPILE_NONCE)
+        *relayed, result = framing.compile_stage(items, COMPILE_NONCE)
         assert b"".join(data for _, data in relayed) == b"x" * 100000 + b"\nwarned\n"
         assert result.exit_code == code and result.usage is not None
         # The engine's line after the compile stage's end: the go, or its code.
