@@ -46,11 +46,11 @@ def write(
         # The memory limit may never exceed memory and swap together: the lower one first.
         with open(os.path.join(memory_dir, "memory.limit_in_bytes")) as f:
             lowering = memory < int(f.read())
-        names = ["memory.limit_in_bytes", "memory.memsw.limit_in_bytes"]
-        swap_accounted = os.path.exists(os.path.join(memory_dir, names[1]))
-        for name in names if lowering else names[::-1]:
-            if name == names[0] or swap_accounted:
-                _write(memory_dir, name, memory)
+        names = ["memory.limit_in_bytes"]
+        if os.path.exists(os.path.join(memory_dir, "memory.memsw.limit_in_bytes")):  # swap accounted
+            names.append("memory.memsw.limit_in_bytes")
+        for name in names if lowering else reversed(names):
+            _write(memory_dir, name, memory)
         _write(cpu_dir, "cpu.cfs_period_us", CPU_PERIOD)
         _write(cpu_dir, "cpu.cfs_quota_us", quota)
         _write(pids_dir, "pids.max", pids)

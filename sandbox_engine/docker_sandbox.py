@@ -185,19 +185,10 @@ class DockerSandbox(Sandbox):
         stdout), then how it ended (see framing.compile_stage)."""
         if self._uid is None:
             raise ExecutorError("the sandbox has no uid of its own to compile as")
-        # The sandbox's uid in another group than the launcher's: see launch on who can forge what.
-        user = f"{self._uid}:{COMPILE_GID}"
-        # Its EXIT mark's nonce: its own, so that nothing it runs learns the launcher's.
-        nonce = launch.new_nonce()
         with self._translated("start the compile stage"):
-            exec_id = self.api.exec_create(
-                self.container,
-                launch.compile_command(command),
-                stdin=False,
-                tty=self.tty,
-                user=user,
-                environment={launch.ENV_NONCE: nonce},
-            )["Id"]
+            exec_id, nonce = compile_exec(
+                self.api, self.container, self._uid, launch.compile_command(command), self.tty
+            )
             started = self.api.exec_start(exec_id, tty=self.tty, socket=True)
         if self.tty:
             # Its own terminal, as wide as the client's, for the compiler's diagnostics.
@@ -341,6 +332,24 @@ def waiting_on_stdin(
         column = titles.index("PID")
         pids = [int(row[column]) for row in top.get("Processes") or []]
     return procfs.waiting_on_stdin(pids)
+
+
+def compile_exec(
+    api: docker.APIClient, container: str, uid: int, argv: list[str], tty: bool
+) -> tuple[str, str]:
+    """A compile stage's exec, created, not started, and the nonce of its EXIT mark: its own, so
+    that nothing it runs learns the launcher's. It runs as the sandbox's uid in another group
+    than the launcher's: see launch on who can forge what."""
+    nonce = launch.new_nonce()
+    created = api.exec_create(
+        container,
+        argv,
+        stdin=False,
+        tty=tty,
+        user=f"{uid}:{COMPILE_GID}",
+        environment={launch.ENV_NONCE: nonce},
+    )
+    return created["Id"], nonce
 
 
 def first_pid(api: docker.APIClient, container: str, translated: Callable = translated) -> int | None:

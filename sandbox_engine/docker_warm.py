@@ -16,12 +16,13 @@ import docker
 from .docker_sandbox import (
     READY_TIMEOUT,
     close_socket,
+    compile_exec,
     first_pid,
     wait_until_ready,
     waiting_on_stdin,
 )
-from .executor import COMPILE_GID, ExecutorError
-from .launch import ENV_NONCE, compile_waiter, new_nonce
+from .executor import ExecutorError
+from .launch import compile_waiter
 
 
 def start_warm(
@@ -73,15 +74,7 @@ def start_compile(
     """Start a pool sandbox's compile stage ahead, detached, as DockerSandbox._compile_stage runs
     it (the sandbox's uid in the compile stage's group, a nonce of its own, given before any code
     of the user's is there): it waits for the launcher's relay. Returns the nonce."""
-    nonce = new_nonce()
     with translated("start a pool sandbox's compile stage"):
-        exec_id = api.exec_create(
-            container,
-            compile_waiter(compile),
-            stdin=False,
-            tty=False,
-            user=f"{uid}:{COMPILE_GID}",
-            environment={ENV_NONCE: nonce},
-        )["Id"]
+        exec_id, nonce = compile_exec(api, container, uid, compile_waiter(compile), tty=False)
         api.exec_start(exec_id, detach=True)
     return nonce
