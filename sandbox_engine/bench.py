@@ -258,7 +258,7 @@ def run(
     quiet()
     rate = throughput(client, 15, 4)
     quiet()
-    run_rows, run_figures = bench_runs.measure(server, runs, rate, out)
+    run_rows, run_figures = bench_runs.measure(server, runs, rate, out, quiet)
     out(f"measuring: {idle_sessions} idle interactive sessions")
     quiet()
     memory = idle_memory(Client(cold_server or server), idle_sessions)

@@ -116,15 +116,22 @@ def memory_while_waiting(server: str) -> dict:
     }
 
 
-def measure(server: str, runs: int, session_rate: float, out: Callable[[str], None]) -> tuple[list, list]:
-    """Rows (name, Series) and figures/targets (name, value, ok or None) for the bench's tables."""
+def measure(
+    server: str, runs: int, session_rate: float, out: Callable[[str], None], quiet: Callable[[], object]
+) -> tuple[list, list]:
+    """Rows (name, Series) and figures/targets (name, value, ok or None) for the bench's tables.
+    Each phase starts as the sessions' do, after `quiet` (pools full, the last phase's sandboxes
+    removed): the runs per second are compared with the sessions', which start from a full pool."""
     out("measuring: batch runs, sequential")
     latency = hello_latency(server, runs)
     out("measuring: batch runs, sustained")
+    quiet()
     per_second = rate(server, 15, 4)
     out(f"measuring: batch runs, C++ with {TESTS} tests")
+    quiet()
     cpp = compile_once(server)
     out(f"measuring: batch runs, {WAITING} waiting at once")
+    quiet()
     memory = memory_while_waiting(server)
     figures = [
         ("complete hello-world runs per second, sustained (4 clients)", f"{per_second:.1f}", None),
