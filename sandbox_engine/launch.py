@@ -119,7 +119,8 @@ def header(
 
 
 # The modes of a header: one run on the sandbox's own stdin (a session, interactive), or one run
-# per test frame (a batch run), each a fresh process with the frame's stdin and arguments.
+# per test frame (a batch run), each a fresh process with the frame's stdin and arguments (the
+# Python launcher's first: its warm child, which has run nothing yet).
 ONCE = "once"
 TESTS = "tests"
 # se-run's mode for the compile stage: measured as ONCE, but beside the waiting launcher, which it

@@ -297,33 +297,64 @@ def test_the_program_cannot_read_the_nonce(hostbox, mode):
     assert output == b"environ b'Permission denied'\nmem b'Permission denied'\nnonce False False\n"
 
 
-# --- se-run tests: one run per frame -------------------------------------------------------------
+# --- tests: one run per frame, by se-run (and the Python launcher's first, by its warm child) ------
 
-# The test program: its arguments and its stdin; `sleep`: stays past its timeout; `background`:
-# leaves a child that would write into the next test; `ignore`: reads nothing.
+# The test program: its arguments and its stdin; `sleep`: stays past its timeout (once it made the
+# file `sleeping`); `background`: leaves a child that would write into the next test; `ignore`:
+# reads nothing.
 TESTS_PROGRAM = """
 case $1 in
-sleep) sleep 10 ;;
+sleep) touch sleeping; sleep 10 ;;
 background) (sleep 0.3; echo leaked) & echo "started"; echo "to stderr" >&2 ;;
 ignore) exit 0 ;;
 *) printf '%s|' "$@"; cat; echo "err $1" >&2 ;;
 esac
 """
+# The same in Python, for the Python launcher, whose first test is its warm child's.
+PY_TESTS_PROGRAM = b"""
+import os, sys, time
+args = sys.argv[1:]
+first = args[0] if args else ""
+if first == "sleep":
+    open("sleeping", "w").close()
+    time.sleep(10)
+elif first == "background":
+    if os.fork() == 0:
+        time.sleep(0.3)
+        print("leaked")
+        os._exit(0)
+    print("started")
+    print("to stderr", file=sys.stderr)
+elif first != "ignore":
+    sys.stdout.write("".join(arg + "|" for arg in args) or "|")
+    os.write(1, sys.stdin.buffer.read())
+    print("err", first, file=sys.stderr)
+"""
+LAUNCHERS = ["sh", "python"]
 
 
-def run_tests(box: HostBox, frames: bytes, merge: bool = False):
-    stdin = launch.header(b"", None, NONCE, merge, tests=True) + frames
-    return box.run(sh(box, TESTS_PROGRAM), stdin)
+def launcher_of(box: HostBox, kind: str, merge: bool = False) -> tuple[list[str], bytes, dict]:
+    """A launcher in TESTS mode with the test program: its argv, its header and environment."""
+    if kind == "sh":
+        return sh(box, TESTS_PROGRAM), launch.header(b"", None, NONCE, merge, tests=True), {}
+    header = launch.header(PY_TESTS_PROGRAM, None, NONCE, merge, tests=True)
+    return python(box), header, {"SANDBOX_SOURCE": "main.py"}
 
 
-def test_each_frame_is_a_run_of_its_own(hostbox):
+def run_tests(box: HostBox, frames: bytes, merge: bool = False, kind: str = "sh"):
+    argv, header, env = launcher_of(box, kind, merge)
+    return box.run(argv, header + frames, **env)
+
+
+@pytest.mark.parametrize("kind", LAUNCHERS)
+def test_each_frame_is_a_run_of_its_own(hostbox, kind):
     frames = (
         launch.test_frame(b"one\n", 5000, ["a", "b c"])
         + launch.test_frame(b"", 200, ["sleep"])
         + launch.test_frame(b"", 5000, ["background"])
         + launch.test_frame(b"three\n", 5000, ["last"])
     )
-    done = run_tests(hostbox, frames)
+    done = run_tests(hostbox, frames, kind=kind)
     outputs, marks = exits(done.stdout)
     assert outputs == [b"a|b c|one\n", b"", b"started\n", b"last|three\n", b""]
     ended = [(m.code, m.signal, m.flag) for m in marks]
@@ -336,32 +367,91 @@ def test_each_frame_is_a_run_of_its_own(hostbox):
     assert done.returncode == 0
 
 
-def test_merged_the_runs_have_no_end_mark(hostbox):
+# The first frame, which the Python launcher's warm child runs, as each of the kinds above.
+FIRST = {
+    "args": (launch.test_frame(b"one\n", 5000, ["a", "b c"]), b"a|b c|one\n", (0, 0, "-"), b"err a\n"),
+    "timeout": (launch.test_frame(b"", 200, ["sleep"]), b"", (-1, 9, "timeout"), b""),
+    "background": (launch.test_frame(b"", 5000, ["background"]), b"started\n", (0, 0, "-"), b"to stderr\n"),
+    "no args": (launch.test_frame(b"", 5000), b"|", (0, 0, "-"), b"err \n"),
+}
+
+
+@pytest.mark.parametrize("kind", LAUNCHERS)
+@pytest.mark.parametrize("first", FIRST)
+def test_the_first_frame_is_a_run_as_any_other(hostbox, kind, first):
+    frame, output, ended, stderr = FIRST[first]
+    started = time.monotonic()
+    done = run_tests(hostbox, frame + launch.test_frame(b"three\n", 5000, ["last"]), kind=kind)
+    outputs, marks = exits(done.stdout)
+    assert outputs == [output, b"last|three\n", b""], done.stderr
+    assert [(m.code, m.signal, m.flag) for m in marks] == [ended, (0, 0, "-")]
+    assert done.stderr == stderr + END + b"err last\n" + END
+    assert b"leaked" not in done.stdout + done.stderr and done.returncode == 0
+    if first == "timeout":
+        assert 200_000 <= marks[0].wall_us < 2_000_000
+        assert time.monotonic() - started < 5
+
+
+# What a program sees of its process: its arguments, its stdin (a pipe), its signals' mask and
+# handlers, its process group, its open files.
+SEEN = b"""
+import os, signal, stat, sys
+handlers = [signal.getsignal(s) for s in (signal.SIGINT, signal.SIGUSR2, signal.SIGALRM, signal.SIGCHLD)]
+print(sys.argv[1:], stat.S_ISFIFO(os.fstat(0).st_mode), sys.stdin.read(), os.getpgrp() == os.getppid())
+print(signal.pthread_sigmask(signal.SIG_BLOCK, []), handlers, sorted(os.listdir("/proc/self/fd")))
+"""
+
+
+def test_the_python_launchers_first_test_sees_what_a_fresh_interpreter_does(hostbox):
+    frame = launch.test_frame(b"in\n", 5000, ["x", "é y"])
+    stdin = launch.header(SEEN, None, NONCE, tests=True) + frame + frame
+    done = hostbox.run(python(hostbox), stdin, SANDBOX_SOURCE="main.py")
+    outputs, marks = exits(done.stdout)
+    assert outputs[0] == outputs[1] and [m.code for m in marks] == [0, 0], done.stdout + done.stderr
+    assert outputs[0].startswith("['x', 'é y'] True in\n True\n".encode()), outputs[0]
+    # The first in the warm child: the interpreter's start was paid before the code came.
+    assert marks[0].cpu_us * 2 < marks[1].cpu_us, marks
+
+
+@pytest.mark.parametrize("kind", LAUNCHERS)
+def test_merged_the_runs_have_no_end_mark(hostbox, kind):
     frames = launch.test_frame(b"x\n", 5000, ["one"]) + launch.test_frame(b"y\n", 5000, ["two"])
-    done = run_tests(hostbox, frames, merge=True)
+    done = run_tests(hostbox, frames, merge=True, kind=kind)
     outputs, marks = exits(done.stdout)
     assert outputs == [b"one|x\nerr one\n", b"two|y\nerr two\n", b""]
     assert len(marks) == 2 and done.stderr == b""
 
 
-def test_a_big_stdin_unread_blocks_nothing_and_counts_in_no_figure(hostbox):
+@pytest.mark.parametrize("kind", LAUNCHERS)
+def test_a_big_stdin_unread_blocks_nothing_and_counts_in_no_figure(hostbox, kind):
     frames = launch.test_frame(b"x" * (20 << 20), 5000, ["ignore"]) + launch.test_frame(b"y\n", 5000, ["z"])
-    done = run_tests(hostbox, frames)
+    done = run_tests(hostbox, frames, kind=kind)
     outputs, [ignored, after] = exits(done.stdout)
     assert (ignored.code, ignored.flag, outputs[1]) == (0, "-", b"z|y\n")
-    # The frame's stdin was held by se-run: none of it is in the program's resident set.
-    assert ignored.maxrss_kib < 10 << 10
+    # The frame's stdin was held by se-run (or the launcher): none of its 20 MiB is in the
+    # program's resident set (a shell's, or an interpreter's).
+    assert ignored.maxrss_kib < (10 << 10 if kind == "sh" else 20 << 10)
 
 
-def test_an_abort_ends_the_current_run_and_the_next_runs(hostbox):
-    launcher = hostbox.popen(sh(hostbox, TESTS_PROGRAM))
+@pytest.mark.parametrize("kind", LAUNCHERS)
+def test_a_big_stdin_is_read_whole(hostbox, kind):
+    data = os.urandom(3 << 20)
+    done = run_tests(hostbox, launch.test_frame(data, 5000, ["a"]), kind=kind)
+    outputs, [mark] = exits(done.stdout)
+    assert (outputs[0], mark.code) == (b"a|" + data, 0)
+
+
+@pytest.mark.parametrize("kind", LAUNCHERS)
+def test_an_abort_ends_the_current_run_and_the_next_runs(hostbox, kind):
+    argv, header, env = launcher_of(hostbox, kind)
+    launcher = hostbox.popen(argv, **env)
     try:
-        launcher.stdin.write(launch.header(b"", None, NONCE, tests=True))
+        launcher.stdin.write(header)
         launcher.stdin.write(launch.test_frame(b"", 20000, ["sleep"]))
         launcher.stdin.flush()
-        # The program is running once its sleep is: the abort is then for it.
+        # The program is running once it made its file: the abort is then for it.
         deadline = time.monotonic() + 10
-        while b"sleep\x0010\x00" not in cmdlines(launcher):
+        while not (hostbox.workdir / "sleeping").exists():
             assert time.monotonic() < deadline
             time.sleep(0.01)
         os.kill(tini_pid(launcher), getattr(signal, launch.ABORT_SIGNAL))
@@ -400,10 +490,18 @@ def cmdlines(launcher) -> list[bytes]:
     ],
     ids=["header", "short", "args", "big"],
 )
-def test_a_bad_frame_ends_se_run_with_125(hostbox, frames, message):
-    done = run_tests(hostbox, frames)
+@pytest.mark.parametrize("kind", LAUNCHERS)
+def test_a_bad_frame_ends_se_run_with_125(hostbox, frames, message, kind):
+    done = run_tests(hostbox, frames, kind=kind)
     assert done.returncode == 125
-    assert done.stderr.startswith(message)
+    # The Python launcher reads the first frame itself, and says it as se-run does.
+    assert done.stderr.startswith(message if kind == "sh" else message.replace(b"se-run:", b"launcher:"))
+
+
+@pytest.mark.parametrize("kind", LAUNCHERS)
+def test_without_a_frame_the_tests_end_with_0(hostbox, kind):
+    done = run_tests(hostbox, b"", kind=kind)
+    assert (done.returncode, done.stdout, done.stderr) == (0, b"", b"")
 
 
 # --- the Python launcher -------------------------------------------------------------------------
@@ -486,6 +584,22 @@ def test_the_python_launcher_keeps_the_nonce_from_the_program(hostbox):
     done = hostbox.run(python(hostbox), launch.header(SNOOP.encode(), None, NONCE), SANDBOX_SOURCE="main.py")
     output, _ = one_run(done.stdout)
     assert output == b"environ b'Permission denied'\nmem b'Permission denied'\nnonce False False\n"
+
+
+def test_the_python_launchers_first_test_cannot_read_the_nonce(hostbox):
+    # A stdin bigger than its pipe: a writer forked from the launcher, which holds the nonce, feeds
+    # it, and it is as closed to the program as the launcher (not dumpable). PID 1, docker-init,
+    # holds nothing of it.
+    code = SNOOP + (
+        "others = [p for p in os.listdir('/proc') if p.isdigit() and int(p) not in (1, os.getpid())]\n"
+        "print(len(others) >= 2, [p for p in others if read(f'/proc/{p}/mem') != b'Permission denied'])\n"
+    )
+    stdin = launch.header(code.encode(), None, NONCE, tests=True) + launch.test_frame(b"x" * (1 << 20), 5000)
+    done = hostbox.run(python(hostbox), stdin, SANDBOX_SOURCE="main.py")
+    outputs, [mark] = exits(done.stdout)
+    assert outputs[0] == (
+        b"environ b'Permission denied'\nmem b'Permission denied'\nnonce False False\nTrue []\n"
+    ), done.stderr
 
 
 def test_the_python_launcher_runs_tests_through_se_run(hostbox):
