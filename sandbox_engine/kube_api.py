@@ -171,18 +171,6 @@ def pod_manifest(
     }
 
 
-def exit_code_of(status: dict) -> int | None:
-    """A process's exit code from the Status on the error channel: 0 for Success, the code a
-    NonZeroExitCode names, None when it says neither (the connection's failure)."""
-    if status.get("status") == "Success":
-        return 0
-    if status.get("reason") == "NonZeroExitCode":
-        for cause in (status.get("details") or {}).get("causes") or []:
-            if cause.get("reason") == "ExitCode" and str(cause.get("message", "")).isdigit():
-                return int(cause["message"])
-    return None
-
-
 def resize_message(cols: int, rows: int) -> bytes:
     return json.dumps({"Width": cols, "Height": rows}).encode()
 

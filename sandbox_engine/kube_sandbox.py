@@ -26,7 +26,6 @@ from .executor import (
     ExitStatus,
     Limits,
     Output,
-    ProgramEnd,
     Sandbox,
     SandboxRef,
     Started,
@@ -183,7 +182,7 @@ class KubeSandbox(Sandbox):
 
     def _compile_stage(self, command: tuple[str, ...]) -> Iterator[Output]:
         """The compiler beside the launcher, over pods/exec; its output is the client's stderr (a
-        tty's: stdout), its exit code the exec's Status."""
+        tty's: stdout), then how it ended (see framing.compile_stage)."""
         nonce = launch.new_nonce()
         # pods/exec takes no environment: the nonce of its own EXIT mark goes through env(1).
         channels = self._compile_channels = self._exec(
@@ -192,25 +191,22 @@ class KubeSandbox(Sandbox):
         if self.tty:
             size = self._terminal or Terminal()
             channels.resize(size.cols, size.rows)
-        stream = Stream.STDOUT if self.tty else Stream.STDERR
-        usage = None
+        ended: CompileResult | None = None
         try:
-            # All its output is one stream, its EXIT mark last: parsed as stdout.
+            # All its output is one stream, its EXIT mark last.
             items = ((Stream.STDOUT, data) for _, data in channels.frames())
-            for item in framing.take_ends(items, nonce):
-                if isinstance(item, ProgramEnd):
-                    usage = item.usage
-                elif isinstance(item, tuple):
-                    yield stream, item[1]
+            for item in framing.compile_stage(items, nonce, Stream.STDOUT if self.tty else Stream.STDERR):
+                if isinstance(item, CompileResult):
+                    ended = item
+                else:
+                    yield item
         finally:
             self._compile_channels = None
             channels.close()
-        exit_code = kube_api.exit_code_of(channels.status or {})
-        if exit_code is None:
-            exit_code = KILLED
-        yield CompileResult(exit_code, usage)
-        if exit_code != 0:
-            self.write(launch.halt(exit_code))
+        assert ended is not None  # compile_stage ends with one
+        yield ended
+        if ended.exit_code != 0:
+            self.write(launch.halt(ended.exit_code))
 
     def set_limits(self, limits: Limits) -> None:
         """Created under the run's limits (see kube_executor): nothing to lower."""

@@ -68,17 +68,5 @@ def test_the_runtime_class_is_named_when_given():
     assert manifest(runtime_class="gvisor")["spec"]["runtimeClassName"] == "gvisor"
 
 
-def test_the_exit_code_comes_from_the_error_channels_status():
-    assert kube_api.exit_code_of({"metadata": {}, "status": "Success"}) == 0
-    failure = {
-        "status": "Failure",
-        "reason": "NonZeroExitCode",
-        "details": {"causes": [{"reason": "ExitCode", "message": "2"}]},
-    }
-    assert kube_api.exit_code_of(failure) == 2
-    assert kube_api.exit_code_of({"status": "Failure", "reason": "InternalError"}) is None
-    assert kube_api.exit_code_of({}) is None
-
-
 def test_a_resize_is_the_terminal_size_as_json():
     assert json.loads(kube_api.resize_message(91, 33)) == {"Width": 91, "Height": 33}
