@@ -110,7 +110,11 @@ def test_the_python_launcher_runs_a_program_once_and_reports_its_end(docker_clie
     stdout, stderr, status = run(docker_client, "python", launch.header(code, None, NONCE) + b"you\n")
     [output, rest], [(exit_code, sig, cpu, rss, wall, flag)] = exits(stdout)
     assert (output, rest, status, exit_code, sig, flag) == (b"hello you\n", b"", 4, 4, 0, "-"), stderr
-    assert 0 < cpu < 1_000_000 and rss > 1000 and wall >= cpu * 0.5
+    assert 0 < cpu < 1_000_000 and rss > 1000
+    if not GVISOR:
+        # gVisor's clock of a program's CPU time runs on while the host holds the sandbox back
+        # (see test_sandbox's CPU test): 40 ms of it in 18 ms of wall time under CI's load.
+        assert wall >= cpu * 0.5
 
 
 @pytest.mark.parametrize("tests", [False, True], ids=["once", "tests"])
