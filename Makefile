@@ -42,11 +42,14 @@ test-gvisor: setup-test
 
 # The end-to-end suite's core under --executor kubernetes, through the test API server
 # (tests/kubeapi: the part of the Kubernetes API the executor uses, its pods Docker's containers):
-# sessions, the terminal and signals, a compiled language's compile stage, the warm pool, crash
-# recovery (a killed server's and a killed worker's pods reaped), and the executor's own tests.
+# sessions, the terminal and signals, a compiled language (C: its compile stage over pods/exec,
+# a compile error, its program in a tty), the warm pool, crash recovery (a killed server's and a
+# killed worker's pods reaped), and the executor's own tests. (test_compile_stage is the Docker
+# executor's, run here as everywhere.)
 KUBE_TESTS = tests/e2e/test_sessions.py tests/e2e/test_terminal.py tests/e2e/test_compile_stage.py \
-	tests/e2e/test_pool.py tests/e2e/test_kubernetes.py tests/e2e/test_lifecycle.py \
-	-k 'not test_lifecycle or crash_recovery or killed_worker'
+	tests/e2e/test_languages.py tests/e2e/test_pool.py tests/e2e/test_kubernetes.py \
+	tests/e2e/test_lifecycle.py \
+	-k '(not test_lifecycle or crash_recovery or killed_worker) and (not test_languages or [c])'
 
 test-kubernetes: setup-test
 	SANDBOX_ENGINE_EXECUTOR=kubernetes .venv/bin/python -m pytest $(PYTEST_ARGS) $(KUBE_TESTS)
