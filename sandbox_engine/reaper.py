@@ -214,6 +214,13 @@ class Reaper:
             log.info("reaping pooled sandbox %s", info.name)
             self.executor.remove_sandbox(info)
             return
+        record = self.records.read(info.session_id)
+        if record is not None and record.final:
+            # Its end is recorded: only its sandbox is left (its removal failed, or ran since the
+            # listing). No other ending is asked for, nor said in the log.
+            log.info("removing the sandbox of ended session %s", info.session_id)
+            self.executor.remove_sandbox(info)
+            return
         # An ending already decided (a kill, an expiry whose removal failed) keeps its reason.
         reason = self.records.requested_end(info.session_id) or reason
         log.info("reaping session %s (%s)", info.session_id, reason)

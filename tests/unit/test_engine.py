@@ -587,6 +587,19 @@ def test_a_claim_whose_owner_is_gone_is_reaped_as_an_internal_error(engine, exec
     assert executor.list() == []
 
 
+def test_an_ended_sessions_sandbox_is_removed_and_its_end_kept(engine, executor):
+    # Its removal failed, or ran between the reaper's listing and its look at who holds it (a
+    # burst of batch runs showed it): the end recorded stands, and no other is asked for.
+    session_id = engine.create_session("python", CODE)
+    executor.claim(session_id, "p999999999")
+    engine.records.finish(session_id, Reason.EXITED, exit_code=0)
+    reaper(engine).reap_once()
+    described = engine.describe(session_id)
+    assert (described["state"], described["reason"], described["exitCode"]) == ("FINISHED", "exited", 0)
+    assert engine.records.requested_end(session_id) is None
+    assert executor.list() == []
+
+
 def test_the_reaper_frees_what_removed_sandboxes_held_once_a_minute(engine, executor):
     reaper_ = reaper(engine)
     reaper_.reap_once()
