@@ -186,8 +186,6 @@ class Channels:
         self._connection = connection
         self._socket: websocket.WebSocket = connection.sock
         self._lock = threading.Lock()
-        # The error channel's Status, once the process ended (pods/exec) or the attach broke.
-        self.status: dict | None = None
         self._closed = False
 
     def frames(self) -> Iterator[tuple[int, bytes]]:
@@ -203,13 +201,9 @@ class Channels:
             if not data:
                 continue
             channel, payload = data[0], bytes(data[1:])
-            if channel == ERROR:
-                try:
-                    self.status = json.loads(payload) if payload else self.status
-                except ValueError:
-                    # Older servers sent the error as text.
-                    self.status = {"status": "Failure", "message": payload.decode(errors="replace")}
-            elif channel in (STDOUT, STDERR) and payload:
+            # The error channel's Status (how the process ended) is no output: a program's end,
+            # or a compile stage's, is its se-run's EXIT mark (see launch).
+            if channel in (STDOUT, STDERR) and payload:
                 yield channel, payload
 
     def write(self, channel: int, data: bytes) -> None:
