@@ -87,7 +87,9 @@ class Runs:
             finished_at=record.ended_at,
             request=self.records.read_request(run_id),
         )
-        if stored is not None:
+        if stored is not None and record.final:
+            # Finished once its end is recorded too (written after its result): a reader between
+            # the two would see it finished with no finish time.
             return replace(base, state=RunState.FINISHED, **stored)
         if record.final:
             # Ended without a result: its worker died, or the reaper ended it.
