@@ -7,7 +7,7 @@ import time
 
 import pytest
 import requests
-from harness import shutdown, start_server
+from harness import GVISOR, shutdown, start_server
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
 
@@ -34,7 +34,12 @@ def test_hello_world_answers_its_output_status_and_usage(server):
     assert (stage["stdout"], stage["stderr"]) == ("hello\n", "oops\n")
     assert stage["truncated"] == {"stdout": False, "stderr": False}
     assert set(stage["usage"]) == {"cpuTimeMs", "wallTimeMs", "memoryPeakBytes"}
-    assert 0 < stage["usage"]["cpuTimeMs"] < 2000 and stage["usage"]["memoryPeakBytes"] > 1 << 20
+    assert 0 <= stage["usage"]["cpuTimeMs"] < 2000 and stage["usage"]["memoryPeakBytes"] > 1 << 20
+    if not GVISOR:
+        # gVisor counts a program's CPU time in whole ticks of its clock (10 ms: 40.0 ms and 0.0
+        # seen): a first test that runs in the warm interpreter uses less than one, and may be
+        # charged none. Under runc the kernel's count is exact.
+        assert stage["usage"]["cpuTimeMs"] > 0
 
 
 @pytest.fixture(scope="module")
