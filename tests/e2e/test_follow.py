@@ -84,7 +84,9 @@ def test_a_resume_and_a_watch_relayed_from_the_other_worker(make_server, proxy_t
         attachments.append(away_from_its_worker(server, session_id, resume))
         if reattached(server, "resume", "relayed"):
             break
-    assert reattached(server, "resume", "relayed") == 1, "no resume landed on the other worker"
+    # At least one: a worker's count may follow its resume a moment late, and the next resume
+    # of the loop land relayed too (2 seen under CI).
+    assert reattached(server, "resume", "relayed") >= 1, "no resume landed on the other worker"
     relayed = attachments[-1]
     relayed.read_stdout_until(f"line {3 * n + 5}\n")
     # And a watcher there too, the same way.
