@@ -84,10 +84,10 @@ def _read_exactly(size: int, fd: int = 0, short: str = "") -> bytes:
     return b"".join(chunks)
 
 
-def _read_line() -> bytes:
+def _read_line(fd: int = 0) -> bytes:
     line = b""
     while not line.endswith(b"\n"):
-        line += _read_exactly(1)
+        line += _read_exactly(1, fd)
     return line
 
 
@@ -153,10 +153,8 @@ def _program():
     word = os.read(go, 1)
     args = []
     if word in (b"t", b"u"):
-        length = b""
-        while not length.endswith(b"\n"):
-            length += _read_exactly(1, go)
-        args = [os.fsdecode(arg) for arg in _read_exactly(int(length), go).split(b"\0")[:-1]]
+        length = int(_read_line(go))
+        args = [os.fsdecode(arg) for arg in _read_exactly(length, go).split(b"\0")[:-1]]
         os.dup2(test_in, 0)
     os.close(go)
     os.close(test_in)
