@@ -35,7 +35,7 @@ import docker.types
 from . import launch
 from .docker_api import Failed, client, remove_container, status_of, translated, uncounted
 from .docker_sandbox import DockerSandbox, finished_before
-from .docker_warm import start_compile, start_warm
+from .docker_warm import compiles_ahead, start_compile, start_warm
 from .executor import (
     AlreadyClaimed,
     Executor,
@@ -143,8 +143,10 @@ class DockerExecutor(Executor):
             nonce = None
             try:
                 start_warm(self.api, created["Id"], spec.tty, self.gvisor, self.starts, self._translated)
-                if spec.compile and launch.relays_compile(spec):
-                    nonce = start_compile(self.api, created["Id"], lease.uid, spec.compile, self._translated)
+                if spec.compile and compiles_ahead(spec, self.gvisor):
+                    nonce = start_compile(
+                        self.api, created["Id"], lease.uid, spec.compile, spec.tty, self._translated
+                    )
             except ExecutorError:
                 self._remove(created["Id"], lease.uid)
                 raise

@@ -7,7 +7,8 @@ output in order, with the compile stage's end and a tty's readiness between its 
 The compile stage runs as a `docker exec` beside the launcher, in the compile stage's group (see
 launch for why): its output is read from its own connection, up to its se-run's EXIT mark, which
 says how it ended. A warm pool's sandbox may have it started ahead (see launch.compile_waiter):
-then the launcher relays its output on the attach stream.
+then its output comes on the attach stream, relayed by the launcher or, on a terminal, written
+into the sandbox's.
 """
 
 from __future__ import annotations
@@ -171,7 +172,9 @@ class DockerSandbox(Sandbox):
             if not self._fixed_limits:
                 self._host_pid()  # asked while it compiles: set_limits writes into its cgroup
             if self._compile_nonce is not None:
-                stage = framing.compile_stage(items, self._compile_nonce)
+                # Relayed on the launcher's stderr, or written into the sandbox's terminal.
+                stream = Stream.STDOUT if self.tty else Stream.STDERR
+                stage = framing.compile_stage(items, self._compile_nonce, stream)
             else:
                 stage = self._compile_stage(self._compile)
             for part in stage:

@@ -21,7 +21,7 @@ from .docker_sandbox import (
     wait_until_ready,
     waiting_on_stdin,
 )
-from .executor import ExecutorError
+from .executor import ExecutorError, SandboxSpec
 from .launch import compile_waiter
 
 
@@ -68,13 +68,27 @@ def _wait_reading(api: docker.APIClient, container: str, translated: Callable) -
         pause = min(pause * 1.5, 0.05)
 
 
+def compiles_ahead(spec: SandboxSpec, gvisor: bool) -> bool:
+    """Whether a pool sandbox of this spec has its compile stage started ahead (compile_waiter),
+    its launcher (the sh or the fork launcher) relaying it, or on a terminal telling it the
+    terminal's name (see launch.COMPILE_TTY): not on a terminal under gVisor, whose terminal is
+    the host's, which nothing in the sandbox can open by a name (`tty` says "not a tty" there)."""
+    return spec.compile is not None and not (spec.tty and gvisor)
+
+
 def start_compile(
-    api: docker.APIClient, container: str, uid: int, compile: tuple[str, ...], translated: Callable
+    api: docker.APIClient,
+    container: str,
+    uid: int,
+    compile: tuple[str, ...],
+    tty: bool,
+    translated: Callable,
 ) -> str:
     """Start a pool sandbox's compile stage ahead, detached, as DockerSandbox._compile_stage runs
     it (the sandbox's uid in the compile stage's group, a nonce of its own, given before any code
-    of the user's is there): it waits for the launcher's relay. Returns the nonce."""
+    of the user's is there): it waits for the launcher's relay, or on a terminal for its name
+    (no terminal of its own: it writes into the sandbox's). Returns the nonce."""
     with translated("start a pool sandbox's compile stage"):
-        exec_id, nonce = compile_exec(api, container, uid, compile_waiter(compile), tty=False)
+        exec_id, nonce = compile_exec(api, container, uid, compile_waiter(compile, tty=tty), tty=False)
         api.exec_start(exec_id, detach=True)
     return nonce

@@ -88,7 +88,7 @@ class SandboxRef:
     # else the output is complete once stderr stays quiet after the EXIT mark.
     ends_stderr: bool = False
     # Its compile stage started already, waiting for the code (a warm pool's; see
-    # launch.compile_waiter): the nonce of its EXIT mark, which its launcher relays. None: the
+    # launch.compile_waiter): the nonce of its EXIT mark, which comes on the attach stream. None: the
     # executor starts the compile stage when the code is in place.
     compile_nonce: str | None = None
 

@@ -33,8 +33,9 @@ that the compiler cannot learn (se-run is not dumpable, and clears it before the
 the program starts only on the go, a line on stdin that only the engine can write, after it
 lowered the limits to the run's. A warm pool's compile stage is started ahead (see COMPILE_OUT),
 the same principal, its nonce given before any code of the user's is there: its output reaches
-the engine through the launcher. The launcher's nonce comes in the header, never in the environment (which
-/proc/1/environ shows) or the runtime's labels, so no mark can be written ahead of time. The marks
+the engine through the launcher, or on a terminal through the sandbox's (see COMPILE_TTY). The
+launcher's nonce comes in the header, never in the environment (which /proc/1/environ shows) or
+the runtime's labels, so no mark can be written ahead of time. The marks
 written after the program started (EXIT, END) come from a process that holds the nonce and is not
 dumpable (prctl PR_SET_DUMPABLE 0: its /proc files are root's), which the program never was: the
 sh launcher hands the nonce to se-run as it execs it, which clears it before it forks the program;
@@ -219,7 +220,12 @@ def sh_launcher(
     if tty:
         # A terminal would echo the code and act on control characters in it: raw until it is
         # in, and say so, because the engine must not write before.
-        lines += ["stty raw -echo", f"printf '{_printf(READY)}\\n'"]
+        lines.append("stty raw -echo")
+        if compiles:
+            # Its name, for a compile stage started ahead (see COMPILE_TTY), asked now: off the
+            # session's path.
+            lines.append("terminal=$(tty)")
+        lines.append(f"printf '{_printf(READY)}\\n'")
     lines += [
         *prelude,
         "read -r size cols rows merge nonce files mode || exit 0",
@@ -244,7 +250,9 @@ def sh_launcher(
         # the terminal is sane again would be taken raw, so the engine holds it until this mark.
         # No job control in a sandbox's terminal: Ctrl-Z would stop the program with no way back,
         # so it is a plain character (susp undef), as it is to a program in raw mode.
-        lines.append('stty sane susp undef cols "$cols" rows "$rows"')
+        # With a compile stage, no echo until the go: input typed meanwhile is the program's.
+        echo = " -echo" if compiles else ""
+        lines.append(f'stty sane{echo} susp undef cols "$cols" rows "$rows"')
     if marks_expected(tty, compiles):
         # The last mark, written before any code of the user's runs (see the module's doc).
         lines.append(f"printf '{_printf(STARTED)} %s\\n' \"$nonce\"")
@@ -255,7 +263,7 @@ def sh_launcher(
         # The engine compiles meanwhile, then lowers the limits to the run's and says go (an
         # empty line), or ends the sandbox with the compiler's exit code.
         if tty:
-            lines.append('stty -echo; read -r rc || exit 0; [ -z "$rc" ] || exit "$rc"; stty echo')
+            lines += ["read -r rc || exit 0", _TELL_TTY, '[ -z "$rc" ] || exit "$rc"', "stty echo"]
         else:
             lines += ["read -r rc || exit 0", _RELAY, '[ -z "$rc" ] || exit "$rc"']
     # The nonce goes to se-run alone, which clears it before the program starts (see se-run.c).
@@ -285,44 +293,58 @@ def compile_command(compile: tuple[str, ...], se_run: str = SE_RUN) -> list[str]
 COMPILE_DIR = "/tmp/se-compile"
 COMPILE_OUT = f"{COMPILE_DIR}/out"
 RELAY = b"relay\n"
-# The sh launcher's part, before it reads the go (the fork launcher's is its `relay`): the relay
-# runs until the engine's next line, which comes once the engine read the compile stage's EXIT
-# mark (all of its output before it). The FIFO comes a moment after the waiter's start; a waiter
-# that never made it ends the sandbox.
-_RELAY = "\n".join(
-    [
-        'if [ "$rc" = relay ]; then',
-        "  n=0",
-        f"  until [ -p {COMPILE_OUT} ]; do",
-        '    n=$((n + 1)); [ "$n" -le 1000 ] || exit 126; sleep 0.01',
-        "  done",
-        f"  cat {COMPILE_OUT} >&2 & relay=$!",
-        "  read -r rc || exit 0",
-        # The shell says "Terminated" of a job it waits for once killed: not the program's stderr.
-        '  { kill "$relay"; wait "$relay"; } 2>/dev/null',
-        "fi",
+
+
+def _when_relayed(fifo: str, *then: str) -> str:
+    """The sh launcher's part, before it reads the go (the fork launcher's is its `relay`), when
+    the engine's line after the header is RELAY: `then`, once the waiter made `fifo` (a moment
+    after its start; a waiter that never made it ends the sandbox)."""
+    wait = [
+        "n=0",
+        f"until [ -p {fifo} ]; do",
+        '  n=$((n + 1)); [ "$n" -le 1000 ] || exit 126; sleep 0.01',
+        "done",
     ]
+    return "\n".join(['if [ "$rc" = relay ]; then', *(f"  {line}" for line in (*wait, *then)), "fi"])
+
+
+# The relay runs until the engine's next line, which comes once the engine read the compile
+# stage's EXIT mark (all of its output before it). The shell says "Terminated" of a job it waits
+# for once killed: not the program's stderr.
+_RELAY = _when_relayed(
+    COMPILE_OUT,
+    f"cat {COMPILE_OUT} >&2 & relay=$!",
+    "read -r rc || exit 0",
+    '{ kill "$relay"; wait "$relay"; } 2>/dev/null',
+)
+# A terminal's compile stage started ahead writes into the sandbox's terminal itself, as the
+# program will (a compiler colours its diagnostics and fits them to the terminal's width, as in a
+# compile stage exec'd with a terminal of its own): the waiter opens it by the name the launcher
+# writes into COMPILE_TTY, a FIFO the waiter made, once the code is in place. It opens it as a
+# process of another session, so the terminal is not its controlling one: nothing it runs can
+# type into it (TIOCSTI) to give the launcher the go (see the attack in test_compile_stage).
+COMPILE_TTY = f"{COMPILE_DIR}/tty"
+_TELL_TTY = _when_relayed(
+    COMPILE_TTY, f'printf "%s\\n" "$terminal" > {COMPILE_TTY} || exit 126', "read -r rc || exit 0"
 )
 
 
-def relays_compile(spec: SandboxSpec) -> bool:
-    """Whether the sandbox's compile stage can be started ahead (compile_waiter), its launcher
-    (the sh or the fork launcher) relaying it: without a terminal (a tty's compile stage has a
-    terminal of its own)."""
-    return spec.compile is not None and not spec.tty
-
-
-def compile_waiter(compile: tuple[str, ...], se_run: str = SE_RUN) -> list[str]:
+def compile_waiter(compile: tuple[str, ...], se_run: str = SE_RUN, tty: bool = False) -> list[str]:
     """compile_command, started ahead (see COMPILE_OUT): its output, all of it, into the FIFO,
-    which only the sandbox's uid may open."""
-    script = "\n".join(
-        [
-            "umask 077",
+    which only the sandbox's uid may open; on a terminal, into the terminal the launcher names
+    (see COMPILE_TTY)."""
+    if tty:
+        lines = [
+            f"mkdir {COMPILE_DIR} && mkfifo {COMPILE_TTY} || exit 126",
+            f'read -r terminal < {COMPILE_TTY} && [ -c "$terminal" ] || exit 126',
+            'exec </dev/null >"$terminal" 2>&1',
+        ]
+    else:
+        lines = [
             f"mkdir {COMPILE_DIR} && mkfifo {COMPILE_OUT} || exit 126",
             f"exec </dev/null >{COMPILE_OUT} 2>&1",
-            f'exec {se_run} {COMPILE} -- "$@"',
         ]
-    )
+    script = "\n".join(["umask 077", *lines, f'exec {se_run} {COMPILE} -- "$@"'])
     return ["/bin/sh", "-c", script, "compile", *compile]
 
 
@@ -397,6 +419,7 @@ def fork_launcher(
         "HELD": "NODE_OPTIONS",
         "PRELUDE": "\n".join(prelude or ()),
         "COMPILE_OUT": COMPILE_OUT,
+        "COMPILE_TTY": COMPILE_TTY,
         "MARK_READY": mark(READY).decode(),
         "MARK_STARTED": (MARK_START + STARTED.encode() + b" ").decode(),
         "MARK_EXIT": (MARK_START + EXIT.encode() + b" ").decode(),

@@ -11,7 +11,8 @@
 # what the compile stage will ask for (TypeScript's warm compiler) before the header is read.
 # ENV_*, MARK_*, SE_RUN, TESTS, @WARM, @RUN, $HELD (the variable the child gets only at the go),
 # $SCRIPT_FIFO (the child reads its script from a FIFO instead of waiting on fd 3: PHP's),
-# $COMPILES, $COMPILE_OUT (the FIFO a compile stage started ahead writes into, see relay), $PRELUDE
+# $COMPILES, $COMPILE_OUT (the FIFO a compile stage started ahead writes into, see relay),
+# $COMPILE_TTY (where it learns a terminal's name, see tell_terminal), $PRELUDE
 # and the syscall numbers (%SYSCALLS, by machine) are defined before this code by
 # launch.fork_launcher.
 use strict;
@@ -149,15 +150,30 @@ sub others_alive {
     return @alive;
 }
 
-sub relay {
-    # A process of its own copies the FIFO (made a moment after the compile stage's start) to
-    # stderr, while this one waits for the engine's line.
+sub wait_for_fifo {
+    # The FIFO comes a moment after the compile stage's start.
     my ($path) = @_;
     my $deadline = now_us() + 10_000_000;
     until (-p $path) {
         POSIX::_exit(126) if now_us() > $deadline;
         select(undef, undef, undef, 0.01);
     }
+}
+
+sub tell_terminal {
+    my ($path) = @_;
+    wait_for_fifo($path);
+    my $name = POSIX::ttyname(0) // POSIX::_exit(126);
+    open(my $out, '>', $path) or POSIX::_exit(126);
+    syswrite($out, "$name\n") or POSIX::_exit(126);
+    close $out;
+}
+
+sub relay {
+    # A process of its own copies the FIFO (made a moment after the compile stage's start) to
+    # stderr, while this one waits for the engine's line.
+    my ($path) = @_;
+    wait_for_fifo($path);
     my $pid = fork();
     defined $pid or POSIX::_exit(126);
     return $pid if $pid;
@@ -217,17 +233,24 @@ for (1 .. $files) {
 }
 if ($tty) {
     # No job control in a sandbox's terminal: Ctrl-Z is a plain character (see launch.py).
-    system('stty', 'sane', 'susp', 'undef', 'cols', $cols, 'rows', $rows) == 0 or POSIX::_exit(126);
+    # With a compile stage, no echo until the go: input typed meanwhile is the program's.
+    my @echo = $COMPILES ? ('-echo') : ();
+    system('stty', 'sane', @echo, 'susp', 'undef', 'cols', $cols, 'rows', $rows) == 0 or POSIX::_exit(126);
 }
 # The last mark, written before any code of the user's runs (see launch.py).
 syswrite(STDOUT, "$MARK_STARTED$nonce\n") if $tty || $COMPILES;
 if ($COMPILES) {
     # The engine compiles meanwhile, then lowers the limits to the run's and says go (an empty
     # line), or ends the sandbox with the compiler's exit code.
-    system('stty', '-echo') if $tty;
     my $rc = read_line();
     chomp $rc;
-    if ($rc eq 'relay') {
+    if ($rc eq 'relay' && $tty) {
+        # On a terminal the compile stage started ahead writes into it: its name, to the waiter.
+        tell_terminal($COMPILE_TTY);
+        $rc = read_line();
+        chomp $rc;
+    }
+    elsif ($rc eq 'relay') {
         # A compile stage started ahead (see launch.compile_waiter): its output is ours, relayed
         # from its FIFO until the engine's next line, which comes once it read the stage's end.
         my $relay = relay($COMPILE_OUT);

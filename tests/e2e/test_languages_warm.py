@@ -19,7 +19,8 @@ pytestmark = [pytest.mark.docker, pytest.mark.slow]
 # The languages with a launcher of their own (see languages.LanguageSpec.launcher).
 WARM = [spec.id for spec in LANGUAGES.values() if spec.launcher != "sh"]
 # The compiled languages of the sh launcher: a warm pool's sandbox has its compile stage started
-# ahead, waiting for the code (see launch.compile_waiter); a terminal's is exec'd when it comes.
+# ahead, waiting for the code (see launch.compile_waiter); on a terminal it writes into the
+# sandbox's.
 AHEAD = [spec.id for spec in LANGUAGES.values() if spec.launcher == "sh" and spec.compile]
 
 
@@ -86,7 +87,7 @@ def test_a_warm_sandbox_shows_the_prompt_before_input(warm, language):
     assert states == [*(["COMPILING"] if LANGUAGES[language].compile else []), "RUNNING", "FINISHED"]
 
 
-@pytest.mark.parametrize("language", WARM)
+@pytest.mark.parametrize("language", WARM + AHEAD)
 def test_a_warm_terminal_runs_the_ides_example(warm, language):
     session_id = take(warm, LANGUAGES[language].example, language, tty=True)
     with warm.attach(session_id) as ws:
@@ -112,6 +113,9 @@ def test_a_warm_compiler_reports_as_the_compiler_does(warm, language, tty):
         # The compiler's own words (on a pipe, relayed by the launcher), naming the file; as
         # stderr on a pipe, and nothing ran.
         assert LANGUAGES[language].source_file in said and (tty or transcript.text() == ""), said
+        if language in ("c", "cpp"):
+            # gcc colours its diagnostics on a terminal only: it wrote into one (the sandbox's).
+            assert ("\x1b[" in said) == tty, said
     else:
         # tsc's own words and exit code: 2, errors reported and the output written anyway.
         assert transcript.final["exitCode"] == 2

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from sandbox_engine import framing, launch
+from sandbox_engine.docker_warm import compiles_ahead
 from sandbox_engine.executor import SandboxSpec, Started, Stream, Terminal
 from sandbox_engine.languages import LANGUAGES
 
@@ -236,13 +237,22 @@ def test_a_relayed_compile_stage_killed_by_a_signal_or_cut_short_says_so():
     assert b"".join(data for _, data in output) == forged and result == CompileResult(137)
 
 
-def test_a_compile_stage_started_ahead_is_relayed_only_without_a_terminal():
+def test_a_compile_stage_started_ahead_is_relayed_or_told_the_terminal():
     for language in ("c", "typescript"):
         # The sh launcher's, and the fork launcher's (TypeScript's: its warm compiler's client).
-        assert launch.relays_compile(spec(language))
+        assert compiles_ahead(spec(language), gvisor=False)
         assert launch.COMPILE_OUT in launch.command(spec(language))[2]
-        assert not launch.relays_compile(spec(language, tty=True))
-    assert not launch.relays_compile(spec("python"))
-    # The waiter runs the compile stage as compile_command does, its output into the FIFO.
+        # On a terminal, the launcher tells the compile stage its name instead.
+        assert compiles_ahead(spec(language, tty=True), gvisor=False)
+        assert launch.COMPILE_TTY in launch.command(spec(language, tty=True))[2]
+    assert not compiles_ahead(spec("python"), gvisor=False)
+    # Under gVisor, not on a terminal: the sandbox's is the host's, which nothing inside can name.
+    assert compiles_ahead(spec("c"), gvisor=True) and compiles_ahead(spec("c", tty=True), gvisor=False)
+    assert not compiles_ahead(spec("c", tty=True), gvisor=True)
+    # The waiter runs the compile stage as compile_command does, its output into the FIFO, or
+    # into the terminal named in the other.
     script = launch.compile_waiter(("gcc", "main.c"))
     assert script[-2:] == ["gcc", "main.c"] and f">{launch.COMPILE_OUT} 2>&1" in script[2]
+    script = launch.compile_waiter(("gcc", "main.c"), tty=True)
+    assert script[-2:] == ["gcc", "main.c"] and f"< {launch.COMPILE_TTY}" in script[2]
+    assert '>"$terminal" 2>&1' in script[2]

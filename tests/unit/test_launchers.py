@@ -3,17 +3,20 @@ protocol end to end without a container, as the engine's side of it reads it."""
 
 from __future__ import annotations
 
+import itertools
 import os
 import re
+import select
 import signal
+import subprocess
 import time
 from dataclasses import dataclass
 
 import pytest
-from hostbox import HostBox
+from hostbox import UID, HostBox
 
 from sandbox_engine import framing, launch
-from sandbox_engine.executor import Started, Stream
+from sandbox_engine.executor import Started, Stream, Terminal
 
 NONCE = "0123456789abcdef"
 OUT = Stream.STDOUT
@@ -161,6 +164,67 @@ def test_a_compile_stage_started_ahead_is_relayed_whole_until_the_engines_line(h
     finally:
         stop(launcher)
         stop(waiter)
+
+
+@pytest.mark.parametrize("launcher_kind", ["sh", "fork"])
+def test_on_a_terminal_a_compile_stage_started_ahead_writes_into_it(hostbox, launcher_kind):
+    here = str(hostbox.workdir / "se-compile")
+    # Says whether it writes into a terminal and how big it is: the sandbox's, sized by the header.
+    compiler = ("sh", "-c", '[ -t 1 ] && echo "terminal $(stty size <&2)"; echo warned >&2')
+    waiting = launch.compile_waiter(compiler, hostbox.se_run, tty=True)
+    waiting = [a.replace(launch.COMPILE_DIR, here) for a in waiting]
+    waiter = hostbox.popen(waiting, SANDBOX_NONCE=COMPILE_NONCE)
+    argv, source = (
+        (sh(hostbox, 'echo "ran $(cat main)"; read -r x; echo "got $x"', compiles=True, tty=True), "main")
+        if launcher_kind == "sh"
+        else (compiled_fork(hostbox), "main.js")
+    )
+    # The sandbox's terminal, its uid's as Docker makes it.
+    master, slave = os.openpty()
+    os.fchown(slave, UID, -1)
+    launcher = subprocess.Popen(
+        hostbox.command([a.replace(launch.COMPILE_DIR, here) for a in argv]),
+        stdin=slave,
+        stdout=slave,
+        stderr=slave,
+        cwd=hostbox.workdir,
+        env=hostbox.env(SANDBOX_SOURCE=source),
+        start_new_session=True,
+    )
+    os.close(slave)
+    try:
+        read_until(master, launch.mark(launch.READY)[:-1])
+        os.write(master, launch.header(b"CODE", Terminal(cols=77, rows=11), NONCE) + launch.RELAY)
+        after = read_until(master, launch.mark(launch.STARTED, NONCE)[:-1] + b"\r\n").partition(b"\r\n")[2]
+        chunks = itertools.chain([after], iter(lambda: os.read(master, 65536), b""))
+        *written, result = framing.compile_stage(((OUT, chunk) for chunk in chunks), COMPILE_NONCE, OUT)
+        assert b"".join(data for _, data in written) == b"terminal 11 77\r\nwarned\r\n"
+        assert result.exit_code == 0
+        # Typed with the go, before the launcher turns echo back on: not echoed, the program's.
+        os.write(master, launch.GO + b"in\r")
+        rest = b""
+        while EXIT.search(rest.replace(b"\r\n", b"\n")) is None:
+            rest += os.read(master, 65536)
+        ran = b"ran CODE\ngot in\n" if launcher_kind == "sh" else b"gone\nCODE"
+        assert EXIT.split(rest.replace(b"\r\n", b"\n"))[0] == ran
+        assert launcher.wait(10) == 0 and waiter.wait(10) == 0
+    finally:
+        stop(waiter)
+        launcher.kill()
+        launcher.wait()
+        os.close(master)
+
+
+def read_until(fd: int, mark: bytes, timeout: float = 20) -> bytes:
+    """What a terminal's master reads up to and with `mark`, and what came with it."""
+    seen, deadline = b"", time.monotonic() + timeout
+    while mark not in seen:
+        ready, _, _ = select.select([fd], [], [], max(0.0, deadline - time.monotonic()))
+        assert ready, f"no {mark!r} in {timeout} s: {seen!r}"
+        data = os.read(fd, 4096)
+        assert data, f"ended before {mark!r}: {seen!r}"
+        seen += data
+    return seen
 
 
 def stop(process) -> None:
