@@ -109,11 +109,11 @@ def test_without_marks_expected_the_items_pass_as_they_are():
 # --- the launchers ----------------------------------------------------------------------------
 
 
-def spec(language: str = "c", tty: bool = False) -> SandboxSpec:
+def spec(language: str = "c", tty: bool = False, session_id: str | None = "s") -> SandboxSpec:
     lang = LANGUAGES[language]
     limits = None
     return SandboxSpec(
-        session_id="s",
+        session_id=session_id,
         language=lang.id,
         image=lang.image,
         source_file=lang.source_file,
@@ -161,12 +161,21 @@ def test_the_environment_hands_the_launcher_its_facts_and_no_secret():
 
 
 def test_the_python_launcher_gets_the_protocol_constants():
-    command = launch.command(spec("python"))
+    # A warm pool's sandbox (no session yet): the interpreter started before the code comes.
+    command = launch.command(spec("python", session_id=None))
     assert command[:3] == ["python3", "-u", "-c"]
     source = command[3]
     assert f"ENV_SOURCE = {launch.ENV_SOURCE!r}" in source
     assert f"SE_RUN = {launch.SE_RUN!r}" in source
     compile(source, "launcher", "exec")
+
+
+def test_a_cold_python_sandbox_runs_python3_main_py_under_the_sh_launcher():
+    # Made for its session, the interpreter starts when the code comes either way: plain
+    # `python3 -u main.py` under se-run starts sooner than the Python launcher's child.
+    command = launch.command(spec("python"))
+    assert command[0] == "/bin/sh" and command[-3:] == ["python3", "-u", "main.py"]
+    assert not launch.ends_stderr(command)
 
 
 def test_the_sh_launcher_neither_runs_the_compiler_nor_exports_the_nonce():
