@@ -117,6 +117,19 @@ def test_a_tests_background_process_cannot_write_into_the_next(server):
     assert [t["stdout"] for t in result["tests"]] == ["got 1\n", "got 2\n"]
 
 
+def test_a_write_longer_than_a_pipe_holds_arrives_whole_in_every_test(server):
+    # One write of 90,000 bytes per test, each test its own python3 under se-run but the first
+    # (a warm sandbox's interpreter runs it): under gVisor a pipe takes 64 KiB per write(2), and
+    # python3 -u kept only that much of it.
+    code = "import sys\nn = int(input())\nsys.stdout.write(''.join(f'{i:05d}\\n' for i in range(n)))\n"
+    tests = [{"id": name, "stdin": "15000"} for name in ("first", "second", "third")]
+    result = run(server, language="python", code=code, tests=tests, limits={"outputBytes": 100000})
+    whole = "".join(f"{i:05d}\n" for i in range(15000))
+    assert [(t["id"], t["status"], t["stdout"] == whole) for t in result["tests"]] == [
+        (name, "ok", True) for name in ("first", "second", "third")
+    ]
+
+
 def test_bytes_that_are_not_text_come_whole_as_base64(server):
     code = "import sys\nsys.stdout.buffer.write(bytes(range(256)))\n"
     stage = run(server, language="python", code=code)["run"]
