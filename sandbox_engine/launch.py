@@ -184,10 +184,8 @@ def command(spec: SandboxSpec) -> list[str]:
     """The sandbox's command: the language's own launcher where it has one, else `sh`."""
     if spec.launcher == "python" and not spec.compile and spec.session_id is None:
         # The interpreter starts now and waits for the program: a warm sandbox skips its start-up.
-        # A cold one (made for its session) runs `python3 main.py` under se-run, as the sh
-        # launcher runs any language: there the interpreter's start is on the session's path
-        # either way, and the Python launcher's own (its modules, runpy's first-call imports, the
-        # fork) would add some 13 ms to it.
+        # A cold one runs `python3 main.py` under the sh launcher: the launcher's own start (its
+        # modules, runpy's first-call imports, the fork) would add some 13 ms to the session's.
         return ["python3", "-u", "-c", python_launcher(linger=LINGER)]
     if spec.launcher == NODE and not spec.compile:
         # Node starts now and waits for the program: a warm sandbox skips its start-up.

@@ -1,4 +1,3 @@
-
 # sandbox-engine (appended to Debian's sitecustomize): python3 -u puts its text layer right on the
 # raw file and keeps only what one write(2) took, and under gVisor a write to a pipe takes 64 KiB
 # at most: the rest of a longer one was lost. Each write of an unbuffered stdout or stderr is
