@@ -181,11 +181,13 @@ def ends_stderr(command: Sequence[str]) -> bool:
 
 
 def command(spec: SandboxSpec) -> list[str]:
-    """The sandbox's command: the language's own launcher where it has one, else `sh`."""
-    if spec.launcher == "python" and not spec.compile and spec.session_id is None:
+    """The sandbox's command: the language's own launcher where it has one, in a warm pool's
+    sandbox (one made for its session starts the interpreter when the code comes either way, and
+    the launcher's own start would only add to it), else `sh`."""
+    if spec.session_id is not None and spec.launcher in ("python", NODE, RUBY, PHP):
+        return sh_launcher(spec.command, spec.compile is not None, spec.tty)
+    if spec.launcher == "python" and not spec.compile:
         # The interpreter starts now and waits for the program: a warm sandbox skips its start-up.
-        # A cold one runs `python3 main.py` under the sh launcher: the launcher's own start (its
-        # modules, runpy's first-call imports, the fork) would add some 13 ms to the session's.
         return ["python3", "-u", "-c", python_launcher(linger=LINGER)]
     if spec.launcher == NODE and not spec.compile:
         # Node starts now and waits for the program: a warm sandbox skips its start-up.
@@ -195,11 +197,8 @@ def command(spec: SandboxSpec) -> list[str]:
         return ["perl", "-e", fork_launcher(spec.command, warm=ruby_warm(), linger=LINGER)]
     if spec.launcher == PHP and not spec.compile:
         # PHP starts as `php main.php` now, and waits in the open of its script, a FIFO.
-        return [
-            "perl",
-            "-e",
-            fork_launcher(spec.command, warm=spec.command[:-1], script_fifo=True, linger=LINGER),
-        ]
+        script = fork_launcher(spec.command, warm=spec.command[:-1], script_fifo=True, linger=LINGER)
+        return ["perl", "-e", script]
     if spec.launcher == TYPESCRIPT and spec.compile:
         # The compiler and Node start now, and wait for the code: a warm sandbox skips both.
         prelude = typescript_prelude(tsc_arguments(spec.compile))

@@ -170,12 +170,16 @@ def test_the_python_launcher_gets_the_protocol_constants():
     compile(source, "launcher", "exec")
 
 
-def test_a_cold_python_sandbox_runs_python3_main_py_under_the_sh_launcher():
-    # Made for its session, the interpreter starts when the code comes either way: plain
-    # `python3 -u main.py` under se-run starts sooner than the Python launcher's child.
-    command = launch.command(spec("python"))
-    assert command[0] == "/bin/sh" and command[-3:] == ["python3", "-u", "main.py"]
+@pytest.mark.parametrize("language", ["python", "javascript", "ruby", "php"])
+def test_a_cold_sandbox_runs_the_languages_plain_command_under_the_sh_launcher(language):
+    # Made for its session, the interpreter starts when the code comes either way: its plain
+    # command (`python3 -u main.py`) under se-run starts sooner than a launcher's waiting child.
+    run = list(LANGUAGES[language].run)
+    command = launch.command(spec(language))
+    assert command[0] == "/bin/sh" and command[-len(run) :] == run
     assert not launch.ends_stderr(command)
+    # A warm pool's sandbox has the language's own launcher.
+    assert launch.ends_stderr(launch.command(spec(language, session_id=None)))
 
 
 def test_the_sh_launcher_neither_runs_the_compiler_nor_exports_the_nonce():
