@@ -1,8 +1,8 @@
 # sandbox-engine (appended to Debian's sitecustomize): python3 -u puts its text layer right on the
 # raw file and keeps only what one write(2) took, and under gVisor a write to a pipe takes 64 KiB
 # at most: the rest of a longer one was lost. Each write of an unbuffered stdout or stderr is
-# written whole instead, as a buffered stream's is (the Python launcher does the same for its
-# program: launchers/python_launcher.py).
+# written whole instead, as a buffered stream's is: a program's under se-run, and the Python
+# launcher's program, which inherits the launcher's (launchers/python_launcher.py).
 def _sandbox_whole_writes():
     import io
     import os

@@ -31,7 +31,6 @@ if tty and os.geteuid() != 0:
 
 import ctypes  # noqa: E402 - after the terminal is raw, see above
 import gc  # noqa: E402
-import io  # noqa: E402
 import runpy  # noqa: E402 - imported before the program arrives: they cost milliseconds once it has
 import signal  # noqa: E402
 import time  # noqa: E402
@@ -91,42 +90,6 @@ def _read_line(fd: int = 0) -> bytes:
     return line
 
 
-class _WholeWrites(io.RawIOBase):
-    """The program's stdout or stderr, each write written whole. python3 -u puts its text layer
-    right on the raw file and keeps only what one write(2) took, and under gVisor a write to a
-    pipe takes 64 KiB at most: the rest of a longer one was lost."""
-
-    def __init__(self, fd):
-        super().__init__()
-        self._fd = fd
-
-    def writable(self):
-        return True
-
-    def fileno(self):
-        return self._fd
-
-    def isatty(self):
-        return os.isatty(self._fd)
-
-    def write(self, data):
-        view = memoryview(data).cast("B")
-        done = 0
-        while done < len(view):
-            done += os.write(self._fd, view[done:])
-        return done
-
-
-def _whole(stream):
-    return io.TextIOWrapper(
-        _WholeWrites(stream.fileno()),
-        encoding=stream.encoding,
-        errors=stream.errors,
-        line_buffering=stream.line_buffering,
-        write_through=True,
-    )
-
-
 def _main(args):
     sys.argv = [source, *args]
     try:
@@ -163,8 +126,9 @@ def _program():
     if word in (b"m", b"u"):
         os.dup2(1, 2)
     signal.signal(signal.SIGINT, signal.default_int_handler)
-    # sys.__stdout__ and sys.__stderr__ keep the originals, which would close the fds if freed.
-    sys.stdout, sys.stderr = _whole(sys.stdout), _whole(sys.stderr)
+    # Each write of stdout and stderr is written whole (under gVisor a pipe takes 64 KiB a write):
+    # the image's sitecustomize wraps them in every python3, this one included
+    # (images/python/whole_writes.py).
     _main(args)
 
 
