@@ -1,6 +1,7 @@
 """Claims: which attachment drives a session's sandbox, decided without the runtime when it can be.
 
-A warm sandbox a session took (see pool_members) is claimed in the state store, by one atomic
+A sandbox a session took (a warm one, or one made for it: see pool_members) is claimed in the
+state store, by one atomic
 rename of its entry, and driven at once; the runtime's name follows on a thread of its own, off
 the client's path, and only for a session still running NAMING_DELAY after its start: Docker's
 rename costs a core for ten to twenty milliseconds under load, which a short session's first
@@ -8,8 +9,9 @@ output and the next session's start would wait for, and a sandbox about to be re
 name. Until it has, the store says who claimed it: the reaper reads that (an owner that died, a
 session that expired), and so does every later claimer, who is refused. The runtime is also
 asked then whether the sandbox still runs: a warm one that died while it waited is removed, and
-its session ends with internal_error. Any other sandbox is claimed by the runtime, as before
-(Executor.claim).
+its session ends with internal_error. Any other sandbox (the store no longer has its entry, or
+its runtime names no sandbox by a name of its own: Kubernetes' made for a session) is claimed
+by the runtime (Executor.claim).
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ import threading
 import time
 from collections.abc import Callable
 
-from .executor import AlreadyClaimed, Executor, ExecutorError, Sandbox, SandboxRef
+from .executor import AlreadyClaimed, Executor, ExecutorError, Sandbox, SandboxRef, SandboxSpec
 from .pool_members import Members
 
 log = logging.getLogger(__name__)
@@ -48,6 +50,15 @@ class Claims:
         self._ending: dict[str, SandboxRef] = {}
         self._naming: set[threading.Thread] = set()
         self._lock = threading.Lock()
+
+    def made(self, spec: SandboxSpec) -> SandboxRef:
+        """A sandbox made for its session, where no warm one was taken. Under a name no session has
+        yet (Docker's), it is entered in the store as taken by the session, as a warm one is, so
+        that its claim is no runtime call either."""
+        ref = self.executor.create(spec)
+        if ref.name and spec.session_id is not None:
+            self.members.adopt(ref, spec.session_id)
+        return ref
 
     def claim(self, session_id: str, ref: SandboxRef | None) -> Sandbox:
         """The session's sandbox, claimed for this worker; AlreadyClaimed or SandboxNotFound as

@@ -1,10 +1,13 @@
 """The Docker implementation of the executor: containers, their names, labels and claims.
 
-A session's sandbox is one container. Its name carries the session: `se-<instance>-<session>`
-while it waits for a client, then `se-<instance>-<session>.p<pid>` once a worker claimed it.
-Claims are renames, which the daemon makes atomic, so any gunicorn worker can serve the
-WebSocket and exactly one ever does. A warm pool's containers (`se-<instance>-pool-<id>`) are
-started ahead of time and taken for a session by the same kind of rename.
+A session's sandbox is one container, created under a name that is no session's yet,
+`se-<instance>-pool-<id>`: a warm pool's, started ahead of time and offered in the state store,
+or one made for its session, which the session takes there at once (see pool_members). A
+session's client claims it in the state store too, without a Docker call (see claims), and
+Docker's name follows, `se-<instance>-<session>.p<pid>`, for a session still running a moment
+later. A claim by Docker itself (Executor.claim, where the store no longer has the entry) is a
+rename, which the daemon makes atomic, so any gunicorn worker can serve the WebSocket and
+exactly one ever does.
 
 Inside, a launcher (see `launch`) reads the program from stdin, writes it to the source file,
 waits while the sandbox runs the compile stage if there is one, and execs the program; /workspace
@@ -151,7 +154,7 @@ class DockerExecutor(Executor):
                 self._remove(created["Id"], lease.uid)
                 raise
             return replace(_ref(created["Id"], labels, running=True), name=name, compile_nonce=nonce)
-        return _ref(created["Id"], labels, running=False)
+        return replace(_ref(created["Id"], labels, running=False), name=name)
 
     def _create(self, spec: SandboxSpec, uid: int) -> tuple[dict, dict[str, str], str]:
         """The container, not started, running as `uid`; and its labels."""
@@ -184,7 +187,6 @@ class DockerExecutor(Executor):
             ulimits=_ulimits(limits, self.gvisor),
             log_config=docker.types.LogConfig(type="none"),
         )
-        pooled = spec.session_id is None
         # Built once (it reads the launcher's files): what runs, and what its label says of it.
         command = launch.command(spec)
         labels = {
@@ -194,11 +196,11 @@ class DockerExecutor(Executor):
             LABEL_CREATED: f"{time.time():.3f}",
             LABEL_COMPILE: json.dumps(spec.compile) if spec.compile else "",
             LABEL_TTY: "1" if spec.tty else "",
-            LABEL_POOL: "1" if pooled else "",
+            LABEL_POOL: "1" if spec.session_id is None else "",
             LABEL_UID: str(uid),
             LABEL_ENDS_STDERR: "1" if launch.ends_stderr(command) else "",
         }
-        name = self._name(f"{POOL}{uuid.uuid4().hex[:12]}" if pooled else spec.session_id)
+        name = self._name(f"{POOL}{uuid.uuid4().hex[:12]}")
         create = dict(
             image=spec.image,
             command=command,

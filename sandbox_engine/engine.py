@@ -126,7 +126,7 @@ class Engine:
             ref = self.members.take(spec.id, tty, session_id) if (spec.id, tty) in self.pool_sizes else None
             if ref is not None:
                 self.on_take()
-            ref = ref or _call(self.executor.create, sandbox_spec(self.config, spec, session_id, tty))
+            ref = ref or _call(self._claims.made, sandbox_spec(self.config, spec, session_id, tty))
         except EngineError:
             self.records.forget(session_id)
             raise

@@ -1,6 +1,7 @@
 """The warm pool's members as the state store knows them, so that a session takes one without
-asking the runtime: the take is one atomic claim here, and the runtime hears of it only when the
-session's client attaches (the claim renames the sandbox then; see Executor.claim).
+asking the runtime: the take is one atomic claim here, and the runtime hears of it only later
+(see claims). A sandbox made for its session, where no warm one waits, is entered here as taken
+at once (adopt), so that its claim is made the same way.
 
 The refiller adds a sandbox once it is started and its launcher is ready; a session takes one by
 renaming its entry, which exactly one taker can do, and its client's attachment claims it by
@@ -53,6 +54,11 @@ class Members(abc.ABC):
     def take(self, language: str, tty: bool, session_id: str) -> SandboxRef | None:
         """One waiting sandbox of this kind, now the session's; None if none is left. Of racing
         takers of one sandbox, exactly one gets it."""
+
+    @abc.abstractmethod
+    def adopt(self, ref: SandboxRef, session_id: str) -> None:
+        """A sandbox made for this session (not the pool's), known as one the session took: its
+        client claims it as a warm one's (see claims), and the reaper reads whose it is."""
 
     @abc.abstractmethod
     def claim(self, container_id: str, session_id: str, owner: str) -> bool:
@@ -125,6 +131,13 @@ class FileMembers(Members):
             if ref is not None:
                 return ref
         return None
+
+    def adopt(self, ref: SandboxRef, session_id: str) -> None:
+        # Written aside and renamed in place, as an offer is.
+        partial = os.path.join(self.directory, f".{ref.id}.partial")
+        with open(partial, "w", opener=private_opener) as f:
+            json.dump(asdict(ref), f)
+        os.rename(partial, os.path.join(self.directory, _TAKEN, f"{ref.id}.{session_id}{_SUFFIX}"))
 
     def claim(self, container_id: str, session_id: str, owner: str) -> bool:
         name = f"{container_id}.{session_id}"

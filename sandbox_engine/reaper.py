@@ -249,11 +249,15 @@ def reap_instance(executor: Executor, records: Store, reason: Reason = Reason.IN
     if records.others_alive():
         return 0
     count = 0
+    # A sandbox a session took in the store (a warm one, or one made for it) keeps a pool's name
+    # until its claim is named: the store says whose it is, and that session ends too.
+    taken = {t.ref.id: t.session_id for t in records.members().taken()}
     for info in executor.list():
-        if info.pooled:
-            executor.remove_sandbox(info)
+        session_id = taken.get(info.ref.id) if info.pooled else info.session_id
+        if session_id:
+            records.end(session_id, reason, lambda info=info: executor.remove_sandbox(info))
         else:
-            records.end(info.session_id, reason, lambda info=info: executor.remove_sandbox(info))
+            executor.remove_sandbox(info)
         count += 1
     executor.reclaim()
     return count

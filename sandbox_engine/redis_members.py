@@ -82,6 +82,12 @@ class RedisMembers(Members):
         raw = self._take(keys=keys, args=[session_id, repr(self._clock())])
         return _ref(raw)
 
+    def adopt(self, ref: SandboxRef, session_id: str) -> None:
+        with self._redis.pipeline() as pipe:
+            pipe.hset(self._key("ref"), ref.id, json.dumps(asdict(ref)))
+            pipe.hset(self._key("taken"), ref.id, f"{session_id} {self._clock()!r} ")
+            pipe.execute()
+
     def claim(self, container_id: str, session_id: str, owner: str) -> bool:
         args = [container_id, session_id, repr(self._clock()), f"{owner}@{self._host}"]
         return bool(self._claim(keys=[self._key("taken")], args=args))

@@ -42,9 +42,10 @@ def test_the_state_directory_and_every_file_in_it_are_private(make_server, tmp_p
     state_dir = tmp_path / "state"  # missing: the server makes it
     server = make_server(state_dir=str(state_dir), pool_size="python=1")
     assert server.run("print('echo', input())", inputs=["hi\n"]).text() == "echo hi\n"
-    # A sandbox made for its session (no pool of its language), claimed by a rename under a lock
-    # file: the Python one above may have been the pool's, claimed in the state directory.
-    assert server.run('read x; echo "echo $x"', inputs=["hi\n"], language="bash").text() == "echo hi\n"
+    # A session still running after the naming delay: Docker's name follows its claim (made in the
+    # state directory), by a rename under a lock file.
+    slow = 'read x; sleep 2.5; echo "echo $x"'
+    assert server.run(slow, inputs=["hi\n"], language="bash").text() == "echo hi\n"
     waiting = server.create("print('waits for its client')")
     instance = state_dir / server.instance
     names = os.listdir(instance)

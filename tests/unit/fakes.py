@@ -221,9 +221,12 @@ class FakeSandbox(Sandbox):
 
 
 class FakeExecutor(Executor):
-    """Sandboxes by session id; a warm pool's are kept under "pool-<n>" until a session takes one."""
+    """Sandboxes by session id; a warm pool's are kept under "pool-<n>" until a session takes one.
+    With `names_like_pools`, as Docker's executor does, a session's own sandbox is made under such
+    a name too (not started), and its reference names it (see Claims.made)."""
 
-    def __init__(self) -> None:
+    def __init__(self, names_like_pools: bool = False) -> None:
+        self.names_like_pools = names_like_pools
         self.sandboxes: dict[str, FakeSandbox] = {}
         self.specs: dict[str, SandboxSpec] = {}
         self.refs: dict[str, SandboxRef] = {}
@@ -251,7 +254,7 @@ class FakeExecutor(Executor):
         self._fail()
         with self._lock:
             key = spec.session_id
-            if key is None:
+            if key is None or self.names_like_pools:
                 self._pooled += 1
                 key = f"pool-{self._pooled}"
             sandbox = FakeSandbox(key, self, tty=spec.tty, compiles=spec.compile is not None)
@@ -266,7 +269,7 @@ class FakeExecutor(Executor):
                 tty=spec.tty,
                 compile=spec.compile,
                 running=spec.session_id is None,
-                name=key if spec.session_id is None else None,
+                name=key if spec.session_id is None or self.names_like_pools else None,
             )
             self.refs[key] = ref
             return ref

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import multiprocessing
+import os
 import threading
 import time
 import uuid
+from dataclasses import replace
 
 import pytest
 import test_engine
@@ -15,7 +17,7 @@ from test_engine import CODE, END, reaper
 from sandbox_engine.errors import EngineError, Kind
 from sandbox_engine.executor import RuntimeUnavailable, SandboxRef
 from sandbox_engine.pool_members import FileMembers
-from sandbox_engine.reaper import STUCK
+from sandbox_engine.reaper import STUCK, reap_instance
 from sandbox_engine.records import Record
 from sandbox_engine.removals import Removals
 from sandbox_engine.states import State
@@ -39,6 +41,18 @@ def test_a_member_is_taken_once_and_then_names_its_session(tmp_path):
     assert members.waiting() == [ref(2, tty=True)]
     members.settle(ref(1).id)
     assert members.taken() == []
+
+
+def test_a_sandbox_made_for_a_session_is_entered_as_taken_and_claimed_once(tmp_path):
+    members = FileMembers(str(tmp_path))
+    made = replace(ref(1), running=False)
+    members.adopt(made, "s1")
+    assert members.waiting() == [], "offered to no other session"
+    assert [(t.ref, t.session_id, t.owner) for t in members.taken()] == [(made, "s1", None)]
+    assert not members.claim(made.id, "s2", "p1"), "another session's"
+    assert members.claim(made.id, "s1", "p1")
+    assert not members.claim(made.id, "s1", "p2")
+    assert sorted(os.listdir(tmp_path / "pool")) == ["claimed", "taken"], "nothing written aside is left"
 
 
 def test_a_taken_member_is_claimed_once(tmp_path):
@@ -240,3 +254,64 @@ def test_a_warm_sandbox_ended_and_waiting_for_its_removal_is_removed_once(make_e
     assert executor.removed == [], "the reaper left it to its removal"
     engine.removals.flush()
     assert executor.removed == [run_id] and engine.members.taken() == []
+
+
+# --- a sandbox made for its session, under a pool's name (Docker's; see Claims.made) ----------
+
+
+def test_a_sandbox_made_for_its_session_is_claimed_in_the_store_and_named_after(make_engine, executor):
+    executor.names_like_pools = True
+    engine = make_engine()  # no pool: the session's sandbox is made for it
+    session_id = engine.create_session("python", CODE)
+    [taken] = engine.members.taken()
+    assert (taken.session_id, taken.owner, taken.ref.running) == (session_id, None, False)
+    run = engine.attach(session_id, FakeClient())
+    with pytest.raises(EngineError) as refused:
+        engine.attach(session_id, FakeClient())
+    assert refused.value.kind is Kind.ALREADY_ATTACHED
+    assert executor.owners == {}, "no runtime claim on the client's path"
+    engine._claims.join()
+    assert executor.owners == {session_id: engine.owner}, "the runtime's name followed"
+    assert engine.members.taken() == []
+    executor.sandboxes[session_id].exit(0)
+    assert run.wait(END)
+
+
+def test_a_sandbox_made_for_a_session_never_attached_expires_with_it(make_engine, executor):
+    executor.names_like_pools = True
+    engine = make_engine(idle_timeout=0.05)
+    session_id = engine.create_session("python", CODE)
+    time.sleep(0.1)
+    reaper(engine).reap_once()
+    described = engine.describe(session_id)
+    assert (described["state"], described["reason"]) == ("TERMINATED", "idle_timeout")
+    assert executor.list() == [] and engine.members.taken() == []
+
+
+def test_a_sandbox_made_for_a_session_whose_claimer_died_before_naming_it_is_reaped(make_engine, executor):
+    executor.names_like_pools = True
+    engine = make_engine()
+    session_id = engine.create_session("python", CODE)
+    made = engine.records.read(session_id).sandbox
+    assert engine.members.claim(made.id, session_id, "p999999999")  # a worker now gone
+    reaper(engine).reap_once()
+    assert executor.list() == []
+    assert engine.describe(session_id)["reason"] == "internal_error"
+
+
+def test_reaping_an_instance_ends_the_sessions_whose_sandboxes_the_store_says_are_theirs(
+    make_engine, executor
+):
+    # After a crash: a warm sandbox taken by one session, one made for another, both still under
+    # a pool's name; a third, the pool's, waiting. Every sandbox goes, and both sessions end.
+    executor.names_like_pools = True
+    engine = make_engine(pool_size="python=2")
+    offer(engine, executor)
+    offer(engine, executor)
+    warm_session = engine.create_session("python", CODE)
+    engine.pool_sizes = {}  # the next one is made for its session
+    made_session = engine.create_session("python", CODE)
+    assert reap_instance(executor, engine.records) == 3
+    assert executor.list() == []
+    for session_id in (warm_session, made_session):
+        assert engine.describe(session_id)["reason"] == "internal_error"

@@ -6,6 +6,7 @@ from __future__ import annotations
 import threading
 import uuid
 from collections.abc import Iterator
+from dataclasses import replace
 
 import pytest
 import redis
@@ -39,6 +40,19 @@ def test_a_member_offered_by_one_replica_is_taken_once_by_any(replicas):
     assert [(t.ref, t.session_id, t.owner) for t in one.taken()] == [(ref(1), "s1", None)]
     assert one.waiting() == [ref(2, tty=True)] == other.waiting()
     other.settle(ref(1).id)
+    assert one.taken() == []
+
+
+def test_a_sandbox_made_for_a_session_on_one_replica_is_claimed_once_on_any(replicas):
+    one, other = replicas
+    made = replace(ref(1), running=False)
+    one.adopt(made, "s1")
+    assert other.waiting() == [], "offered to no other session"
+    assert [(t.ref, t.session_id, t.owner) for t in other.taken()] == [(made, "s1", None)]
+    assert not other.claim(made.id, "s2", "p1"), "another session's"
+    assert other.claim(made.id, "s1", "p1")
+    assert not one.claim(made.id, "s1", "p2")
+    other.settle(made.id)
     assert one.taken() == []
 
 
