@@ -38,7 +38,7 @@ import docker.types
 from . import launch
 from .docker_api import Failed, client, remove_container, status_of, translated, uncounted
 from .docker_sandbox import DockerSandbox, finished_before
-from .docker_warm import compiles_ahead, start_behind, start_compile, start_warm
+from .docker_warm import compiles_ahead, start_compile, start_warm
 from .executor import (
     AlreadyClaimed,
     Executor,
@@ -154,8 +154,6 @@ class DockerExecutor(Executor):
                 self._remove(created["Id"], lease.uid)
                 raise
             return replace(_ref(created["Id"], labels, running=True), name=name, compile_nonce=nonce)
-        if not spec.tty:
-            start_behind(self.api, created["Id"], self.starts, self._translated)
         return replace(_ref(created["Id"], labels, running=False), name=name)
 
     def _create(self, spec: SandboxSpec, uid: int) -> tuple[dict, dict[str, str], str]:

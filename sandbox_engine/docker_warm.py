@@ -1,6 +1,5 @@
 """Starting a warm pool's container, and knowing when its launcher is ready for a program; and
-starting its compile stage ahead, to wait for the code (see launch.compile_waiter). Starting a
-session's own container while its client connects (see start_behind).
+starting its compile stage ahead, to wait for the code (see launch.compile_waiter).
 
 The pool offers a sandbox to sessions only once its launcher waits on stdin (see pool_members),
 so that a session taken the moment it is offered never meets a launcher still starting.
@@ -8,7 +7,6 @@ so that a session taken the moment it is offered never meets a launcher still st
 
 from __future__ import annotations
 
-import logging
 import threading
 import time
 from collections.abc import Callable
@@ -25,8 +23,6 @@ from .docker_sandbox import (
 )
 from .executor import ExecutorError, SandboxSpec
 from .launch import compile_waiter
-
-log = logging.getLogger(__name__)
 
 
 def start_warm(
@@ -60,29 +56,6 @@ def start_warm(
     finally:
         if sock is not None:
             close_socket(sock)
-
-
-def start_behind(
-    api: docker.APIClient, container: str, starts: threading.BoundedSemaphore, translated: Callable
-) -> None:
-    """Start a session's own sandbox (made for it, not a pool's) on a thread of its own, so that
-    Docker's start (some 75 ms) runs while the client has the POST's answer and opens its
-    WebSocket, and the launcher is up by the time the code comes. Only where stdin is a pipe,
-    which holds the header until the launcher reads it, and the launcher writes nothing before
-    (a terminal's says when it is raw, which only an attachment made before the start hears).
-    The claimer attaches and starts it as before: Docker's start of a container being started
-    waits for that start, then does nothing. A failure here is logged; the claimer's own start
-    meets it again, and says so to the client."""
-
-    def start() -> None:
-        try:
-            # 404 and 409: removed meanwhile (its session ended before its client came).
-            with starts, translated("start a sandbox behind its POST", ignore=(404, 409)):
-                api.start(container)
-        except ExecutorError as exc:
-            log.info("a sandbox was not started ahead of its client: %s", exc)
-
-    threading.Thread(target=start, name=f"se-start-{container[:12]}", daemon=True).start()
 
 
 def _wait_reading(api: docker.APIClient, container: str, translated: Callable) -> None:

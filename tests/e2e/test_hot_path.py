@@ -79,36 +79,6 @@ def test_post_session_on_the_warm_path_makes_no_docker_call(docker_proxy, make_s
     assert wait_for(lambda: server.sessions_containers() == [] and warm(server) == 6, timeout=60)
 
 
-def test_a_cold_session_starts_behind_its_post_and_is_claimed_without_a_rename(docker_proxy, make_server):
-    server = make_server(workers=2, pool_size=0, docker_host=docker_proxy.url)
-    session_id = server.create("print('hi')")
-    sandbox_id = server.record(session_id)["sandbox"]["id"]
-    # Started while its client connects: its launcher waits for the program before any attach.
-    inspect = server.docker.api.inspect_container
-    assert wait_for(lambda: inspect(sandbox_id)["State"]["Running"], timeout=20)
-    # A terminal's waits for its client: the launcher says when its terminal is raw, which only
-    # an attachment made before the start hears.
-    terminal = server.post("print('hi')", tty=True, cols=80, rows=24).json()["sessionId"]
-    terminal_id = server.record(terminal)["sandbox"]["id"]
-    time.sleep(0.5)
-    assert inspect(terminal_id)["State"]["Status"] == "created"
-    # Its claim is the state store's: attach, Docker's start (done already: nothing to do), its
-    # removal; a session over within the naming delay is never renamed.
-    for session, sandbox in ((session_id, sandbox_id), (terminal, terminal_id)):
-        seen = len(docker_proxy.requests)
-        with server.attach(session) as ws:
-            assert ws.read_to_end(20).text().replace("\r\n", "\n") == "hi\n"
-        assert wait_for(
-            lambda sandbox=sandbox, seen=seen: any(
-                r.startswith("DELETE") and sandbox in r for r in docker_proxy.requests[seen:]
-            )
-        )
-        calls = [r for r in docker_proxy.requests[seen:] if sandbox in r]
-        assert [r.split(" ")[0] for r in calls] == ["POST", "POST", "DELETE"], calls
-        assert "/attach" in calls[0] and "/start" in calls[1], calls
-    assert wait_for(lambda: server.sessions_containers() == [], timeout=30)
-
-
 def test_a_killed_worker_leaves_no_taken_or_claimed_warm_sandbox_behind(make_server):
     server = make_server(workers=2, pool_size="python=3", idle_timeout=3)
     assert wait_for(lambda: warm(server) == 3, timeout=60)
