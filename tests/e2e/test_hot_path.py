@@ -79,6 +79,30 @@ def test_post_session_on_the_warm_path_makes_no_docker_call(docker_proxy, make_s
     assert wait_for(lambda: server.sessions_containers() == [] and warm(server) == 6, timeout=60)
 
 
+def test_a_cold_session_is_claimed_in_the_state_store_without_a_docker_rename(docker_proxy, make_server):
+    server = make_server(workers=2, pool_size=0, docker_host=docker_proxy.url)
+    sessions = [server.create("print('hi')"), server.post("print('hi')", tty=True, cols=80, rows=24)]
+    sessions[1] = sessions[1].json()["sessionId"]
+    # Made for its session under a name no session has yet, and taken in the store at once: its
+    # claim is a rename there; Docker hears of the sandbox only to attach, start and remove it
+    # (a session over within the naming delay is never renamed, see claims).
+    for session_id in sessions:
+        sandbox_id = server.record(session_id)["sandbox"]["id"]
+        assert server.taken(session_id) == {sandbox_id}
+        seen = len(docker_proxy.requests)
+        with server.attach(session_id) as ws:
+            assert ws.read_to_end(20).text().replace("\r\n", "\n") == "hi\n"
+        assert wait_for(
+            lambda sandbox_id=sandbox_id, seen=seen: any(
+                r.startswith("DELETE") and sandbox_id in r for r in docker_proxy.requests[seen:]
+            )
+        )
+        calls = [r for r in docker_proxy.requests[seen:] if sandbox_id in r]
+        assert [r.split(" ")[0] for r in calls] == ["POST", "POST", "DELETE"], calls
+        assert "/attach" in calls[0] and "/start" in calls[1], calls
+    assert wait_for(lambda: server.sessions_containers() == [] and server.taken() == set(), timeout=30)
+
+
 def test_a_killed_worker_leaves_no_taken_or_claimed_warm_sandbox_behind(make_server):
     server = make_server(workers=2, pool_size="python=3", idle_timeout=3)
     assert wait_for(lambda: warm(server) == 3, timeout=60)
