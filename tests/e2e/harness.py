@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 import described
 import docker
 import kube
+import redis
 import requests
 from redisserver import redis_server
 from websockets.sync.client import ClientConnection, connect
@@ -179,16 +180,32 @@ class Server:
         ]
 
     def taken(self, session_id: str | None = None) -> set[str]:
-        """The warm sandboxes the state store says sessions took (or this session), by container
-        id (a pod's name): until Docker's name follows (see claims), or their removal, they keep
-        their pool's name."""
-        found = set()
+        """The sandboxes the state store says sessions took (or this session), by container id (a
+        pod's name): a warm one, or one made for its session, keeps its pool's name until
+        Docker's name follows (see claims), or its removal."""
+        return {container for container, session, _ in self.store_entries() if session_id in (None, session)}
+
+    def store_entries(self) -> list[tuple[str, str, str]]:
+        """The state store's taken and claimed sandboxes: (container id, session, owner or "").
+        In the state directory (`pool/claimed/<container>.<session>.<owner>.json`), or in the
+        replicas' Redis (`se:<instance>:pool:taken`: `<session> <time> <owner>@<host>`)."""
+        if "redis_url" in self.options:
+            client = redis.Redis.from_url(self.options["redis_url"])
+            try:
+                entries = client.hgetall(f"se:{self.instance}:pool:taken")
+            finally:
+                client.close()
+            found = []
+            for container, raw in entries.items():
+                session, _, owner = [*raw.decode().split(" "), "", ""][:3]
+                found.append((container.decode(), session, owner.partition("@")[0]))
+            return found
+        found = []
         for kind in ("taken", "claimed"):
             directory = os.path.join(self.state_dir, self.instance, "pool", kind)
             for name in os.listdir(directory) if os.path.isdir(directory) else []:
-                container_id, session, *_ = [*name.split("."), ""]
-                if session_id is None or session == session_id:
-                    found.add(container_id)
+                container, session, owner, *_ = [*name.split("."), "", ""]
+                found.append((container, session, owner if kind == "claimed" else ""))
         return found
 
     def owner(self, session_id: str) -> str | None:
@@ -202,11 +219,9 @@ class Server:
             _, dot, owner = container["Names"][0].partition(".")
             if dot and owner.startswith("p"):
                 return owner
-        # A warm sandbox's claim is the state store's alone until Docker's name follows, a
-        # moment after its start (see claims): `pool/claimed/<container>.<session>.<owner>.json`.
-        claimed = os.path.join(self.state_dir, self.instance, "pool", "claimed")
-        for name in os.listdir(claimed) if os.path.isdir(claimed) else []:
-            _, session, owner, *_ = [*name.split("."), "", ""]
+        # A claim is the state store's alone until Docker's name follows, a moment after its
+        # start (see claims).
+        for _, session, owner in self.store_entries():
             if session == session_id and owner.startswith("p"):
                 return owner
         return None
