@@ -109,29 +109,39 @@ otherwise run beside the next phase, another server's included.
   both sides (gunicorn's parser, Flask's request, the client's): a GET /healthz costs 0.43 ms on
   the bench's plain keep-alive connection. Python's `requests` adds 0.5 ms to each request,
   which is why the bench does not POST with it (see `bench_client`). Cold: Docker's create (a
-  uid leased, the container made: 11 ms).
+  uid leased, the container made: 11 ms), and its entry in the state store as taken by the session
+  (`Claims.made`: a file written and renamed, 0.2 ms).
 - **WS open** (2.3-2.7 ms): the client's connection and handshake reach the server at 1.4 ms (one
   profile's p50); the record read and the checks before the upgrade, 0.9 ms.
 - **open → RUNNING** (3.0-4.4 ms): the claim (warm: one rename in the state directory, 0.8 ms with
   the RUNNING record), docker-py's `attach_socket` (the one Docker call, 1.7 ms), the header and
   the program written, one WebSocket frame (0.8 ms). Docker's rename to the session's claimed name
   follows only for a session still running 2 s later (see `claims`): a short one never pays it.
-  Cold: Docker's rename of the claim (3.8 ms), the attach (1.5 ms) and Docker's start (75-83 ms:
-  runc, the shim, the cgroup; 70-77 ms for any container here, hardened or bare, whatever its
-  options).
+  Cold: the claim in the state store as a warm one's (it was Docker's rename, 3.8 ms), the attach
+  (1.5 ms) and Docker's start (75-83 ms: runc, the shim, the cgroup; 70-77 ms for any container
+  here, hardened or bare, whatever its options).
 - **RUNNING → first output** (1.7 ms): from the header written to the first bytes read back,
   2-3 ms: inside the sandbox the launcher reads the header, writes the source, lets its forked
   child go, which runs the program (`runpy`'s first-call imports were paid before the fork:
   they were 6 ms of this step); then Docker's stdio path (the shim, dockerd, the attach
   stream). Then the pump and one WebSocket frame, 0.5 ms. The Docker floor baseline is this
-  step's header-to-bytes share plus the attach: no server can do less. Cold: the launcher's
-  start too (the interpreter and its imports, some 20 ms of CPU: 25 ms here).
+  step's header-to-bytes share plus the attach: no server can do less. Cold: the sh launcher's
+  start, then `python3 -u main.py` under se-run (12-14 ms; see below).
 - **last output → final state** (5.9-7.9 ms): the program's exit (its interpreter's finalization,
   with the launcher's objects frozen out of its collections), the launcher's wait for it and for
   every other process of its user, its EXIT mark (exit code and usage) on stdout and END mark on
   stderr through Docker's stdio path (3.4 ms from the last output to both marks read), the
   record's end (1.7 ms), one WebSocket frame (1.4 ms). The container's removal comes after, off
   the client's path, once sessions stop arriving (see `removals`).
+- **POST /run** (17-21 ms p50): a batch run is a session without the WebSocket: admission and the
+  take of a warm sandbox as a POST /session's, the claim, the attach, the header, the code and
+  one test frame, the program, its EXIT (and END) marks, the result recorded, the answer. Python's
+  launcher runs the first test in its waiting, forked interpreter, as se-run runs a test (its
+  arguments, its stdin on a pipe of its own, its timeout, an abort, the same marks), and se-run
+  runs each test after it as a fresh `python3`: a run was 8 ms slower when every test was one
+  (measured alone, one server, a pool of 64, `bench_runs`' `hello_latency` for 40 runs: p50 24.6
+  ms before, 16.8 ms after). Every phase of the runs starts as the sessions' do (pools full,
+  removals done), so their rates compare.
 
 Back to back (the sequential figure: no pause between sessions) each session would start while
 Docker tears down the one before (the shim's exit, containerd's and dockerd's handling of it,
@@ -144,15 +154,29 @@ else): compare the steps with the baselines of the same run, not with another ru
 
 Where the targets not met stand:
 
-- **Warm over the Docker floor.** The floor (5 ms) is the attach, the launcher's hand-over and
+- **Warm over the Docker floor.** The floor (4-5 ms) is the attach, the launcher's hand-over and
   Docker's stdio path; over it a session pays two HTTP exchanges (the POST, the WebSocket's
-  handshake), the claim and the frames, some 8-9 ms of Python on both sides. 1.5x would leave
-  2.5 ms for them. Every millisecond taken out of the launcher (6 ms this round) lowers the
-  floor as much as the warm figure, so the ratio rose (1.8x to 2.9x) as both fell.
-- **Cold over the raw Docker API.** The raw path is a bare container (no limits, no init, no
-  tmpfs) running `python3 -c`; a cold session adds the POST and the WebSocket (6 ms), the claim's
-  Docker rename (3.8 ms) and the launcher's start before the program (some 15 ms more than a
-  bare `python3 -c`), on a start that is itself the same 70-80 ms.
+  handshake), the claim and the frames, some 7-9 ms of Python on both sides. 1.5x would leave
+  2-2.5 ms for them. Every millisecond taken out of the launcher lowers the floor as much as the
+  warm figure, so the ratio rose (1.8x to 2.8x) as both fell.
+- **Cold over the raw Docker API** (1.1-1.45 from run to run, with the load: Docker's start
+  varies by ±10 ms). The raw path is a bare container (no limits, no init, no tmpfs) running
+  `python3 -c`, whose interpreter starts while Docker's start call returns, and whose removal
+  comes after the measurement, alone; a cold session's comes at the next quiet moment, beside
+  the next sessions. A cold session adds the POST and the WebSocket (6 ms) and the program's
+  start after the header (12-14 ms from RUNNING to the first output, against 6 ms for the raw
+  path after its start returns): a sandbox made for its session runs the language's plain
+  command under the sh launcher (`python3 -u main.py`, `node main.js`, ...), since the Python
+  and fork launchers' own start (25-27 ms for Python's) is worth paying only before the code
+  comes, in a warm pool; its final state follows 3.5 ms later than theirs (se-run writes no END
+  mark for a single run: a separate stderr completes once it stays quiet). Its claim is made in
+  the state store (Docker's rename is gone from its path), and the Python image's
+  `sitecustomize` is byte-compiled (a stale cache had every `python3` there compile it at its
+  start, 1.1 ms). Neither moved the cold figure beyond the noise of interleaved runs (2.3 ms
+  between two servers of the same code). Starting a session's sandbox behind its POST, while
+  the client connects, did not either: the POST's answer and the WebSocket's handshake take 9
+  ms here, the attach waits for Docker's start all the same (the container's lock), and on 2
+  cores the start's CPU competes with them; it was taken out again.
 - **Sessions per second.** Every short session costs the machine a container's life: created,
   started, its launcher ready, removed. Measured alone, 4 at a time, that is 161 ms of CPU per
   container (194 ms while the pool still asked `docker top`, which runs `ps` over the whole
