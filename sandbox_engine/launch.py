@@ -203,7 +203,7 @@ def command(spec: SandboxSpec) -> list[str]:
         # The compiler and Node start now, and wait for the code: a warm sandbox skips both.
         prelude = typescript_prelude(tsc_arguments(spec.compile))
         return ["perl", "-e", fork_launcher(spec.command, prelude=prelude, linger=LINGER)]
-    return sh_launcher(spec.command, spec.compile is not None, spec.tty)
+    return sh_launcher(spec.command, spec.compile is not None, spec.tty, ahead=spec.session_id is None)
 
 
 def sh_launcher(
@@ -212,17 +212,19 @@ def sh_launcher(
     tty: bool = False,
     se_run: str = SE_RUN,
     prelude: Sequence[str] = (),
+    ahead: bool = True,
 ) -> list[str]:
     """A POSIX sh script that takes the program and its files from stdin and execs se-run on it
     (once, or per test frame: the header's mode); with a compile stage, once the engine's go came
     (the engine runs the compile stage, see compile_command). The prelude's lines run before
-    the header is read: what they start never holds the nonce."""
+    the header is read: what they start never holds the nonce. `ahead`: a warm pool's, whose
+    compile stage may be started ahead (a sandbox made for its session never has one)."""
     lines = ["umask 077"]
     if tty:
         # A terminal would echo the code and act on control characters in it: raw until it is
         # in, and say so, because the engine must not write before.
         lines.append("stty raw -echo")
-        if compiles:
+        if compiles and ahead:
             # Its name, for a compile stage started ahead (see COMPILE_TTY), asked now: off the
             # session's path.
             lines.append("terminal=$(tty)")

@@ -182,6 +182,14 @@ def test_a_cold_sandbox_runs_the_languages_plain_command_under_the_sh_launcher(l
     assert launch.ends_stderr(launch.command(spec(language, session_id=None)))
 
 
+def test_only_a_warm_terminal_sandbox_asks_its_terminals_name_for_a_compile_stage_ahead():
+    # One made for its session has its compile stage exec'd when the code comes: no name wanted.
+    def asks(session_id: str | None) -> bool:
+        return "terminal=$(tty)" in launch.command(spec("c", session_id=session_id, tty=True))[2]
+
+    assert asks(None) and not asks("s")
+
+
 def test_the_sh_launcher_neither_runs_the_compiler_nor_exports_the_nonce():
     script = launch.command(spec("c"))[2]
     assert "gcc" not in script
