@@ -1,17 +1,16 @@
 """Claims: which attachment drives a session's sandbox, decided without the runtime when it can be.
 
-A sandbox a session took (a warm one, or one made for it: see pool_members) is claimed in the
-state store, by one atomic
-rename of its entry, and driven at once; the runtime's name follows on a thread of its own, off
-the client's path, and only for a session still running NAMING_DELAY after its start: Docker's
-rename costs a core for ten to twenty milliseconds under load, which a short session's first
-output and the next session's start would wait for, and a sandbox about to be removed needs no
-name. Until it has, the store says who claimed it: the reaper reads that (an owner that died, a
-session that expired), and so does every later claimer, who is refused. The runtime is also
-asked then whether the sandbox still runs: a warm one that died while it waited is removed, and
-its session ends with internal_error. Any other sandbox (the store no longer has its entry, or
-its runtime names no sandbox by a name of its own: Kubernetes' made for a session) is claimed
-by the runtime (Executor.claim).
+A sandbox a session took (a warm one, or one made for it: see pool_members) is claimed in the state
+store, by one atomic rename of its entry, and driven at once; the runtime's name follows on a
+thread of its own, off the client's path, and only for a session still running NAMING_DELAY after
+its start: Docker's rename costs a core for ten to twenty milliseconds under load, which a short
+session's first output and the next session's start would wait for, and a sandbox about to be
+removed needs no name. Until it has, the store says who claimed it: the reaper reads that (an owner
+that died, a session that expired), and so does every later claimer, who is refused. The runtime is
+also asked then whether the sandbox still runs: a warm one that died while it waited is removed,
+and its session ends with internal_error. Any other sandbox (the store no longer has its entry, or
+its runtime names no sandbox by a name of its own: Kubernetes' made for a session) is claimed by
+the runtime (Executor.claim).
 """
 
 from __future__ import annotations
