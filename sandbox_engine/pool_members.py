@@ -107,11 +107,7 @@ class FileMembers(Members):
 
     def add(self, ref: SandboxRef) -> None:
         kind = self._kind(ref.language, ref.tty)
-        # Written aside and renamed in place: a taker never reads half an entry.
-        partial = os.path.join(kind, f".{ref.id}.partial")
-        with open(partial, "w", opener=private_opener) as f:
-            json.dump(asdict(ref), f)
-        os.rename(partial, os.path.join(kind, ref.id + _SUFFIX))
+        _place(ref, kind, os.path.join(kind, ref.id + _SUFFIX))
 
     def take(self, language: str, tty: bool, session_id: str) -> SandboxRef | None:
         kind = self._kind(language, tty)
@@ -133,11 +129,7 @@ class FileMembers(Members):
         return None
 
     def adopt(self, ref: SandboxRef, session_id: str) -> None:
-        # Written aside and renamed in place, as an offer is.
-        partial = os.path.join(self.directory, f".{ref.id}.partial")
-        with open(partial, "w", opener=private_opener) as f:
-            json.dump(asdict(ref), f)
-        os.rename(partial, os.path.join(self.directory, _TAKEN, f"{ref.id}.{session_id}{_SUFFIX}"))
+        _place(ref, self.directory, os.path.join(self.directory, _TAKEN, f"{ref.id}.{session_id}{_SUFFIX}"))
 
     def claim(self, container_id: str, session_id: str, owner: str) -> bool:
         name = f"{container_id}.{session_id}"
@@ -204,6 +196,15 @@ class FileMembers(Members):
                 yield False  # another worker is refilling
                 return
             yield True
+
+
+def _place(ref: SandboxRef, aside: str, path: str) -> None:
+    """Write an entry at `path`, written in `aside` (the same file system) and renamed in place:
+    a taker or the reaper never reads half an entry."""
+    partial = os.path.join(aside, f".{ref.id}.partial")
+    with open(partial, "w", opener=private_opener) as f:
+        json.dump(asdict(ref), f)
+    os.rename(partial, path)
 
 
 def _read(path: str) -> SandboxRef | None:

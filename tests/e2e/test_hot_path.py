@@ -81,8 +81,8 @@ def test_post_session_on_the_warm_path_makes_no_docker_call(docker_proxy, make_s
 
 def test_a_cold_session_is_claimed_in_the_state_store_without_a_docker_rename(docker_proxy, make_server):
     server = make_server(workers=2, pool_size=0, docker_host=docker_proxy.url)
-    sessions = [server.create("print('hi')"), server.post("print('hi')", tty=True, cols=80, rows=24)]
-    sessions[1] = sessions[1].json()["sessionId"]
+    terminal = server.post("print('hi')", tty=True, cols=80, rows=24).json()["sessionId"]
+    sessions = [server.create("print('hi')"), terminal]
     # Made for its session under a name no session has yet, and taken in the store at once: its
     # claim is a rename there; Docker hears of the sandbox only to attach, start and remove it
     # (a session over within the naming delay is never renamed, see claims).
