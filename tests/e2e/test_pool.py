@@ -10,7 +10,7 @@ import pytest
 import requests
 from harness import GVISOR, KUBE, shutdown, start_server
 
-from sandbox_engine import bench, bench_settle
+from sandbox_engine import bench, bench_rates, bench_settle
 
 # Every test here runs a real server on the real Docker daemon.
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
@@ -115,6 +115,16 @@ def test_the_benchmark_settles_until_a_phases_sandboxes_are_gone(warm):
     assert ended  # still there: its removal waits for half a second of quiet
     assert bench_settle.settle([client], timeout=60) == "python 3/3, python tty 2/2"
     assert not ended & {c["Id"] for c in warm.containers()}
+
+
+@pytest.mark.docker_only
+def test_the_benchmarks_steady_pace_times_every_session_and_says_which_were_warm(warm):
+    bench_settle.wait_for_pool(bench.Client(warm.url), timeout=60)
+    paced = bench_rates.paced(warm.url, 2, seconds=1.5)
+    assert len(paced.series.samples) == 3 and len(paced.series.phases) == 3
+    # Told by the server's own counts (its /metrics), which every session started adds to.
+    assert paced.warm + paced.cold == 3
+    assert paced.warm >= 1  # the first, at least, found the full pool
 
 
 def test_a_session_takes_a_pooled_sandbox_and_the_pool_refills(warm):
