@@ -7,6 +7,7 @@ on a noisy machine.
 from __future__ import annotations
 
 import os
+import socket
 import statistics
 import subprocess
 import sys
@@ -141,27 +142,37 @@ def docker_run(image: str, runs: int) -> Series:
     return Series("docker run --rm", [once() for _ in range(runs)])
 
 
+def bare_container(api: docker.APIClient, image: str) -> tuple[str, socket.socket]:
+    """A bare container of `image` running print('hi') (no limits, no init, no launcher), created,
+    attached and started: its id and its attach stream's socket."""
+    container = api.create_container(
+        image,
+        ["python3", "-c", HELLO],
+        user=SANDBOX_USER,
+        working_dir=WORKDIR,
+        network_disabled=True,
+        host_config=api.create_host_config(network_mode="none", log_config={"Type": "none"}),
+    )["Id"]
+    try:
+        attached = api.attach_socket(container, params={"stdout": 1, "stderr": 1, "stream": 1})
+        api.start(container)
+    except BaseException:
+        api.remove_container(container, force=True)
+        raise
+    return container, getattr(attached, "_sock", attached)
+
+
 def raw_docker_api(image: str, runs: int) -> Series:
     """create -> attach -> start -> first output frame, with docker-py's low-level client."""
     api = docker.APIClient(version="1.41")
 
     def once() -> float:
         started = time.perf_counter()
-        container = api.create_container(
-            image,
-            ["python3", "-c", HELLO],
-            user=SANDBOX_USER,
-            working_dir=WORKDIR,
-            network_disabled=True,
-            host_config=api.create_host_config(network_mode="none", log_config={"Type": "none"}),
-        )["Id"]
+        container, sock = bare_container(api, image)
         try:
-            sock = api.attach_socket(container, params={"stdout": 1, "stderr": 1, "stream": 1})
-            raw = getattr(sock, "_sock", sock)
-            api.start(container)
-            raw.recv(4096)
+            sock.recv(4096)
             elapsed = time.perf_counter() - started
-            raw.close()
+            sock.close()
         finally:
             api.remove_container(container, force=True)
         return elapsed

@@ -31,10 +31,8 @@ import docker
 import requests
 
 from . import bench_phases
-from .bench_baselines import HELLO, Series
+from .bench_baselines import HELLO, Series, bare_container
 from .bench_client import Client
-from .docker_executor import WORKDIR
-from .executor import SANDBOX_USER
 
 # Seconds of each window.
 WINDOW = 15.0
@@ -93,18 +91,8 @@ def docker_own(image: str, windows: int = 1) -> Rate:
         api = docker.APIClient(version="1.41")
 
         def iteration() -> None:
-            container = api.create_container(
-                image,
-                ["python3", "-c", HELLO],
-                user=SANDBOX_USER,
-                working_dir=WORKDIR,
-                network_disabled=True,
-                host_config=api.create_host_config(network_mode="none", log_config={"Type": "none"}),
-            )["Id"]
+            container, sock = bare_container(api, image)
             try:
-                attached = api.attach_socket(container, params={"stdout": 1, "stderr": 1, "stream": 1})
-                sock = getattr(attached, "_sock", attached)
-                api.start(container)
                 while sock.recv(65536):
                     pass
                 sock.close()
