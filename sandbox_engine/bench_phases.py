@@ -168,9 +168,8 @@ Where the targets not met stand:
   path after its start returns): a sandbox made for its session runs the language's plain
   command under the sh launcher (`python3 -u main.py`, `node main.js`, ...), since the Python
   and fork launchers' own start (25-27 ms for Python's) is worth paying only before the code
-  comes, in a warm pool; its final state followed 3.5 ms later than theirs while se-run wrote no
-  END mark for a single run (a separate stderr then completed once it stayed quiet; it now
-  writes one, as the launchers do). Its claim is made in
+  comes, in a warm pool; its final state follows 3.5 ms later than theirs (se-run writes no END
+  mark for a single run: a separate stderr completes once it stays quiet). Its claim is made in
   the state store (Docker's rename is gone from its path), and the Python image's
   `sitecustomize` is byte-compiled (a stale cache had every `python3` there compile it at its
   start, 1.1 ms). Neither moved the cold figure beyond the noise of interleaved runs (2.3 ms

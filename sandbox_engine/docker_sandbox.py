@@ -155,8 +155,7 @@ class DockerSandbox(Sandbox):
         items = framing.take_marks(items, self._nonce, launch.marks_expected(self.tty, self.compiles))
         items = framing.take_ends(items, self._nonce, self._stderr_ends)
         if self._once:
-            # Complete at its marks; a separate stderr without an END mark to come (a sandbox made
-            # before se-run wrote one) once it stayed quiet for SETTLE.
+            # Complete at its marks; under se-run a separate stderr once it stayed quiet for SETTLE.
             # With an END mark to come no pause ends it: under load Docker's copy of a backlog of
             # stderr pauses for longer than SETTLE (it cut stderr short under CI).
             settle = None if self._ends_stderr else self._settle

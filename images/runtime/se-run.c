@@ -13,8 +13,7 @@
  *
  * After each run, on stdout, one write():
  *   \x1eSANDBOX-EXIT <nonce> <code> <signal> <cpu us> <max rss KiB> <wall us> <flag>\n
- * and, when stderr is a stream of its own, \x1eSANDBOX-END <nonce>\n on stderr (not after a
- * compile stage, whose output is one stream).
+ * and in tests mode, when stderr is a stream of its own, \x1eSANDBOX-END <nonce>\n on stderr.
  * The nonce comes in the environment (SANDBOX_NONCE), which se-run clears before anything else
  * runs; it is not dumpable, so no process of the same uid can read its memory or environment.
  *
@@ -406,9 +405,6 @@ int main(int argc, char **argv) {
     struct run run = run_program(command, -1, 0, 0);
     if (!compiling)
         end_the_others();
-    /* Its stderr, a stream of its own, ends with a mark as a test's does: Docker copies stdout and
-     * stderr apart, and a quiet moment after the EXIT mark is no proof that stderr is complete (a
-     * backlog of it pauses for longer under load). The compile stage's output is one stream. */
-    report(&run, compiling ? 0 : stderr_apart());
+    report(&run, 0);
     return WIFEXITED(run.status) ? WEXITSTATUS(run.status) : 128 + WTERMSIG(run.status);
 }

@@ -92,9 +92,8 @@ def test_under_se_run_a_quiet_moment_after_the_exit_mark_ends_the_output():
         ("typescript", True),
         ("ruby", True),
         ("php", True),
-        # se-run, under the sh launcher, ends a single run's stderr too.
-        ("c", True),
-        ("bash", True),
+        ("c", False),
+        ("bash", False),
     ],
 )
 def test_the_launchers_that_end_stderr(language, ends):

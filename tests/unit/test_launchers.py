@@ -159,8 +159,8 @@ def test_a_compile_stage_started_ahead_is_relayed_whole_until_the_engines_line(h
             assert (output, mark.code) == (ran, 0)
         assert launcher.wait(10) == code and waiter.wait(10) == code
         # The relay ended quietly: nothing more on the launcher's stderr (a shell's "Terminated")
-        # but the END mark after its program (the fork launcher's, or se-run's under sh).
-        assert launcher.stderr.read() == (END if code == 0 else b"")
+        # but the fork launcher's END mark after its program.
+        assert launcher.stderr.read() == (END if launcher_kind == "fork" and code == 0 else b"")
     finally:
         stop(launcher)
         stop(waiter)
@@ -258,11 +258,7 @@ def test_without_a_go_the_sh_launcher_runs_nothing(hostbox):
 
 def test_the_sh_launcher_merges_stderr_into_stdout_when_asked(hostbox):
     argv = sh(hostbox, "echo one; echo two >&2; echo three")
-    # Apart, stderr ends with se-run's END mark (merged, it has none: it is stdout).
-    for merge, stdout, stderr in (
-        (True, b"one\ntwo\nthree\n", b""),
-        (False, b"one\nthree\n", b"two\n" + END),
-    ):
+    for merge, stdout, stderr in ((True, b"one\ntwo\nthree\n", b""), (False, b"one\nthree\n", b"two\n")):
         done = hostbox.run(argv, launch.header(b"", None, NONCE, merge))
         output, _ = one_run(done.stdout)
         assert (output, done.stderr) == (stdout, stderr)
@@ -286,7 +282,7 @@ def test_a_command_that_cannot_run_is_reported_as_a_shell_would(hostbox):
     done = hostbox.run(argv, launch.header(b"", None, NONCE))
     _, mark = one_run(done.stdout)
     assert (mark.code, done.returncode) == (127, 127)
-    assert done.stderr == b"se-run: no-such-command: No such file or directory\n" + END
+    assert done.stderr == b"se-run: no-such-command: No such file or directory\n"
 
 
 SPIN = "import time\nend = time.process_time() + 0.3\nwhile time.process_time() < end: pass"
