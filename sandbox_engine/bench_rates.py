@@ -20,7 +20,6 @@ containers, as every session has a container of its own.
 
 from __future__ import annotations
 
-import re
 import threading
 import time
 from collections import Counter
@@ -29,6 +28,7 @@ from dataclasses import dataclass, field
 
 import docker
 import requests
+from prometheus_client.parser import text_string_to_metric_families
 
 from . import bench_phases
 from .bench_baselines import HELLO, Series, bare_container
@@ -120,10 +120,10 @@ def started(server: str) -> Counter:
     """Sessions started so far by start (warm, cold), from the server's metrics."""
     text = requests.get(f"{server}/metrics", timeout=30).text
     counts: Counter = Counter()
-    for start, value in re.findall(
-        r'^sandbox_engine_sessions_started_total{[^}]*start="(\w+)"[^}]*} (\S+)$', text, re.M
-    ):
-        counts[start] += int(float(value))
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == "sandbox_engine_sessions_started_total":
+                counts[sample.labels["start"]] += int(sample.value)
     return counts
 
 
